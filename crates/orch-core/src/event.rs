@@ -1,0 +1,44 @@
+//! The closed set of facts the serial event loop reacts to.
+
+use crate::domain::CiState;
+use crate::ids::{BranchName, CommitSha, JobId, PrNumber, RepoSlug, TaskId, UserId};
+use crate::ports::{Via, WorkItem};
+
+/// Something that happened. Webhook parsers, the worker, the reconciler and admin commands
+/// all produce these; `Orchestrator::handle` is the one consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A work item is now in `item.state` (Plane `issue` created/updated with a state change).
+    WorkItemMoved { item: WorkItem, actor: Option<UserId> },
+    /// A commit status (Gitea `status`); the sha is resolved to a task by F-3.
+    CiStatusReported { repo: RepoSlug, sha: CommitSha, state: CiState },
+    /// A branch was pushed (Gitea `push`).
+    BranchPushed { repo: RepoSlug, branch: BranchName, head_sha: CommitSha },
+    /// A pull request was closed (Gitea `pull_request` closed), merged or not.
+    PullRequestClosed { repo: RepoSlug, number: PrNumber, merged: bool },
+    /// A job ended (succeeded or failed for good).
+    JobFinished { job: JobId },
+    /// F-1 found the task's automatic gate green at `head_sha`.
+    GateGreen { task: TaskId, head_sha: CommitSha },
+    /// `orch task retry`: re-run the stage's agent.
+    RetryRequested { task: TaskId },
+    /// `orch task cancel`.
+    CancelRequested { task: TaskId },
+}
+
+/// Who fed an event into the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Webhook,
+    Worker,
+    Reconciler(Via),
+    Admin,
+}
+
+/// What a parser made of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Event(Event),
+    /// Not something orch acts on; the reason is stored with the delivery.
+    Ignored(String),
+}

@@ -1,0 +1,67 @@
+//! The `Workspace` port: git mirrors, task worktrees and the agents' output files.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use crate::domain::Agent;
+use crate::ids::{BranchName, CommitSha, RepoSlug, WorkItemId};
+use crate::ports::error::port_error;
+
+port_error!(
+    /// Why a workspace operation failed.
+    WorkspaceError,
+    "workspace"
+);
+
+/// Which worktree: everything needed to find or create it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeSpec {
+    pub repo: RepoSlug,
+    pub base_branch: BranchName,
+    pub branch: BranchName,
+    pub work_item: WorkItemId,
+}
+
+/// A worktree ready for an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedWorktree {
+    /// `{repos_dir}/{owner}/{repo}/worktrees/{work item}`.
+    pub path: PathBuf,
+    /// This agent's output directory (`ORCH_OUTPUT_DIR`), emptied by `prepare`.
+    pub output_dir: PathBuf,
+    /// The analyst's `analysis.md`, when it exists (`ORCH_ANALYSIS_FILE`).
+    pub analysis_file: Option<PathBuf>,
+}
+
+/// Local git state. Every path MUST stay inside the configured `repos_dir`.
+#[async_trait]
+pub trait Workspace: Send + Sync {
+    /// Fetches the mirror, creates the task branch from the base and its worktree if missing,
+    /// and empties `agent`'s output directory. Idempotent.
+    async fn prepare(&self, spec: &WorktreeSpec, agent: Agent) -> Result<PreparedWorktree, WorkspaceError>;
+
+    /// The text of file `name` in `agent`'s output directory; `None` if it does not exist.
+    async fn read_output(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+        name: &str,
+    ) -> Result<Option<String>, WorkspaceError>;
+
+    /// Commits every uncommitted change with `message`; `None` if there was nothing to commit.
+    async fn commit_leftovers(&self, spec: &WorktreeSpec, message: &str) -> Result<Option<CommitSha>, WorkspaceError>;
+
+    /// Commits on the task branch that the base does not have.
+    async fn commits_ahead(&self, spec: &WorktreeSpec) -> Result<u32, WorkspaceError>;
+
+    /// The task branch's head commit.
+    async fn head_sha(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError>;
+
+    /// Pushes the task branch to the forge (forced: the branch is orch's own) and returns the
+    /// pushed sha. Credentials MUST NOT appear in argv, a URL or a log.
+    async fn push(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError>;
+
+    /// Removes the worktree and its output directories. Idempotent.
+    async fn remove(&self, spec: &WorktreeSpec) -> Result<(), WorkspaceError>;
+}

@@ -1,0 +1,12 @@
+//! Loopback simulators of the systems orch talks to, faithful to `shared/contracts/`:
+//! `PlaneSim` (Plane API v1 and its webhook sender), `GiteaSim` (Gitea API v1 with real bare
+//! git repositories, a CI that posts commit statuses, and its webhook sender), `TelegramSim`
+//! (Bot API), with fault injection; and the scripted agent used by tests and `orch demo`.
+//!
+//! This crate speaks only HTTP and git: it does not depend on orch-core, so a simulator can
+//! never share a bug with the adapter it tests. Every server binds `127.0.0.1:0`.
+
+#![forbid(unsafe_code)]
+
+pub mod server;
+pub mod webhook;

@@ -1,0 +1,1 @@
+//! End-to-end tests: the pipeline driven from outside.

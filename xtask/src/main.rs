@@ -1,0 +1,3 @@
+//! orch's automation: `cargo xtask ci`, `tidy`, `codegen`, `bench`.
+
+fn main() {}
