@@ -10,3 +10,7 @@
 
 pub mod server;
 pub mod webhook;
+pub mod agent;
+pub mod gitea;
+pub mod plane;
+pub mod telegram;

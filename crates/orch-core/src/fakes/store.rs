@@ -1,0 +1,1 @@
+//! `MemStore`: the `Store` port in memory, with the same rules as the SQLite store.

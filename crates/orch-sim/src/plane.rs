@@ -1,0 +1,1 @@
+//! `PlaneSim`: Plane API v1 and the webhook sender.

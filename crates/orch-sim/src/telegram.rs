@@ -1,0 +1,1 @@
+//! `TelegramSim`: the Bot API methods orch uses.
