@@ -1,0 +1,274 @@
+//! The status API: `/readyz`, `/queue`, `/metrics`, `/api/tasks` and `/api/tasks/{id}`.
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use orch_core::domain::{HistoryEntry, Job, JobKind, Stage, Task, TaskStatus};
+use orch_core::ids::{TaskId, WorkItemId};
+use orch_core::ports::{InboxStats, QueueSnapshot, ReconcileStats, StoreError};
+use orch_core::time::Timestamp;
+use serde_json::{json as json_value, Map, Value};
+use tracing::warn;
+
+use crate::metrics::METRICS_CONTENT_TYPE;
+use crate::server::{error, json, text, Response};
+use crate::state::{AppState, ReconcileSettings};
+
+/// Tasks listed by `/api/tasks` when `limit` is not given.
+const DEFAULT_TASK_LIMIT: u32 = 100;
+/// The largest `limit` of `/api/tasks`.
+const MAX_TASK_LIMIT: u32 = 1000;
+
+pub(crate) fn is_admin_path(path: &str) -> bool {
+    matches!(path, "/queue" | "/metrics" | "/api/tasks") || path.starts_with("/api/tasks/")
+}
+
+pub(crate) fn readyz(state: &AppState) -> Response {
+    let readiness = &state.readiness;
+    let body = json_value!({
+        "ready": readiness.is_ready(),
+        "migrations_applied": readiness.migrations_applied(),
+        "worker_alive": readiness.worker_alive(),
+        "reconciler_alive": readiness.reconciler_alive(),
+    });
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, &body)
+}
+
+/// One admin route; the caller checked the method and the token.
+pub(crate) async fn handle(state: &AppState, request: &Request<Incoming>) -> Response {
+    let path = request.uri().path();
+    let result = match path {
+        "/queue" => queue(state).await,
+        "/metrics" => metrics(state).await,
+        "/api/tasks" => tasks(state, request.uri().query()).await,
+        _ => match path.strip_prefix("/api/tasks/") {
+            Some(id) => task(state, id).await,
+            None => Ok(error(StatusCode::NOT_FOUND, "no such route")),
+        },
+    };
+    result.unwrap_or_else(|err| {
+        warn!(route = path, error = %err, "status api store read failed");
+        error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+    })
+}
+
+async fn queue(state: &AppState) -> Result<Response, StoreError> {
+    let snapshot = state.store.queue_snapshot().await?;
+    let inbox = state.store.inbox_stats(state.clock.now()).await?;
+    let reconcile = state.store.reconcile_stats().await?;
+    let body = queue_json(&snapshot, &inbox, &reconcile, state.reconcile.get());
+    Ok(json(StatusCode::OK, &body))
+}
+
+async fn metrics(state: &AppState) -> Result<Response, StoreError> {
+    let snapshot = state.store.queue_snapshot().await?;
+    let inbox = state.store.inbox_stats(state.clock.now()).await?;
+    state.metrics.set_store_gauges(&snapshot, &inbox);
+    Ok(text(
+        StatusCode::OK,
+        METRICS_CONTENT_TYPE,
+        state.metrics.encode(),
+    ))
+}
+
+async fn tasks(state: &AppState, query: Option<&str>) -> Result<Response, StoreError> {
+    let limit = match parse_limit(query) {
+        Ok(limit) => limit,
+        Err(message) => return Ok(error(StatusCode::BAD_REQUEST, message)),
+    };
+    let tasks = state.store.list_tasks(limit).await?;
+    let items: Vec<Value> = tasks.iter().map(|task| task_json(task, false)).collect();
+    Ok(json(StatusCode::OK, &json_value!({ "tasks": items })))
+}
+
+async fn task(state: &AppState, id: &str) -> Result<Response, StoreError> {
+    let found = if !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()) {
+        match id.parse::<i64>() {
+            Ok(number) => state.store.task(TaskId(number)).await?,
+            Err(_) => None,
+        }
+    } else {
+        match WorkItemId::parse(id) {
+            Ok(work_item) => state.store.task_by_work_item(&work_item).await?,
+            Err(_) => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "task id must be a number or a work item id like ET-001",
+                ));
+            }
+        }
+    };
+    let Some(task) = found else {
+        return Ok(error(StatusCode::NOT_FOUND, "no such task"));
+    };
+    let history = state.store.history(task.id).await?;
+    let jobs = state.store.jobs_of_task(task.id).await?;
+    let body = json_value!({
+        "task": task_json(&task, true),
+        "history": history.iter().map(history_json).collect::<Vec<_>>(),
+        "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
+    });
+    Ok(json(StatusCode::OK, &body))
+}
+
+fn parse_limit(query: Option<&str>) -> Result<u32, &'static str> {
+    let Some(query) = query else {
+        return Ok(DEFAULT_TASK_LIMIT);
+    };
+    for pair in query.split('&') {
+        if let Some(value) = pair.strip_prefix("limit=") {
+            return match value.parse::<u32>() {
+                Ok(limit) if (1..=MAX_TASK_LIMIT).contains(&limit) => Ok(limit),
+                _ => Err("limit must be a number from 1 to 1000"),
+            };
+        }
+    }
+    Ok(DEFAULT_TASK_LIMIT)
+}
+
+/// The `/queue` document of SPEC §5.3.
+pub(crate) fn queue_json(
+    snapshot: &QueueSnapshot,
+    inbox: &InboxStats,
+    reconcile: &ReconcileStats,
+    settings: ReconcileSettings,
+) -> Value {
+    let running: Vec<Value> = snapshot
+        .running
+        .iter()
+        .map(|job| {
+            let (kind, agent) = kind_and_agent(job.kind);
+            json_value!({
+                "id": job.id.0,
+                "task": job.work_item.to_string(),
+                "kind": kind,
+                "agent": agent,
+                "started_at": job.started_at.to_rfc3339(),
+            })
+        })
+        .collect();
+    let mut by_stage = Map::new();
+    for stage in Stage::ALL {
+        let count = snapshot
+            .by_stage
+            .iter()
+            .find(|(each, _)| *each == stage)
+            .map_or(0, |(_, count)| *count);
+        by_stage.insert(stage.as_str().to_owned(), Value::from(count));
+    }
+    let awaiting: Vec<String> = snapshot
+        .awaiting_verdict
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let blocked: Vec<Value> = snapshot
+        .blocked
+        .iter()
+        .map(|(task, reason)| json_value!({ "task": task.to_string(), "reason": reason }))
+        .collect();
+    let recent: Vec<Value> = reconcile
+        .recent_unblocked
+        .iter()
+        .map(|unblocked| {
+            json_value!({
+                "task": unblocked.work_item.to_string(),
+                "stage": unblocked.stage.as_str(),
+                "via": unblocked.via.as_str(),
+                "at": unblocked.at.to_rfc3339(),
+            })
+        })
+        .collect();
+    json_value!({
+        "jobs": { "queued": snapshot.queued, "running": running },
+        "tasks": { "by_stage": by_stage, "awaiting_verdict": awaiting, "blocked": blocked },
+        "inbox": {
+            "pending": inbox.pending,
+            "oldest_pending_age_s": inbox.oldest_pending_age.map_or(0, |age| age.as_secs()),
+        },
+        "reconcile": {
+            "enabled": settings.enabled,
+            "plane_enabled": settings.plane_enabled,
+            "interval_s": settings.interval.as_secs(),
+            "last_run_at": reconcile.last_run_at.map(Timestamp::to_rfc3339),
+            "last_duration_ms": reconcile.last_duration.map(|duration| duration.as_millis() as u64),
+            "runs_total": reconcile.runs_total,
+            "unblocked_total": reconcile.unblocked_total,
+            "recent_unblocked": recent,
+            "errors_total": reconcile.errors_total,
+            "last_error": reconcile.last_error,
+        },
+    })
+}
+
+/// `("agent", "developer")` for agent jobs, `("merge", null)` for the others.
+fn kind_and_agent(kind: JobKind) -> (&'static str, Option<&'static str>) {
+    match kind {
+        JobKind::Agent(agent) => ("agent", Some(agent.as_str())),
+        other => (other.as_str(), None),
+    }
+}
+
+fn task_json(task: &Task, with_description: bool) -> Value {
+    let blocked_reason = match &task.status {
+        TaskStatus::Blocked { reason } => Some(reason.as_str()),
+        TaskStatus::Working | TaskStatus::AwaitingVerdict => None,
+    };
+    let mut body = json_value!({
+        "id": task.id.0,
+        "work_item": task.work_item.to_string(),
+        "issue": task.issue.as_str(),
+        "project": task.project.as_str(),
+        "title": task.title,
+        "repo": task.repo.to_string(),
+        "branch": task.branch.as_str(),
+        "base_branch": task.base_branch.as_str(),
+        "stage": task.stage.as_str(),
+        "status": task.status.name(),
+        "blocked_reason": blocked_reason,
+        "head_sha": task.head_sha.as_ref().map(|sha| sha.as_str()),
+        "pr": task.pr.map(|pr| pr.get()),
+        "fix_rounds": task.fix_rounds,
+        "review_rounds": task.review_rounds,
+        "version": task.version,
+        "created_at": task.created_at.to_rfc3339(),
+        "updated_at": task.updated_at.to_rfc3339(),
+    });
+    if with_description {
+        body["description"] = Value::from(task.description.as_str());
+        body["gate_opened_at"] = task.gate_opened_at.map(Timestamp::to_rfc3339).into();
+    }
+    body
+}
+
+fn history_json(entry: &HistoryEntry) -> Value {
+    json_value!({
+        "at": entry.at.to_rfc3339(),
+        "stage": entry.stage.as_str(),
+        "status": entry.status,
+        "message": entry.message,
+    })
+}
+
+fn job_json(job: &Job) -> Value {
+    let (kind, agent) = kind_and_agent(job.kind());
+    json_value!({
+        "id": job.id.0,
+        "kind": kind,
+        "agent": agent,
+        "key": job.key,
+        "status": job.status.as_str(),
+        "attempts": job.attempts,
+        "not_before": job.not_before.to_rfc3339(),
+        "last_error": job.last_error,
+        "handled": job.handled,
+        "created_at": job.created_at.to_rfc3339(),
+        "updated_at": job.updated_at.to_rfc3339(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

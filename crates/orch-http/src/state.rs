@@ -1,0 +1,251 @@
+//! `AppState`: what the server needs from the daemon, with the handles the daemon keeps updating.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use orch_core::ports::{Clock, Store};
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+
+/// Everything the server reads. Cheap to clone: every field is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// `plane.webhook_secrets`: a delivery signed with any of them is accepted.
+    pub plane_secrets: WebhookSecrets,
+    /// `gitea.webhook_secrets`: a delivery signed with any of them is accepted.
+    pub gitea_secrets: WebhookSecrets,
+    /// `server.max_body_bytes`: a longer webhook body is refused with 413 and not read further.
+    pub max_body_bytes: usize,
+    /// `server.admin_token`: when set, `/queue`, `/metrics` and `/api/*` need
+    /// `Authorization: Bearer <token>`.
+    pub admin_token: Option<Secret>,
+    pub readiness: Readiness,
+    pub reconcile: ReconcileSwitches,
+    pub metrics: Metrics,
+    /// Woken (`notify_one`) after each delivery committed as `queued`.
+    pub wake: Option<Arc<Notify>>,
+    pub limits: Limits,
+}
+
+impl AppState {
+    /// A state with no secrets (every webhook is refused until some are set), a 1 MiB body
+    /// cap, no admin token, nothing ready, reconcile switches off and default limits.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> AppState {
+        AppState {
+            store,
+            clock,
+            plane_secrets: WebhookSecrets::default(),
+            gitea_secrets: WebhookSecrets::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            admin_token: None,
+            readiness: Readiness::default(),
+            reconcile: ReconcileSwitches::default(),
+            metrics: Metrics::new(),
+            wake: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("plane_secrets", &self.plane_secrets)
+            .field("gitea_secrets", &self.gitea_secrets)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("admin_token", &self.admin_token)
+            .field("readiness", &self.readiness)
+            .field("reconcile", &self.reconcile.get())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `server.max_body_bytes`'s default, 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Timeouts and bounds of the server itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request head (line and headers) must arrive within this time of the connection
+    /// becoming ready for it; the connection is closed otherwise.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive in full within this time of its head; 408 otherwise.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog. With the body
+    /// cap this bounds the memory held by request bodies.
+    pub max_connections: usize,
+    /// How long `serve` lets open requests finish after the shutdown future completes.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A secret string; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The webhook secrets of one source. Several at once support rotation; `replace` swaps
+/// them at run time (configuration reload) for every clone of the handle.
+#[derive(Clone, Default)]
+pub struct WebhookSecrets {
+    current: Arc<RwLock<Arc<[Secret]>>>,
+}
+
+impl WebhookSecrets {
+    pub fn new(secrets: Vec<Secret>) -> WebhookSecrets {
+        WebhookSecrets {
+            current: Arc::new(RwLock::new(secrets.into())),
+        }
+    }
+
+    /// Secrets from plain strings; empty strings are dropped (they would sign nothing).
+    pub fn from_strings<S: AsRef<str>>(secrets: &[S]) -> WebhookSecrets {
+        WebhookSecrets::new(Self::non_empty(secrets))
+    }
+
+    pub fn replace<S: AsRef<str>>(&self, secrets: &[S]) {
+        let secrets: Arc<[Secret]> = Self::non_empty(secrets).into();
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = secrets;
+    }
+
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<[Secret]> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn non_empty<S: AsRef<str>>(secrets: &[S]) -> Vec<Secret> {
+        secrets
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|secret| !secret.is_empty())
+            .map(Secret::new)
+            .collect()
+    }
+}
+
+impl fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSecrets")
+            .field("count", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Liveness flags the daemon sets; `/readyz` answers 200 only when all are up.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    migrations_applied: Arc<AtomicBool>,
+    worker_alive: Arc<AtomicBool>,
+    reconciler_alive: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    pub fn set_migrations_applied(&self, value: bool) {
+        self.migrations_applied.store(value, Ordering::Release);
+    }
+
+    pub fn set_worker_alive(&self, value: bool) {
+        self.worker_alive.store(value, Ordering::Release);
+    }
+
+    pub fn set_reconciler_alive(&self, value: bool) {
+        self.reconciler_alive.store(value, Ordering::Release);
+    }
+
+    pub fn migrations_applied(&self) -> bool {
+        self.migrations_applied.load(Ordering::Acquire)
+    }
+
+    pub fn worker_alive(&self) -> bool {
+        self.worker_alive.load(Ordering::Acquire)
+    }
+
+    pub fn reconciler_alive(&self) -> bool {
+        self.reconciler_alive.load(Ordering::Acquire)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.migrations_applied() && self.worker_alive() && self.reconciler_alive()
+    }
+}
+
+/// The `[reconcile]` switches shown in `/queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    pub enabled: bool,
+    pub plane_enabled: bool,
+    pub interval: Duration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> ReconcileSettings {
+        ReconcileSettings {
+            enabled: false,
+            plane_enabled: false,
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A shared, replaceable `ReconcileSettings` (the daemon updates it on reload).
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileSwitches {
+    current: Arc<RwLock<ReconcileSettings>>,
+}
+
+impl ReconcileSwitches {
+    pub fn new(settings: ReconcileSettings) -> ReconcileSwitches {
+        ReconcileSwitches {
+            current: Arc::new(RwLock::new(settings)),
+        }
+    }
+
+    pub fn set(&self, settings: ReconcileSettings) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = settings;
+    }
+
+    pub fn get(&self) -> ReconcileSettings {
+        *self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
