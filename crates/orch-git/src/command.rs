@@ -1,0 +1,242 @@
+//! Running one `git` process: a clean environment, credentials only in git's config environment, a deadline.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::error::GitError;
+
+/// Builds a git argument list from anything path- or string-like.
+macro_rules! git_args {
+    ($($arg:expr),* $(,)?) => {
+        [$(std::ffi::OsString::from(AsRef::<std::ffi::OsStr>::as_ref(&$arg))),*]
+    };
+}
+pub(crate) use git_args;
+
+/// The identity of every commit orch makes itself.
+pub(crate) const ORCH_NAME: &str = "orch";
+pub(crate) const ORCH_EMAIL: &str = "orch@localhost";
+
+/// The only variables of orch's own environment a git process sees.
+const INHERITED_VARS: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// How much of git's stderr an error message keeps (its tail).
+const MAX_STDERR_CHARS: usize = 2000;
+
+/// Whether a git process talks to the remote and so needs the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Network {
+    Local,
+    Remote,
+}
+
+/// What a finished git process left behind.
+#[derive(Debug)]
+pub(crate) struct GitOutput {
+    /// `None` when ended by a signal.
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl GitOutput {
+    pub(crate) fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// One spawned command as the operating system got it: for tests that prove where the
+/// credentials went.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct Invocation {
+    pub(crate) program: String,
+    pub(crate) args: Vec<String>,
+    /// Every variable set on the command (the environment was cleared first, so this is all of it).
+    pub(crate) envs: Vec<(String, String)>,
+    pub(crate) cwd: Option<PathBuf>,
+}
+
+/// Spawns git processes.
+pub(crate) struct Git {
+    timeout: Duration,
+    /// The secret itself, kept only to put it in the config environment and scrub it from output.
+    token: Option<String>,
+    /// Records every spawned command when set (tests only).
+    recorder: Option<Arc<Mutex<Vec<Invocation>>>>,
+}
+
+impl Git {
+    pub(crate) fn new(timeout: Duration, token: Option<String>) -> Git {
+        Git {
+            timeout,
+            token: token.filter(|token| !token.is_empty()),
+            recorder: None,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn record_into(&mut self, recorder: Arc<Mutex<Vec<Invocation>>>) {
+        self.recorder = Some(recorder);
+    }
+
+    /// The command for `git {args}` in `cwd`: environment built from nothing, stdin closed,
+    /// output captured, killed when dropped.
+    pub(crate) fn command(&self, cwd: &Path, args: &[OsString], network: Network) -> Command {
+        let mut command = Command::new("git");
+        command.args(args).current_dir(cwd).env_clear();
+        for name in INHERITED_VARS {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
+            .env("LC_ALL", "C")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GCM_INTERACTIVE", "never")
+            .env("GIT_AUTHOR_NAME", ORCH_NAME)
+            .env("GIT_AUTHOR_EMAIL", ORCH_EMAIL)
+            .env("GIT_COMMITTER_NAME", ORCH_NAME)
+            .env("GIT_COMMITTER_EMAIL", ORCH_EMAIL);
+        let mut config: Vec<(&str, String)> = vec![
+            ("commit.gpgsign", "false".to_owned()),
+            ("init.defaultBranch", "main".to_owned()),
+            ("advice.detachedHead", "false".to_owned()),
+        ];
+        if network == Network::Remote {
+            // Let curl give up on a silent server before our own deadline kills git.
+            config.push(("http.lowSpeedLimit", "1".to_owned()));
+            config.push((
+                "http.lowSpeedTime",
+                self.timeout.as_secs().max(1).to_string(),
+            ));
+            if let Some(token) = &self.token {
+                config.push(("http.extraHeader", format!("Authorization: token {token}")));
+            }
+        }
+        command.env("GIT_CONFIG_COUNT", config.len().to_string());
+        for (index, (key, value)) in config.into_iter().enumerate() {
+            command.env(format!("GIT_CONFIG_KEY_{index}"), key);
+            command.env(format!("GIT_CONFIG_VALUE_{index}"), value);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `git {args}` in `cwd` and returns its output whatever its exit code.
+    /// A process still running at the deadline is killed.
+    pub(crate) async fn output(
+        &self,
+        cwd: &Path,
+        args: &[OsString],
+        network: Network,
+    ) -> Result<GitOutput, GitError> {
+        let subcommand = subcommand(args);
+        let mut command = self.command(cwd, args, network);
+        self.record(&command);
+        tracing::debug!(command = %subcommand, args = ?args, "running git");
+        let child = command.spawn().map_err(GitError::Spawn)?;
+        let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(output) => output.map_err(GitError::Spawn)?,
+            Err(_) => {
+                // Dropping the future dropped the child, and kill_on_drop killed it.
+                tracing::debug!(command = %subcommand, "git timed out");
+                return Err(GitError::Timeout {
+                    command: subcommand,
+                    seconds: self.timeout.as_secs(),
+                });
+            }
+        };
+        let result = GitOutput {
+            code: output.status.code(),
+            stdout: self.scrub(&String::from_utf8_lossy(&output.stdout)),
+            stderr: self.scrub(&String::from_utf8_lossy(&output.stderr)),
+        };
+        tracing::debug!(command = %subcommand, code = ?result.code, "git finished");
+        Ok(result)
+    }
+
+    /// Runs `git {args}` in `cwd`; a non-zero exit is an error carrying git's stderr.
+    pub(crate) async fn run(
+        &self,
+        cwd: &Path,
+        args: &[OsString],
+        network: Network,
+    ) -> Result<String, GitError> {
+        let output = self.output(cwd, args, network).await?;
+        if output.success() {
+            Ok(output.stdout)
+        } else {
+            Err(self.failure(args, &output))
+        }
+    }
+
+    /// The error for a git process that exited unsuccessfully.
+    pub(crate) fn failure(&self, args: &[OsString], output: &GitOutput) -> GitError {
+        GitError::Failed {
+            command: subcommand(args),
+            code: output.code,
+            stderr: tail(output.stderr.trim()),
+        }
+    }
+
+    /// Removes the token from text that came out of git.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        match &self.token {
+            Some(token) => text.replace(token.as_str(), "***"),
+            None => text.to_owned(),
+        }
+    }
+
+    fn record(&self, command: &Command) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let std_command = command.as_std();
+        let invocation = Invocation {
+            program: std_command.get_program().to_string_lossy().into_owned(),
+            args: std_command
+                .get_args()
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect(),
+            envs: std_command
+                .get_envs()
+                .filter_map(|(name, value)| {
+                    Some((
+                        name.to_string_lossy().into_owned(),
+                        value?.to_string_lossy().into_owned(),
+                    ))
+                })
+                .collect(),
+            cwd: std_command.get_current_dir().map(Path::to_path_buf),
+        };
+        if let Ok(mut invocations) = recorder.lock() {
+            invocations.push(invocation);
+        }
+    }
+}
+
+/// The git subcommand of an argument list, for messages (never the arguments: they hold paths).
+fn subcommand(args: &[OsString]) -> String {
+    args.first()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn tail(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= MAX_STDERR_CHARS {
+        return text.to_owned();
+    }
+    let skipped: String = text.chars().skip(count - MAX_STDERR_CHARS).collect();
+    format!("…{skipped}")
+}

@@ -1,0 +1,594 @@
+//! orch's `Workspace` adapter over the real `git` command line: one bare mirror per repository
+//! under `repos_dir` (fetched before use), a `git worktree` per work item on its task branch,
+//! agent output directories beside the worktrees, leftover commits, and forced pushes of the
+//! task branch.
+//!
+//! It deliberately is not a git library: every operation is a `git` process with a clean
+//! environment and a deadline, and credentials reach git only through its config environment
+//! (`GIT_CONFIG_COUNT`/`http.extraHeader`), never argv, a URL or a log. Every path it touches
+//! stays inside `repos_dir`. Main types: `GitWorkspace` and its `GitConfig`.
+
+#![forbid(unsafe_code)]
+
+mod command;
+mod error;
+mod paths;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orch_core::domain::Agent;
+use orch_core::ids::{CommitSha, RepoSlug};
+use orch_core::ports::{PreparedWorktree, Workspace, WorkspaceError, WorktreeSpec};
+
+use crate::command::{git_args, Git, Network};
+use crate::error::GitError;
+use crate::paths::Layout;
+
+/// The default deadline of one git process.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where `GitWorkspace` keeps its repositories and how it reaches the forge.
+#[derive(Clone)]
+pub struct GitConfig {
+    /// Everything lives under this directory; created if missing.
+    pub repos_dir: PathBuf,
+    /// The repository URL is `{remote_base}/{owner}/{name}.git`: `http(s)://…`, a local path or
+    /// a `file://` URL. It must not carry credentials.
+    pub remote_base: String,
+    /// Sent as `Authorization: token …` on fetch and push, through git's config environment.
+    pub token: Option<String>,
+    /// The deadline of every git process; it is killed when the deadline passes.
+    pub command_timeout: Duration,
+}
+
+impl GitConfig {
+    /// A configuration without a token and with the default deadline.
+    pub fn new(repos_dir: impl Into<PathBuf>, remote_base: impl Into<String>) -> GitConfig {
+        GitConfig {
+            repos_dir: repos_dir.into(),
+            remote_base: remote_base.into(),
+            token: None,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for GitConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitConfig")
+            .field("repos_dir", &self.repos_dir)
+            .field("remote_base", &self.remote_base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+/// The `Workspace` port implemented with the `git` command line.
+pub struct GitWorkspace {
+    layout: Layout,
+    remote_base: String,
+    git: Git,
+    /// One lock per mirror: fetches, branch creation, worktree changes and pushes of one
+    /// repository never overlap.
+    mirror_locks: Mutex<HashMap<RepoSlug, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl fmt::Debug for GitWorkspace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitWorkspace")
+            .field("repos_dir", &self.layout.root())
+            .field("remote_base", &self.remote_base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitWorkspace {
+    /// Creates `repos_dir` if missing and resolves it. A `remote_base` with credentials in it
+    /// (`https://user:secret@host`) is refused: the token has its own setting.
+    pub fn new(config: GitConfig) -> Result<GitWorkspace, WorkspaceError> {
+        if remote_base_has_userinfo(&config.remote_base) {
+            return Err(WorkspaceError::Invalid(
+                "gitea.base_url: the remote url must not carry credentials; use gitea.token"
+                    .to_owned(),
+            ));
+        }
+        if config.remote_base.trim().is_empty() || config.remote_base.starts_with('-') {
+            return Err(WorkspaceError::Invalid(
+                "the remote base url must be a url or a path".to_owned(),
+            ));
+        }
+        std::fs::create_dir_all(&config.repos_dir)
+            .and_then(|()| std::fs::canonicalize(&config.repos_dir))
+            .map(|root| GitWorkspace {
+                layout: Layout::new(root),
+                remote_base: config.remote_base.trim_end_matches('/').to_owned(),
+                git: Git::new(config.command_timeout, config.token),
+                mirror_locks: Mutex::new(HashMap::new()),
+            })
+            .map_err(|err| {
+                WorkspaceError::Other(
+                    format!("create repos_dir {}: {err}", config.repos_dir.display()).into(),
+                )
+            })
+    }
+
+    /// The canonical `repos_dir`.
+    pub fn repos_dir(&self) -> &Path {
+        self.layout.root()
+    }
+
+    fn remote_url(&self, repo: &RepoSlug) -> String {
+        format!("{}/{}/{}.git", self.remote_base, repo.owner(), repo.name())
+    }
+
+    fn mirror_lock(&self, repo: &RepoSlug) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .mirror_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(repo.clone()).or_default().clone()
+    }
+
+    /// Creates the bare mirror if missing (atomically: built beside it, then renamed), keeps
+    /// its remote URL current, and returns its path. Call with the mirror lock held.
+    async fn ensure_mirror(&self, repo: &RepoSlug) -> Result<PathBuf, GitError> {
+        let repo_dir = self.layout.repo_dir(repo)?;
+        let mirror = self.layout.mirror(repo)?;
+        let url = self.remote_url(repo);
+        tokio::fs::create_dir_all(&repo_dir)
+            .await
+            .map_err(GitError::io("create repository directory"))?;
+        self.layout.ensure_inside(&mirror).await?;
+        if tokio::fs::try_exists(mirror.join("HEAD"))
+            .await
+            .unwrap_or(false)
+        {
+            self.git
+                .run(
+                    &mirror,
+                    &git_args!["config", "remote.origin.url", url],
+                    Network::Local,
+                )
+                .await?;
+            return Ok(mirror);
+        }
+        let staging = repo_dir.join("mirror.git.new");
+        if tokio::fs::try_exists(&staging).await.unwrap_or(false) {
+            tokio::fs::remove_dir_all(&staging)
+                .await
+                .map_err(GitError::io("remove a half-made mirror"))?;
+        }
+        self.git
+            .run(
+                &repo_dir,
+                &git_args!["init", "--bare", "--quiet", staging],
+                Network::Local,
+            )
+            .await?;
+        self.git
+            .run(
+                &staging,
+                &git_args!["config", "remote.origin.url", url],
+                Network::Local,
+            )
+            .await?;
+        self.git
+            .run(
+                &staging,
+                &git_args![
+                    "config",
+                    "remote.origin.fetch",
+                    "+refs/heads/*:refs/remotes/origin/*"
+                ],
+                Network::Local,
+            )
+            .await?;
+        tokio::fs::rename(&staging, &mirror)
+            .await
+            .map_err(GitError::io("move the new mirror in place"))?;
+        tracing::info!(repo = %repo, "mirror created");
+        Ok(mirror)
+    }
+
+    async fn fetch(&self, mirror: &Path) -> Result<(), GitError> {
+        self.git
+            .run(
+                mirror,
+                &git_args!["fetch", "--prune", "--no-tags", "--quiet", "origin"],
+                Network::Remote,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// The commit `refname` points at, or `None` if it does not exist.
+    async fn resolve(&self, mirror: &Path, refname: &str) -> Result<Option<CommitSha>, GitError> {
+        let args = git_args![
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            format!("{refname}^{{commit}}")
+        ];
+        let output = self.git.output(mirror, &args, Network::Local).await?;
+        match output.code {
+            Some(0) => parse_sha(&output.stdout, "rev-parse").map(Some),
+            Some(1) => Ok(None),
+            _ => Err(self.git.failure(&args, &output)),
+        }
+    }
+
+    /// Creates the task branch if missing: from the remote task branch if orch pushed it before
+    /// (a lost `repos_dir` must not lose pushed work), else from the remote base.
+    async fn ensure_branch(&self, mirror: &Path, spec: &WorktreeSpec) -> Result<(), GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
+        let base = paths::branch(spec.base_branch.as_str())?;
+        let local = format!("refs/heads/{branch}");
+        if self.resolve(mirror, &local).await?.is_some() {
+            return Ok(());
+        }
+        let start = match self
+            .resolve(mirror, &format!("refs/remotes/origin/{branch}"))
+            .await?
+        {
+            Some(sha) => sha,
+            None => self
+                .resolve(mirror, &format!("refs/remotes/origin/{base}"))
+                .await?
+                .ok_or_else(|| {
+                    GitError::NotFound(format!("base branch {base} not found on the remote"))
+                })?,
+        };
+        // The empty old value makes update-ref refuse to overwrite a branch that appeared meanwhile.
+        self.git
+            .run(
+                mirror,
+                &git_args!["update-ref", "--no-deref", local, start.as_str(), ""],
+                Network::Local,
+            )
+            .await?;
+        tracing::info!(branch = %branch, start = %start.short(), "task branch created");
+        Ok(())
+    }
+
+    async fn ensure_worktree(
+        &self,
+        mirror: &Path,
+        spec: &WorktreeSpec,
+    ) -> Result<PathBuf, GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
+        let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
+        self.layout.ensure_inside(&worktree).await?;
+        if tokio::fs::try_exists(worktree.join(".git"))
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(worktree);
+        }
+        // A registration whose directory vanished would make `worktree add` refuse the branch.
+        self.git
+            .run(mirror, &git_args!["worktree", "prune"], Network::Local)
+            .await?;
+        if tokio::fs::try_exists(&worktree).await.unwrap_or(false) {
+            tokio::fs::remove_dir_all(&worktree)
+                .await
+                .map_err(GitError::io("remove a broken worktree"))?;
+        }
+        if let Some(parent) = worktree.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(GitError::io("create the worktrees directory"))?;
+        }
+        self.git
+            .run(
+                mirror,
+                &git_args!["worktree", "add", "--quiet", worktree, branch],
+                Network::Local,
+            )
+            .await?;
+        tracing::info!(branch = %branch, "worktree added");
+        Ok(worktree)
+    }
+
+    /// The worktree of `spec`, which must exist.
+    async fn existing_worktree(&self, spec: &WorktreeSpec) -> Result<PathBuf, GitError> {
+        let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
+        self.layout.ensure_inside(&worktree).await?;
+        if !tokio::fs::try_exists(worktree.join(".git"))
+            .await
+            .unwrap_or(false)
+        {
+            return Err(GitError::NotFound(format!(
+                "no worktree for {}",
+                spec.work_item
+            )));
+        }
+        Ok(worktree)
+    }
+
+    /// The mirror of `spec.repo`, which must exist.
+    async fn existing_mirror(&self, spec: &WorktreeSpec) -> Result<PathBuf, GitError> {
+        let mirror = self.layout.mirror(&spec.repo)?;
+        self.layout.ensure_inside(&mirror).await?;
+        if !tokio::fs::try_exists(mirror.join("HEAD"))
+            .await
+            .unwrap_or(false)
+        {
+            return Err(GitError::NotFound(format!("no mirror of {}", spec.repo)));
+        }
+        Ok(mirror)
+    }
+
+    async fn branch_head(&self, mirror: &Path, spec: &WorktreeSpec) -> Result<CommitSha, GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
+        self.resolve(mirror, &format!("refs/heads/{branch}"))
+            .await?
+            .ok_or_else(|| GitError::NotFound(format!("branch {branch} does not exist")))
+    }
+
+    async fn do_prepare(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+    ) -> Result<PreparedWorktree, GitError> {
+        paths::branch(spec.branch.as_str())?;
+        paths::branch(spec.base_branch.as_str())?;
+        let lock = self.mirror_lock(&spec.repo);
+        let worktree = {
+            let _guard = lock.lock().await;
+            let mirror = self.ensure_mirror(&spec.repo).await?;
+            self.fetch(&mirror).await?;
+            self.ensure_branch(&mirror, spec).await?;
+            self.ensure_worktree(&mirror, spec).await?
+        };
+        let output_dir = self.layout.output_dir(&spec.repo, &spec.work_item, agent)?;
+        self.layout.ensure_inside(&output_dir).await?;
+        if tokio::fs::try_exists(&output_dir).await.unwrap_or(false) {
+            tokio::fs::remove_dir_all(&output_dir)
+                .await
+                .map_err(GitError::io("empty the output directory"))?;
+        }
+        tokio::fs::create_dir_all(&output_dir)
+            .await
+            .map_err(GitError::io("create the output directory"))?;
+        let analysis = self
+            .layout
+            .output_dir(&spec.repo, &spec.work_item, Agent::Analyst)?
+            .join("analysis.md");
+        let analysis_file = match tokio::fs::metadata(&analysis).await {
+            Ok(metadata) if metadata.is_file() => Some(analysis),
+            _ => None,
+        };
+        Ok(PreparedWorktree {
+            path: worktree,
+            output_dir,
+            analysis_file,
+        })
+    }
+
+    async fn do_read_output(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+        name: &str,
+    ) -> Result<Option<String>, GitError> {
+        let name = paths::component("output file name", name)?;
+        let file = self
+            .layout
+            .output_dir(&spec.repo, &spec.work_item, agent)?
+            .join(name);
+        // An agent may have left a symbolic link: follow it only inside repos_dir.
+        self.layout.ensure_inside(&file).await?;
+        match tokio::fs::read(&file).await {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(GitError::io(format!("read output {name}"))(err)),
+        }
+    }
+
+    async fn do_commit_leftovers(
+        &self,
+        spec: &WorktreeSpec,
+        message: &str,
+    ) -> Result<Option<CommitSha>, GitError> {
+        let worktree = self.existing_worktree(spec).await?;
+        self.git
+            .run(&worktree, &git_args!["add", "--all"], Network::Local)
+            .await?;
+        let args = git_args!["diff", "--cached", "--quiet"];
+        let diff = self.git.output(&worktree, &args, Network::Local).await?;
+        match diff.code {
+            Some(0) => return Ok(None),
+            Some(1) => {}
+            _ => return Err(self.git.failure(&args, &diff)),
+        }
+        self.git
+            .run(
+                &worktree,
+                &git_args![
+                    "commit",
+                    "--quiet",
+                    "--no-verify",
+                    "--no-edit",
+                    format!("--message={message}")
+                ],
+                Network::Local,
+            )
+            .await?;
+        let head = self
+            .git
+            .run(&worktree, &git_args!["rev-parse", "HEAD"], Network::Local)
+            .await?;
+        let sha = parse_sha(&head, "rev-parse")?;
+        tracing::info!(sha = %sha.short(), "leftovers committed");
+        Ok(Some(sha))
+    }
+
+    async fn do_commits_ahead(&self, spec: &WorktreeSpec) -> Result<u32, GitError> {
+        let mirror = self.existing_mirror(spec).await?;
+        let branch = paths::branch(spec.branch.as_str())?;
+        let base = paths::branch(spec.base_branch.as_str())?;
+        self.branch_head(&mirror, spec).await?;
+        if self
+            .resolve(&mirror, &format!("refs/remotes/origin/{base}"))
+            .await?
+            .is_none()
+        {
+            return Err(GitError::NotFound(format!(
+                "base branch {base} not found on the remote"
+            )));
+        }
+        let range = format!("refs/remotes/origin/{base}..refs/heads/{branch}");
+        let output = self
+            .git
+            .run(
+                &mirror,
+                &git_args!["rev-list", "--count", range],
+                Network::Local,
+            )
+            .await?;
+        output
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| GitError::Unexpected {
+                command: "rev-list",
+                output: output.trim().to_owned(),
+            })
+    }
+
+    async fn do_push(&self, spec: &WorktreeSpec) -> Result<CommitSha, GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
+        let lock = self.mirror_lock(&spec.repo);
+        let _guard = lock.lock().await;
+        let mirror = self.ensure_mirror(&spec.repo).await?;
+        // Push the sha read here, so the sha returned is exactly the one pushed even if an
+        // agent commits meanwhile.
+        let sha = self.branch_head(&mirror, spec).await?;
+        let refspec = format!("+{}:refs/heads/{branch}", sha.as_str());
+        self.git
+            .run(
+                &mirror,
+                &git_args!["push", "--quiet", "--no-verify", "origin", refspec],
+                Network::Remote,
+            )
+            .await?;
+        tracing::info!(branch = %branch, sha = %sha.short(), "branch pushed");
+        Ok(sha)
+    }
+
+    async fn do_remove(&self, spec: &WorktreeSpec) -> Result<(), GitError> {
+        let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
+        let outputs = self.layout.outputs(&spec.repo, &spec.work_item)?;
+        self.layout.ensure_inside(&worktree).await?;
+        self.layout.ensure_inside(&outputs).await?;
+        let mirror = self.layout.mirror(&spec.repo)?;
+        let lock = self.mirror_lock(&spec.repo);
+        let _guard = lock.lock().await;
+        let has_mirror = tokio::fs::try_exists(mirror.join("HEAD"))
+            .await
+            .unwrap_or(false);
+        if has_mirror
+            && tokio::fs::try_exists(worktree.join(".git"))
+                .await
+                .unwrap_or(false)
+        {
+            let args = git_args!["worktree", "remove", "--force", "--force", worktree];
+            let output = self.git.output(&mirror, &args, Network::Local).await?;
+            if !output.success() {
+                // Not a registered worktree after all: the directory is removed below.
+                tracing::debug!(code = ?output.code, "git worktree remove failed");
+            }
+        }
+        for dir in [&worktree, &outputs] {
+            match tokio::fs::remove_dir_all(dir).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(GitError::io(format!("remove {}", dir.display()))(err)),
+            }
+        }
+        if has_mirror {
+            self.git
+                .run(&mirror, &git_args!["worktree", "prune"], Network::Local)
+                .await?;
+        }
+        tracing::info!("worktree removed");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Workspace for GitWorkspace {
+    #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item, agent = %agent))]
+    async fn prepare(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+    ) -> Result<PreparedWorktree, WorkspaceError> {
+        Ok(self.do_prepare(spec, agent).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item, agent = %agent))]
+    async fn read_output(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+        name: &str,
+    ) -> Result<Option<String>, WorkspaceError> {
+        Ok(self.do_read_output(spec, agent, name).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item))]
+    async fn commit_leftovers(
+        &self,
+        spec: &WorktreeSpec,
+        message: &str,
+    ) -> Result<Option<CommitSha>, WorkspaceError> {
+        Ok(self.do_commit_leftovers(spec, message).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item))]
+    async fn commits_ahead(&self, spec: &WorktreeSpec) -> Result<u32, WorkspaceError> {
+        Ok(self.do_commits_ahead(spec).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item))]
+    async fn head_sha(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError> {
+        let mirror = self.existing_mirror(spec).await?;
+        Ok(self.branch_head(&mirror, spec).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item))]
+    async fn push(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError> {
+        Ok(self.do_push(spec).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item))]
+    async fn remove(&self, spec: &WorktreeSpec) -> Result<(), WorkspaceError> {
+        Ok(self.do_remove(spec).await?)
+    }
+}
+
+fn parse_sha(text: &str, command: &'static str) -> Result<CommitSha, GitError> {
+    CommitSha::new(text.trim()).map_err(|_| GitError::Unexpected {
+        command,
+        output: text.trim().to_owned(),
+    })
+}
+
+/// True for `scheme://user[:password]@host/…`.
+fn remote_base_has_userinfo(remote_base: &str) -> bool {
+    let Some((_, rest)) = remote_base.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority.contains('@')
+}
+
+#[cfg(test)]
+mod tests;

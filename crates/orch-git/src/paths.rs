@@ -1,0 +1,138 @@
+//! Where things live under `repos_dir`, and the checks that keep every path inside it.
+
+use std::path::{Component, Path, PathBuf};
+
+use orch_core::domain::Agent;
+use orch_core::ids::{RepoSlug, WorkItemId};
+
+use crate::error::GitError;
+
+/// The directory layout under the canonical `repos_dir`:
+/// `{owner}/{repo}/mirror.git`, `{owner}/{repo}/worktrees/{work item}` and
+/// `{owner}/{repo}/outputs/{work item}/{agent}/`.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// `root` must already be canonical.
+    pub(crate) fn new(root: PathBuf) -> Layout {
+        Layout { root }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn repo_dir(&self, repo: &RepoSlug) -> Result<PathBuf, GitError> {
+        let mut path = self.root.clone();
+        path.push(component("repository owner", repo.owner())?);
+        path.push(component("repository name", repo.name())?);
+        Ok(path)
+    }
+
+    pub(crate) fn mirror(&self, repo: &RepoSlug) -> Result<PathBuf, GitError> {
+        Ok(self.repo_dir(repo)?.join("mirror.git"))
+    }
+
+    pub(crate) fn worktree(
+        &self,
+        repo: &RepoSlug,
+        work_item: &WorkItemId,
+    ) -> Result<PathBuf, GitError> {
+        let name = work_item.to_string();
+        Ok(self
+            .repo_dir(repo)?
+            .join("worktrees")
+            .join(component("work item", &name)?))
+    }
+
+    pub(crate) fn outputs(
+        &self,
+        repo: &RepoSlug,
+        work_item: &WorkItemId,
+    ) -> Result<PathBuf, GitError> {
+        let name = work_item.to_string();
+        Ok(self
+            .repo_dir(repo)?
+            .join("outputs")
+            .join(component("work item", &name)?))
+    }
+
+    pub(crate) fn output_dir(
+        &self,
+        repo: &RepoSlug,
+        work_item: &WorkItemId,
+        agent: Agent,
+    ) -> Result<PathBuf, GitError> {
+        Ok(self
+            .outputs(repo, work_item)?
+            .join(component("agent", agent.as_str())?))
+    }
+
+    /// Resolves symbolic links in the longest existing prefix of `path` and refuses a path
+    /// that then lies outside `repos_dir`.
+    pub(crate) async fn ensure_inside(&self, path: &Path) -> Result<(), GitError> {
+        let mut existing = path;
+        loop {
+            match tokio::fs::canonicalize(existing).await {
+                Ok(resolved) => {
+                    let rest = path.strip_prefix(existing).unwrap_or(Path::new(""));
+                    if resolved.starts_with(&self.root) && is_plain_relative(rest) {
+                        return Ok(());
+                    }
+                    return Err(refused("path", "must stay inside repos_dir"));
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => match existing.parent() {
+                    Some(parent) => existing = parent,
+                    None => return Err(refused("path", "must stay inside repos_dir")),
+                },
+                Err(err) => {
+                    return Err(GitError::io(format!("resolve {}", existing.display()))(err))
+                }
+            }
+        }
+    }
+}
+
+/// One path component that is a plain name: not empty, `.`, `..`, absolute, option-like or
+/// holding a separator.
+pub(crate) fn component<'a>(what: &str, text: &'a str) -> Result<&'a str, GitError> {
+    let mut components = Path::new(text).components();
+    let plain = matches!(components.next(), Some(Component::Normal(name)) if name == text)
+        && components.next().is_none();
+    if !plain || text.starts_with('-') || text.contains(['/', '\\', '\0']) {
+        return Err(refused(what, "must be a plain file name"));
+    }
+    Ok(text)
+}
+
+/// Re-checks a branch name before git sees it: never option-like, never a path escape.
+pub(crate) fn branch(text: &str) -> Result<&str, GitError> {
+    if text.is_empty() || text.starts_with('-') {
+        return Err(refused(
+            "branch name",
+            "must not be empty or start with '-'",
+        ));
+    }
+    if text.contains("..") || text.starts_with('/') || text.contains(['\\', '\0', ' ']) {
+        return Err(refused(
+            "branch name",
+            "must not contain '..', '\\' or spaces, or start with '/'",
+        ));
+    }
+    Ok(text)
+}
+
+fn is_plain_relative(path: &Path) -> bool {
+    path.components()
+        .all(|component| matches!(component, Component::Normal(_)))
+}
+
+fn refused(what: &str, reason: &'static str) -> GitError {
+    GitError::Refused {
+        what: what.to_owned(),
+        reason,
+    }
+}

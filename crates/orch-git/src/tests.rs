@@ -1,0 +1,859 @@
+//! Tests of `GitWorkspace` with the real git CLI and a local bare repository as the remote.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use orch_core::domain::Agent;
+use orch_core::ids::{BranchName, RepoSlug, WorkItemId};
+use orch_core::ports::{ErrorClass, Workspace, WorkspaceError, WorktreeSpec};
+
+use crate::command::Invocation;
+use crate::error::GitError;
+use crate::{paths, GitConfig, GitWorkspace};
+
+const TOKEN: &str = "tok-5ecret-0123456789";
+/// How long a test waits for a git process that should fail fast on its deadline.
+const DEADLINE_SLACK: Duration = Duration::from_secs(20);
+
+/// A temp directory with a remote `acme/widgets` (branch `main` with one commit) and a workspace.
+struct Fixture {
+    dir: tempfile::TempDir,
+    workspace: GitWorkspace,
+    recorder: Arc<Mutex<Vec<Invocation>>>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::with_remote_base(None, Duration::from_secs(30))
+    }
+
+    /// `remote_base` `None` means the local remotes directory.
+    fn with_remote_base(remote_base: Option<String>, timeout: Duration) -> Fixture {
+        captured_logs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let remotes = dir.path().join("remotes");
+        let remote = remotes.join("acme").join("widgets.git");
+        std::fs::create_dir_all(&remote).expect("create remote dir");
+        sh(&remote, &["init", "--bare", "--quiet"]);
+        let seed = dir.path().join("seed");
+        std::fs::create_dir_all(&seed).expect("create seed dir");
+        sh(&seed, &["init", "--quiet"]);
+        std::fs::write(seed.join("README.md"), "widgets\n").expect("write readme");
+        sh(&seed, &["add", "README.md"]);
+        sh(&seed, &["commit", "--quiet", "-m", "initial"]);
+        sh(
+            &seed,
+            &[
+                "push",
+                "--quiet",
+                remote.to_str().expect("utf-8 path"),
+                "HEAD:refs/heads/main",
+            ],
+        );
+        let mut config = GitConfig::new(
+            dir.path().join("repos"),
+            remote_base.unwrap_or_else(|| remotes.display().to_string()),
+        );
+        config.token = Some(TOKEN.to_owned());
+        config.command_timeout = timeout;
+        let mut workspace = GitWorkspace::new(config).expect("workspace");
+        let recorder = Arc::new(Mutex::new(Vec::new()));
+        workspace.git.record_into(recorder.clone());
+        Fixture {
+            dir,
+            workspace,
+            recorder,
+        }
+    }
+
+    fn remote(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("remotes")
+            .join("acme")
+            .join("widgets.git")
+    }
+
+    fn repos(&self) -> PathBuf {
+        self.workspace.repos_dir().to_path_buf()
+    }
+
+    fn invocations(&self) -> Vec<Invocation> {
+        self.recorder.lock().expect("recorder").clone()
+    }
+}
+
+fn spec(work_item: &str) -> WorktreeSpec {
+    let work_item = WorkItemId::parse(work_item).expect("work item");
+    WorktreeSpec {
+        repo: RepoSlug::new("acme/widgets").expect("repo"),
+        base_branch: BranchName::new("main").expect("base"),
+        branch: BranchName::for_work_item(&work_item, "Add a thing"),
+        work_item,
+    }
+}
+
+/// Runs git for a test's own setup and checks; returns trimmed stdout.
+fn sh(cwd: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(cwd)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@localhost")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@localhost")
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "init.defaultBranch")
+        .env("GIT_CONFIG_VALUE_0", "main")
+        .output()
+        .expect("run git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path)
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn prepare_creates_the_layout_and_is_idempotent() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-001");
+
+    let first = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("first prepare");
+    let repo_dir = fixture.repos().join("acme").join("widgets");
+    assert_eq!(first.path, repo_dir.join("worktrees").join("ET-001"));
+    assert_eq!(
+        first.output_dir,
+        repo_dir.join("outputs").join("ET-001").join("developer")
+    );
+    assert_eq!(first.analysis_file, None);
+    assert!(repo_dir.join("mirror.git").join("HEAD").is_file());
+    assert!(first.path.join("README.md").is_file());
+    assert_eq!(
+        sh(&first.path, &["symbolic-ref", "--short", "HEAD"]),
+        "feature/ET-001-add-a-thing"
+    );
+    assert!(is_empty_dir(&first.output_dir));
+
+    // Work in progress survives a second prepare; the agent's output directory is emptied.
+    std::fs::write(first.path.join("draft.txt"), "wip\n").expect("write draft");
+    std::fs::write(first.output_dir.join("stale.md"), "old\n").expect("write stale output");
+    let second = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("second prepare");
+    assert_eq!(second, first);
+    assert!(second.path.join("draft.txt").is_file());
+    assert!(is_empty_dir(&second.output_dir));
+    let mirror = repo_dir.join("mirror.git");
+    assert_eq!(
+        sh(&mirror, &["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn mirror_fetches_heads_as_remote_tracking_refs_only() {
+    let fixture = Fixture::new();
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-001"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    let mirror = prepared
+        .path
+        .parent()
+        .and_then(Path::parent)
+        .expect("repo dir")
+        .join("mirror.git");
+    assert_eq!(
+        sh(&mirror, &["config", "--get-all", "remote.origin.fetch"]),
+        "+refs/heads/*:refs/remotes/origin/*"
+    );
+    assert!(
+        !sh(&mirror, &["config", "--list"]).contains("remote.origin.mirror"),
+        "not a --mirror clone"
+    );
+}
+
+#[tokio::test]
+async fn prepare_reports_the_analysis_and_read_output_returns_it() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-002");
+    let analyst = fixture
+        .workspace
+        .prepare(&spec, Agent::Analyst)
+        .await
+        .expect("prepare analyst");
+    assert_eq!(
+        fixture
+            .workspace
+            .read_output(&spec, Agent::Analyst, "analysis.md")
+            .await
+            .expect("read"),
+        None
+    );
+    std::fs::write(analyst.output_dir.join("analysis.md"), "# plan\n").expect("write analysis");
+
+    let developer = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare developer");
+    assert_eq!(
+        developer.analysis_file,
+        Some(analyst.output_dir.join("analysis.md"))
+    );
+    let text = fixture
+        .workspace
+        .read_output(&spec, Agent::Analyst, "analysis.md")
+        .await
+        .expect("read");
+    assert_eq!(text.as_deref(), Some("# plan\n"));
+    // Outputs live outside the worktree, so they are never committed.
+    assert!(!developer.output_dir.starts_with(&developer.path));
+}
+
+#[tokio::test]
+async fn remove_is_idempotent_and_prepare_works_again_afterwards() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-003");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::write(prepared.path.join("dirty.txt"), "uncommitted\n").expect("dirty the worktree");
+
+    fixture.workspace.remove(&spec).await.expect("first remove");
+    assert!(!prepared.path.exists());
+    assert!(!prepared.output_dir.exists());
+    let mirror = fixture.repos().join("acme/widgets/mirror.git");
+    assert_eq!(
+        sh(&mirror, &["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+    fixture
+        .workspace
+        .remove(&spec)
+        .await
+        .expect("second remove");
+
+    let again = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare after remove");
+    assert!(again.path.join("README.md").is_file());
+}
+
+#[tokio::test]
+async fn remove_of_a_never_prepared_item_succeeds() {
+    let fixture = Fixture::new();
+    fixture
+        .workspace
+        .remove(&spec("ET-404"))
+        .await
+        .expect("remove");
+}
+
+#[tokio::test]
+async fn leftovers_are_committed_with_orch_identity_and_counted_ahead() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-004");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    assert_eq!(
+        fixture.workspace.commits_ahead(&spec).await.expect("ahead"),
+        0
+    );
+    assert_eq!(
+        fixture
+            .workspace
+            .commit_leftovers(&spec, "ET-004: leftovers")
+            .await
+            .expect("commit"),
+        None
+    );
+
+    std::fs::create_dir_all(prepared.path.join("src")).expect("mkdir");
+    std::fs::write(prepared.path.join("src/new.rs"), "fn main() {}\n").expect("write new file");
+    std::fs::write(prepared.path.join("README.md"), "widgets, changed\n").expect("change readme");
+    let sha = fixture
+        .workspace
+        .commit_leftovers(&spec, "ET-004: leftovers")
+        .await
+        .expect("commit")
+        .expect("something to commit");
+
+    assert_eq!(fixture.workspace.head_sha(&spec).await.expect("head"), sha);
+    assert_eq!(
+        fixture.workspace.commits_ahead(&spec).await.expect("ahead"),
+        1
+    );
+    assert_eq!(
+        sh(
+            &prepared.path,
+            &["log", "-1", "--format=%an <%ae>|%cn <%ce>|%s"]
+        ),
+        "orch <orch@localhost>|orch <orch@localhost>|ET-004: leftovers"
+    );
+    assert_eq!(sh(&prepared.path, &["status", "--porcelain"]), "");
+    assert_eq!(
+        fixture
+            .workspace
+            .commit_leftovers(&spec, "ET-004: leftovers")
+            .await
+            .expect("commit"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn commits_ahead_counts_an_agents_own_commits() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-005");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    for round in 0..3 {
+        std::fs::write(prepared.path.join("work.md"), format!("round {round}\n")).expect("write");
+        sh(&prepared.path, &["add", "work.md"]);
+        sh(&prepared.path, &["commit", "--quiet", "-m", "agent commit"]);
+    }
+    assert_eq!(
+        fixture.workspace.commits_ahead(&spec).await.expect("ahead"),
+        3
+    );
+}
+
+#[tokio::test]
+async fn push_reaches_the_remote_and_is_forced() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-006");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::write(prepared.path.join("one.md"), "one\n").expect("write");
+    fixture
+        .workspace
+        .commit_leftovers(&spec, "one")
+        .await
+        .expect("commit");
+    let first = fixture.workspace.push(&spec).await.expect("push");
+    let remote_ref = "refs/heads/feature/ET-006-add-a-thing";
+    assert_eq!(
+        sh(&fixture.remote(), &["rev-parse", remote_ref]),
+        first.as_str()
+    );
+
+    // Rewritten history (not a fast-forward) still replaces the remote branch.
+    sh(
+        &prepared.path,
+        &["reset", "--quiet", "--hard", "refs/remotes/origin/main"],
+    );
+    std::fs::write(prepared.path.join("two.md"), "two\n").expect("write");
+    fixture
+        .workspace
+        .commit_leftovers(&spec, "two")
+        .await
+        .expect("commit");
+    let second = fixture.workspace.push(&spec).await.expect("forced push");
+    assert_ne!(second, first);
+    assert_eq!(
+        sh(&fixture.remote(), &["rev-parse", remote_ref]),
+        second.as_str()
+    );
+    // Only the task branch was pushed.
+    assert_eq!(
+        sh(&fixture.remote(), &["for-each-ref", "--format=%(refname)"])
+            .lines()
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_lost_repos_dir_resumes_from_the_pushed_branch() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-007");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::write(prepared.path.join("kept.md"), "kept\n").expect("write");
+    fixture
+        .workspace
+        .commit_leftovers(&spec, "kept")
+        .await
+        .expect("commit");
+    let pushed = fixture.workspace.push(&spec).await.expect("push");
+    std::fs::remove_dir_all(fixture.repos().join("acme")).expect("lose repos_dir");
+
+    let again = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare again");
+    assert!(again.path.join("kept.md").is_file());
+    assert_eq!(
+        fixture.workspace.head_sha(&spec).await.expect("head"),
+        pushed
+    );
+}
+
+#[tokio::test]
+async fn parallel_prepares_of_one_repository_all_succeed() {
+    let fixture = Fixture::new();
+    let specs: Vec<WorktreeSpec> = ["ET-010", "ET-011", "ET-012"]
+        .into_iter()
+        .map(spec)
+        .collect();
+    let (a, b, c) = tokio::join!(
+        fixture.workspace.prepare(&specs[0], Agent::Analyst),
+        fixture.workspace.prepare(&specs[1], Agent::Analyst),
+        fixture.workspace.prepare(&specs[2], Agent::Analyst),
+    );
+    for prepared in [a, b, c] {
+        assert!(prepared.expect("prepare").path.join("README.md").is_file());
+    }
+}
+
+#[tokio::test]
+async fn a_missing_base_branch_is_not_found() {
+    let fixture = Fixture::new();
+    let mut spec = spec("ET-013");
+    spec.base_branch = BranchName::new("develop").expect("base");
+    let err = fixture
+        .workspace
+        .prepare(&spec, Agent::Analyst)
+        .await
+        .expect_err("no develop branch");
+    assert!(matches!(err, WorkspaceError::NotFound(_)), "{err}");
+}
+
+#[tokio::test]
+async fn queries_before_prepare_are_not_found() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-014");
+    for err in [
+        fixture
+            .workspace
+            .commits_ahead(&spec)
+            .await
+            .expect_err("no mirror"),
+        fixture
+            .workspace
+            .head_sha(&spec)
+            .await
+            .map(drop)
+            .expect_err("no mirror"),
+        fixture
+            .workspace
+            .commit_leftovers(&spec, "x")
+            .await
+            .map(drop)
+            .expect_err("no worktree"),
+    ] {
+        assert!(matches!(err, WorkspaceError::NotFound(_)), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_remote_repository_is_an_error_with_gits_message() {
+    let fixture = Fixture::new();
+    let mut spec = spec("ET-015");
+    spec.repo = RepoSlug::new("acme/nothing").expect("repo");
+    let err = fixture
+        .workspace
+        .prepare(&spec, Agent::Analyst)
+        .await
+        .expect_err("no such remote");
+    let text = err.to_string();
+    assert!(text.contains("git fetch failed"), "{text}");
+    assert!(
+        text.contains("does not appear to be a git repository"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_token_is_in_no_argv_url_or_log_only_in_the_config_environment_of_network_commands() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-020");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::write(prepared.path.join("a.md"), "a\n").expect("write");
+    fixture
+        .workspace
+        .commit_leftovers(&spec, "a")
+        .await
+        .expect("commit");
+    fixture.workspace.push(&spec).await.expect("push");
+    fixture.workspace.remove(&spec).await.expect("remove");
+
+    let invocations = fixture.invocations();
+    let subcommands: Vec<&str> = invocations.iter().map(|it| it.args[0].as_str()).collect();
+    assert!(
+        subcommands.contains(&"fetch") && subcommands.contains(&"push"),
+        "{subcommands:?}"
+    );
+    for invocation in &invocations {
+        assert_eq!(invocation.program, "git");
+        assert!(
+            invocation.args.iter().all(|arg| !arg.contains(TOKEN)),
+            "token in argv: {invocation:?}"
+        );
+        assert!(
+            invocation
+                .cwd
+                .as_ref()
+                .is_some_and(|cwd| cwd.starts_with(fixture.repos())),
+            "{invocation:?}"
+        );
+        for (name, _) in &invocation.envs {
+            let allowed = ["PATH", "HOME", "LANG", "LC_ALL", "GCM_INTERACTIVE"]
+                .contains(&name.as_str())
+                || name.starts_with("GIT_");
+            assert!(allowed, "unexpected variable {name} in {invocation:?}");
+        }
+        let header_key = invocation
+            .envs
+            .iter()
+            .find(|(_, value)| value == "http.extraHeader")
+            .map(|(name, _)| name.replace("KEY", "VALUE"));
+        let holders: Vec<&String> = invocation
+            .envs
+            .iter()
+            .filter(|(_, value)| value.contains(TOKEN))
+            .map(|(name, _)| name)
+            .collect();
+        let network = matches!(invocation.args[0].as_str(), "fetch" | "push");
+        if network {
+            assert_eq!(
+                holders,
+                vec![header_key.as_ref().expect("header configured")],
+                "{invocation:?}"
+            );
+            let value = invocation
+                .envs
+                .iter()
+                .find(|(name, _)| Some(name) == header_key.as_ref())
+                .expect("value");
+            assert_eq!(value.1, format!("Authorization: token {TOKEN}"));
+        } else {
+            assert!(
+                holders.is_empty(),
+                "a local command got the token: {invocation:?}"
+            );
+        }
+    }
+    let mirror = fixture.repos().join("acme/widgets/mirror.git");
+    assert!(!sh(&mirror, &["config", "--get", "remote.origin.url"]).contains(TOKEN));
+    let captured = String::from_utf8_lossy(&captured_logs().lock().expect("logs")).into_owned();
+    assert!(
+        captured.contains("running git"),
+        "logs were not captured: {captured}"
+    );
+    assert!(!captured.contains(TOKEN), "token in logs");
+    assert!(!format!("{:?}", fixture.workspace).contains(TOKEN));
+}
+
+#[test]
+fn config_debug_redacts_the_token() {
+    let mut config = GitConfig::new("/tmp/repos", "http://127.0.0.1:3000");
+    config.token = Some(TOKEN.to_owned());
+    let text = format!("{config:?}");
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+}
+
+#[tokio::test]
+async fn the_token_reaches_an_http_remote_as_a_header_and_a_401_is_unauthorized() {
+    let server = OneShotHttp::start(
+        "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let fixture = Fixture::with_remote_base(Some(server.base_url()), Duration::from_secs(30));
+    let err = fixture
+        .workspace
+        .prepare(&spec("ET-021"), Agent::Analyst)
+        .await
+        .expect_err("401");
+    assert!(matches!(err, WorkspaceError::Unauthorized(_)), "{err}");
+    assert!(!err.to_string().contains(TOKEN));
+    let request = server.request();
+    assert!(
+        request.starts_with("GET /acme/widgets.git/info/refs"),
+        "{request}"
+    );
+    assert!(
+        request.contains(&format!("Authorization: token {TOKEN}")),
+        "{request}"
+    );
+}
+
+#[tokio::test]
+async fn a_5xx_from_the_remote_is_unavailable() {
+    let server = OneShotHttp::start(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let fixture = Fixture::with_remote_base(Some(server.base_url()), Duration::from_secs(30));
+    let err = fixture
+        .workspace
+        .prepare(&spec("ET-022"), Agent::Analyst)
+        .await
+        .expect_err("503");
+    assert!(
+        matches!(err.class(), ErrorClass::Unavailable { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_remote_is_killed_at_the_deadline_and_unavailable() {
+    // Accepts connections (the kernel does) but never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let fixture = Fixture::with_remote_base(Some(base), Duration::from_secs(1));
+    let started = Instant::now();
+    let err = fixture
+        .workspace
+        .prepare(&spec("ET-023"), Agent::Analyst)
+        .await
+        .expect_err("timeout");
+    assert!(
+        started.elapsed() < DEADLINE_SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err.class(), ErrorClass::Unavailable { .. }),
+        "{err}"
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn output_names_that_leave_the_output_directory_are_refused() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-030");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Reviewer)
+        .await
+        .expect("prepare");
+    for name in [
+        "../developer/review.md",
+        "../../../../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        ".",
+        "",
+        "a/b",
+    ] {
+        let err = fixture
+            .workspace
+            .read_output(&spec, Agent::Reviewer, name)
+            .await
+            .expect_err(name);
+        assert!(matches!(err, WorkspaceError::Invalid(_)), "{name}: {err}");
+    }
+    // A symbolic link an agent left pointing outside repos_dir is not followed.
+    let outside = fixture.dir.path().join("secret.txt");
+    std::fs::write(&outside, "secret\n").expect("write secret");
+    std::os::unix::fs::symlink(&outside, prepared.output_dir.join("review.md")).expect("symlink");
+    let err = fixture
+        .workspace
+        .read_output(&spec, Agent::Reviewer, "review.md")
+        .await
+        .expect_err("escape");
+    assert!(matches!(err, WorkspaceError::Invalid(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_symlinked_directory_leading_outside_repos_dir_is_refused() {
+    let fixture = Fixture::new();
+    let repo_dir = fixture.repos().join("acme").join("widgets");
+    std::fs::create_dir_all(&repo_dir).expect("repo dir");
+    let elsewhere = fixture.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, repo_dir.join("outputs")).expect("symlink");
+    let err = fixture
+        .workspace
+        .prepare(&spec("ET-031"), Agent::Analyst)
+        .await
+        .expect_err("escape");
+    assert!(matches!(err, WorkspaceError::Invalid(_)), "{err}");
+    assert!(is_empty_dir(&elsewhere));
+}
+
+#[test]
+fn option_like_and_escaping_branch_names_are_refused() {
+    for name in [
+        "-f",
+        "--upload-pack=evil",
+        "feature/../../x",
+        "..",
+        "/abs",
+        "a b",
+        "a\\b",
+        "",
+    ] {
+        let err = paths::branch(name).expect_err(name);
+        assert!(matches!(err, GitError::Refused { .. }), "{name}: {err}");
+        assert!(
+            matches!(WorkspaceError::from(err), WorkspaceError::Invalid(_)),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        paths::branch("feature/ET-001-x").expect("valid"),
+        "feature/ET-001-x"
+    );
+}
+
+#[test]
+fn path_components_must_be_plain_names() {
+    for name in ["..", ".", "", "a/b", "/etc", "-rf", "a\\b", "x\0y"] {
+        assert!(paths::component("name", name).is_err(), "{name:?} accepted");
+    }
+    assert_eq!(paths::component("name", "ET-001").expect("plain"), "ET-001");
+}
+
+#[test]
+fn a_remote_base_with_credentials_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for base in [
+        "http://orch:secret@127.0.0.1:3000",
+        "https://token@gitea.example.com",
+        "--upload-pack=x",
+    ] {
+        let err = GitWorkspace::new(GitConfig::new(dir.path(), base)).expect_err(base);
+        assert!(matches!(err, WorkspaceError::Invalid(_)), "{base}: {err}");
+        assert!(!err.to_string().contains("secret"));
+    }
+    GitWorkspace::new(GitConfig::new(dir.path(), "http://127.0.0.1:3000/")).expect("plain url");
+}
+
+#[test]
+fn git_stderr_is_scrubbed_of_the_token() {
+    let git = crate::command::Git::new(Duration::from_secs(1), Some(TOKEN.to_owned()));
+    assert_eq!(
+        git.scrub(&format!("fatal: bad header token {TOKEN}")),
+        "fatal: bad header token ***"
+    );
+}
+
+/// Every test's log output, at every level, collected in memory by one global subscriber
+/// (a per-test scoped subscriber misses events whose interest another thread cached).
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer_logs = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || CaptureWriter(writer_logs.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        logs
+    })
+}
+
+/// Collects log output in memory.
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A loopback HTTP server that answers every request with one canned response and keeps the
+/// first request's head.
+struct OneShotHttp {
+    addr: std::net::SocketAddr,
+    first_request: Arc<Mutex<Option<String>>>,
+}
+
+impl OneShotHttp {
+    fn start(response: &'static str) -> OneShotHttp {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let first_request = Arc::new(Mutex::new(None));
+        let store = first_request.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if let Ok(mut slot) = store.lock() {
+                    slot.get_or_insert_with(|| String::from_utf8_lossy(&head).into_owned());
+                }
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        OneShotHttp {
+            addr,
+            first_request,
+        }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn request(&self) -> String {
+        self.first_request
+            .lock()
+            .expect("request")
+            .clone()
+            .unwrap_or_default()
+    }
+}
