@@ -1,0 +1,100 @@
+//! The parser of Plane's webhook deliveries into core events (pure, never panics).
+
+use orch_core::event::{Event, Parsed};
+use orch_core::ids::UserId;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::wire::IssueDto;
+
+/// The envelope of a Plane webhook (v1, the only format of the Community Edition).
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    activity: Option<Activity>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Activity {
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(default)]
+    new_value: Option<Value>,
+    #[serde(default)]
+    actor: Option<Actor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Actor {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// Turns one delivery (its `X-Plane-Event` header and raw body) into an event.
+///
+/// `issue` deliveries that are `created` (with the item's state) or `updated` with
+/// `activity.field` = `state` (API v1) or `state_id` (web UI) become
+/// `Event::WorkItemMoved`, with the acting user so orch can ignore its own changes. The legacy
+/// actions `create`/`update` are accepted. Everything else is `Parsed::Ignored` with a reason,
+/// including bodies that are not JSON or lack fields. The header wins over the body's `event`;
+/// an empty header falls back to the body.
+pub fn parse(event_header: &str, body: &[u8]) -> Parsed {
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(envelope) => envelope,
+        Err(err) => return ignored(format!("plane payload is not a webhook envelope: {err}")),
+    };
+    let event = match event_header.trim() {
+        "" => envelope.event.as_deref().unwrap_or("").to_owned(),
+        header => header.to_owned(),
+    };
+    if event != "issue" {
+        return ignored(format!("plane event {event:?} is not used"));
+    }
+    let action = envelope.action.as_deref().unwrap_or("");
+    let activity = envelope.activity.as_ref();
+    let state_override = match action {
+        "created" | "create" => None,
+        "updated" | "update" => {
+            let field = activity
+                .and_then(|activity| activity.field.as_deref())
+                .unwrap_or("");
+            if field != "state" && field != "state_id" {
+                return ignored(format!(
+                    "plane issue update of field {field:?} is not a state change"
+                ));
+            }
+            activity
+                .and_then(|activity| activity.new_value.as_ref())
+                .and_then(Value::as_str)
+        }
+        other => return ignored(format!("plane issue action {other:?} is not used")),
+    };
+    let Some(data) = envelope.data.as_ref() else {
+        return ignored("plane issue payload has no data".to_owned());
+    };
+    let item = match IssueDto::deserialize(data) {
+        Ok(dto) => match dto.into_work_item(state_override) {
+            Ok(item) => item,
+            Err(err) => return ignored(format!("plane issue payload is invalid: {err}")),
+        },
+        Err(err) => return ignored(format!("plane issue payload is invalid: {err}")),
+    };
+    let actor = activity
+        .and_then(|activity| activity.actor.as_ref())
+        .and_then(|actor| actor.id.as_deref())
+        .and_then(|id| UserId::new(id).ok());
+    Parsed::Event(Event::WorkItemMoved { item, actor })
+}
+
+fn ignored(reason: String) -> Parsed {
+    Parsed::Ignored(reason)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Integration tests of `PlaneTracker` against `orch_sim::plane::PlaneSim`.
