@@ -1,0 +1,96 @@
+//! What orch reads from Linux's `/proc`: a process's group, state and start time.
+
+use std::fs;
+use std::io;
+
+use orch_core::domain::ProcessRecord;
+
+/// The fields of `/proc/{pid}/stat` orch uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// Field 3: `R`, `S`, `Z` (zombie), ….
+    pub(crate) state: char,
+    /// Field 5.
+    pub(crate) pgrp: u32,
+    /// Field 22: clock ticks after boot.
+    pub(crate) start_time: u64,
+}
+
+impl ProcStat {
+    /// A zombie has ended; it only waits for its parent to reap it.
+    pub(crate) fn is_alive(self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
+/// The record of a running process `pid`, or `None` when there is no such process.
+pub fn process_record(pid: u32) -> Option<ProcessRecord> {
+    let stat = read_stat(pid).ok().flatten()?;
+    Some(ProcessRecord {
+        pid,
+        pgid: stat.pgrp,
+        start_time: stat.start_time,
+    })
+}
+
+/// Reads `/proc/{pid}/stat`; `Ok(None)` when the process does not exist.
+pub(crate) fn read_stat(pid: u32) -> io::Result<Option<ProcStat>> {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => Ok(parse_stat(&text)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        // A process that ended between listing and reading.
+        Err(err) if err.raw_os_error() == Some(nix::libc::ESRCH) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Parses a stat line. The command name (field 2) is in parentheses and may itself contain
+/// spaces and parentheses, so the fields after it are counted from the last `)`.
+pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
+    let after_name = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `fields[0]` is field 3.
+    let state = fields.first()?.chars().next()?;
+    let pgrp = fields.get(5 - 3)?.parse().ok()?;
+    let start_time = fields.get(22 - 3)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        pgrp,
+        start_time,
+    })
+}
+
+/// Every live process whose process group is `pgid`, with its stat.
+pub(crate) fn group_members(pgid: u32) -> io::Result<Vec<(u32, ProcStat)>> {
+    let mut members = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(Some(stat)) = read_stat(pid) {
+            if stat.pgrp == pgid && stat.is_alive() {
+                members.push((pid, stat));
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// Whether `pid`'s environment shows it was started by orch's agent contract. `false` when
+/// the environment cannot be read (another user's process).
+pub(crate) fn has_agent_environment(pid: u32) -> bool {
+    match fs::read(format!("/proc/{pid}/environ")) {
+        Ok(environ) => environ
+            .split(|byte| *byte == 0)
+            .any(|entry| entry.starts_with(b"ORCH_AGENT=")),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,462 @@
+//! `ProcessAgentRunner`: spawning an agent and supervising its process group.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use orch_core::domain::{Agent, ProcessRecord};
+use orch_core::ports::{
+    AgentError, AgentOutcome, AgentRequest, AgentRunner, CancelHandle, RunningAgent,
+};
+use tokio::fs::{self, File, OpenOptions};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, sleep_until, Instant};
+
+use crate::config::{ConfigError, Role, RunnerConfig};
+use crate::procfs::{group_members, process_record};
+use crate::prompt::PromptValues;
+use crate::reap::safe_group;
+
+/// The variables taken from orch's own environment; everything else starts empty.
+const INHERITED_VARIABLES: [&str; 3] = ["PATH", "HOME", "LANG"];
+/// After SIGKILL, how long output is still read from pipes that something outside the group
+/// may hold open.
+const DRAIN_AFTER_KILL: Duration = Duration::from_millis(500);
+/// While waiting for a signalled group to empty, how often to look.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// Runs agents as child processes, each in a process group of its own.
+#[derive(Debug)]
+pub struct ProcessAgentRunner {
+    roles: BTreeMap<Agent, Role>,
+    stall_timeout: Duration,
+    kill_grace: Duration,
+    logs_dir: PathBuf,
+    scratch_dir: PathBuf,
+}
+
+impl ProcessAgentRunner {
+    /// Validates `config` (commands, timeouts, every prompt template) and returns every
+    /// problem at once.
+    pub fn new(config: RunnerConfig) -> Result<ProcessAgentRunner, Vec<ConfigError>> {
+        let roles = config.validate()?;
+        Ok(ProcessAgentRunner {
+            roles,
+            stall_timeout: config.stall_timeout,
+            kill_grace: config.kill_grace,
+            logs_dir: config.logs_dir,
+            scratch_dir: config.scratch_dir,
+        })
+    }
+
+    /// `{logs}/{work item}/{job}-{agent}.log`.
+    pub fn log_path(&self, request: &AgentRequest) -> PathBuf {
+        self.logs_dir
+            .join(request.work_item.to_string())
+            .join(format!("{}-{}.log", request.job, request.agent))
+    }
+}
+
+#[async_trait]
+impl AgentRunner for ProcessAgentRunner {
+    #[tracing::instrument(skip_all, fields(task = %request.task, job = %request.job, agent = %request.agent))]
+    async fn start(&self, request: AgentRequest) -> Result<Box<dyn RunningAgent>, AgentError> {
+        let role = self.roles.get(&request.agent).ok_or_else(|| {
+            AgentError::Invalid(format!("agents.{}: not configured", request.agent))
+        })?;
+        let files = self.write_run_files(role, &request).await.map_err(|err| {
+            AgentError::other(format!("writing the agent's prompt files failed: {err}"))
+        })?;
+        let log = open_log(&self.log_path(&request)).await.map_err(|err| {
+            AgentError::other(format!("opening the agent's log file failed: {err}"))
+        })?;
+
+        let program = &role.command[0];
+        let mut command = Command::new(program);
+        command
+            .args(&role.command[1..])
+            .env_clear()
+            .envs(agent_environment(role, &request, &files))
+            .current_dir(&files.worktree)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                let reason = format!("{program}: {err}");
+                tracing::warn!(error = %err, "agent could not start");
+                return Ok(Box::new(NotStarted { reason }));
+            }
+        };
+        let record = child.id().and_then(process_record);
+        let group = record.and_then(|record| safe_group(record.pgid));
+        tracing::info!(pid = record.map(|record| record.pid), "agent started");
+
+        if let Some(mut stdin) = child.stdin.take() {
+            let prompt = files.prompt;
+            tokio::spawn(async move {
+                // An agent that does not read its stdin closes the pipe early; that is fine.
+                if let Err(err) = stdin.write_all(prompt.as_bytes()).await {
+                    tracing::debug!(error = %err, "agent did not read its prompt from stdin");
+                }
+            });
+        }
+        let (cancel_sender, cancel_receiver) = watch::channel(false);
+        let cancel_sender = Arc::new(cancel_sender);
+        let cancel = CancelHandle::new({
+            let cancel_sender = cancel_sender.clone();
+            move || {
+                cancel_sender.send_replace(true);
+            }
+        });
+        let supervisor = Supervisor {
+            group,
+            timeout: role.timeout,
+            stall_timeout: self.stall_timeout,
+            kill_grace: self.kill_grace,
+            cancel: cancel_receiver,
+            _cancel_sender: cancel_sender,
+            log,
+        };
+        let outcome = tokio::spawn(supervisor.run(child));
+        Ok(Box::new(RunningProcess {
+            record,
+            cancel,
+            outcome,
+        }))
+    }
+}
+
+/// The files of one run, all absolute paths.
+struct RunFiles {
+    prompt: String,
+    prompt_file: PathBuf,
+    description_file: PathBuf,
+    feedback_file: Option<PathBuf>,
+    analysis_file: Option<PathBuf>,
+    worktree: PathBuf,
+    output_dir: PathBuf,
+}
+
+impl ProcessAgentRunner {
+    async fn write_run_files(&self, role: &Role, request: &AgentRequest) -> io::Result<RunFiles> {
+        let dir = std::path::absolute(
+            self.scratch_dir
+                .join(request.work_item.to_string())
+                .join(format!("{}-{}", request.job, request.agent)),
+        )?;
+        fs::create_dir_all(&dir).await?;
+        let work_item = request.work_item.to_string();
+        let repo = request.repo.to_string();
+        let feedback = request
+            .feedback
+            .as_deref()
+            .filter(|feedback| !feedback.trim().is_empty());
+        let prompt = role.template.render(&PromptValues {
+            task: &work_item,
+            title: &request.title,
+            description: &request.description,
+            feedback: feedback.unwrap_or(""),
+            analysis: request.analysis.as_deref().unwrap_or(""),
+            branch: request.branch.as_str(),
+            base_branch: request.base_branch.as_str(),
+            repo: &repo,
+        });
+        let prompt_file = dir.join("prompt.md");
+        fs::write(&prompt_file, &prompt).await?;
+        let description_file = dir.join("description.md");
+        fs::write(&description_file, &request.description).await?;
+        let feedback_file = match feedback {
+            Some(feedback) => {
+                let path = dir.join("feedback.md");
+                fs::write(&path, feedback).await?;
+                Some(path)
+            }
+            None => None,
+        };
+        let analysis_file = match (request.agent, &request.analysis_file, &request.analysis) {
+            (Agent::Analyst, _, _) => None,
+            (_, Some(path), _) => Some(std::path::absolute(path)?),
+            (_, None, Some(analysis)) => {
+                let path = dir.join("analysis.md");
+                fs::write(&path, analysis).await?;
+                Some(path)
+            }
+            (_, None, None) => None,
+        };
+        let output_dir = std::path::absolute(&request.output_dir)?;
+        fs::create_dir_all(&output_dir).await?;
+        Ok(RunFiles {
+            prompt,
+            prompt_file,
+            description_file,
+            feedback_file,
+            analysis_file,
+            worktree: std::path::absolute(&request.worktree)?,
+            output_dir,
+        })
+    }
+}
+
+async fn open_log(path: &Path) -> io::Result<File> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).await?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+}
+
+/// The agent's whole environment (SPEC §5.4): inherited basics, the role's `env`, then the
+/// contract's `ORCH_*` variables, later entries winning.
+fn agent_environment(
+    role: &Role,
+    request: &AgentRequest,
+    files: &RunFiles,
+) -> BTreeMap<String, OsString> {
+    let mut environment = BTreeMap::new();
+    for name in INHERITED_VARIABLES {
+        if let Some(value) = std::env::var_os(name) {
+            environment.insert(name.to_owned(), value);
+        }
+    }
+    for (name, value) in &role.env {
+        environment.insert(name.clone(), OsString::from(value));
+    }
+    let mut contract = |name: &str, value: OsString| {
+        environment.insert(name.to_owned(), value);
+    };
+    contract("ORCH_TASK", request.work_item.to_string().into());
+    contract("ORCH_STAGE", request.stage.as_str().into());
+    contract("ORCH_AGENT", request.agent.as_str().into());
+    contract("ORCH_ATTEMPT", request.attempt.to_string().into());
+    contract("ORCH_REPO", request.repo.to_string().into());
+    contract("ORCH_BRANCH", request.branch.as_str().into());
+    contract("ORCH_BASE_BRANCH", request.base_branch.as_str().into());
+    contract("ORCH_WORKTREE", files.worktree.clone().into());
+    contract("ORCH_TITLE", request.title.clone().into());
+    contract(
+        "ORCH_DESCRIPTION_FILE",
+        files.description_file.clone().into(),
+    );
+    if let Some(path) = &files.analysis_file {
+        contract("ORCH_ANALYSIS_FILE", path.clone().into());
+    }
+    if let Some(path) = &files.feedback_file {
+        contract("ORCH_FEEDBACK_FILE", path.clone().into());
+    }
+    contract("ORCH_OUTPUT_DIR", files.output_dir.clone().into());
+    contract("ORCH_PROMPT_FILE", files.prompt_file.clone().into());
+    environment
+}
+
+/// A started agent.
+struct RunningProcess {
+    record: Option<ProcessRecord>,
+    cancel: CancelHandle,
+    outcome: JoinHandle<AgentOutcome>,
+}
+
+#[async_trait]
+impl RunningAgent for RunningProcess {
+    fn process(&self) -> Option<ProcessRecord> {
+        self.record
+    }
+
+    fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    async fn wait(self: Box<Self>) -> AgentOutcome {
+        match self.outcome.await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::error!(error = %err, "agent supervisor ended abnormally");
+                AgentOutcome::Failed { code: None }
+            }
+        }
+    }
+}
+
+/// A program that could not be spawned.
+struct NotStarted {
+    reason: String,
+}
+
+#[async_trait]
+impl RunningAgent for NotStarted {
+    fn process(&self) -> Option<ProcessRecord> {
+        None
+    }
+
+    fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle::new(|| {})
+    }
+
+    async fn wait(self: Box<Self>) -> AgentOutcome {
+        AgentOutcome::CouldNotStart {
+            reason: self.reason,
+        }
+    }
+}
+
+/// Watches one agent: copies its output to the log, enforces the timeouts and the cancel
+/// request, and ends its process group.
+struct Supervisor {
+    group: Option<Pid>,
+    timeout: Duration,
+    stall_timeout: Duration,
+    kill_grace: Duration,
+    cancel: watch::Receiver<bool>,
+    /// Keeps the channel open, so `cancel.changed()` never fails.
+    _cancel_sender: Arc<watch::Sender<bool>>,
+    log: File,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut child: Child) -> AgentOutcome {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let mut stdout_buffer = vec![0u8; 8192];
+        let mut stderr_buffer = vec![0u8; 8192];
+        let mut last_output = started;
+        let mut reason: Option<AgentOutcome> = None;
+        let mut exit: Option<io::Result<ExitStatus>> = None;
+        let mut terminated_at: Option<Instant> = None;
+        let mut killed_at: Option<Instant> = None;
+
+        loop {
+            let pipes_closed = stdout.is_none() && stderr.is_none();
+            if exit.is_some() && pipes_closed && (killed_at.is_some() || self.group_is_empty()) {
+                break;
+            }
+            let running = exit.is_none() && reason.is_none();
+            let kill_at = terminated_at.map(|at| at + self.kill_grace);
+            tokio::select! {
+                status = child.wait(), if exit.is_none() => {
+                    exit = Some(status);
+                    // The leader is gone: end what it left behind in its group.
+                    if terminated_at.is_none() {
+                        self.signal(Signal::SIGTERM);
+                        terminated_at = Some(Instant::now());
+                    }
+                }
+                read = read_some(&mut stdout, &mut stdout_buffer) => match read {
+                    Ok(n_bytes) if n_bytes > 0 => {
+                        self.append(&stdout_buffer[..n_bytes]).await;
+                        last_output = Instant::now();
+                    }
+                    _ => stdout = None,
+                },
+                read = read_some(&mut stderr, &mut stderr_buffer) => match read {
+                    Ok(n_bytes) if n_bytes > 0 => {
+                        self.append(&stderr_buffer[..n_bytes]).await;
+                        last_output = Instant::now();
+                    }
+                    _ => stderr = None,
+                },
+                () = sleep_until(deadline), if running => {
+                    reason = Some(AgentOutcome::TimedOut);
+                }
+                () = sleep_until(last_output + self.stall_timeout), if running => {
+                    reason = Some(AgentOutcome::Stalled);
+                }
+                changed = self.cancel.changed(), if running => {
+                    if changed.is_ok() && *self.cancel.borrow_and_update() {
+                        reason = Some(AgentOutcome::Cancelled);
+                    }
+                }
+                () = sleep_until(kill_at.unwrap_or(deadline)), if kill_at.is_some() && killed_at.is_none() => {
+                    self.signal(Signal::SIGKILL);
+                    killed_at = Some(Instant::now());
+                }
+                () = sleep(GROUP_POLL), if exit.is_some() && pipes_closed && killed_at.is_none() => {}
+                () = sleep_until(killed_at.unwrap_or(deadline) + DRAIN_AFTER_KILL), if killed_at.is_some() => {
+                    tracing::warn!("agent output still open after sigkill; stopped reading it");
+                    break;
+                }
+            }
+            if let (Some(reason), None) = (&reason, terminated_at) {
+                tracing::info!(reason = %reason, "ending agent process group");
+                self.signal(Signal::SIGTERM);
+                terminated_at = Some(Instant::now());
+            }
+        }
+        let _ = self.log.flush().await;
+        let outcome = match (reason, exit) {
+            (Some(reason), _) => reason,
+            (None, Some(Ok(status))) if status.success() => AgentOutcome::Succeeded,
+            (None, Some(Ok(status))) => AgentOutcome::Failed {
+                code: status.code(),
+            },
+            (None, Some(Err(err))) => {
+                tracing::error!(error = %err, "waiting for the agent failed");
+                AgentOutcome::Failed { code: None }
+            }
+            (None, None) => AgentOutcome::Failed { code: None },
+        };
+        tracing::info!(outcome = %outcome, elapsed_ms = started.elapsed().as_millis() as u64, "agent ended");
+        outcome
+    }
+
+    async fn append(&mut self, bytes: &[u8]) {
+        if let Err(err) = self.log.write_all(bytes).await {
+            tracing::warn!(error = %err, "writing the agent log failed");
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let Some(group) = self.group else { return };
+        match killpg(group, signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(errno) => {
+                tracing::warn!(error = %errno, signal = %signal, "signalling the agent group failed")
+            }
+        }
+    }
+
+    /// Whether no live process is left in the group. Linux does not reuse a pid that is still
+    /// a group's id, so this holds even after the leader is reaped. Zombies count as ended:
+    /// members orphaned by the leader's death wait for init to reap them.
+    fn group_is_empty(&self) -> bool {
+        let Some(group) = self.group else { return true };
+        if matches!(killpg(group, None), Err(Errno::ESRCH)) {
+            return true;
+        }
+        let Ok(pgid) = u32::try_from(group.as_raw()) else {
+            return true;
+        };
+        group_members(pgid)
+            .map(|members| members.is_empty())
+            .unwrap_or(false)
+    }
+}
+
+/// Reads from `pipe`, or waits forever once it is closed.
+async fn read_some(
+    pipe: &mut Option<impl AsyncRead + Unpin>,
+    buffer: &mut [u8],
+) -> io::Result<usize> {
+    match pipe {
+        Some(pipe) => pipe.read(buffer).await,
+        None => std::future::pending().await,
+    }
+}
