@@ -27,7 +27,11 @@ pub struct Grace {
 
 impl Grace {
     pub fn uniform(grace: Duration) -> Grace {
-        Grace { analysis: grace, development: grace, review: grace }
+        Grace {
+            analysis: grace,
+            development: grace,
+            review: grace,
+        }
     }
 
     /// The grace of `stage`; terminal stages have none.
@@ -68,7 +72,9 @@ pub struct PipelineConfig {
 
 impl PipelineConfig {
     pub fn project(&self, id: &ProjectId) -> Option<&ProjectConfig> {
-        self.projects.iter().find(|project| &project.plane_project_id == id)
+        self.projects
+            .iter()
+            .find(|project| &project.plane_project_id == id)
     }
 
     pub fn project_of_repo(&self, repo: &RepoSlug) -> Option<&ProjectConfig> {

@@ -23,8 +23,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] =
-        [Stage::Analysis, Stage::Development, Stage::Review, Stage::Done, Stage::Cancelled];
+    pub const ALL: [Stage; 5] = [
+        Stage::Analysis,
+        Stage::Development,
+        Stage::Review,
+        Stage::Done,
+        Stage::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,7 +55,10 @@ impl fmt::Display for Stage {
 impl FromStr for Stage {
     type Err = UnknownName;
     fn from_str(text: &str) -> Result<Stage, UnknownName> {
-        Stage::ALL.into_iter().find(|stage| stage.as_str() == text).ok_or_else(|| UnknownName::new("stage", text))
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == text)
+            .ok_or_else(|| UnknownName::new("stage", text))
     }
 }
 
@@ -84,7 +92,10 @@ impl fmt::Display for Agent {
 impl FromStr for Agent {
     type Err = UnknownName;
     fn from_str(text: &str) -> Result<Agent, UnknownName> {
-        Agent::ALL.into_iter().find(|agent| agent.as_str() == text).ok_or_else(|| UnknownName::new("agent", text))
+        Agent::ALL
+            .into_iter()
+            .find(|agent| agent.as_str() == text)
+            .ok_or_else(|| UnknownName::new("agent", text))
     }
 }
 
@@ -98,7 +109,10 @@ pub struct UnknownName {
 
 impl UnknownName {
     fn new(kind: &'static str, value: &str) -> UnknownName {
-        UnknownName { kind, value: value.to_owned() }
+        UnknownName {
+            kind,
+            value: value.to_owned(),
+        }
     }
 }
 
@@ -275,7 +289,10 @@ impl fmt::Display for JobKind {
 impl FromStr for JobKind {
     type Err = UnknownName;
     fn from_str(text: &str) -> Result<JobKind, UnknownName> {
-        JobKind::ALL.into_iter().find(|kind| kind.as_str() == text).ok_or_else(|| UnknownName::new("job kind", text))
+        JobKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| UnknownName::new("job kind", text))
     }
 }
 
@@ -297,7 +314,10 @@ pub enum StateRole {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Prepare the worktree (idempotent) and run an agent.
-    RunAgent { agent: Agent, feedback: Option<String> },
+    RunAgent {
+        agent: Agent,
+        feedback: Option<String>,
+    },
     /// Commit leftovers, push the branch, ensure one open PR.
     PublishBranch,
     /// Post a Plane comment, idempotent by `external_id`.
@@ -344,11 +364,19 @@ pub struct JobSpec {
 
 impl JobSpec {
     pub fn new(action: Action, key: impl Into<String>) -> JobSpec {
-        JobSpec { action, key: Some(key.into()), not_before: None }
+        JobSpec {
+            action,
+            key: Some(key.into()),
+            not_before: None,
+        }
     }
 
     pub fn agent(agent: Agent, feedback: Option<String>) -> JobSpec {
-        JobSpec { action: Action::RunAgent { agent, feedback }, key: None, not_before: None }
+        JobSpec {
+            action: Action::RunAgent { agent, feedback },
+            key: None,
+            not_before: None,
+        }
     }
 
     pub fn kind(&self) -> JobKind {
@@ -386,10 +414,16 @@ impl JobStatus {
 impl FromStr for JobStatus {
     type Err = UnknownName;
     fn from_str(text: &str) -> Result<JobStatus, UnknownName> {
-        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled]
-            .into_iter()
-            .find(|status| status.as_str() == text)
-            .ok_or_else(|| UnknownName::new("job status", text))
+        [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .ok_or_else(|| UnknownName::new("job status", text))
     }
 }
 
@@ -484,9 +518,14 @@ pub enum MergeOutcome {
 pub enum JobResult {
     Succeeded(JobOutput),
     /// Run again at `not_before` (the store counts the attempt).
-    Retry { not_before: Timestamp, error: String },
+    Retry {
+        not_before: Timestamp,
+        error: String,
+    },
     /// Give up; the event loop decides what that means for the task.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// One line of a task's history (`orch task show`, `/api/tasks/{id}`).

@@ -9,13 +9,28 @@ use crate::ports::{Via, WorkItem};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A work item is now in `item.state` (Plane `issue` created/updated with a state change).
-    WorkItemMoved { item: WorkItem, actor: Option<UserId> },
+    WorkItemMoved {
+        item: WorkItem,
+        actor: Option<UserId>,
+    },
     /// A commit status (Gitea `status`); the sha is resolved to a task by F-3.
-    CiStatusReported { repo: RepoSlug, sha: CommitSha, state: CiState },
+    CiStatusReported {
+        repo: RepoSlug,
+        sha: CommitSha,
+        state: CiState,
+    },
     /// A branch was pushed (Gitea `push`).
-    BranchPushed { repo: RepoSlug, branch: BranchName, head_sha: CommitSha },
+    BranchPushed {
+        repo: RepoSlug,
+        branch: BranchName,
+        head_sha: CommitSha,
+    },
     /// A pull request was closed (Gitea `pull_request` closed), merged or not.
-    PullRequestClosed { repo: RepoSlug, number: PrNumber, merged: bool },
+    PullRequestClosed {
+        repo: RepoSlug,
+        number: PrNumber,
+        merged: bool,
+    },
     /// A job ended (succeeded or failed for good).
     JobFinished { job: JobId },
     /// F-1 found the task's automatic gate green at `head_sha`.

@@ -17,7 +17,11 @@ impl IdError {
     fn new(kind: &'static str, reason: &'static str, value: &str) -> IdError {
         let mut value = value.to_owned();
         value.truncate(80);
-        IdError { kind, reason, value }
+        IdError {
+            kind,
+            reason,
+            value,
+        }
     }
 }
 
@@ -130,7 +134,11 @@ pub struct PrNumber(u64);
 impl PrNumber {
     pub fn new(value: u64) -> Result<PrNumber, IdError> {
         if value == 0 {
-            return Err(IdError::new("pull request number", "must be at least 1", "0"));
+            return Err(IdError::new(
+                "pull request number",
+                "must be at least 1",
+                "0",
+            ));
         }
         Ok(PrNumber(value))
     }
@@ -169,7 +177,11 @@ impl CommitSha {
     pub fn new(value: impl Into<String>) -> Result<CommitSha, IdError> {
         let value = value.into();
         if value.len() != 40 && value.len() != 64 {
-            return Err(IdError::new("commit sha", "must be 40 or 64 hex characters", &value));
+            return Err(IdError::new(
+                "commit sha",
+                "must be 40 or 64 hex characters",
+                &value,
+            ));
         }
         if !value.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(IdError::new("commit sha", "must be hexadecimal", &value));
@@ -225,7 +237,9 @@ impl RepoSlug {
                 && part != "."
                 && part != ".."
                 && !part.starts_with('-')
-                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         };
         if !part_ok(owner) || !part_ok(name) {
             return Err(IdError::new(
@@ -234,7 +248,10 @@ impl RepoSlug {
                 value,
             ));
         }
-        Ok(RepoSlug { owner: owner.to_owned(), name: name.to_owned() })
+        Ok(RepoSlug {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+        })
     }
 
     pub fn owner(&self) -> &str {
@@ -287,13 +304,20 @@ impl WorkItemId {
                 prefix,
             ));
         }
-        Ok(WorkItemId { prefix: prefix.to_owned(), sequence })
+        Ok(WorkItemId {
+            prefix: prefix.to_owned(),
+            sequence,
+        })
     }
 
     /// Parses the display form, `ET-001`.
     pub fn parse(value: &str) -> Result<WorkItemId, IdError> {
         let Some((prefix, sequence)) = value.rsplit_once('-') else {
-            return Err(IdError::new("work item id", "expected \"PREFIX-NUMBER\"", value));
+            return Err(IdError::new(
+                "work item id",
+                "expected \"PREFIX-NUMBER\"",
+                value,
+            ));
         };
         let sequence = sequence
             .parse::<u32>()

@@ -10,12 +10,21 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod config;
 pub mod domain;
 pub mod event;
+pub mod executor;
 pub mod ids;
+pub mod orchestrator;
+pub mod pipeline;
 pub mod ports;
+pub mod reconciler;
 pub mod time;
 
 #[cfg(feature = "fakes")]
 pub mod fakes;
+
+pub use crate::executor::Executor;
+pub use crate::orchestrator::{EventSink, HandleError, Handled, Orchestrator};
+pub use crate::reconciler::{PassReport, ReconcileMode, Reconciler, TrackerSide};

@@ -3,5 +3,23 @@
 //! Fakes, not mocks: each one keeps state and enforces the same rules as the real adapter
 //! (the `contract` suites run against both), so a test written against a fake means something.
 
+pub mod agent;
+pub mod clock;
 pub mod contract;
+pub mod forge;
+pub mod notifier;
 pub mod store;
+pub mod tracker;
+pub mod workspace;
+pub mod world;
+
+pub use agent::{FakeAgentRunner, FakeStep};
+pub use clock::FakeClock;
+pub use forge::FakeForge;
+pub use notifier::RecordingNotifier;
+pub use tracker::FakeTracker;
+pub use workspace::FakeWorkspace;
+pub use world::World;
+
+#[cfg(test)]
+mod store_tests;

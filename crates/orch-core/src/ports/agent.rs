@@ -43,11 +43,15 @@ pub struct AgentRequest {
 pub enum AgentOutcome {
     Succeeded,
     /// Non-zero exit (`None` when ended by a signal).
-    Failed { code: Option<i32> },
+    Failed {
+        code: Option<i32>,
+    },
     TimedOut,
     Stalled,
     Cancelled,
-    CouldNotStart { reason: String },
+    CouldNotStart {
+        reason: String,
+    },
 }
 
 impl fmt::Display for AgentOutcome {

@@ -1,13 +1,14 @@
 //! The error shape shared by the outside-system ports, defined once by a macro.
 
-
 /// What kind of failure a port error is, for retry decisions and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     NotFound,
     Conflict,
     /// Worth retrying: 429, 5xx, timeouts, resets.
-    Unavailable { retry_after: Option<std::time::Duration> },
+    Unavailable {
+        retry_after: Option<std::time::Duration>,
+    },
     /// A credential is wrong; retrying will not help.
     Unauthorized,
     /// The request was refused for good (a 4xx other than the above).
@@ -68,4 +69,3 @@ macro_rules! port_error {
 }
 
 pub(crate) use port_error;
-

@@ -67,7 +67,11 @@ pub trait Forge: Send + Sync {
     async fn ensure_pull_request(&self, new: &NewPullRequest) -> Result<PullRequest, ForgeError>;
 
     /// One PR. Errors: `NotFound` if there is no such PR.
-    async fn pull_request(&self, repo: &RepoSlug, number: PrNumber) -> Result<PullRequest, ForgeError>;
+    async fn pull_request(
+        &self,
+        repo: &RepoSlug,
+        number: PrNumber,
+    ) -> Result<PullRequest, ForgeError>;
 
     /// The open PR whose head is `sha`, if any (F-3, second step).
     async fn open_pull_request_for_sha(
@@ -77,7 +81,11 @@ pub trait Forge: Send + Sync {
     ) -> Result<Option<PullRequest>, ForgeError>;
 
     /// The combined status of `sha` with Gitea's aggregation.
-    async fn combined_status(&self, repo: &RepoSlug, sha: &CommitSha) -> Result<CombinedStatus, ForgeError>;
+    async fn combined_status(
+        &self,
+        repo: &RepoSlug,
+        sha: &CommitSha,
+    ) -> Result<CombinedStatus, ForgeError>;
 
     /// Merges PR `number` only if its head is still `head_sha`, with the configured style.
     /// The answer is classified as SPEC §1.1 says; only transport failures are `Err`. After
@@ -110,5 +118,6 @@ pub trait Forge: Send + Sync {
     ) -> Result<(), ForgeError>;
 
     /// Closes the PR unmerged. Idempotent: an already closed PR is `Ok`.
-    async fn close_pull_request(&self, repo: &RepoSlug, number: PrNumber) -> Result<(), ForgeError>;
+    async fn close_pull_request(&self, repo: &RepoSlug, number: PrNumber)
+        -> Result<(), ForgeError>;
 }

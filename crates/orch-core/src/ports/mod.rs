@@ -19,7 +19,7 @@ pub use error::ErrorClass;
 pub use forge::{
     CombinedStatus, Forge, ForgeError, NewPullRequest, PrState, PullRequest, StatusCheck,
 };
-pub use notifier::{NotifyError, Notifier};
+pub use notifier::{Notifier, NotifyError};
 pub use store::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
     QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, Source, Store, StoreError,
@@ -29,3 +29,17 @@ pub use tracker::{
     Comment, ProjectStates, StateNames, Tracker, TrackerError, WorkItem, WorkItemPage,
 };
 pub use workspace::{PreparedWorktree, Workspace, WorkspaceError, WorktreeSpec};
+
+use std::sync::Arc;
+
+/// Every port, as the services hold them.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub tracker: Arc<dyn Tracker>,
+    pub forge: Arc<dyn Forge>,
+    pub workspace: Arc<dyn Workspace>,
+    pub agents: Arc<dyn AgentRunner>,
+    pub notifier: Arc<dyn Notifier>,
+    pub clock: Arc<dyn Clock>,
+}

@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{ClaimedJob, HistoryEntry, Job, JobKind, JobResult, JobSpec, NewTask, ProcessRecord, Stage, Task};
-use crate::ids::{AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId};
+use crate::domain::{
+    ClaimedJob, HistoryEntry, Job, JobKind, JobResult, JobSpec, NewTask, ProcessRecord, Stage, Task,
+};
+use crate::ids::{
+    AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId,
+};
 use crate::time::Timestamp;
 
 /// Why a store call failed.
@@ -215,7 +219,12 @@ pub trait Store: Send + Sync {
     /// Creates the task for `new.issue` with its first job, or returns the existing one.
     /// Atomic: under any concurrency exactly one caller per issue gets `created = true`, and
     /// only that caller's job is written.
-    async fn create_task(&self, new: NewTask, first_job: JobSpec, now: Timestamp) -> Result<Created, StoreError>;
+    async fn create_task(
+        &self,
+        new: NewTask,
+        first_job: JobSpec,
+        now: Timestamp,
+    ) -> Result<Created, StoreError>;
 
     async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
 
@@ -224,7 +233,11 @@ pub trait Store: Send + Sync {
     async fn task_by_work_item(&self, work_item: &WorkItemId) -> Result<Option<Task>, StoreError>;
 
     /// The task of `repo` whose recorded head is `sha` (F-3, first step).
-    async fn task_by_head_sha(&self, repo: &RepoSlug, sha: &CommitSha) -> Result<Option<Task>, StoreError>;
+    async fn task_by_head_sha(
+        &self,
+        repo: &RepoSlug,
+        sha: &CommitSha,
+    ) -> Result<Option<Task>, StoreError>;
 
     async fn task_by_pr(&self, repo: &RepoSlug, pr: PrNumber) -> Result<Option<Task>, StoreError>;
 
@@ -271,15 +284,32 @@ pub trait Store: Send + Sync {
 
     /// Extends the lease. Errors: `Conflict` if the job is no longer running under `attempt`
     /// (reclaimed or cancelled): the worker MUST stop the job.
-    async fn heartbeat(&self, job: JobId, attempt: &AttemptId, now: Timestamp, lease: Duration) -> Result<(), StoreError>;
+    async fn heartbeat(
+        &self,
+        job: JobId,
+        attempt: &AttemptId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<(), StoreError>;
 
     /// Records the agent process of a running attempt. Errors: `Conflict` as for `heartbeat`.
-    async fn record_process(&self, job: JobId, attempt: &AttemptId, process: ProcessRecord) -> Result<(), StoreError>;
+    async fn record_process(
+        &self,
+        job: JobId,
+        attempt: &AttemptId,
+        process: ProcessRecord,
+    ) -> Result<(), StoreError>;
 
     /// Ends an attempt. `Retry` queues the job again at `not_before`; `Succeeded` and
     /// `Failed` end it (unhandled, for the event loop). Errors: `Conflict` if `attempt` is not
     /// the job's current running attempt; nothing is written then.
-    async fn finish_job(&self, job: JobId, attempt: &AttemptId, result: JobResult, now: Timestamp) -> Result<(), StoreError>;
+    async fn finish_job(
+        &self,
+        job: JobId,
+        attempt: &AttemptId,
+        result: JobResult,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Re-queues every running job leased by another owner or whose lease expired before
     /// `now`, and returns them as they were (with their process records, for reaping).
@@ -300,16 +330,26 @@ pub trait Store: Send + Sync {
     async fn inbox_pending(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 
     /// Marks a delivery processed with a short outcome (`applied`, `ignored: …`, `error: …`).
-    async fn inbox_mark_processed(&self, id: i64, outcome: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn inbox_mark_processed(
+        &self,
+        id: i64,
+        outcome: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     async fn inbox_stats(&self, now: Timestamp) -> Result<InboxStats, StoreError>;
 
     // --- reconciler and meta ---
 
     /// The F-2 watermark of `project`: the start of its last complete pass.
-    async fn tracker_watermark(&self, project: &ProjectId) -> Result<Option<Timestamp>, StoreError>;
+    async fn tracker_watermark(&self, project: &ProjectId)
+        -> Result<Option<Timestamp>, StoreError>;
 
-    async fn set_tracker_watermark(&self, project: &ProjectId, at: Timestamp) -> Result<(), StoreError>;
+    async fn set_tracker_watermark(
+        &self,
+        project: &ProjectId,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
 
     async fn record_reconcile_run(&self, run: ReconcileRun) -> Result<(), StoreError>;
 

@@ -135,7 +135,11 @@ pub trait Tracker: Send + Sync {
     ) -> Result<WorkItemPage, TrackerError>;
 
     /// One work item with its current state.
-    async fn work_item(&self, project: &ProjectId, issue: &IssueId) -> Result<WorkItem, TrackerError>;
+    async fn work_item(
+        &self,
+        project: &ProjectId,
+        issue: &IssueId,
+    ) -> Result<WorkItem, TrackerError>;
 
     /// Moves the item to `state`. Idempotent: moving to the current state succeeds.
     async fn set_state(
@@ -146,7 +150,11 @@ pub trait Tracker: Send + Sync {
     ) -> Result<(), TrackerError>;
 
     /// The item's comments, newest first.
-    async fn comments(&self, project: &ProjectId, issue: &IssueId) -> Result<Vec<Comment>, TrackerError>;
+    async fn comments(
+        &self,
+        project: &ProjectId,
+        issue: &IssueId,
+    ) -> Result<Vec<Comment>, TrackerError>;
 
     /// Posts `text` as a comment with `external_source = "orch"` and `external_id`.
     /// Idempotent: if a comment with this `external_id` exists (409), MUST return `Ok`.

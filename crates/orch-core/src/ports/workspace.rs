@@ -39,7 +39,11 @@ pub struct PreparedWorktree {
 pub trait Workspace: Send + Sync {
     /// Fetches the mirror, creates the task branch from the base and its worktree if missing,
     /// and empties `agent`'s output directory. Idempotent.
-    async fn prepare(&self, spec: &WorktreeSpec, agent: Agent) -> Result<PreparedWorktree, WorkspaceError>;
+    async fn prepare(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+    ) -> Result<PreparedWorktree, WorkspaceError>;
 
     /// The text of file `name` in `agent`'s output directory; `None` if it does not exist.
     async fn read_output(
@@ -50,7 +54,11 @@ pub trait Workspace: Send + Sync {
     ) -> Result<Option<String>, WorkspaceError>;
 
     /// Commits every uncommitted change with `message`; `None` if there was nothing to commit.
-    async fn commit_leftovers(&self, spec: &WorktreeSpec, message: &str) -> Result<Option<CommitSha>, WorkspaceError>;
+    async fn commit_leftovers(
+        &self,
+        spec: &WorktreeSpec,
+        message: &str,
+    ) -> Result<Option<CommitSha>, WorkspaceError>;
 
     /// Commits on the task branch that the base does not have.
     async fn commits_ahead(&self, spec: &WorktreeSpec) -> Result<u32, WorkspaceError>;

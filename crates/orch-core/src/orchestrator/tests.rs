@@ -1,0 +1,863 @@
+//! The handlers of SPEC §2 and the rows of SPEC §1.1, against the fakes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::{
+    Agent, CiState, JobKind, JobStatus, MergeOutcome, Stage, StateRole, TaskStatus,
+};
+use crate::event::{Event, Origin};
+use crate::fakes::{FakeStep, World};
+use crate::ids::{CommitSha, UserId};
+use crate::ports::{PrState, Store, WorkItem};
+
+/// Starts `item` and runs the analyst: the task awaits the analysis verdict.
+async fn to_analysis_verdict(world: &World, item: &WorkItem) {
+    world
+        .move_item(item, StateRole::InProgress)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+}
+
+/// Up to the first CI result: approved analysis, developer done, branch pushed, PR open.
+async fn to_ci_wait(world: &World, item: &WorkItem) {
+    to_analysis_verdict(world, item).await;
+    world
+        .move_item(item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+}
+
+/// Up to the final verdict: CI green, reviewer approved.
+async fn to_final_verdict(world: &World, item: &WorkItem) {
+    to_ci_wait(world, item).await;
+    world.ci(item, CiState::Success, true).await;
+    world.run_jobs().await;
+}
+
+async fn active_agent_jobs(world: &World, item: &WorkItem) -> Vec<JobKind> {
+    let task = world.task(item).await;
+    world
+        .store
+        .jobs_of_task(task.id)
+        .await
+        .expect("store works")
+        .into_iter()
+        .filter(|job| job.status.is_active() && job.kind().is_agent())
+        .map(|job| job.kind())
+        .collect()
+}
+
+fn agent_runs(world: &World, agent: Agent) -> usize {
+    world
+        .agents
+        .requests()
+        .iter()
+        .filter(|request| request.agent == agent)
+        .count()
+}
+
+// --- status_start ---
+
+#[tokio::test]
+async fn status_start_creates_one_task_on_its_branch_with_one_analyst_job() {
+    let world = World::new();
+    let item = world.add_item(1, "Fix login redirect loop");
+    let handled = world
+        .move_item(&item, StateRole::InProgress)
+        .await
+        .expect("handled");
+    assert!(handled.changed);
+    let task = world.task(&item).await;
+    assert_eq!(task.work_item.to_string(), "ET-001");
+    assert_eq!(
+        task.branch.as_str(),
+        "feature/ET-001-fix-login-redirect-loop"
+    );
+    assert_eq!(
+        (task.stage, task.status.clone()),
+        (Stage::Analysis, TaskStatus::Working)
+    );
+    assert_eq!(
+        active_agent_jobs(&world, &item).await,
+        vec![JobKind::Agent(Agent::Analyst)]
+    );
+}
+
+#[tokio::test]
+async fn status_start_for_an_item_with_a_task_does_nothing() {
+    let world = World::new();
+    let item = world.add_item(1, "Once");
+    world
+        .move_item(&item, StateRole::InProgress)
+        .await
+        .expect("handled");
+    let again = world
+        .move_item(&item, StateRole::InProgress)
+        .await
+        .expect("handled");
+    assert!(!again.changed);
+    assert_eq!(
+        world.store.list_tasks(10).await.expect("store works").len(),
+        1
+    );
+}
+
+#[test]
+fn tc15_64_concurrent_status_starts_give_one_task_and_one_analyst_job() {
+    let world = Arc::new(World::new());
+    let item = world.add_item(99, "Dup race");
+    let moved = world.move_silently(&item, StateRole::InProgress);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(8)
+        .build()
+        .expect("runtime");
+    let created: Vec<bool> = runtime.block_on(async {
+        let barrier = Arc::new(tokio::sync::Barrier::new(64));
+        let mut handles = Vec::new();
+        for _ in 0..64 {
+            let (world, moved, barrier) = (world.clone(), moved.clone(), barrier.clone());
+            handles.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let event = Event::WorkItemMoved {
+                    item: moved,
+                    actor: None,
+                };
+                world
+                    .orchestrator
+                    .handle(&event, Origin::Webhook)
+                    .await
+                    .expect("handled")
+                    .changed
+            }));
+        }
+        let mut created = Vec::new();
+        for handle in handles {
+            created.push(handle.await.expect("task ran"));
+        }
+        created
+    });
+    assert_eq!(created.iter().filter(|created| **created).count(), 1);
+    runtime.block_on(async {
+        assert_eq!(
+            world
+                .store
+                .list_tasks(100)
+                .await
+                .expect("store works")
+                .len(),
+            1
+        );
+        assert_eq!(active_agent_jobs(&world, &item).await.len(), 1);
+    });
+}
+
+#[tokio::test]
+async fn state_changes_made_by_orch_itself_are_ignored() {
+    let world = World::new();
+    let item = world.add_item(1, "Mine");
+    let moved = world.move_silently(&item, StateRole::InProgress);
+    let event = Event::WorkItemMoved {
+        item: moved,
+        actor: Some(world.tracker.own_user()),
+    };
+    assert!(!world.deliver(event).await.expect("handled").changed);
+    assert!(world
+        .store
+        .task_by_issue(&item.id)
+        .await
+        .expect("store works")
+        .is_none());
+}
+
+// --- analysis ---
+
+#[tokio::test]
+async fn analysis_done_posts_the_analysis_moves_the_item_to_awaiting_and_notifies() {
+    let world = World::new();
+    let item = world.add_item(1, "Analyse me");
+    to_analysis_verdict(&world, &item).await;
+    let task = world.task(&item).await;
+    assert_eq!(
+        (task.stage, task.status),
+        (Stage::Analysis, TaskStatus::AwaitingVerdict)
+    );
+    let comments = world.tracker.orch_comments(&item.id);
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].text.contains("Analysis of Analyse me"));
+    assert_eq!(
+        world.tracker.item(&item.id).expect("item").state,
+        world.state_of_role(&item, StateRole::Awaiting)
+    );
+    assert_eq!(world.messages().len(), 1);
+    assert!(world.messages()[0].contains("ET-001"));
+}
+
+#[tokio::test]
+async fn analysis_without_analysis_md_blocks_the_task_and_notifies_once() {
+    let world = World::new();
+    let item = world.add_item(1, "Silent analyst");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Analyst,
+        &[FakeStep::WriteNothing],
+    );
+    to_analysis_verdict(&world, &item).await;
+    let task = world.task(&item).await;
+    assert!(
+        matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("analysis.md"))
+    );
+    assert_eq!(world.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn analysis_approved_moves_to_development_runs_the_developer_and_moves_the_item_back() {
+    let world = World::new();
+    let item = world.add_item(1, "Approve me");
+    to_analysis_verdict(&world, &item).await;
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    let task = world.task(&item).await;
+    assert_eq!(
+        (task.stage, task.status),
+        (Stage::Development, TaskStatus::Working)
+    );
+    assert_eq!(
+        active_agent_jobs(&world, &item).await,
+        vec![JobKind::Agent(Agent::Developer)]
+    );
+    world.run_jobs().await;
+    assert_eq!(
+        world.tracker.item(&item.id).expect("item").state,
+        world.state_of_role(&item, StateRole::InProgress)
+    );
+}
+
+#[tokio::test]
+async fn analysis_rejected_runs_the_analyst_again_with_the_peoples_comments_as_feedback() {
+    let world = World::new();
+    let item = world.add_item(1, "Reject me");
+    to_analysis_verdict(&world, &item).await;
+    world.clock.advance(Duration::from_secs(5));
+    world.tracker.add_human_comment(
+        &item.id,
+        &world.person,
+        "Consider the mobile app too.",
+        world.clock_now(),
+    );
+    world
+        .move_item(&item, StateRole::Rejected)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    let analyst_requests: Vec<_> = world
+        .agents
+        .requests()
+        .into_iter()
+        .filter(|request| request.agent == Agent::Analyst)
+        .collect();
+    assert_eq!(analyst_requests.len(), 2);
+    assert_eq!(
+        analyst_requests[1].feedback.as_deref(),
+        Some("Consider the mobile app too.")
+    );
+    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+}
+
+#[tokio::test]
+async fn approved_delivered_twice_advances_once() {
+    let world = World::new();
+    let item = world.add_item(1, "Twice");
+    to_analysis_verdict(&world, &item).await;
+    let first = world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    let second = world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    assert!(first.changed);
+    assert!(!second.changed);
+    world.run_jobs().await;
+    assert_eq!(agent_runs(&world, Agent::Developer), 1);
+}
+
+#[tokio::test]
+async fn approved_while_not_awaiting_a_verdict_does_nothing() {
+    let world = World::new();
+    let item = world.add_item(1, "Too early");
+    world
+        .move_item(&item, StateRole::InProgress)
+        .await
+        .expect("handled");
+    let handled = world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    assert!(!handled.changed);
+    assert_eq!(world.task(&item).await.stage, Stage::Analysis);
+}
+
+// --- development ---
+
+#[tokio::test]
+async fn development_done_pushes_the_branch_and_opens_exactly_one_pull_request() {
+    let world = World::new();
+    let item = world.add_item(1, "Build it");
+    to_ci_wait(&world, &item).await;
+    let task = world.task(&item).await;
+    assert_eq!(
+        (task.stage, task.status.clone()),
+        (Stage::Development, TaskStatus::Working)
+    );
+    assert!(task.pr.is_some() && task.head_sha.is_some());
+    assert_eq!(world.forge.pulls().len(), 1);
+    assert_eq!(world.workspace.pushes().len(), 1);
+}
+
+#[tokio::test]
+async fn development_leftovers_are_committed_by_orch_before_the_push() {
+    let world = World::new();
+    let item = world.add_item(1, "Lazy developer");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Developer,
+        &[FakeStep::LeaveUncommitted],
+    );
+    to_ci_wait(&world, &item).await;
+    let task = world.task(&item).await;
+    assert!(task.pr.is_some(), "{:?}", task.status);
+    assert_eq!(world.workspace.pushes()[0].1, task.head_sha.expect("head"));
+}
+
+#[tokio::test]
+async fn development_without_commits_blocks_the_task() {
+    let world = World::new();
+    let item = world.add_item(1, "Nothing done");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Developer,
+        &[FakeStep::WriteNothing],
+    );
+    to_ci_wait(&world, &item).await;
+    assert!(
+        matches!(world.task(&item).await.status, TaskStatus::Blocked { ref reason } if reason.contains("no commits"))
+    );
+}
+
+#[tokio::test]
+async fn development_gate_green_moves_the_task_to_review() {
+    let world = World::new();
+    let item = world.add_item(1, "Green");
+    to_ci_wait(&world, &item).await;
+    let handled = world
+        .ci(&item, CiState::Success, true)
+        .await
+        .expect("delivered");
+    assert!(handled.changed);
+    assert_eq!(world.task(&item).await.stage, Stage::Review);
+    assert_eq!(
+        active_agent_jobs(&world, &item).await,
+        vec![JobKind::Agent(Agent::Reviewer)]
+    );
+}
+
+#[tokio::test]
+async fn ci_pending_does_nothing() {
+    let world = World::new();
+    let item = world.add_item(1, "Pending");
+    to_ci_wait(&world, &item).await;
+    let handled = world
+        .ci(&item, CiState::Pending, true)
+        .await
+        .expect("delivered");
+    assert!(!handled.changed);
+}
+
+#[tokio::test]
+async fn ci_failure_runs_one_fix_round_per_head_sha_with_the_ci_feedback() {
+    let world = World::new();
+    let item = world.add_item(1, "Red");
+    to_ci_wait(&world, &item).await;
+    assert!(
+        world
+            .ci(&item, CiState::Failure, true)
+            .await
+            .expect("delivered")
+            .changed
+    );
+    assert!(
+        !world
+            .ci(&item, CiState::Failure, true)
+            .await
+            .expect("delivered")
+            .changed
+    );
+    let task = world.task(&item).await;
+    assert_eq!(task.fix_rounds, 1);
+    world.run_jobs().await;
+    let developer_requests: Vec<_> = world
+        .agents
+        .requests()
+        .into_iter()
+        .filter(|request| request.agent == Agent::Developer)
+        .collect();
+    assert_eq!(developer_requests.len(), 2);
+    assert!(developer_requests[1]
+        .feedback
+        .as_deref()
+        .is_some_and(|feedback| feedback.contains("CI failed")));
+    let after_fix = world.task(&item).await;
+    assert_ne!(
+        after_fix.head_sha, task.head_sha,
+        "the fix round pushed a new head"
+    );
+}
+
+#[tokio::test]
+async fn fix_rounds_beyond_the_maximum_block_the_task() {
+    let world = World::with_config(|config| config.max_fix_rounds = 1);
+    let item = world.add_item(1, "Always red");
+    to_ci_wait(&world, &item).await;
+    world.ci(&item, CiState::Failure, true).await;
+    world.run_jobs().await;
+    world.ci(&item, CiState::Failure, true).await;
+    let task = world.task(&item).await;
+    assert!(
+        matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("CI failed 2 times"))
+    );
+}
+
+#[tokio::test]
+async fn ci_status_resolves_to_the_task_through_the_open_pull_request_when_the_head_is_unrecorded()
+{
+    let world = World::new();
+    let item = world.add_item(1, "Resolve by PR");
+    let other = world.add_item(2, "Second task");
+    to_ci_wait(&world, &item).await;
+    to_ci_wait(&world, &other).await;
+    let task = world.task(&item).await;
+    let pushed = CommitSha::new("d".repeat(40)).expect("sha");
+    world
+        .forge
+        .set_branch_head(&task.repo, task.branch.as_str(), &pushed);
+    world
+        .forge
+        .set_status(&task.repo, &pushed, CiState::Success);
+    let handled = world
+        .deliver(Event::CiStatusReported {
+            repo: task.repo.clone(),
+            sha: pushed,
+            state: CiState::Success,
+        })
+        .await
+        .expect("handled");
+    assert_eq!(handled.task, Some(task.id));
+    assert!(
+        !handled.changed,
+        "a status of a head orch has not recorded changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn ci_status_of_an_unknown_sha_with_two_waiting_tasks_is_not_guessed() {
+    let world = World::new();
+    let first = world.add_item(1, "One");
+    let second = world.add_item(2, "Two");
+    to_ci_wait(&world, &first).await;
+    to_ci_wait(&world, &second).await;
+    let repo = world.project().repo.clone();
+    let unknown = CommitSha::new("e".repeat(40)).expect("sha");
+    let handled = world
+        .deliver(Event::CiStatusReported {
+            repo,
+            sha: unknown,
+            state: CiState::Failure,
+        })
+        .await
+        .expect("handled");
+    assert_eq!(handled.task, None);
+}
+
+// --- review ---
+
+#[tokio::test]
+async fn review_done_posts_a_review_on_the_pr_and_in_plane_and_awaits_the_final_verdict() {
+    let world = World::new();
+    let item = world.add_item(1, "Review me");
+    to_final_verdict(&world, &item).await;
+    let task = world.task(&item).await;
+    assert_eq!(
+        (task.stage, task.status),
+        (Stage::Review, TaskStatus::AwaitingVerdict)
+    );
+    assert_eq!(world.forge.reviews().len(), 1);
+    assert_eq!(world.tracker.orch_comments(&item.id).len(), 2);
+    assert_eq!(
+        world.tracker.item(&item.id).expect("item").state,
+        world.state_of_role(&item, StateRole::Awaiting)
+    );
+}
+
+#[tokio::test]
+async fn reviewer_requesting_changes_sends_the_task_back_to_development_while_rounds_remain() {
+    let world = World::new();
+    let item = world.add_item(1, "Needs changes");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Reviewer,
+        &[FakeStep::RequestChanges],
+    );
+    to_final_verdict(&world, &item).await;
+    let task = world.task(&item).await;
+    assert_eq!((task.stage, task.review_rounds), (Stage::Development, 1));
+    let developer_requests: Vec<_> = world
+        .agents
+        .requests()
+        .into_iter()
+        .filter(|request| request.agent == Agent::Developer)
+        .collect();
+    assert_eq!(
+        developer_requests
+            .last()
+            .and_then(|r| r.feedback.clone())
+            .as_deref(),
+        Some("Please handle the error case.")
+    );
+    world.ci(&item, CiState::Success, true).await;
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+}
+
+#[tokio::test]
+async fn review_approved_merges_pinned_to_the_head_and_finishes_the_task() {
+    let world = World::new();
+    let item = world.add_item(1, "Ship it");
+    to_final_verdict(&world, &item).await;
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    let task = world.task(&item).await;
+    assert_eq!(task.stage, Stage::Done);
+    assert_eq!(
+        world.forge.merges(),
+        vec![(
+            task.repo.clone(),
+            task.pr.expect("pr"),
+            task.head_sha.clone().expect("head")
+        )]
+    );
+    assert_eq!(
+        world.tracker.item(&item.id).expect("item").state,
+        world.state_of_role(&item, StateRole::Done)
+    );
+    assert!(!world.workspace.exists(&task.work_item));
+    assert!(world
+        .messages()
+        .last()
+        .is_some_and(|message| message.contains("merged")));
+}
+
+#[tokio::test]
+async fn review_rejected_sends_the_task_back_to_development_with_the_comments() {
+    let world = World::new();
+    let item = world.add_item(1, "Not yet");
+    to_final_verdict(&world, &item).await;
+    world.clock.advance(Duration::from_secs(1));
+    world.tracker.add_human_comment(
+        &item.id,
+        &world.person,
+        "Rename the flag.",
+        world.clock_now(),
+    );
+    world
+        .move_item(&item, StateRole::Rejected)
+        .await
+        .expect("handled");
+    let task = world.task(&item).await;
+    assert_eq!(task.stage, Stage::Development);
+    world.run_jobs().await;
+    let last = world.agents.requests().pop().expect("a request");
+    assert_eq!(
+        (last.agent, last.feedback.as_deref()),
+        (Agent::Developer, Some("Rename the flag."))
+    );
+}
+
+#[tokio::test]
+async fn merge_of_an_already_merged_pull_request_finishes_the_task() {
+    let world = World::new();
+    let item = world.add_item(1, "Merged twice");
+    to_final_verdict(&world, &item).await;
+    world.forge.script_merge(MergeOutcome::AlreadyMerged);
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.stage, Stage::Done);
+}
+
+#[tokio::test]
+async fn merge_conflict_sends_the_task_to_development_with_rebase_feedback() {
+    let world = World::new();
+    let item = world.add_item(1, "Conflicted");
+    to_final_verdict(&world, &item).await;
+    world.forge.script_merge(MergeOutcome::NeedsRebase {
+        reason: "merge conflict".to_owned(),
+    });
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    let task = world.task(&item).await;
+    assert_eq!(task.stage, Stage::Development);
+    let last = world.agents.requests().pop().expect("a request");
+    assert!(last
+        .feedback
+        .as_deref()
+        .is_some_and(|feedback| feedback.contains("Rebase onto main")));
+}
+
+#[tokio::test]
+async fn merge_try_later_is_retried_with_backoff_and_then_merges() {
+    let world = World::new();
+    let item = world.add_item(1, "Busy forge");
+    to_final_verdict(&world, &item).await;
+    world.forge.script_merge(MergeOutcome::TryLater {
+        reason: "please try again later".to_owned(),
+    });
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    assert_eq!(
+        world.task(&item).await.stage,
+        Stage::Review,
+        "the retry waits for its backoff"
+    );
+    world.clock.advance(Duration::from_secs(301));
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.stage, Stage::Done);
+}
+
+#[tokio::test]
+async fn merge_refused_blocks_the_task() {
+    let world = World::new();
+    let item = world.add_item(1, "Protected");
+    to_final_verdict(&world, &item).await;
+    world.forge.script_merge(MergeOutcome::Refused {
+        reason: "branch is protected".to_owned(),
+    });
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    assert!(
+        matches!(world.task(&item).await.status, TaskStatus::Blocked { ref reason } if reason.contains("protected"))
+    );
+}
+
+// --- pull requests closed in Gitea ---
+
+#[tokio::test]
+async fn pull_request_merged_by_a_person_finishes_the_task() {
+    let world = World::new();
+    let item = world.add_item(1, "Merged by hand");
+    to_final_verdict(&world, &item).await;
+    let task = world.task(&item).await;
+    let pr = task.pr.expect("pr");
+    world.forge.close_by_person(&task.repo, pr, true);
+    world
+        .deliver(Event::PullRequestClosed {
+            repo: task.repo.clone(),
+            number: pr,
+            merged: true,
+        })
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.stage, Stage::Done);
+    assert!(
+        world.forge.merges().is_empty(),
+        "orch does not merge what a person merged"
+    );
+}
+
+#[tokio::test]
+async fn pull_request_closed_unmerged_by_a_person_blocks_the_task() {
+    let world = World::new();
+    let item = world.add_item(1, "Closed by hand");
+    to_ci_wait(&world, &item).await;
+    let task = world.task(&item).await;
+    let pr = task.pr.expect("pr");
+    world
+        .deliver(Event::PullRequestClosed {
+            repo: task.repo.clone(),
+            number: pr,
+            merged: false,
+        })
+        .await
+        .expect("handled");
+    assert!(world.task(&item).await.status.is_blocked());
+}
+
+// --- cancel, failures, unblocking ---
+
+#[tokio::test]
+async fn cancelled_item_cancels_the_task_its_jobs_its_pr_and_its_worktree() {
+    let world = World::new();
+    let item = world.add_item(1, "Cancel me");
+    to_ci_wait(&world, &item).await;
+    world.ci(&item, CiState::Failure, true).await;
+    world
+        .move_item(&item, StateRole::Cancelled)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    let task = world.task(&item).await;
+    assert_eq!(task.stage, Stage::Cancelled);
+    let jobs = world
+        .store
+        .jobs_of_task(task.id)
+        .await
+        .expect("store works");
+    assert!(jobs
+        .iter()
+        .any(|job| job.kind() == JobKind::Agent(Agent::Developer)
+            && job.status == JobStatus::Cancelled));
+    assert_eq!(world.forge.pulls()[0].state, PrState::Closed);
+    assert!(!world.workspace.exists(&task.work_item));
+}
+
+#[tokio::test]
+async fn agent_failing_max_attempts_times_blocks_the_task_and_notifies_once() {
+    let world = World::new();
+    let item = world.add_item(1, "Flaky");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Analyst,
+        &[FakeStep::Fail, FakeStep::Fail, FakeStep::Fail],
+    );
+    world
+        .move_item(&item, StateRole::InProgress)
+        .await
+        .expect("handled");
+    for _ in 0..3 {
+        world.run_jobs().await;
+        world.clock.advance(Duration::from_secs(301));
+    }
+    let task = world.task(&item).await;
+    assert!(
+        matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("after 3 attempts"))
+    );
+    assert_eq!(agent_runs(&world, Agent::Analyst), 3);
+    assert_eq!(world.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_blocked_task_rejected_by_a_person_runs_its_agent_again_with_the_comment() {
+    let world = World::new();
+    let item = world.add_item(1, "Unblock me");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Analyst,
+        &[FakeStep::WriteNothing],
+    );
+    to_analysis_verdict(&world, &item).await;
+    assert!(world.task(&item).await.status.is_blocked());
+    world.tracker.add_human_comment(
+        &item.id,
+        &world.person,
+        "Try again, with tests.",
+        world.clock_now(),
+    );
+    world
+        .move_item(&item, StateRole::Rejected)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+}
+
+#[tokio::test]
+async fn job_end_handled_twice_changes_the_task_once() {
+    let world = World::new();
+    let item = world.add_item(1, "Replay job end");
+    to_analysis_verdict(&world, &item).await;
+    let task = world.task(&item).await;
+    let analyst = world
+        .store
+        .jobs_of_task(task.id)
+        .await
+        .expect("store works")
+        .remove(0);
+    let again = world
+        .orchestrator
+        .handle(&Event::JobFinished { job: analyst.id }, Origin::Worker)
+        .await
+        .expect("handled");
+    assert!(!again.changed);
+    assert_eq!(world.task(&item).await.version, task.version);
+}
+
+#[tokio::test]
+async fn retry_requested_runs_the_stage_agent_again() {
+    let world = World::new();
+    let item = world.add_item(1, "Retry me");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Analyst,
+        &[FakeStep::WriteNothing],
+    );
+    to_analysis_verdict(&world, &item).await;
+    let task = world.task(&item).await;
+    world
+        .orchestrator
+        .handle(&Event::RetryRequested { task: task.id }, Origin::Admin)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+}
+
+#[tokio::test]
+async fn notifications_survive_a_telegram_outage() {
+    let world = World::new();
+    let item = world.add_item(1, "Quiet phone");
+    world.notifier.set_down(true);
+    to_analysis_verdict(&world, &item).await;
+    assert!(world.messages().is_empty());
+    world.notifier.set_down(false);
+    world.clock.advance(Duration::from_secs(301));
+    world.run_jobs().await;
+    assert_eq!(world.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_person_is_not_mistaken_for_orch() {
+    let world = World::new();
+    let item = world.add_item(1, "Person");
+    let moved = world.move_silently(&item, StateRole::InProgress);
+    let person = UserId::new("someone-else").expect("valid id");
+    assert!(
+        world
+            .deliver(Event::WorkItemMoved {
+                item: moved,
+                actor: Some(person)
+            })
+            .await
+            .expect("handled")
+            .changed
+    );
+}
