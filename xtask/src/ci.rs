@@ -3,11 +3,15 @@
 //! clippy and the tests run in the same profile with the same features, so they share the
 //! target directory and dependencies are built once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::process::{self, cargo, seconds, timed};
 use crate::{codegen, tidy, Result};
+
+/// The daemon's binary (SPEC §5.1).
+const ORCH_BINARY: &str = "orch";
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let mut durations: Vec<(&str, Duration)> = Vec::new();
@@ -33,7 +37,8 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     step("test", &|| test(root))?;
     step("tidy", &|| tidy::run(root))?;
     step("codegen --check", &|| {
-        codegen::run(root, codegen::Mode::Check)
+        let orch = built_binary(root, ORCH_BINARY);
+        codegen::run_with(root, codegen::Mode::Check, orch.as_deref())
     })?;
 
     println!("\n=== ci passed");
@@ -61,6 +66,42 @@ fn test(root: &Path) -> Result<()> {
     let kept = process::run_streaming(&mut command, is_summary_line)?;
     println!("{}", summarize(&kept));
     Ok(())
+}
+
+/// Where the test build put the binary `name`, if it built it (a package's bin is built for
+/// its integration tests). Asking cargo again with the same selection is a no-op build that
+/// lists the artifacts; running that binary avoids a `cargo run` that would rebuild the
+/// daemon without the dev-dependency features the test build unified.
+fn built_binary(root: &Path, name: &str) -> Option<PathBuf> {
+    let output = cargo(root)
+        .args([
+            "test",
+            "--workspace",
+            "--no-run",
+            "-q",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout.lines().find_map(|line| binary_artifact(line, name))
+}
+
+/// The executable of a non-test `bin` artifact named `name`, from one line of cargo's JSON.
+fn binary_artifact(line: &str, name: &str) -> Option<PathBuf> {
+    let target_name = format!("\"kind\":[\"bin\"],\"crate_types\":[\"bin\"],\"name\":\"{name}\"");
+    if !line.contains("\"reason\":\"compiler-artifact\"") || !line.contains(&target_name) {
+        return None;
+    }
+    let profile = &line[line.find("\"profile\":{")?..];
+    let profile = &profile[..profile.find('}')?];
+    if !profile.contains("\"test\":false") {
+        return None;
+    }
+    let key = "\"executable\":\"";
+    let rest = &line[line.find(key)? + key.len()..];
+    Some(PathBuf::from(&rest[..rest.find('"')?]))
 }
 
 /// nextest's final `Summary` line, or one of libtest's per-binary `test result:` lines.

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use crate::process::{self, cargo};
 use crate::Result;
@@ -29,10 +30,16 @@ pub(crate) enum Mode {
 }
 
 pub(crate) fn run(root: &Path, mode: Mode) -> Result<()> {
+    run_with(root, mode, None)
+}
+
+/// Like `run`, but with an `orch` binary that is already built (by the test build in `ci`),
+/// so that `cargo run` does not rebuild the daemon with a different feature set.
+pub(crate) fn run_with(root: &Path, mode: Mode, prebuilt_orch: Option<&Path>) -> Result<()> {
     let mut stale = Vec::new();
     let index = adr_index(root)?;
     ensure(root, ADR_INDEX, &index, mode, &mut stale)?;
-    if let Some(reference) = config_reference(root)? {
+    if let Some(reference) = config_reference(root, prebuilt_orch)? {
         ensure(root, CONFIG_REFERENCE, &reference, mode, &mut stale)?;
     }
     if stale.is_empty() {
@@ -153,19 +160,20 @@ pub(crate) fn adr_status(text: &str) -> Option<String> {
 
 /// `docs/config.md` from `orch config-reference`, or `None` (with a note) while orch-daemon
 /// or its `config-reference` subcommand does not exist yet.
-fn config_reference(root: &Path) -> Result<Option<String>> {
+fn config_reference(root: &Path, prebuilt_orch: Option<&Path>) -> Result<Option<String>> {
     if !root.join(DAEMON_MANIFEST).is_file() {
         println!("codegen: {DAEMON_MANIFEST} does not exist yet: {CONFIG_REFERENCE} skipped");
         return Ok(None);
     }
-    let output = process::output(cargo(root).args([
-        "run",
-        "-q",
-        "-p",
-        "orch-daemon",
-        "--",
-        "config-reference",
-    ]))?;
+    let mut command = match prebuilt_orch {
+        Some(orch) => Command::new(orch),
+        None => {
+            let mut command = cargo(root);
+            command.args(["run", "-q", "-p", "orch-daemon", "--"]);
+            command
+        }
+    };
+    let output = process::output(command.arg("config-reference"))?;
     // Exit code 2 is a usage error (SPEC §5.1): the subcommand is not there yet.
     if output.status.code() == Some(2) {
         println!("codegen: orch-daemon has no `config-reference` subcommand yet: {CONFIG_REFERENCE} skipped");
