@@ -1,1 +1,7 @@
 //! Integration tests of orch-http: a real server on 127.0.0.1:0 and a real HTTP client.
+
+mod concurrency;
+mod ingress;
+mod limits;
+mod status;
+mod support;
