@@ -1,0 +1,698 @@
+//! Unit tests of the configuration loader, the reference and the value types.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch_core::domain::{Agent, Stage};
+use orch_core::ports::StateNames;
+
+use crate::config::{
+    load, parse, reference_markdown, resolve_path, template_problems, BaseUrl, Config, MergeStyle,
+};
+
+const MINIMAL: &str = r#"
+[plane]
+base_url = "https://plane.test"
+workspace_slug = "acme"
+
+[gitea]
+base_url = "https://gitea.test"
+
+[[projects]]
+key = "widgets"
+plane_project_id = "p1"
+repo = "acme/widgets"
+work_item_prefix = "WI"
+"#;
+
+/// A temporary config directory with the three default prompts.
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("prompts")).expect("prompts dir");
+        for role in ["analyst", "developer", "reviewer"] {
+            let text = format!("You are the {role} of {{{{task}}}} in {{{{repo}}}}.\n");
+            std::fs::write(dir.path().join(format!("prompts/{role}.md")), text).expect("prompt");
+        }
+        Dir { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn parse(&self, text: &str, env: &BTreeMap<String, String>) -> Result<Config, String> {
+        parse(text, "orch.toml", self.path(), env).map_err(|errors| errors.to_string())
+    }
+}
+
+fn secrets_env() -> BTreeMap<String, String> {
+    env(&[
+        ("ORCH_PLANE_API_TOKEN", "plane-token-s3cret"),
+        ("ORCH_PLANE_WEBHOOK_SECRET", "plane-hook-s3cret"),
+        ("ORCH_GITEA_TOKEN", "gitea-token-s3cret"),
+        ("ORCH_GITEA_WEBHOOK_SECRET", "gitea-hook-s3cret"),
+    ])
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+fn with(mut base: BTreeMap<String, String>, pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    base.extend(env(pairs));
+    base
+}
+
+/// Loads `text` with the secrets in the environment and compares the error report line by line.
+fn check_errors(text: &str, expected: &[&str]) {
+    check_errors_with_env(text, &secrets_env(), expected);
+}
+
+fn check_errors_with_env(text: &str, env: &BTreeMap<String, String>, expected: &[&str]) {
+    let dir = Dir::new();
+    let report = dir.parse(text, env).expect_err("the config is refused");
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines, expected, "full report:\n{report}");
+}
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+#[test]
+fn minimal_config_loads_with_every_default() {
+    let dir = Dir::new();
+    let config = dir.parse(MINIMAL, &secrets_env()).expect("valid");
+
+    assert_eq!(
+        config.server.listen,
+        "127.0.0.1:8787".parse::<SocketAddr>().expect("addr")
+    );
+    assert_eq!(config.server.admin_token, None);
+    assert_eq!(config.server.max_body_bytes, 1_048_576);
+    assert_eq!(config.storage.db_path, PathBuf::from("data/orch.db"));
+    assert_eq!(config.workspace.repos_dir, PathBuf::from("data/repos"));
+    assert_eq!(config.plane.base_url.as_str(), "https://plane.test");
+    assert_eq!(config.plane.api_token.expose(), "plane-token-s3cret");
+    assert_eq!(config.plane.rate_limit_per_min, 60);
+    assert_eq!(config.gitea.merge_style, MergeStyle::Merge);
+    assert!(config.gitea.require_ci);
+    assert_eq!(config.telegram, None);
+    assert_eq!(config.worker.concurrency, 2);
+    assert_eq!(config.worker.per_repo_concurrency, 1);
+    assert_eq!(config.worker.job_timeout, Duration::from_secs(3600));
+    assert_eq!(config.worker.stall_timeout, Duration::from_secs(600));
+    assert_eq!(
+        (config.worker.max_attempts, config.worker.max_fix_rounds),
+        (3, 3)
+    );
+    assert!(config.reconcile.enabled && config.reconcile.plane_enabled);
+    assert_eq!(config.reconcile.interval, Duration::from_secs(60));
+    assert_eq!(
+        config.reconcile.grace.of(Stage::Development),
+        Duration::from_secs(300)
+    );
+    for agent in Agent::ALL {
+        let agent_config = config.agent(agent);
+        assert_eq!(agent_config.command, ["claude", "-p"]);
+        assert_eq!(
+            agent_config.prompt.path,
+            dir.path().join(format!("prompts/{agent}.md"))
+        );
+        assert_eq!(
+            agent_config.prompt.text,
+            format!("You are the {agent} of {{{{task}}}} in {{{{repo}}}}.\n")
+        );
+        assert_eq!(agent_config.timeout, Duration::from_secs(1800));
+        assert!(agent_config.env.is_empty());
+    }
+    let project = &config.projects[0];
+    assert_eq!(project.repo.to_string(), "acme/widgets");
+    assert_eq!(project.base_branch.as_str(), "main");
+    let expected_states = StateNames {
+        awaiting: None,
+        cancelled: None,
+        ..StateNames::default()
+    };
+    assert_eq!(project.states, expected_states);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let text = format!(
+        "{MINIMAL}\n[server]\nlisten = \"127.0.0.1:1111\"\nadmin_token = \"from-file\"\n\
+         [reconcile]\nenabled = true\nplane_enabled = true\n"
+    );
+    let env = with(
+        secrets_env(),
+        &[
+            ("ORCH_LISTEN", "0.0.0.0:9000"),
+            ("ORCH_ADMIN_TOKEN", "from-env"),
+            ("ORCH_DB_PATH", "/var/lib/orch/orch.db"),
+            ("ORCH_REPOS_DIR", "/var/lib/orch/repos"),
+            ("ORCH_PLANE_URL", "http://127.0.0.1:3000/"),
+            ("ORCH_GITEA_URL", "http://127.0.0.1:3001"),
+            ("ORCH_PLANE_WEBHOOK_SECRET", "old, new"),
+            ("ORCH_RECONCILE_ENABLED", "false"),
+            ("ORCH_RECONCILE_PLANE_ENABLED", "0"),
+            ("ORCH_TELEGRAM_BOT_TOKEN", "123:bot"),
+            ("ORCH_TELEGRAM_CHAT_ID", "-100"),
+        ],
+    );
+    let config = Dir::new().parse(&text, &env).expect("valid");
+
+    assert_eq!(
+        config.server.listen,
+        "0.0.0.0:9000".parse::<SocketAddr>().expect("addr")
+    );
+    assert_eq!(
+        config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|token| token.expose()),
+        Some("from-env")
+    );
+    assert_eq!(
+        config.storage.db_path,
+        PathBuf::from("/var/lib/orch/orch.db")
+    );
+    assert_eq!(
+        config.workspace.repos_dir,
+        PathBuf::from("/var/lib/orch/repos")
+    );
+    assert_eq!(config.plane.base_url.as_str(), "http://127.0.0.1:3000");
+    assert_eq!(config.gitea.base_url.as_str(), "http://127.0.0.1:3001");
+    let secrets: Vec<&str> = config
+        .plane
+        .webhook_secrets
+        .iter()
+        .map(|secret| secret.expose())
+        .collect();
+    assert_eq!(secrets, ["old", "new"]);
+    assert!(!config.reconcile.enabled);
+    assert!(!config.reconcile.plane_enabled);
+    let telegram = config
+        .telegram
+        .expect("telegram enabled by the environment");
+    assert_eq!(
+        (telegram.bot_token.expose(), telegram.chat_id.as_str()),
+        ("123:bot", "-100")
+    );
+    assert_eq!(telegram.api_base.as_str(), "https://api.telegram.org");
+}
+
+#[test]
+fn empty_environment_variable_leaves_the_file_value() {
+    let text = format!("{MINIMAL}\n[server]\nlisten = \"127.0.0.1:1111\"\n");
+    let env = with(
+        secrets_env(),
+        &[("ORCH_LISTEN", ""), ("ORCH_TELEGRAM_BOT_TOKEN", "")],
+    );
+    let config = Dir::new().parse(&text, &env).expect("valid");
+    assert_eq!(config.server.listen.port(), 1111);
+    assert_eq!(config.telegram, None);
+}
+
+#[test]
+fn unknown_keys_are_reported_with_their_paths() {
+    let text = format!(
+        "{MINIMAL}\n[servr]\nlisten = \"x\"\n[projects.states]\ninprogress = \"Doing\"\n\
+         [agents.tester]\ncommand = [\"x\"]\n[reconcile.grace_s]\nqa = 5\n"
+    );
+    check_errors(
+        &text,
+        &[
+            "config: reconcile.grace_s.qa: unknown key",
+            "config: agents.tester: unknown key",
+            "config: projects[0].states.inprogress: unknown key",
+            "config: servr: unknown key",
+        ],
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = r#"
+[server]
+listen = "localhost"
+max_body_bytes = 0
+
+[plane]
+base_url = "ftp://plane.test"
+
+[gitea]
+base_url = "https://gitea.test"
+merge_style = "fast-forward"
+
+[worker]
+concurrency = "two"
+max_attempts = 0
+
+[reconcile]
+enabled = "yes"
+
+[[projects]]
+key = "widgets"
+plane_project_id = "not a uuid"
+repo = "acme/widgets"
+work_item_prefix = "9X"
+base_branch = "-main"
+"#;
+    check_errors(
+        text,
+        &[
+            "config: server.listen: expected an IP address and port such as 127.0.0.1:8787, got \"localhost\"",
+            "config: server.max_body_bytes: expected an integer from 1 to 1073741824, got 0",
+            "config: plane.base_url: expected an http:// or https:// URL, got \"ftp://plane.test\"",
+            "config: plane.workspace_slug: required",
+            "config: gitea.merge_style: expected merge, squash, rebase or rebase-merge, got \"fast-forward\"",
+            "config: worker.concurrency: expected an integer from 1 to 64, got \"two\"",
+            "config: worker.max_attempts: expected an integer from 1 to 100, got 0",
+            "config: reconcile.enabled: expected true or false, got \"yes\"",
+            "config: projects[0].plane_project_id: may hold only letters, digits, '-' and '_', got \"not a uuid\"",
+            "config: projects[0].work_item_prefix: must be 1 to 10 letters or digits, starting with a letter, got \"9X\"",
+            "config: projects[0].base_branch: must not start with '-' or '/', got \"-main\"",
+        ],
+    );
+}
+
+#[test]
+fn bad_repo_is_reported_in_the_spec_form() {
+    let text = format!(
+        "{MINIMAL}\n[[projects]]\nkey = \"other\"\nplane_project_id = \"p2\"\nrepo = \"widgets\"\n\
+         work_item_prefix = \"OT\"\n"
+    );
+    check_errors(
+        &text,
+        &[r#"config: projects[1].repo: expected "owner/name", got "widgets""#],
+    );
+}
+
+#[test]
+fn missing_secrets_name_their_environment_variables() {
+    check_errors_with_env(
+        MINIMAL,
+        &BTreeMap::new(),
+        &[
+            "config: plane.api_token: required; set it in the file or in ORCH_PLANE_API_TOKEN",
+            "config: plane.webhook_secrets: required; set it in the file or in ORCH_PLANE_WEBHOOK_SECRET",
+            "config: gitea.token: required; set it in the file or in ORCH_GITEA_TOKEN",
+            "config: gitea.webhook_secrets: required; set it in the file or in ORCH_GITEA_WEBHOOK_SECRET",
+        ],
+    );
+}
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let env = with(
+        secrets_env(),
+        &[
+            ("ORCH_LISTEN", "nonsense"),
+            ("ORCH_RECONCILE_PLANE_ENABLED", "maybe"),
+            ("ORCH_GITEA_URL", "gitea"),
+        ],
+    );
+    check_errors_with_env(
+        MINIMAL,
+        &env,
+        &[
+            "config: server.listen (ORCH_LISTEN): expected an IP address and port such as 127.0.0.1:8787, got \"nonsense\"",
+            "config: gitea.base_url (ORCH_GITEA_URL): expected an http:// or https:// URL, got \"gitea\"",
+            "config: reconcile.plane_enabled (ORCH_RECONCILE_PLANE_ENABLED): expected true or false, got \"maybe\"",
+        ],
+    );
+}
+
+#[test]
+fn secret_values_are_never_echoed_in_errors() {
+    let text = format!(
+        "{MINIMAL}\n[telegram]\nbot_token = 12345\nchat_id = \"1\"\napi_base = \"https://user:hunter2@api.test\"\n"
+    );
+    check_errors(
+        &text,
+        &[
+            "config: telegram.bot_token: expected a string",
+            "config: telegram.api_base: a URL must not carry credentials; use the token keys",
+        ],
+    );
+}
+
+#[test]
+fn invalid_toml_is_one_error_with_line_and_column() {
+    check_errors("[server]\nlisten = \n", &["config: orch.toml:2:10: invalid TOML: string values must be quoted, expected literal string"]);
+}
+
+#[test]
+fn projects_must_be_present_and_unique() {
+    let without_projects = MINIMAL.split("[[projects]]").next().expect("head");
+    check_errors(
+        without_projects,
+        &["config: projects: at least one [[projects]] entry is required"],
+    );
+
+    let duplicated = format!(
+        "{MINIMAL}{}",
+        MINIMAL
+            .split_once("[[projects]]")
+            .map(|(_, tail)| format!("[[projects]]{tail}"))
+            .expect("tail")
+    );
+    check_errors(
+        &duplicated,
+        &[
+            "config: projects[1].key: \"widgets\" is already used by projects[0]",
+            "config: projects[1].plane_project_id: \"p1\" is already used by projects[0]",
+            "config: projects[1].repo: \"acme/widgets\" is already used by projects[0]",
+        ],
+    );
+}
+
+#[test]
+fn state_names_must_be_non_empty_and_distinct() {
+    let text = format!(
+        "{MINIMAL}\n[projects.states]\nin_progress = \" \"\napproved = \"Done\"\nawaiting = \"\"\n"
+    );
+    check_errors(
+        &text,
+        &[
+            "config: projects[0].states.in_progress: a state name must not be empty",
+            "config: projects[0].states.awaiting: a state name must not be empty",
+        ],
+    );
+    let text = format!("{MINIMAL}\n[projects.states]\napproved = \"Done\"\n");
+    check_errors(
+        &text,
+        &["config: projects[0].states.done: \"Done\" is already the state of approved"],
+    );
+}
+
+#[test]
+fn prompts_must_exist_and_use_known_placeholders() {
+    let dir = Dir::new();
+    std::fs::write(
+        dir.path().join("prompts/bad.md"),
+        "Do {{task}} with {{secret}} and {{unclosed",
+    )
+    .expect("write");
+    let text = format!(
+        "{MINIMAL}\n[agents.analyst]\nprompt = \"prompts/bad.md\"\n[agents.reviewer]\nprompt = \"prompts/missing.md\"\n"
+    );
+    let report = dir.parse(&text, &secrets_env()).expect_err("refused");
+    let bad = dir.path().join("prompts/bad.md");
+    let missing = dir.path().join("prompts/missing.md");
+    let expected = [
+        format!("config: agents.analyst.prompt: unknown placeholder {{{{secret}}}} in {}", bad.display()),
+        format!("config: agents.analyst.prompt: unclosed \"{{{{\" in {}", bad.display()),
+        format!(
+            "config: agents.reviewer.prompt: cannot read {}: No such file or directory (os error 2)",
+            missing.display()
+        ),
+    ];
+    assert_eq!(
+        report.lines().collect::<Vec<_>>(),
+        expected,
+        "full report:\n{report}"
+    );
+}
+
+#[test]
+fn agent_settings_are_checked() {
+    let text = format!(
+        "{MINIMAL}\n[worker]\njob_timeout_s = 600\n\
+         [agents.developer]\ncommand = []\ntimeout_s = 601\nenv = {{ ORCH_TASK = \"x\", \"1BAD\" = \"y\", N = 1 }}\n"
+    );
+    check_errors(
+        &text,
+        &[
+            "config: agents.analyst.timeout_s: 1800 is longer than worker.job_timeout_s (600)",
+            "config: agents.developer.command: expected at least the program to run",
+            "config: agents.developer.timeout_s: 601 is longer than worker.job_timeout_s (600)",
+            "config: agents.developer.env.1BAD: expected a variable name of letters, digits and '_'",
+            "config: agents.developer.env.N: expected a string",
+            "config: agents.developer.env.ORCH_TASK: names starting with ORCH_ are reserved for orch",
+            "config: agents.reviewer.timeout_s: 1800 is longer than worker.job_timeout_s (600)",
+        ],
+    );
+}
+
+#[test]
+fn telegram_section_needs_its_token_and_chat() {
+    check_errors(
+        &format!("{MINIMAL}\n[telegram]\n"),
+        &[
+            "config: telegram.bot_token: required; set it in the file or in ORCH_TELEGRAM_BOT_TOKEN",
+            "config: telegram.chat_id: required; set it in the file or in ORCH_TELEGRAM_CHAT_ID",
+        ],
+    );
+    let config = Dir::new()
+        .parse(
+            &format!("{MINIMAL}\n[telegram]\nbot_token = \"1:x\"\nchat_id = -100123\n"),
+            &secrets_env(),
+        )
+        .expect("valid");
+    assert_eq!(
+        config.telegram.map(|telegram| telegram.chat_id),
+        Some("-100123".to_owned())
+    );
+}
+
+#[test]
+fn secrets_are_absent_from_debug_output() {
+    let text = format!(
+        "{MINIMAL}\n[server]\nadmin_token = \"admin-s3cret\"\n[telegram]\nbot_token = \"bot-s3cret\"\nchat_id = \"1\"\n\
+         [agents.developer]\nenv = {{ ANTHROPIC_API_KEY = \"agent-s3cret\" }}\n"
+    );
+    let config = Dir::new().parse(&text, &secrets_env()).expect("valid");
+    let debug = format!("{config:?}");
+    for secret in [
+        "admin-s3cret",
+        "bot-s3cret",
+        "agent-s3cret",
+        "plane-token-s3cret",
+        "plane-hook-s3cret",
+        "gitea-token-s3cret",
+        "gitea-hook-s3cret",
+    ] {
+        assert!(!debug.contains(secret), "{secret} shown in {debug}");
+    }
+    assert!(
+        debug.contains("ANTHROPIC_API_KEY"),
+        "the names stay visible: {debug}"
+    );
+    assert!(debug.contains("<redacted>"));
+}
+
+#[test]
+fn pipeline_config_carries_projects_and_limits() {
+    let text = MINIMAL.replace("[gitea]\n", "[gitea]\nrequire_ci = false\n")
+        + "\n[worker]\nmax_attempts = 5\nmax_fix_rounds = 0\n[reconcile.grace_s]\nreview = 7\n";
+    let config = Dir::new().parse(&text, &secrets_env()).expect("valid");
+    let pipeline = config.pipeline();
+    assert_eq!(pipeline.projects, config.projects);
+    assert_eq!((pipeline.max_attempts, pipeline.max_fix_rounds), (5, 0));
+    assert!(!pipeline.require_ci);
+    assert_eq!(pipeline.grace.review, Duration::from_secs(7));
+    assert_eq!(pipeline.grace.analysis, Duration::from_secs(300));
+    assert_eq!(pipeline.full_pass_every, Duration::from_secs(3600));
+}
+
+#[test]
+fn deploy_example_passes_check() {
+    let env = with(secrets_env(), &[("ORCH_TELEGRAM_BOT_TOKEN", "1:bot")]);
+    let config =
+        load(&deploy_dir().join("orch.toml"), &env).unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(config.projects.len(), 1);
+    assert!(config.telegram.is_some());
+    assert_eq!(config.projects[0].states, StateNames::default());
+    for agent in [Agent::Analyst, Agent::Reviewer] {
+        assert!(
+            config.agent(agent).prompt.text.contains("ORCH_OUTPUT_DIR"),
+            "{agent} is told where to write"
+        );
+    }
+}
+
+#[test]
+fn unreadable_file_is_one_error_naming_it() {
+    let dir = Dir::new();
+    let path = dir.path().join("absent.toml");
+    let report = load(&path, &BTreeMap::new())
+        .expect_err("refused")
+        .to_string();
+    assert_eq!(
+        report,
+        format!(
+            "config: {}: cannot read the file: No such file or directory (os error 2)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn config_path_comes_from_the_flag_then_the_environment_then_the_default() {
+    let env = env(&[("ORCH_CONFIG", "/etc/orch/orch.toml")]);
+    assert_eq!(
+        resolve_path(Some(Path::new("x.toml")), &env),
+        PathBuf::from("x.toml")
+    );
+    assert_eq!(
+        resolve_path(None, &env),
+        PathBuf::from("/etc/orch/orch.toml")
+    );
+    assert_eq!(
+        resolve_path(None, &BTreeMap::new()),
+        PathBuf::from("orch.toml")
+    );
+}
+
+/// Every key path of a TOML table, with array indices as `[]` and agent roles as `<role>`.
+fn key_paths(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        out.push(path.clone());
+        if key == "env" {
+            // An agent's env table holds variable names, not config keys.
+            continue;
+        }
+        let inner_prefix = if prefix == "agents" {
+            "agents.<role>".to_owned()
+        } else {
+            path
+        };
+        match value {
+            toml::Value::Table(inner) => key_paths(&inner_prefix, inner, out),
+            toml::Value::Array(items) => {
+                for item in items {
+                    if let toml::Value::Table(inner) = item {
+                        key_paths(&format!("{inner_prefix}[]"), inner, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn reference_mentions_every_key_of_the_complete_example() {
+    let text = std::fs::read_to_string(deploy_dir().join("orch.toml")).expect("example");
+    let document: toml::Table = toml::from_str(&text).expect("toml");
+    let mut paths = Vec::new();
+    key_paths("", &document, &mut paths);
+    let reference = reference_markdown();
+    assert!(
+        reference.starts_with("<!-- generated by `cargo xtask codegen`, do not edit -->\n"),
+        "has the do-not-edit preamble"
+    );
+    assert!(paths.len() > 50, "the example has every key: {paths:?}");
+    for path in paths {
+        assert!(
+            reference.contains(&format!("### `{path}`")),
+            "{path} is missing from the reference"
+        );
+    }
+    for var in [
+        "ORCH_LISTEN",
+        "ORCH_ADMIN_TOKEN",
+        "ORCH_DB_PATH",
+        "ORCH_REPOS_DIR",
+        "ORCH_PLANE_URL",
+        "ORCH_PLANE_API_TOKEN",
+        "ORCH_PLANE_WEBHOOK_SECRET",
+        "ORCH_GITEA_URL",
+        "ORCH_GITEA_TOKEN",
+        "ORCH_GITEA_WEBHOOK_SECRET",
+        "ORCH_TELEGRAM_BOT_TOKEN",
+        "ORCH_TELEGRAM_CHAT_ID",
+        "ORCH_RECONCILE_ENABLED",
+        "ORCH_RECONCILE_PLANE_ENABLED",
+    ] {
+        assert!(
+            reference.contains(&format!("- environment: `{var}`")),
+            "{var} is missing"
+        );
+    }
+}
+
+#[test]
+fn docs_config_md_is_the_generated_reference() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
+    let on_disk = std::fs::read_to_string(&path).expect("docs/config.md exists");
+    assert!(
+        on_disk == reference_markdown(),
+        "docs/config.md is stale: run `cargo run -p orch-daemon -- config-reference > docs/config.md`"
+    );
+}
+
+#[test]
+fn templates_with_unknown_or_unclosed_placeholders_are_refused() {
+    let known = "{{task}} {{title}} {{description}} {{feedback}} {{analysis}} {{branch}} {{base_branch}} {{repo}}";
+    assert_eq!(template_problems(known), Vec::<String>::new());
+    assert_eq!(
+        template_problems("plain { braces } and }} alone"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        template_problems("{{ task }}"),
+        ["unknown placeholder {{ task }}"]
+    );
+    assert_eq!(
+        template_problems("{{Task}} then {{"),
+        ["unknown placeholder {{Task}}", "unclosed \"{{\""]
+    );
+}
+
+#[test]
+fn base_urls_are_http_or_https_without_credentials() {
+    let accepted = [
+        ("https://plane.example.com/", "https://plane.example.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://[::1]:3000/prefix", "http://[::1]:3000/prefix"),
+    ];
+    for (input, stored) in accepted {
+        assert_eq!(
+            BaseUrl::parse(input).map(|url| url.as_str().to_owned()),
+            Ok(stored.to_owned()),
+            "{input}"
+        );
+    }
+    let refused = [
+        ("plane.example.com", "expected an http:// or https:// URL"),
+        ("https://", "expected a host name in the URL"),
+        (
+            "https://a b",
+            "a URL must not contain spaces or control characters",
+        ),
+        (
+            "https://x?y=1",
+            "a base URL must not have a query or fragment",
+        ),
+        (
+            "https://u:p@x",
+            "a URL must not carry credentials; use the token keys",
+        ),
+        ("https://x:0", "expected a port from 1 to 65535 in the URL"),
+        (
+            "https://x:99999",
+            "expected a port from 1 to 65535 in the URL",
+        ),
+    ];
+    for (input, reason) in refused {
+        assert_eq!(BaseUrl::parse(input), Err(reason), "{input}");
+    }
+}

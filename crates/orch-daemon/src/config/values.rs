@@ -1,0 +1,188 @@
+//! The value types of the configuration: secrets, base URLs, merge styles and prompt templates.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The placeholders a prompt template may use (SPEC §5.4); any other `{{…}}` is a config error.
+pub const PLACEHOLDERS: [&str; 8] = [
+    "task",
+    "title",
+    "description",
+    "feedback",
+    "analysis",
+    "branch",
+    "base_branch",
+    "repo",
+];
+
+/// A token, a webhook secret or an agent's environment value: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// An `http://` or `https://` base URL without credentials, query or fragment, stored without
+/// a trailing `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    /// Checks the form; the reason is a lowercase phrase for the config error.
+    pub fn parse(value: &str) -> Result<BaseUrl, &'static str> {
+        let rest = value
+            .strip_prefix("https://")
+            .or_else(|| value.strip_prefix("http://"))
+            .ok_or("expected an http:// or https:// URL")?;
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("a URL must not contain spaces or control characters");
+        }
+        if value.contains(['?', '#']) {
+            return Err("a base URL must not have a query or fragment");
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err("a URL must not carry credentials; use the token keys");
+        }
+        let (host, port) = split_host_port(authority).ok_or("expected a host name in the URL")?;
+        let host_ok = !host.is_empty()
+            && (host.starts_with('[')
+                || host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'));
+        if !host_ok {
+            return Err("expected a host name in the URL");
+        }
+        if let Some(port) = port {
+            if port.parse::<u16>().map_or(true, |port| port == 0) {
+                return Err("expected a port from 1 to 65535 in the URL");
+            }
+        }
+        Ok(BaseUrl(value.trim_end_matches('/').to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, rest) = authority.split_at(end + 1);
+        return match rest.strip_prefix(':') {
+            Some(port) => Some((host, Some(port))),
+            None if rest.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host, Some(port))),
+        None => Some((authority, None)),
+    }
+}
+
+/// How orch merges a pull request (Gitea's `Do` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MergeStyle {
+    Merge,
+    Squash,
+    Rebase,
+    RebaseMerge,
+}
+
+impl MergeStyle {
+    pub const ALL: [MergeStyle; 4] = [
+        MergeStyle::Merge,
+        MergeStyle::Squash,
+        MergeStyle::Rebase,
+        MergeStyle::RebaseMerge,
+    ];
+
+    /// Gitea's name of the style.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeStyle::Merge => "merge",
+            MergeStyle::Squash => "squash",
+            MergeStyle::Rebase => "rebase",
+            MergeStyle::RebaseMerge => "rebase-merge",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<MergeStyle> {
+        MergeStyle::ALL
+            .into_iter()
+            .find(|style| style.as_str() == value)
+    }
+}
+
+impl fmt::Display for MergeStyle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A prompt template: where it was read from and its text, checked for unknown placeholders.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Prompt {
+    /// The file, resolved against the config file's directory.
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl fmt::Debug for Prompt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prompt")
+            .field("path", &self.path)
+            .field("bytes", &self.text.len())
+            .finish()
+    }
+}
+
+/// The problems of a template: each unknown `{{name}}`, and an unclosed `{{`.
+pub fn template_problems(template: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            problems.push("unclosed \"{{\"".to_owned());
+            break;
+        };
+        let name = &after[..end];
+        if !PLACEHOLDERS.contains(&name) {
+            let mut shown = name.to_owned();
+            if shown.len() > 40 {
+                let cut = (0..=40)
+                    .rev()
+                    .find(|idx| shown.is_char_boundary(*idx))
+                    .unwrap_or(0);
+                shown.truncate(cut);
+                shown.push('…');
+            }
+            problems.push(format!("unknown placeholder {{{{{shown}}}}}"));
+        }
+        rest = &after[end + 2..];
+    }
+    problems
+}

@@ -1,0 +1,1046 @@
+//! The loader: walks the TOML tree key by key, overlays the environment and collects every error.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch_core::config::{Grace, ProjectConfig};
+use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
+use orch_core::ports::StateNames;
+use toml::{Table, Value};
+
+use crate::config::error::{ConfigError, ConfigErrors};
+use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
+use crate::config::values::{template_problems, BaseUrl, MergeStyle, Prompt, Secret};
+use crate::config::{
+    AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, ServerConfig,
+    StorageConfig, TelegramConfig, WorkerConfig, WorkspaceConfig, GRACE_SECTION, PROJECT_SECTION,
+    STATES_SECTION,
+};
+
+/// The largest prompt template read, in bytes.
+const MAX_PROMPT_BYTES: u64 = 1024 * 1024;
+
+/// The longest value shown back in an error message, in characters.
+const MAX_SHOWN_CHARS: usize = 80;
+
+const WEEK_S: u64 = 7 * 24 * 3600;
+const DAY_S: u64 = 24 * 3600;
+
+pub(crate) fn parse(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Config, ConfigErrors> {
+    let document: Table = toml::from_str(text).map_err(|err| {
+        let place = match err.span() {
+            Some(span) => {
+                let (line, column) = line_column(text, span.start);
+                format!("{origin}:{line}:{column}")
+            }
+            None => origin.to_owned(),
+        };
+        ConfigErrors::single(place, format!("invalid TOML: {}", err.message().trim()))
+    })?;
+    let mut walker = Walker {
+        env,
+        base_dir,
+        errors: Vec::new(),
+    };
+    let root = Section::new(
+        String::new(),
+        Cow::Borrowed(&document),
+        &Config::SECTION,
+        None,
+    );
+    let config = walker.config(&root);
+    root.finish(&mut walker);
+    match config {
+        Some(config) if walker.errors.is_empty() => Ok(config),
+        _ => Err(ConfigErrors::new(walker.errors)),
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |tail| tail.chars().count())
+        + 1;
+    (line, column)
+}
+
+struct Walker<'e> {
+    env: &'e BTreeMap<String, String>,
+    base_dir: &'e Path,
+    errors: Vec<ConfigError>,
+}
+
+/// Where a key's value came from.
+enum Lookup<'v> {
+    /// Absent, with no default (`Required` or `Unset`).
+    Missing,
+    /// From the file, or the key's documented default.
+    Toml(Cow<'v, Value>),
+    /// From the key's environment variable (non-empty).
+    Env(String),
+}
+
+/// One table of the document being read, with the description of its keys.
+struct Section<'d> {
+    path: String,
+    table: Cow<'d, Table>,
+    doc: &'static SectionDoc,
+    /// The agent role, substituted for `<role>` in defaults.
+    role: Option<&'static str>,
+}
+
+impl<'e> Walker<'e> {
+    fn error(&mut self, key: String, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            key,
+            message: message.into(),
+        });
+    }
+
+    /// The variable's value; an empty one counts as not set.
+    fn env_value(&self, var: &str) -> Option<&'e str> {
+        self.env
+            .get(var)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    }
+
+    fn config(&mut self, root: &Section<'_>) -> Option<Config> {
+        let server_section = root.table_or_default(self, "server", &ServerConfig::SECTION)?;
+        let server = self.server(&server_section);
+        let storage_section = root.table_or_default(self, "storage", &StorageConfig::SECTION)?;
+        let storage = self.storage(&storage_section);
+        let workspace_section =
+            root.table_or_default(self, "workspace", &WorkspaceConfig::SECTION)?;
+        let workspace = self.workspace(&workspace_section);
+        let plane_section = root.table_or_default(self, "plane", &PlaneConfig::SECTION)?;
+        let plane = self.plane(&plane_section);
+        let gitea_section = root.table_or_default(self, "gitea", &GiteaConfig::SECTION)?;
+        let gitea = self.gitea(&gitea_section);
+        let telegram = self.telegram(root);
+        let worker_section = root.table_or_default(self, "worker", &WorkerConfig::SECTION)?;
+        let worker = self.worker(&worker_section);
+        let reconcile_section =
+            root.table_or_default(self, "reconcile", &ReconcileConfig::SECTION)?;
+        let reconcile = self.reconcile(&reconcile_section);
+        let agents_section = root.table_or_default(self, "agents", &AgentsConfig::SECTION)?;
+        let agents = self.agents(&agents_section, &worker);
+        let projects = self.projects(root);
+        Some(Config {
+            server: server?,
+            storage: storage?,
+            workspace: workspace?,
+            plane: plane?,
+            gitea: gitea?,
+            telegram: telegram?,
+            worker: worker?,
+            reconcile: reconcile?,
+            agents: agents?,
+            projects: projects?,
+        })
+    }
+
+    fn server(&mut self, section: &Section<'_>) -> Option<ServerConfig> {
+        let listen = section.socket_addr(self, "listen");
+        let admin_token = section.secret(self, "admin_token");
+        let max_body_bytes = section.int(self, "max_body_bytes", 1..=1024 * 1024 * 1024);
+        section.finish(self);
+        Some(ServerConfig {
+            listen: listen?,
+            admin_token: admin_token?,
+            max_body_bytes: max_body_bytes?,
+        })
+    }
+
+    fn storage(&mut self, section: &Section<'_>) -> Option<StorageConfig> {
+        let db_path = section.path(self, "db_path");
+        section.finish(self);
+        Some(StorageConfig { db_path: db_path? })
+    }
+
+    fn workspace(&mut self, section: &Section<'_>) -> Option<WorkspaceConfig> {
+        let repos_dir = section.path(self, "repos_dir");
+        section.finish(self);
+        Some(WorkspaceConfig {
+            repos_dir: repos_dir?,
+        })
+    }
+
+    fn plane(&mut self, section: &Section<'_>) -> Option<PlaneConfig> {
+        let base_url = section.base_url(self, "base_url");
+        let workspace_slug = section.string(self, "workspace_slug").and_then(|slug| {
+            let slug = slug?;
+            let slug_ok = slug.len() <= 100
+                && slug
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if slug_ok {
+                Some(slug)
+            } else {
+                self.error(
+                    section.label(self, "workspace_slug"),
+                    format!(
+                        "expected letters, digits, '-' or '_', got {}",
+                        shown_str(&slug)
+                    ),
+                );
+                None
+            }
+        });
+        let api_token = section.required_secret(self, "api_token");
+        let webhook_secrets = section.secret_list(self, "webhook_secrets");
+        let rate_limit_per_min = section.int(self, "rate_limit_per_min", 1..=100_000);
+        section.finish(self);
+        Some(PlaneConfig {
+            base_url: base_url??,
+            workspace_slug: workspace_slug?,
+            api_token: api_token?,
+            webhook_secrets: webhook_secrets?,
+            rate_limit_per_min: u32::try_from(rate_limit_per_min?).ok()?,
+        })
+    }
+
+    fn gitea(&mut self, section: &Section<'_>) -> Option<GiteaConfig> {
+        let base_url = section.base_url(self, "base_url");
+        let token = section.required_secret(self, "token");
+        let webhook_secrets = section.secret_list(self, "webhook_secrets");
+        let merge_style = section.string(self, "merge_style").and_then(|style| {
+            let style = style?;
+            let parsed = MergeStyle::parse(&style);
+            if parsed.is_none() {
+                self.error(
+                    section.label(self, "merge_style"),
+                    format!(
+                        "expected merge, squash, rebase or rebase-merge, got {}",
+                        shown_str(&style)
+                    ),
+                );
+            }
+            parsed
+        });
+        let require_ci = section.bool(self, "require_ci");
+        section.finish(self);
+        Some(GiteaConfig {
+            base_url: base_url??,
+            token: token?,
+            webhook_secrets: webhook_secrets?,
+            merge_style: merge_style?,
+            require_ci: require_ci??,
+        })
+    }
+
+    /// `Some(None)` when Telegram is not configured at all.
+    fn telegram(&mut self, root: &Section<'_>) -> Option<Option<TelegramConfig>> {
+        let from_env = ["ORCH_TELEGRAM_BOT_TOKEN", "ORCH_TELEGRAM_CHAT_ID"]
+            .into_iter()
+            .any(|var| self.env_value(var).is_some());
+        let section = match root.table(self, "telegram", &TelegramConfig::SECTION) {
+            Ok(Some(section)) => section,
+            Ok(None) if from_env => Section::new(
+                "telegram".to_owned(),
+                Cow::Owned(Table::new()),
+                &TelegramConfig::SECTION,
+                None,
+            ),
+            Ok(None) => return Some(None),
+            Err(()) => return None,
+        };
+        let bot_token = section.required_secret(self, "bot_token");
+        let chat_id = match section.lookup(self, "chat_id") {
+            Lookup::Missing => {
+                self.error(
+                    section.label(self, "chat_id"),
+                    required_message(section.key_doc("chat_id")),
+                );
+                None
+            }
+            Lookup::Env(text) => Some(text),
+            Lookup::Toml(value) => match value.as_ref() {
+                Value::String(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+                Value::Integer(number) => Some(number.to_string()),
+                Value::String(_) => {
+                    self.error(
+                        section.label(self, "chat_id"),
+                        required_message(section.key_doc("chat_id")),
+                    );
+                    None
+                }
+                other => {
+                    self.error(
+                        section.label(self, "chat_id"),
+                        format!("expected a string or an integer, got {}", shown(other)),
+                    );
+                    None
+                }
+            },
+        };
+        let api_base = section.base_url(self, "api_base");
+        section.finish(self);
+        Some(Some(TelegramConfig {
+            bot_token: bot_token?,
+            chat_id: chat_id?,
+            api_base: api_base??,
+        }))
+    }
+
+    fn worker(&mut self, section: &Section<'_>) -> Option<WorkerConfig> {
+        let concurrency = section.int(self, "concurrency", 1..=64);
+        let per_repo_concurrency = section.int(self, "per_repo_concurrency", 1..=64);
+        let job_timeout = section.int(self, "job_timeout_s", 1..=WEEK_S);
+        let stall_timeout = section.int(self, "stall_timeout_s", 1..=DAY_S);
+        let max_attempts = section.int(self, "max_attempts", 1..=100);
+        let max_fix_rounds = section.int(self, "max_fix_rounds", 0..=100);
+        section.finish(self);
+        Some(WorkerConfig {
+            concurrency: u32::try_from(concurrency?).ok()?,
+            per_repo_concurrency: u32::try_from(per_repo_concurrency?).ok()?,
+            job_timeout: Duration::from_secs(job_timeout?),
+            stall_timeout: Duration::from_secs(stall_timeout?),
+            max_attempts: u32::try_from(max_attempts?).ok()?,
+            max_fix_rounds: u32::try_from(max_fix_rounds?).ok()?,
+        })
+    }
+
+    fn reconcile(&mut self, section: &Section<'_>) -> Option<ReconcileConfig> {
+        let enabled = section.bool(self, "enabled");
+        let plane_enabled = section.bool(self, "plane_enabled");
+        let interval = section.int(self, "interval_s", 1..=DAY_S);
+        let grace = match section.table_or_default(self, "grace_s", &GRACE_SECTION) {
+            Some(grace_section) => {
+                let analysis = grace_section.int(self, "analysis", 0..=WEEK_S);
+                let development = grace_section.int(self, "development", 0..=WEEK_S);
+                let review = grace_section.int(self, "review", 0..=WEEK_S);
+                grace_section.finish(self);
+                Some(Grace {
+                    analysis: Duration::from_secs(analysis?),
+                    development: Duration::from_secs(development?),
+                    review: Duration::from_secs(review?),
+                })
+            }
+            None => None,
+        };
+        section.finish(self);
+        Some(ReconcileConfig {
+            enabled: enabled??,
+            plane_enabled: plane_enabled??,
+            interval: Duration::from_secs(interval?),
+            grace: grace?,
+        })
+    }
+
+    fn agents(
+        &mut self,
+        section: &Section<'_>,
+        worker: &Option<WorkerConfig>,
+    ) -> Option<AgentsConfig> {
+        let read = |walker: &mut Walker<'_>, role: &'static str| {
+            let agent_section = section.table_or_default(walker, role, &AgentConfig::SECTION)?;
+            let agent_section = Section {
+                role: Some(role),
+                ..agent_section
+            };
+            walker.agent(&agent_section, worker)
+        };
+        let analyst = read(self, "analyst");
+        let developer = read(self, "developer");
+        let reviewer = read(self, "reviewer");
+        section.finish(self);
+        Some(AgentsConfig {
+            analyst: analyst?,
+            developer: developer?,
+            reviewer: reviewer?,
+        })
+    }
+
+    fn agent(
+        &mut self,
+        section: &Section<'_>,
+        worker: &Option<WorkerConfig>,
+    ) -> Option<AgentConfig> {
+        let command = section.string_list(self, "command");
+        let prompt = self.prompt(section);
+        let timeout = section
+            .int(self, "timeout_s", 1..=WEEK_S)
+            .and_then(|seconds| {
+                let timeout = Duration::from_secs(seconds);
+                match worker {
+                    Some(worker) if timeout > worker.job_timeout => {
+                        self.error(
+                            section.label(self, "timeout_s"),
+                            format!(
+                                "{seconds} is longer than worker.job_timeout_s ({})",
+                                worker.job_timeout.as_secs()
+                            ),
+                        );
+                        None
+                    }
+                    _ => Some(timeout),
+                }
+            });
+        let env = self.agent_env(section);
+        section.finish(self);
+        Some(AgentConfig {
+            command: command?,
+            prompt: prompt?,
+            timeout: timeout?,
+            env: env?,
+        })
+    }
+
+    fn prompt(&mut self, section: &Section<'_>) -> Option<Prompt> {
+        let relative = section.path(self, "prompt")?;
+        let path = self.base_dir.join(&relative);
+        let label = section.label(self, "prompt");
+        let text = match read_prompt(&path) {
+            Ok(text) => text,
+            Err(reason) => {
+                self.error(label, format!("cannot read {}: {reason}", path.display()));
+                return None;
+            }
+        };
+        let problems = template_problems(&text);
+        if !problems.is_empty() {
+            for problem in problems {
+                self.error(label.clone(), format!("{problem} in {}", path.display()));
+            }
+            return None;
+        }
+        Some(Prompt { path, text })
+    }
+
+    fn agent_env(&mut self, section: &Section<'_>) -> Option<BTreeMap<String, Secret>> {
+        let label = section.label(self, "env");
+        let Lookup::Toml(value) = section.lookup(self, "env") else {
+            return Some(BTreeMap::new());
+        };
+        let Value::Table(table) = value.as_ref() else {
+            self.error(
+                label,
+                format!("expected a table of strings, got {}", shown(&value)),
+            );
+            return None;
+        };
+        let mut env = BTreeMap::new();
+        let mut ok = true;
+        for (name, value) in table {
+            let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let entry_label = format!("{label}.{name}");
+            if !name_ok {
+                self.error(
+                    entry_label,
+                    "expected a variable name of letters, digits and '_'",
+                );
+                ok = false;
+            } else if name.starts_with("ORCH_") {
+                self.error(
+                    entry_label,
+                    "names starting with ORCH_ are reserved for orch",
+                );
+                ok = false;
+            } else if let Value::String(text) = value {
+                env.insert(name.clone(), Secret::new(text.clone()));
+            } else {
+                // The value may be a secret: its text is never shown.
+                self.error(entry_label, "expected a string");
+                ok = false;
+            }
+        }
+        ok.then_some(env)
+    }
+
+    fn projects(&mut self, root: &Section<'_>) -> Option<Vec<ProjectConfig>> {
+        let label = root.label(self, "projects");
+        let entries = match root.lookup(self, "projects") {
+            Lookup::Missing => {
+                self.error(label, "at least one [[projects]] entry is required");
+                return None;
+            }
+            Lookup::Env(_) => unreachable!("projects has no environment variable"),
+            Lookup::Toml(value) => match value.as_ref() {
+                Value::Array(entries) if !entries.is_empty() => entries.clone(),
+                Value::Array(_) => {
+                    self.error(label, "at least one [[projects]] entry is required");
+                    return None;
+                }
+                other => {
+                    self.error(
+                        label,
+                        format!(
+                            "expected an array of tables ([[projects]]), got {}",
+                            shown(other)
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let mut projects = Vec::new();
+        let mut ok = true;
+        for (idx, entry) in entries.iter().enumerate() {
+            let path = format!("projects[{idx}]");
+            let Value::Table(table) = entry else {
+                self.error(path, format!("expected a table, got {}", shown(entry)));
+                ok = false;
+                continue;
+            };
+            let section = Section::new(path, Cow::Borrowed(table), &PROJECT_SECTION, None);
+            match self.project(&section) {
+                Some(project) => projects.push(project),
+                None => ok = false,
+            }
+        }
+        self.check_unique(&projects, "key", |project| project.key.clone());
+        self.check_unique(&projects, "plane_project_id", |project| {
+            project.plane_project_id.to_string()
+        });
+        self.check_unique(&projects, "repo", |project| project.repo.to_string());
+        ok.then_some(projects)
+    }
+
+    fn check_unique(
+        &mut self,
+        projects: &[ProjectConfig],
+        key: &str,
+        value_of: impl Fn(&ProjectConfig) -> String,
+    ) {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (idx, project) in projects.iter().enumerate() {
+            let value = value_of(project);
+            match seen.get(&value) {
+                Some(first) => self.error(
+                    format!("projects[{idx}].{key}"),
+                    format!("{} is already used by projects[{first}]", shown_str(&value)),
+                ),
+                None => {
+                    seen.insert(value, idx);
+                }
+            }
+        }
+    }
+
+    fn project(&mut self, section: &Section<'_>) -> Option<ProjectConfig> {
+        let key = section.string(self, "key").and_then(|key| {
+            let key = key?;
+            let key_ok = key.len() <= 64
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !key_ok {
+                self.error(
+                    section.label(self, "key"),
+                    format!(
+                        "expected up to 64 letters, digits, '-' or '_', got {}",
+                        shown_str(&key)
+                    ),
+                );
+                return None;
+            }
+            Some(key)
+        });
+        let plane_project_id = section.id(self, "plane_project_id", ProjectId::new);
+        let repo = section.id(self, "repo", |text| RepoSlug::new(&text));
+        let work_item_prefix = section.id(self, "work_item_prefix", |text| {
+            WorkItemId::new(&text, 1).map(|_| text)
+        });
+        let base_branch = section.id(self, "base_branch", BranchName::new);
+        let states = section
+            .table_or_default(self, "states", &STATES_SECTION)
+            .and_then(|states| {
+                let names = self.states(&states);
+                states.finish(self);
+                names
+            });
+        section.finish(self);
+        Some(ProjectConfig {
+            key: key?,
+            plane_project_id: plane_project_id?,
+            repo: repo?,
+            work_item_prefix: work_item_prefix?,
+            base_branch: base_branch?,
+            states: states?,
+        })
+    }
+
+    fn states(&mut self, section: &Section<'_>) -> Option<StateNames> {
+        let name = |walker: &mut Walker<'_>, key: &str| -> Option<Option<String>> {
+            let value = section.string(walker, key)?;
+            if let Some(text) = &value {
+                if text.trim().is_empty() {
+                    walker.error(section.label(walker, key), "a state name must not be empty");
+                    return None;
+                }
+            }
+            Some(value)
+        };
+        let in_progress = name(self, "in_progress");
+        let approved = name(self, "approved");
+        let rejected = name(self, "rejected");
+        let awaiting = name(self, "awaiting");
+        let done = name(self, "done");
+        let cancelled = name(self, "cancelled");
+        let names = StateNames {
+            in_progress: in_progress??,
+            approved: approved??,
+            rejected: rejected??,
+            awaiting: awaiting?,
+            done: done??,
+            cancelled: cancelled?,
+        };
+        let roles = [
+            ("in_progress", Some(&names.in_progress)),
+            ("approved", Some(&names.approved)),
+            ("rejected", Some(&names.rejected)),
+            ("awaiting", names.awaiting.as_ref()),
+            ("done", Some(&names.done)),
+            ("cancelled", names.cancelled.as_ref()),
+        ];
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut ok = true;
+        for (role, state) in roles {
+            let Some(state) = state else { continue };
+            if let Some(first) = seen.get(state.as_str()) {
+                self.error(
+                    section.label(self, role),
+                    format!("{} is already the state of {first}", shown_str(state)),
+                );
+                ok = false;
+            } else {
+                seen.insert(state, role);
+            }
+        }
+        ok.then_some(names)
+    }
+}
+
+fn read_prompt(path: &Path) -> Result<String, String> {
+    let metadata = std::fs::metadata(path).map_err(|err| err.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a file".to_owned());
+    }
+    if metadata.len() > MAX_PROMPT_BYTES {
+        return Err(format!("larger than {MAX_PROMPT_BYTES} bytes"));
+    }
+    std::fs::read_to_string(path).map_err(|err| err.to_string())
+}
+
+impl<'d> Section<'d> {
+    fn new(
+        path: String,
+        table: Cow<'d, Table>,
+        doc: &'static SectionDoc,
+        role: Option<&'static str>,
+    ) -> Section<'d> {
+        Section {
+            path,
+            table,
+            doc,
+            role,
+        }
+    }
+
+    fn key_doc(&self, key: &str) -> &'static KeyDoc {
+        self.doc
+            .key(key)
+            .expect("every key read is described in its section's doc")
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The key path for messages, naming the environment variable when it supplied the value.
+    fn label(&self, walker: &Walker<'_>, key: &str) -> String {
+        let path = self.key_path(key);
+        match self.key_doc(key).env {
+            Some(var) if walker.env_value(var).is_some() => format!("{path} ({var})"),
+            _ => path,
+        }
+    }
+
+    fn lookup<'s>(&'s self, walker: &Walker<'_>, key: &str) -> Lookup<'s> {
+        let doc = self.key_doc(key);
+        if let Some(text) = doc.env.and_then(|var| walker.env_value(var)) {
+            return Lookup::Env(text.to_owned());
+        }
+        if let Some(value) = self.table.get(key) {
+            return Lookup::Toml(Cow::Borrowed(value));
+        }
+        match doc.fallback {
+            Fallback::Required | Fallback::Unset => Lookup::Missing,
+            Fallback::Table => Lookup::Toml(Cow::Owned(Value::Table(Table::new()))),
+            Fallback::Value(literal) => {
+                let mut value = default_value(literal);
+                if let (Value::String(text), Some(role)) = (&mut value, self.role) {
+                    *text = text.replace("<role>", role);
+                }
+                Lookup::Toml(Cow::Owned(value))
+            }
+        }
+    }
+
+    /// Reports every key of this table that is not described.
+    fn finish(&self, walker: &mut Walker<'_>) {
+        for key in self.table.keys() {
+            if self.doc.key(key).is_none() {
+                walker.error(self.key_path(key), "unknown key");
+            }
+        }
+    }
+
+    /// A sub-table: `Ok(None)` when absent without a default, `Err` when it is not a table.
+    fn table(
+        &self,
+        walker: &mut Walker<'_>,
+        key: &str,
+        doc: &'static SectionDoc,
+    ) -> Result<Option<Section<'_>>, ()> {
+        let path = self.key_path(key);
+        match self.lookup(walker, key) {
+            Lookup::Missing => {
+                if self.key_doc(key).fallback == Fallback::Required {
+                    walker.error(path, "required");
+                    return Err(());
+                }
+                Ok(None)
+            }
+            Lookup::Env(_) => unreachable!("tables have no environment variable"),
+            Lookup::Toml(Cow::Borrowed(Value::Table(table))) => Ok(Some(Section::new(
+                path,
+                Cow::Borrowed(table),
+                doc,
+                self.role,
+            ))),
+            Lookup::Toml(Cow::Owned(Value::Table(table))) => {
+                Ok(Some(Section::new(path, Cow::Owned(table), doc, self.role)))
+            }
+            Lookup::Toml(other) => {
+                let message = format!("expected a table, got {}", shown(&other));
+                walker.error(path, message);
+                Err(())
+            }
+        }
+    }
+
+    /// A sub-table whose absence means "all defaults"; `None` after an error.
+    fn table_or_default(
+        &self,
+        walker: &mut Walker<'_>,
+        key: &str,
+        doc: &'static SectionDoc,
+    ) -> Option<Section<'_>> {
+        match self.table(walker, key, doc) {
+            Ok(Some(section)) => Some(section),
+            Ok(None) => Some(Section::new(
+                self.key_path(key),
+                Cow::Owned(Table::new()),
+                doc,
+                self.role,
+            )),
+            Err(()) => None,
+        }
+    }
+
+    /// A string: `Some(None)` when absent without default, `None` after an error.
+    fn string(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<String>> {
+        let label = self.label(walker, key);
+        let result = match self.lookup(walker, key) {
+            Lookup::Missing => Ok(None),
+            Lookup::Env(text) => Ok(Some(text)),
+            Lookup::Toml(value) => match value.as_ref() {
+                Value::String(text) => Ok(Some(text.clone())),
+                other => Err(format!("expected a string, got {}", shown(other))),
+            },
+        };
+        match result {
+            Ok(None) if self.key_doc(key).fallback == Fallback::Required => {
+                walker.error(label, required_message(self.key_doc(key)));
+                None
+            }
+            Ok(value) => Some(value),
+            Err(message) => {
+                walker.error(label, message);
+                None
+            }
+        }
+    }
+
+    /// A string checked by one of orch_core's validating constructors.
+    fn id<T>(
+        &self,
+        walker: &mut Walker<'_>,
+        key: &str,
+        make: impl FnOnce(String) -> Result<T, IdError>,
+    ) -> Option<T> {
+        let text = self.string(walker, key)??;
+        match make(text) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                walker.error(self.label(walker, key), id_message(&err));
+                None
+            }
+        }
+    }
+
+    fn path(&self, walker: &mut Walker<'_>, key: &str) -> Option<PathBuf> {
+        let text = self.string(walker, key)??;
+        if text.trim().is_empty() {
+            walker.error(self.label(walker, key), "a path must not be empty");
+            return None;
+        }
+        Some(PathBuf::from(text))
+    }
+
+    /// `Some(None)` when absent without default.
+    fn base_url(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<BaseUrl>> {
+        let Some(text) = self.string(walker, key)? else {
+            return Some(None);
+        };
+        match BaseUrl::parse(text.trim()) {
+            Ok(url) => Some(Some(url)),
+            Err(reason) => {
+                // A URL with credentials is not echoed back.
+                let message = if text.contains('@') {
+                    reason.to_owned()
+                } else {
+                    format!("{reason}, got {}", shown_str(&text))
+                };
+                walker.error(self.label(walker, key), message);
+                None
+            }
+        }
+    }
+
+    fn socket_addr(&self, walker: &mut Walker<'_>, key: &str) -> Option<SocketAddr> {
+        let text = self.string(walker, key)??;
+        match text.trim().parse::<SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                walker.error(
+                    self.label(walker, key),
+                    format!(
+                        "expected an IP address and port such as 127.0.0.1:8787, got {}",
+                        shown_str(&text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn int(&self, walker: &mut Walker<'_>, key: &str, range: RangeInclusive<u64>) -> Option<u64> {
+        let label = self.label(walker, key);
+        let expected = format!(
+            "expected an integer from {} to {}",
+            range.start(),
+            range.end()
+        );
+        let number = match self.lookup(walker, key) {
+            Lookup::Missing => {
+                walker.error(label, required_message(self.key_doc(key)));
+                return None;
+            }
+            Lookup::Env(text) => text.trim().parse::<i64>().map_err(|_| shown_str(&text)),
+            Lookup::Toml(value) => match value.as_ref() {
+                Value::Integer(number) => Ok(*number),
+                other => Err(shown(other)),
+            },
+        };
+        match number {
+            Ok(number) => match u64::try_from(number) {
+                Ok(number) if range.contains(&number) => Some(number),
+                _ => {
+                    walker.error(label, format!("{expected}, got {number}"));
+                    None
+                }
+            },
+            Err(got) => {
+                walker.error(label, format!("{expected}, got {got}"));
+                None
+            }
+        }
+    }
+
+    /// `Some(None)` when absent without default.
+    fn bool(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<bool>> {
+        let label = self.label(walker, key);
+        let parsed = match self.lookup(walker, key) {
+            Lookup::Missing => return Some(None),
+            Lookup::Env(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(shown_str(&text)),
+            },
+            Lookup::Toml(value) => match value.as_ref() {
+                Value::Boolean(flag) => Ok(*flag),
+                other => Err(shown(other)),
+            },
+        };
+        match parsed {
+            Ok(flag) => Some(Some(flag)),
+            Err(got) => {
+                walker.error(label, format!("expected true or false, got {got}"));
+                None
+            }
+        }
+    }
+
+    /// An optional secret: absent or empty is `None`. Its text is never shown in errors.
+    fn secret(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<Secret>> {
+        let label = self.label(walker, key);
+        match self.lookup(walker, key) {
+            Lookup::Missing => Some(None),
+            Lookup::Env(text) => Some(Some(Secret::new(text))),
+            Lookup::Toml(value) => match value.as_ref() {
+                Value::String(text) if text.is_empty() => Some(None),
+                Value::String(text) => Some(Some(Secret::new(text.clone()))),
+                _ => {
+                    walker.error(label, "expected a string");
+                    None
+                }
+            },
+        }
+    }
+
+    fn required_secret(&self, walker: &mut Walker<'_>, key: &str) -> Option<Secret> {
+        let secret = self.secret(walker, key)?;
+        if secret.is_none() {
+            walker.error(self.label(walker, key), required_message(self.key_doc(key)));
+        }
+        secret
+    }
+
+    /// A non-empty list of secrets; the environment variable gives them comma-separated.
+    fn secret_list(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<Secret>> {
+        let label = self.label(walker, key);
+        let secrets: Vec<Secret> = match self.lookup(walker, key) {
+            Lookup::Missing => Vec::new(),
+            Lookup::Env(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(Secret::new)
+                .collect(),
+            Lookup::Toml(value) => match value.as_ref() {
+                Value::Array(items) if items.iter().all(Value::is_str) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|text| !text.is_empty())
+                    .map(Secret::new)
+                    .collect(),
+                _ => {
+                    walker.error(label, "expected a list of strings");
+                    return None;
+                }
+            },
+        };
+        if secrets.is_empty() {
+            walker.error(label, required_message(self.key_doc(key)));
+            return None;
+        }
+        Some(secrets)
+    }
+
+    /// A non-empty list of non-empty strings (an agent's argv).
+    fn string_list(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<String>> {
+        let label = self.label(walker, key);
+        let Lookup::Toml(value) = self.lookup(walker, key) else {
+            walker.error(label, required_message(self.key_doc(key)));
+            return None;
+        };
+        let items = match value.as_ref() {
+            Value::Array(items) => items,
+            other => {
+                walker.error(
+                    label,
+                    format!("expected a list of strings, got {}", shown(other)),
+                );
+                return None;
+            }
+        };
+        let mut strings = Vec::with_capacity(items.len());
+        for (idx, item) in items.iter().enumerate() {
+            match item {
+                Value::String(text) if !text.is_empty() => strings.push(text.clone()),
+                Value::String(_) => {
+                    walker.error(format!("{label}[{idx}]"), "must not be empty");
+                    return None;
+                }
+                other => {
+                    walker.error(
+                        format!("{label}[{idx}]"),
+                        format!("expected a string, got {}", shown(other)),
+                    );
+                    return None;
+                }
+            }
+        }
+        if strings.is_empty() {
+            walker.error(label, "expected at least the program to run");
+            return None;
+        }
+        Some(strings)
+    }
+}
+
+/// The documented default of a key, as a TOML value.
+fn default_value(literal: &str) -> Value {
+    let document: Table = toml::from_str(&format!("value = {literal}"))
+        .expect("every documented default is a valid TOML value");
+    document
+        .get("value")
+        .cloned()
+        .expect("the default document has its one key")
+}
+
+fn required_message(doc: &KeyDoc) -> String {
+    match doc.env {
+        Some(var) => format!("required; set it in the file or in {var}"),
+        None => "required".to_owned(),
+    }
+}
+
+/// `expected "owner/name", got "widgets"`: the SPEC's form of a refused identifier.
+fn id_message(err: &IdError) -> String {
+    format!("{}, got {}", err.reason, shown_str(&err.value))
+}
+
+fn shown_str(text: &str) -> String {
+    let mut shown: String = text.chars().take(MAX_SHOWN_CHARS).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(text) => shown_str(text),
+        Value::Table(_) => "a table".to_owned(),
+        Value::Array(_) => "a list".to_owned(),
+        other => {
+            let text = other.to_string();
+            let mut shown: String = text.chars().take(MAX_SHOWN_CHARS).collect();
+            if shown.len() < text.len() {
+                shown.push('…');
+            }
+            shown
+        }
+    }
+}

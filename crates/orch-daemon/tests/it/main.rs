@@ -1,0 +1,135 @@
+//! Integration tests of the `orch` binary: exit codes and output of `check` and `config-reference`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SECRETS: [(&str, &str); 5] = [
+    ("ORCH_PLANE_API_TOKEN", "plane-token"),
+    ("ORCH_PLANE_WEBHOOK_SECRET", "plane-hook"),
+    ("ORCH_GITEA_TOKEN", "gitea-token"),
+    ("ORCH_GITEA_WEBHOOK_SECRET", "gitea-hook"),
+    ("ORCH_TELEGRAM_BOT_TOKEN", "1:bot"),
+];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `orch` with a clean environment plus `env`, in `cwd`.
+fn orch(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .output()
+        .expect("orch runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_the_deploy_example_with_a_one_line_summary() {
+    let deploy = repo_root().join("deploy/orch.toml");
+    let output = orch(
+        &["check", "--config", deploy.to_str().expect("utf-8 path")],
+        &SECRETS,
+        &repo_root(),
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("config ok: ") && stdout.contains("enduro-trails"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_finds_the_file_through_orch_config_then_the_working_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let deploy = repo_root().join("deploy");
+    let mut env = SECRETS.to_vec();
+    let config_path = deploy.join("orch.toml");
+    env.push(("ORCH_CONFIG", config_path.to_str().expect("utf-8 path")));
+    assert_eq!(orch(&["check"], &env, dir.path()).status.code(), Some(0));
+
+    let output = orch(&["check"], &SECRETS, &deploy);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "./orch.toml is the default: {}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn check_of_a_bad_config_exits_2_and_prints_every_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("orch.toml");
+    std::fs::write(&config, "[server]\nlisten = \"nowhere\"\nextra = 1\n").expect("write");
+    let output = orch(
+        &["check", "--config", config.to_str().expect("utf-8 path")],
+        &[],
+        dir.path(),
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(output.stdout.is_empty());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 8, "every error is reported: {stderr}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("config: ")),
+        "{stderr}"
+    );
+    assert!(
+        lines.contains(&"config: server.extra: unknown key"),
+        "{stderr}"
+    );
+    assert!(
+        lines.contains(&"config: projects: at least one [[projects]] entry is required"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_of_a_missing_file_exits_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = orch(&["check"], &[], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "config: orch.toml: cannot read the file: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let output = orch(&["no-such-command"], &[], &repo_root());
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn config_reference_prints_docs_config_md_and_is_hidden_from_help() {
+    let output = orch(&["config-reference"], &[], &repo_root());
+    assert_eq!(output.status.code(), Some(0));
+    let on_disk =
+        std::fs::read_to_string(repo_root().join("docs/config.md")).expect("docs/config.md");
+    assert!(
+        text(&output.stdout) == on_disk,
+        "docs/config.md differs from `orch config-reference`"
+    );
+
+    let help = text(&orch(&["--help"], &[], &repo_root()).stdout);
+    assert!(
+        help.contains("check") && !help.contains("config-reference"),
+        "{help}"
+    );
+}
