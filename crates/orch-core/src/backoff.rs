@@ -47,3 +47,6 @@ pub fn jitter_from(seed: &[i64]) -> f64 {
     }
     (state >> 11) as f64 / (1u64 << 53) as f64
 }
+
+#[cfg(test)]
+mod tests;

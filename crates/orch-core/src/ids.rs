@@ -441,3 +441,6 @@ pub fn slug(title: &str) -> String {
         trimmed.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -369,3 +369,6 @@ pub enum TrackerSide {
     Enabled,
     Disabled,
 }
+
+#[cfg(test)]
+mod tests;

@@ -30,6 +30,8 @@ struct TrackerState {
     next_comment: u64,
     /// Calls that fail with `Unavailable` before calls succeed again.
     failures: u32,
+    /// `list_work_items` calls that fail with `Unavailable`.
+    listing_failures: u32,
     calls: Vec<String>,
     state_changes: Vec<(IssueId, StateId)>,
 }
@@ -132,6 +134,11 @@ impl FakeTracker {
         self.lock().failures = n;
     }
 
+    /// The next `n` listings fail with `Unavailable` (other calls work).
+    pub fn fail_listing_next(&self, n: u32) {
+        self.lock().listing_failures = n;
+    }
+
     /// Every call, as `method project`.
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
@@ -195,7 +202,11 @@ impl Tracker for FakeTracker {
         project: &ProjectId,
         cursor: Option<&str>,
     ) -> Result<WorkItemPage, TrackerError> {
-        let state = self.enter(format!("list_work_items {project}"))?;
+        let mut state = self.enter(format!("list_work_items {project}"))?;
+        if state.listing_failures > 0 {
+            state.listing_failures -= 1;
+            return Err(TrackerError::unavailable("plane listing is down (fake)"));
+        }
         let mut items: Vec<WorkItem> = state
             .items
             .values()
