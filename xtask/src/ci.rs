@@ -63,9 +63,9 @@ fn test(root: &Path) -> Result<()> {
         command.args(["test", "--workspace"]);
     }
     command.env("RUN_SLOW_TESTS", "1");
-    let kept = process::run_streaming(&mut command, is_summary_line)?;
-    println!("{}", summarize(&kept));
-    Ok(())
+    let streamed = process::run_streaming(&mut command, is_summary_line)?;
+    println!("{}", summarize(&streamed.kept));
+    streamed.status
 }
 
 /// Where the test build put the binary `name`, if it built it (a package's bin is built for

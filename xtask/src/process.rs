@@ -40,9 +40,17 @@ pub(crate) fn output(command: &mut Command) -> Result<std::process::Output> {
         .map_err(|err| format!("could not start `{shown}`: {err}").into())
 }
 
-/// Runs `command`, echoing its stdout and stderr line by line as they come, and returns the
-/// lines (from either stream) for which `keep` is true, in arrival order.
-pub(crate) fn run_streaming(command: &mut Command, keep: fn(&str) -> bool) -> Result<Vec<String>> {
+/// What `run_streaming` saw.
+pub(crate) struct Streamed {
+    /// The lines (from either stream) that `keep` accepted, in arrival order.
+    pub(crate) kept: Vec<String>,
+    /// `Err` naming the command if it exited unsuccessfully.
+    pub(crate) status: Result<()>,
+}
+
+/// Runs `command`, echoing its stdout and stderr line by line as they come, and keeps the
+/// lines for which `keep` is true, also when the command fails.
+pub(crate) fn run_streaming(command: &mut Command, keep: fn(&str) -> bool) -> Result<Streamed> {
     let shown = show(command);
     println!("$ {shown}");
     let mut child = command
@@ -61,13 +69,15 @@ pub(crate) fn run_streaming(command: &mut Command, keep: fn(&str) -> bool) -> Re
     for reader in readers {
         reader.join().expect("an output echo thread does not panic");
     }
-    let status = child
+    let exit = child
         .wait()
         .map_err(|err| format!("could not wait for `{shown}`: {err}"))?;
-    if !status.success() {
-        return Err(format!("`{shown}` failed ({status})").into());
-    }
-    Ok(kept)
+    let status = if exit.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({exit})").into())
+    };
+    Ok(Streamed { kept, status })
 }
 
 /// Whether a program answers `args` successfully (used to detect optional tools).
