@@ -1,0 +1,10 @@
+//! Integration tests of `SqliteStore` on temp-file databases: the Store contract suite,
+//! races, leases across restarts, migrations, the writer lock and crash safety.
+
+mod contract;
+mod crash;
+mod leases;
+mod lock;
+mod migrations;
+mod races;
+mod support;
