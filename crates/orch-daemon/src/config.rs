@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orch_agent::RoleConfig;
 use orch_core::config::{Grace, PipelineConfig, ProjectConfig};
 use orch_core::domain::Agent;
 
@@ -27,9 +28,7 @@ use crate::config::schema::Fallback;
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
 pub use crate::config::reference::reference_markdown;
-pub use crate::config::values::{
-    template_problems, BaseUrl, MergeStyle, Prompt, Secret, PLACEHOLDERS,
-};
+pub use crate::config::values::{BaseUrl, MergeStyle, Prompt, Secret};
 
 /// The environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "ORCH_CONFIG";
@@ -374,6 +373,22 @@ impl Config {
     /// The configuration of one agent role.
     pub fn agent(&self, agent: Agent) -> &AgentConfig {
         self.agents.get(agent)
+    }
+}
+
+impl AgentConfig {
+    /// This agent as the runner of `orch_agent` takes it; the `env` values are exposed here.
+    pub fn role_config(&self) -> RoleConfig {
+        RoleConfig {
+            command: self.command.clone(),
+            prompt_template: self.prompt.text.clone(),
+            timeout: self.timeout,
+            env: self
+                .env
+                .iter()
+                .map(|(name, value)| (name.clone(), value.expose().to_owned()))
+                .collect(),
+        }
     }
 }
 

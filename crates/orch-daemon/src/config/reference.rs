@@ -10,7 +10,7 @@ use crate::config::{
 };
 
 /// Every section, in the order of the reference.
-const SECTIONS: [SectionDoc; 14] = [
+pub(crate) const SECTIONS: [SectionDoc; 14] = [
     Config::SECTION,
     ServerConfig::SECTION,
     StorageConfig::SECTION,

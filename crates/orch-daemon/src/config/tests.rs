@@ -8,9 +8,9 @@ use std::time::Duration;
 use orch_core::domain::{Agent, Stage};
 use orch_core::ports::StateNames;
 
-use crate::config::{
-    load, parse, reference_markdown, resolve_path, template_problems, BaseUrl, Config, MergeStyle,
-};
+use crate::config::reference::SECTIONS;
+use crate::config::schema::Fallback;
+use crate::config::{load, parse, reference_markdown, resolve_path, BaseUrl, Config, MergeStyle};
 
 const MINIMAL: &str = r#"
 [plane]
@@ -402,18 +402,21 @@ fn prompts_must_exist_and_use_known_placeholders() {
     let dir = Dir::new();
     std::fs::write(
         dir.path().join("prompts/bad.md"),
-        "Do {{task}} with {{secret}} and {{unclosed",
+        "Do {{ task }} with {{secret}}",
     )
     .expect("write");
     let text = format!(
         "{MINIMAL}\n[agents.analyst]\nprompt = \"prompts/bad.md\"\n[agents.reviewer]\nprompt = \"prompts/missing.md\"\n"
     );
     let report = dir.parse(&text, &secrets_env()).expect_err("refused");
+    let known = "{{task}} {{title}} {{description}} {{feedback}} {{analysis}} {{branch}} {{base_branch}} {{repo}}";
     let bad = dir.path().join("prompts/bad.md");
     let missing = dir.path().join("prompts/missing.md");
     let expected = [
-        format!("config: agents.analyst.prompt: unknown placeholder {{{{secret}}}} in {}", bad.display()),
-        format!("config: agents.analyst.prompt: unclosed \"{{{{\" in {}", bad.display()),
+        format!(
+            "config: agents.analyst.prompt: unknown placeholder {{{{secret}}}} (known: {known}) in {}",
+            bad.display()
+        ),
         format!(
             "config: agents.reviewer.prompt: cannot read {}: No such file or directory (os error 2)",
             missing.display()
@@ -640,21 +643,34 @@ fn docs_config_md_is_the_generated_reference() {
 }
 
 #[test]
-fn templates_with_unknown_or_unclosed_placeholders_are_refused() {
-    let known = "{{task}} {{title}} {{description}} {{feedback}} {{analysis}} {{branch}} {{base_branch}} {{repo}}";
-    assert_eq!(template_problems(known), Vec::<String>::new());
+fn every_documented_default_is_a_valid_toml_value() {
+    for section in SECTIONS {
+        for key in section.keys {
+            if let Fallback::Value(literal) = key.fallback {
+                let parsed: Result<toml::Table, _> = toml::from_str(&format!("value = {literal}"));
+                assert!(
+                    parsed.is_ok(),
+                    "{}.{} has default {literal}",
+                    section.path,
+                    key.key
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn agent_config_converts_to_the_runner_role() {
+    let text = format!("{MINIMAL}\n[agents.developer]\nenv = {{ API_KEY = \"k\" }}\n");
+    let config = Dir::new().parse(&text, &secrets_env()).expect("valid");
+    let role = config.agent(Agent::Developer).role_config();
+    assert_eq!(role.command, ["claude", "-p"]);
     assert_eq!(
-        template_problems("plain { braces } and }} alone"),
-        Vec::<String>::new()
+        role.prompt_template,
+        "You are the developer of {{task}} in {{repo}}.\n"
     );
-    assert_eq!(
-        template_problems("{{ task }}"),
-        ["unknown placeholder {{ task }}"]
-    );
-    assert_eq!(
-        template_problems("{{Task}} then {{"),
-        ["unknown placeholder {{Task}}", "unclosed \"{{\""]
-    );
+    assert_eq!(role.timeout, Duration::from_secs(1800));
+    assert_eq!(role.env.get("API_KEY").map(String::as_str), Some("k"));
 }
 
 #[test]

@@ -3,18 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// The placeholders a prompt template may use (SPEC §5.4); any other `{{…}}` is a config error.
-pub const PLACEHOLDERS: [&str; 8] = [
-    "task",
-    "title",
-    "description",
-    "feedback",
-    "analysis",
-    "branch",
-    "base_branch",
-    "repo",
-];
-
 /// A token, a webhook secret or an agent's environment value: never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -157,32 +145,4 @@ impl fmt::Debug for Prompt {
             .field("bytes", &self.text.len())
             .finish()
     }
-}
-
-/// The problems of a template: each unknown `{{name}}`, and an unclosed `{{`.
-pub fn template_problems(template: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            problems.push("unclosed \"{{\"".to_owned());
-            break;
-        };
-        let name = &after[..end];
-        if !PLACEHOLDERS.contains(&name) {
-            let mut shown = name.to_owned();
-            if shown.len() > 40 {
-                let cut = (0..=40)
-                    .rev()
-                    .find(|idx| shown.is_char_boundary(*idx))
-                    .unwrap_or(0);
-                shown.truncate(cut);
-                shown.push('…');
-            }
-            problems.push(format!("unknown placeholder {{{{{shown}}}}}"));
-        }
-        rest = &after[end + 2..];
-    }
-    problems
 }

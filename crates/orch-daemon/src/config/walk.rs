@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orch_agent::PromptTemplate;
 use orch_core::config::{Grace, ProjectConfig};
 use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
 use orch_core::ports::StateNames;
@@ -14,7 +15,7 @@ use toml::{Table, Value};
 
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
-use crate::config::values::{template_problems, BaseUrl, MergeStyle, Prompt, Secret};
+use crate::config::values::{BaseUrl, MergeStyle, Prompt, Secret};
 use crate::config::{
     AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, ServerConfig,
     StorageConfig, TelegramConfig, WorkerConfig, WorkspaceConfig, GRACE_SECTION, PROJECT_SECTION,
@@ -410,11 +411,9 @@ impl<'e> Walker<'e> {
                 return None;
             }
         };
-        let problems = template_problems(&text);
-        if !problems.is_empty() {
-            for problem in problems {
-                self.error(label.clone(), format!("{problem} in {}", path.display()));
-            }
+        // The agent runner's own parser decides, so `orch check` accepts exactly what it renders.
+        if let Err(err) = PromptTemplate::parse(&text) {
+            self.error(label, format!("{err} in {}", path.display()));
             return None;
         }
         Some(Prompt { path, text })
