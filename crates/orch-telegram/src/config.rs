@@ -1,0 +1,45 @@
+//! The notifier's settings; the token never shows in `Debug`.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Telegram's own Bot API host.
+pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
+/// The deadline of one Bot API call.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[telegram]` of the configuration (SPEC §5.2).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TelegramConfig {
+    /// `telegram.bot_token` / `ORCH_TELEGRAM_BOT_TOKEN`. A secret.
+    pub bot_token: String,
+    /// `telegram.chat_id` / `ORCH_TELEGRAM_CHAT_ID`: a numeric id or `@channelname`.
+    pub chat_id: String,
+    /// `telegram.api_base`, without a trailing slash.
+    pub api_base: String,
+    /// The deadline of one call (connect, send and receive).
+    pub request_timeout: Duration,
+}
+
+impl TelegramConfig {
+    /// A config for Telegram's own host with the default timeout.
+    pub fn new(bot_token: impl Into<String>, chat_id: impl Into<String>) -> TelegramConfig {
+        TelegramConfig {
+            bot_token: bot_token.into(),
+            chat_id: chat_id.into(),
+            api_base: DEFAULT_API_BASE.to_owned(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for TelegramConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelegramConfig")
+            .field("bot_token", &"<redacted>")
+            .field("chat_id", &self.chat_id)
+            .field("api_base", &self.api_base)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}

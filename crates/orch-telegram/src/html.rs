@@ -1,0 +1,45 @@
+//! Plain text made safe for Telegram's HTML parse mode, and cut to its length limit.
+
+use std::borrow::Cow;
+
+/// Telegram's limit on a message's text, in UTF-16 code units after entities are parsed.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+/// What replaces the end of a text that was cut.
+const ELLIPSIS: char = '…';
+
+/// Escapes the three characters Telegram's HTML mode requires: `&`, `<` and `>`.
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// Cuts plain `text` to `MAX_MESSAGE_LEN` UTF-16 units, ending it with `…` when cut.
+pub fn fit_message(text: &str) -> Cow<'_, str> {
+    if text.encode_utf16().count() <= MAX_MESSAGE_LEN {
+        return Cow::Borrowed(text);
+    }
+    let budget = MAX_MESSAGE_LEN - ELLIPSIS.len_utf16();
+    let mut used = 0;
+    let mut cut = String::new();
+    for character in text.chars() {
+        used += character.len_utf16();
+        if used > budget {
+            break;
+        }
+        cut.push(character);
+    }
+    cut.push(ELLIPSIS);
+    Cow::Owned(cut)
+}
+
+#[cfg(test)]
+mod tests;
