@@ -1,0 +1,85 @@
+//! `GitWorkspace` against `GiteaSim`'s git smart HTTP: fetch and push with the token in a header.
+
+use std::time::Duration;
+
+use orch_core::domain::Agent;
+use orch_core::ids::{BranchName, RepoSlug, WorkItemId};
+use orch_core::ports::{Workspace, WorkspaceError, WorktreeSpec};
+use orch_git::{GitConfig, GitWorkspace};
+use orch_sim::gitea::GiteaSim;
+
+const TOKEN: &str = "gitea-sim-token-4f1d";
+const GIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn spec() -> WorktreeSpec {
+    let work_item = WorkItemId::parse("ET-101").expect("work item");
+    WorktreeSpec {
+        repo: RepoSlug::new("acme/widgets").expect("repo"),
+        base_branch: BranchName::new("main").expect("base"),
+        branch: BranchName::for_work_item(&work_item, "Over HTTP"),
+        work_item,
+    }
+}
+
+fn workspace(dir: &std::path::Path, sim: &GiteaSim, token: &str) -> GitWorkspace {
+    let mut config = GitConfig::new(dir.join("repos"), sim.base_url());
+    config.token = Some(token.to_owned());
+    config.command_timeout = GIT_TIMEOUT;
+    GitWorkspace::new(config).expect("workspace")
+}
+
+#[tokio::test]
+async fn a_push_over_http_reaches_gitea_sim_with_the_token_only_in_a_header() {
+    let sim = GiteaSim::start_with_token(TOKEN).await.expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workspace = workspace(dir.path(), &sim, TOKEN);
+    let spec = spec();
+
+    let prepared = workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::write(prepared.path.join("http.md"), "over http\n").expect("write");
+    workspace
+        .commit_leftovers(&spec, "ET-101: over http")
+        .await
+        .expect("commit");
+    let pushed = workspace.push(&spec).await.expect("push");
+
+    let tip = sim
+        .branch_tip("acme/widgets", spec.branch.as_str())
+        .await
+        .expect("tip");
+    assert_eq!(tip.as_deref(), Some(pushed.as_str()));
+    let requests = sim.git_requests();
+    assert!(
+        requests
+            .iter()
+            .any(|request| request.uri.ends_with("/git-receive-pack")),
+        "{requests:?}"
+    );
+    for request in &requests {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("token {TOKEN}").as_str()),
+            "{request:?}"
+        );
+        assert!(!request.uri.contains(TOKEN), "{request:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_unauthorized_and_not_echoed() {
+    let sim = GiteaSim::start_with_token(TOKEN).await.expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workspace = workspace(dir.path(), &sim, "not-the-token");
+
+    let err = workspace
+        .prepare(&spec(), Agent::Analyst)
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, WorkspaceError::Unauthorized(_)), "{err}");
+    assert!(!err.to_string().contains("not-the-token"), "{err}");
+}

@@ -1,0 +1,3 @@
+//! Integration tests of orch-git against other parts of the system.
+
+mod gitea_sim;
