@@ -1,0 +1,714 @@
+//! The running daemon over any adapters: the serial event loop, the worker and the
+//! reconciler loop, with boot-time lease reclaim and orphan reaping, and graceful shutdown.
+//!
+//! Only the event loop calls the `Orchestrator`; the inbox, the worker, the reconciler and
+//! admin commands feed it. The worker is woken when a transition writes jobs, never polled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use orch_core::config::PipelineConfig;
+use orch_core::domain::{ClaimedJob, JobKind, JobResult, ProcessRecord};
+use orch_core::event::{Event, Origin, Parsed};
+use orch_core::ids::{BootId, UserId};
+use orch_core::orchestrator::{EventSink, HandleError, Handled, Orchestrator};
+use orch_core::ports::{ClaimKinds, ClaimRequest, Ports, Source, StoreError};
+use orch_core::reconciler::{PassReport, Reconciler, TrackerSide};
+use orch_core::time::Timestamp;
+use orch_core::Executor;
+
+/// Turns a stored delivery into an event: the adapters' webhook parsers.
+pub type DeliveryParser = Arc<dyn Fn(Source, &str, &[u8]) -> Parsed + Send + Sync>;
+
+/// Kills agent process groups left by an earlier boot (`orch_agent::reap_orphans`).
+pub type Reaper = Arc<dyn Fn(&[ProcessRecord]) + Send + Sync>;
+
+/// What the runtime tells the outside (metrics, readiness, progress lines).
+pub trait Observer: Send + Sync {
+    /// A job attempt ended with `outcome` (`succeeded`, `retry`, `failed`).
+    fn job_ended(&self, kind: JobKind, outcome: &str) {
+        let _ = (kind, outcome);
+    }
+
+    /// A reconcile pass ended.
+    fn reconciled(&self, report: &PassReport) {
+        let _ = report;
+    }
+
+    /// An event changed a task.
+    fn transition(&self, handled: &Handled) {
+        let _ = handled;
+    }
+
+    /// Loop liveness for `/readyz`.
+    fn alive(&self, worker: bool, reconciler: bool) {
+        let _ = (worker, reconciler);
+    }
+}
+
+/// An observer that observes nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+/// The reconciler's switches (`[reconcile]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    pub enabled: bool,
+    pub plane_enabled: bool,
+    pub interval: Duration,
+}
+
+/// How the runtime runs.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub boot: BootId,
+    /// `worker.concurrency`: agent jobs at once.
+    pub agent_concurrency: usize,
+    /// `worker.per_repo_concurrency`.
+    pub per_repo_concurrency: u32,
+    /// Action jobs at once.
+    pub action_concurrency: usize,
+    pub lease: Duration,
+    pub heartbeat_every: Duration,
+    pub reconcile: ReconcileSettings,
+    /// How long running agents may finish after a shutdown request.
+    pub shutdown_grace: Duration,
+    /// A safety sweep of the inbox and ended jobs, in case a wake-up was missed.
+    pub sweep_every: Duration,
+}
+
+impl RuntimeSettings {
+    pub fn new(boot: BootId) -> RuntimeSettings {
+        RuntimeSettings {
+            boot,
+            agent_concurrency: 2,
+            per_repo_concurrency: 1,
+            action_concurrency: 4,
+            lease: Duration::from_secs(60),
+            heartbeat_every: Duration::from_secs(15),
+            reconcile: ReconcileSettings {
+                enabled: true,
+                plane_enabled: true,
+                interval: Duration::from_secs(60),
+            },
+            shutdown_grace: Duration::from_secs(30),
+            sweep_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything the runtime is built from.
+pub struct RuntimeParts {
+    pub ports: Ports,
+    pub config: PipelineConfig,
+    pub own_user: Option<UserId>,
+    pub parser: DeliveryParser,
+    pub reaper: Reaper,
+    pub observer: Arc<dyn Observer>,
+    pub settings: RuntimeSettings,
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot reclaim the leases of earlier boots")]
+    Reclaim(#[source] StoreError),
+}
+
+/// A running daemon core. Drop-safe, but call `shutdown` to finish cleanly.
+pub struct Runtime {
+    sink: Arc<LoopSink>,
+    inbox_wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    ports: Ports,
+}
+
+/// One command for the event loop, with a place for the answer.
+struct Command {
+    event: Event,
+    origin: Origin,
+    reply: oneshot::Sender<Result<Handled, HandleError>>,
+}
+
+/// The wake-ups shared by the loops.
+#[derive(Default)]
+struct Wakes {
+    inbox: Arc<Notify>,
+    ended: Notify,
+    agents: Notify,
+    actions: Notify,
+}
+
+impl Wakes {
+    fn work(&self) {
+        self.agents.notify_one();
+        self.actions.notify_one();
+    }
+}
+
+impl Runtime {
+    /// Reclaims earlier boots' leases and reaps their agents, then starts the loops.
+    pub async fn start(parts: RuntimeParts) -> Result<Runtime, StartError> {
+        let RuntimeParts {
+            ports,
+            config,
+            own_user,
+            parser,
+            reaper,
+            observer,
+            settings,
+        } = parts;
+        let now = ports.clock.now();
+        let reclaimed = ports
+            .store
+            .reclaim_leases(&settings.boot, now)
+            .await
+            .map_err(StartError::Reclaim)?;
+        let orphans: Vec<ProcessRecord> = reclaimed.iter().filter_map(|job| job.process).collect();
+        if !reclaimed.is_empty() {
+            info!(
+                jobs = reclaimed.len(),
+                orphans = orphans.len(),
+                "reclaimed jobs of an earlier boot"
+            );
+        }
+        reaper(&orphans);
+
+        let mut orchestrator = Orchestrator::new(ports.clone(), config.clone());
+        if let Some(user) = own_user {
+            orchestrator = orchestrator.with_own_user(user);
+        }
+        let wakes = Arc::new(Wakes::default());
+        let (stop, stopped) = watch::channel(false);
+        let (commands, receiver) = mpsc::channel(256);
+        let sink = Arc::new(LoopSink { commands });
+        let executor = Arc::new(Executor::new(ports.clone(), config.clone()));
+        let mut tasks = JoinSet::new();
+
+        let event_loop = EventLoop {
+            orchestrator,
+            ports: ports.clone(),
+            parser,
+            wakes: wakes.clone(),
+            observer: observer.clone(),
+            retries: HashMap::new(),
+            sweep_every: settings.sweep_every,
+        };
+        tasks.spawn(event_loop.run(receiver, stopped.clone()));
+
+        let worker = Arc::new(Worker {
+            ports: ports.clone(),
+            executor,
+            wakes: wakes.clone(),
+            observer: observer.clone(),
+            settings: settings.clone(),
+            stopped: stopped.clone(),
+        });
+        let agent_slots = Arc::new(Semaphore::new(settings.agent_concurrency.max(1)));
+        let action_slots = Arc::new(Semaphore::new(settings.action_concurrency.max(1)));
+        tasks.spawn(worker.clone().dispatch(
+            ClaimKinds::Agents {
+                per_repo_limit: settings.per_repo_concurrency.max(1),
+            },
+            agent_slots,
+        ));
+        tasks.spawn(worker.dispatch(ClaimKinds::Actions, action_slots));
+
+        let reconciler = Reconciler::new(ports.clone(), config, sink.clone());
+        tasks.spawn(reconcile_loop(
+            reconciler,
+            settings.reconcile,
+            observer.clone(),
+            stopped,
+        ));
+        observer.alive(true, settings.reconcile.enabled);
+        wakes.work();
+        Ok(Runtime {
+            sink,
+            inbox_wake: wakes.inbox.clone(),
+            stop,
+            tasks,
+            ports,
+        })
+    }
+
+    /// The way into the serial loop for admin commands and reconciler replays.
+    pub fn sink(&self) -> Arc<dyn EventSink> {
+        self.sink.clone()
+    }
+
+    /// Wake this after a delivery is stored (the HTTP ingress does).
+    pub fn inbox_wake(&self) -> Arc<Notify> {
+        self.inbox_wake.clone()
+    }
+
+    /// Stops intake and dispatch, lets running agents finish within the grace, hands back
+    /// the rest, and records a clean shutdown.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let now = self.ports.clock.now();
+        if let Err(err) = self.ports.store.set_last_clean_shutdown(now).await {
+            warn!(error = %err, "could not record the clean shutdown");
+        }
+        info!("runtime stopped");
+    }
+}
+
+/// The event loop's end of the command channel.
+struct LoopSink {
+    commands: mpsc::Sender<Command>,
+}
+
+fn loop_gone() -> HandleError {
+    HandleError::Store(StoreError::Unavailable(
+        "the event loop has stopped".to_owned(),
+    ))
+}
+
+#[async_trait]
+impl EventSink for LoopSink {
+    async fn submit(&self, event: Event, origin: Origin) -> Result<Handled, HandleError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command {
+                event,
+                origin,
+                reply,
+            })
+            .await
+            .map_err(|_| loop_gone())?;
+        answer.await.map_err(|_| loop_gone())?
+    }
+}
+
+/// The most times a delivery or a job end is handled before it is given up with an error.
+const HANDLE_ATTEMPTS: u32 = 20;
+
+/// The serial event loop: the one place that calls the orchestrator.
+struct EventLoop {
+    orchestrator: Orchestrator,
+    ports: Ports,
+    parser: DeliveryParser,
+    wakes: Arc<Wakes>,
+    observer: Arc<dyn Observer>,
+    /// Deliveries and job ends whose handling failed: attempts and when to try again.
+    retries: HashMap<(char, i64), (u32, Timestamp)>,
+    sweep_every: Duration,
+}
+
+impl EventLoop {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        loop {
+            self.sweep().await;
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        let result = self.handle(&command.event, command.origin).await;
+                        let _ = command.reply.send(result);
+                    }
+                    None => return,
+                },
+                _ = self.wakes.inbox.notified() => {}
+                _ = self.wakes.ended.notified() => {}
+                _ = tokio::time::sleep(self.sweep_every) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: &Event, origin: Origin) -> Result<Handled, HandleError> {
+        let result = self.orchestrator.handle(event, origin).await;
+        if let Ok(handled) = &result {
+            if handled.changed {
+                self.observer.transition(handled);
+                self.wakes.work();
+            }
+        }
+        result
+    }
+
+    /// Handles every pending delivery and every unhandled job end.
+    async fn sweep(&mut self) {
+        let store = self.ports.store.clone();
+        match store.inbox_pending(500).await {
+            Ok(deliveries) => {
+                for delivery in deliveries {
+                    let key = ('d', delivery.id);
+                    if !self.due(key) {
+                        continue;
+                    }
+                    let outcome = match (self.parser)(
+                        delivery.source,
+                        &delivery.event_type,
+                        &delivery.body,
+                    ) {
+                        Parsed::Ignored(reason) => Some(format!("ignored: {reason}")),
+                        Parsed::Event(event) => match self.handle(&event, Origin::Webhook).await {
+                            Ok(handled) if handled.changed => Some("applied".to_owned()),
+                            Ok(handled) => Some(format!("no change: {}", handled.note)),
+                            Err(err) => self.failed(key, &err),
+                        },
+                    };
+                    if let Some(outcome) = outcome {
+                        let now = self.ports.clock.now();
+                        if let Err(err) =
+                            store.inbox_mark_processed(delivery.id, &outcome, now).await
+                        {
+                            warn!(delivery = delivery.id, error = %err, "could not mark a delivery processed");
+                        }
+                        self.retries.remove(&key);
+                    }
+                }
+            }
+            Err(err) => warn!(error = %err, "inbox not readable"),
+        }
+        match store.unhandled_finished_jobs(500).await {
+            Ok(jobs) => {
+                for job in jobs {
+                    let key = ('j', job.id.0);
+                    if !self.due(key) {
+                        continue;
+                    }
+                    match self
+                        .handle(&Event::JobFinished { job: job.id }, Origin::Worker)
+                        .await
+                    {
+                        Ok(_) => {
+                            self.retries.remove(&key);
+                        }
+                        Err(err) => {
+                            if self.failed(key, &err).is_some() {
+                                if let Err(err) = store.mark_job_handled(job.id).await {
+                                    warn!(job = %job.id, error = %err, "could not give up a job end");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Err(err) => warn!(error = %err, "ended jobs not readable"),
+        }
+    }
+
+    fn due(&self, key: (char, i64)) -> bool {
+        self.retries
+            .get(&key)
+            .is_none_or(|(_, next)| *next <= self.ports.clock.now())
+    }
+
+    /// Records a failed handling; `Some(outcome)` when it is given up.
+    fn failed(&mut self, key: (char, i64), err: &HandleError) -> Option<String> {
+        let now = self.ports.clock.now();
+        let entry = self.retries.entry(key).or_insert((0, now));
+        entry.0 += 1;
+        let attempts = entry.0;
+        if attempts >= HANDLE_ATTEMPTS {
+            error!(error = %err, attempts, "event given up after repeated failures");
+            return Some(format!("error: {err}"));
+        }
+        let delay = orch_core::backoff::Backoff::default().delay(attempts, None, 1.0);
+        entry.1 = now + delay;
+        warn!(error = %err, attempts, "event not handled; will try again");
+        None
+    }
+}
+
+/// Claims and runs jobs.
+struct Worker {
+    ports: Ports,
+    executor: Arc<Executor>,
+    wakes: Arc<Wakes>,
+    observer: Arc<dyn Observer>,
+    settings: RuntimeSettings,
+    stopped: watch::Receiver<bool>,
+}
+
+/// How long an idle dispatcher sleeps at most before looking again.
+const IDLE_LOOK: Duration = Duration::from_secs(30);
+
+impl Worker {
+    async fn dispatch(self: Arc<Self>, kinds: ClaimKinds, slots: Arc<Semaphore>) {
+        let mut stopped = self.stopped.clone();
+        let mut running = JoinSet::new();
+        let wake = match kinds {
+            ClaimKinds::Agents { .. } => &self.wakes.agents,
+            ClaimKinds::Actions => &self.wakes.actions,
+        };
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                _ = stopped.changed() => break,
+            };
+            let now = self.ports.clock.now();
+            let request = ClaimRequest {
+                owner: self.settings.boot.clone(),
+                kinds,
+                now,
+                lease: self.settings.lease,
+            };
+            match self.ports.store.claim_next(&request).await {
+                Ok(Some(claimed)) => {
+                    let worker = self.clone();
+                    running.spawn(async move {
+                        worker.run(claimed).await;
+                        drop(permit);
+                    });
+                    while running.try_join_next().is_some() {}
+                }
+                Ok(None) => {
+                    drop(permit);
+                    let wait = match self.ports.store.next_due(kinds).await {
+                        Ok(Some(due)) => due.since(self.ports.clock.now()).min(IDLE_LOOK),
+                        _ => IDLE_LOOK,
+                    };
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+                        _ = stopped.changed() => break,
+                    }
+                }
+                Err(err) => {
+                    drop(permit);
+                    warn!(error = %err, "no job could be claimed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stopped.changed() => break,
+                    }
+                }
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    async fn run(&self, claimed: ClaimedJob) {
+        let job = &claimed.job;
+        let task = match self.ports.store.task(job.task).await {
+            Ok(Some(task)) => task,
+            Ok(None) => {
+                self.finish(
+                    &claimed,
+                    JobResult::Failed {
+                        error: "the job's task is gone".to_owned(),
+                    },
+                )
+                .await;
+                return;
+            }
+            Err(err) => {
+                let not_before = self.ports.clock.now() + Duration::from_secs(5);
+                self.finish(
+                    &claimed,
+                    JobResult::Retry {
+                        not_before,
+                        error: err.to_string(),
+                    },
+                )
+                .await;
+                return;
+            }
+        };
+        debug!(job = %job.id, kind = %job.kind(), task = %task.work_item, "job started");
+        let result = if job.kind().is_agent() {
+            match self.executor.start_agent(&claimed, &task).await {
+                Err(result) => Some(result),
+                Ok(running) => {
+                    if let Some(process) = running.process() {
+                        if let Err(err) = self
+                            .ports
+                            .store
+                            .record_process(job.id, &claimed.attempt, process)
+                            .await
+                        {
+                            warn!(job = %job.id, error = %err, "agent process not recorded");
+                        }
+                    }
+                    let cancel = running.cancel_handle();
+                    let outcome = self
+                        .with_heartbeat(&claimed, Some(&cancel), running.wait())
+                        .await;
+                    match outcome {
+                        Watched::Done(outcome) => {
+                            Some(self.executor.finish_agent(&claimed, &task, outcome).await)
+                        }
+                        Watched::Lost => None,
+                        Watched::Interrupted => Some(self.hand_back()),
+                    }
+                }
+            }
+        } else {
+            match self
+                .with_heartbeat(&claimed, None, self.executor.run_action(&claimed, &task))
+                .await
+            {
+                Watched::Done(result) => Some(result),
+                Watched::Lost => None,
+                Watched::Interrupted => Some(self.hand_back()),
+            }
+        };
+        match result {
+            Some(result) => self.finish(&claimed, result).await,
+            None => {
+                info!(job = %job.id, kind = %job.kind(), "job lease lost (cancelled or reclaimed); its result is dropped")
+            }
+        }
+    }
+
+    fn hand_back(&self) -> JobResult {
+        JobResult::Retry {
+            not_before: self.ports.clock.now(),
+            error: "interrupted by shutdown".to_owned(),
+        }
+    }
+
+    /// Runs `work` while extending the lease. A lost lease (the job was cancelled or
+    /// reclaimed) cancels an agent; a shutdown past the grace cancels it too.
+    async fn with_heartbeat<T>(
+        &self,
+        claimed: &ClaimedJob,
+        cancel: Option<&orch_core::ports::CancelHandle>,
+        work: impl std::future::Future<Output = T>,
+    ) -> Watched<T> {
+        tokio::pin!(work);
+        let mut stopped = self.stopped.clone();
+        let mut lost = false;
+        let mut interrupted = false;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let beat = tokio::time::sleep(self.settings.heartbeat_every);
+            let grace_over = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                output = &mut work => {
+                    return if lost {
+                        Watched::Lost
+                    } else if interrupted {
+                        Watched::Interrupted
+                    } else {
+                        Watched::Done(output)
+                    };
+                }
+                _ = beat => {
+                    let now = self.ports.clock.now();
+                    match self.ports.store.heartbeat(claimed.job.id, &claimed.attempt, now, self.settings.lease).await {
+                        Ok(()) => {}
+                        Err(StoreError::Conflict(_)) => {
+                            lost = true;
+                            match cancel {
+                                Some(cancel) => cancel.cancel(),
+                                None => return Watched::Lost,
+                            }
+                        }
+                        Err(err) => warn!(job = %claimed.job.id, error = %err, "heartbeat failed"),
+                    }
+                }
+                _ = stopped.changed(), if deadline.is_none() && cancel.is_some() => {
+                    deadline = Some(tokio::time::Instant::now() + self.settings.shutdown_grace);
+                }
+                _ = grace_over => {
+                    interrupted = true;
+                    deadline = None;
+                    if let Some(cancel) = cancel {
+                        cancel.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn finish(&self, claimed: &ClaimedJob, result: JobResult) {
+        let kind = claimed.job.kind();
+        let outcome = match &result {
+            JobResult::Succeeded(_) => "succeeded",
+            JobResult::Retry { .. } => "retry",
+            JobResult::Failed { .. } => "failed",
+        };
+        if let JobResult::Retry { error, .. } | JobResult::Failed { error } = &result {
+            warn!(job = %claimed.job.id, kind = %kind, outcome, error = %error, "job attempt did not succeed");
+        }
+        let ended = !matches!(result, JobResult::Retry { .. });
+        let now = self.ports.clock.now();
+        match self
+            .ports
+            .store
+            .finish_job(claimed.job.id, &claimed.attempt, result, now)
+            .await
+        {
+            Ok(()) => {
+                self.observer.job_ended(kind, outcome);
+                if ended {
+                    self.wakes.ended.notify_one();
+                } else {
+                    self.wakes.work();
+                }
+            }
+            Err(StoreError::Conflict(reason)) => {
+                info!(job = %claimed.job.id, reason = %reason, "a stale attempt's result was rejected");
+            }
+            Err(err) => {
+                error!(job = %claimed.job.id, error = %err, "job result not recorded; the lease will expire and the job run again")
+            }
+        }
+    }
+}
+
+/// How watched work ended.
+enum Watched<T> {
+    Done(T),
+    /// The lease was lost: the result must not be recorded.
+    Lost,
+    /// Shutdown cut it short: hand the job back.
+    Interrupted,
+}
+
+async fn reconcile_loop(
+    reconciler: Reconciler,
+    settings: ReconcileSettings,
+    observer: Arc<dyn Observer>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    if !settings.enabled {
+        return;
+    }
+    let side = if settings.plane_enabled {
+        TrackerSide::Enabled
+    } else {
+        TrackerSide::Disabled
+    };
+    loop {
+        let report = reconciler.run_once(side).await;
+        info!(
+            unblocked = report.unblocked.len(),
+            replays = report.replays.len(),
+            errors = report.errors.len(),
+            "reconcile pass"
+        );
+        observer.reconciled(&report);
+        tokio::select! {
+            _ = tokio::time::sleep(settings.interval) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! The runtime over the fakes: webhooks through the inbox, jobs through the worker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orch_core::domain::{CiState, Stage, StateRole, TaskStatus};
+use orch_core::event::{Event, Origin, Parsed};
+use orch_core::fakes::World;
+use orch_core::ids::{BootId, IssueId};
+use orch_core::ports::{NewDelivery, Source, Store};
+
+use crate::runtime::{NoObserver, Runtime, RuntimeParts, RuntimeSettings};
+
+/// How long a test waits for the runtime to converge.
+const CONVERGE: Duration = Duration::from_secs(10);
+
+/// A parser for test deliveries: `issue-id role` moves the item in the fake tracker.
+fn parser(world: &World) -> crate::runtime::DeliveryParser {
+    let tracker = world.tracker.clone();
+    let person = world.person.clone();
+    Arc::new(move |_source, _event_type, body| {
+        let text = String::from_utf8_lossy(body);
+        let Some((issue, state)) = text.split_once(' ') else {
+            return Parsed::Ignored("not a test delivery".to_owned());
+        };
+        let issue = IssueId::new(issue).expect("test issue id");
+        let mut item = tracker.item(&issue).expect("item exists");
+        item.state = orch_core::ids::StateId::new(state).expect("state id");
+        Parsed::Event(Event::WorkItemMoved {
+            item,
+            actor: Some(person.clone()),
+        })
+    })
+}
+
+fn start_parts(world: &World) -> RuntimeParts {
+    let mut settings = RuntimeSettings::new(BootId::new("test-boot").expect("valid"));
+    settings.reconcile.enabled = false;
+    settings.sweep_every = Duration::from_millis(50);
+    RuntimeParts {
+        ports: world.ports.clone(),
+        config: world.config.clone(),
+        own_user: Some(world.tracker.own_user()),
+        parser: parser(world),
+        reaper: Arc::new(|_| {}),
+        observer: Arc::new(NoObserver),
+        settings,
+    }
+}
+
+async fn deliver(
+    world: &World,
+    runtime: &Runtime,
+    item: &orch_core::ports::WorkItem,
+    role: StateRole,
+    n: u32,
+) {
+    let state = world.state_of_role(item, role);
+    world
+        .tracker
+        .move_item(&item.id, state.clone(), world.clock_now());
+    let body = format!("{} {}", item.id, state).into_bytes();
+    let delivery = NewDelivery {
+        source: Source::Plane,
+        delivery_id: format!("delivery-{n}"),
+        event_type: "issue".to_owned(),
+        body_sha256: format!("{:064x}", n),
+        body,
+        received_at: world.clock_now(),
+    };
+    world.store.inbox_insert(delivery).await.expect("stored");
+    runtime.inbox_wake().notify_one();
+}
+
+async fn wait_for(
+    world: &World,
+    item: &orch_core::ports::WorkItem,
+    what: &str,
+    done: impl Fn(&orch_core::domain::Task) -> bool,
+) {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        if let Some(task) = world
+            .store
+            .task_by_issue(&item.id)
+            .await
+            .expect("store works")
+        {
+            if done(&task) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {:?} {:?}",
+                task.stage,
+                task.status
+            );
+        } else {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: no task"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_in_the_inbox_drive_an_item_to_merged_through_the_worker() {
+    let world = World::new();
+    let item = world.add_item(1, "Through the runtime");
+    let runtime = Runtime::start(start_parts(&world)).await.expect("starts");
+    deliver(&world, &runtime, &item, StateRole::InProgress, 1).await;
+    wait_for(&world, &item, "the analysis", |task| {
+        task.status == TaskStatus::AwaitingVerdict
+    })
+    .await;
+    deliver(&world, &runtime, &item, StateRole::Approved, 2).await;
+    wait_for(&world, &item, "the pull request", |task| task.pr.is_some()).await;
+    let task = world.task(&item).await;
+    world.forge.set_status(
+        &task.repo,
+        task.head_sha.as_ref().expect("head"),
+        CiState::Success,
+    );
+    let sink = runtime.sink();
+    let event = Event::CiStatusReported {
+        repo: task.repo.clone(),
+        sha: task.head_sha.clone().expect("head"),
+        state: CiState::Success,
+    };
+    sink.submit(event, Origin::Webhook).await.expect("handled");
+    wait_for(&world, &item, "the review", |task| {
+        task.stage == Stage::Review && task.status == TaskStatus::AwaitingVerdict
+    })
+    .await;
+    deliver(&world, &runtime, &item, StateRole::Approved, 3).await;
+    wait_for(&world, &item, "the merge", |task| task.stage == Stage::Done).await;
+    runtime.shutdown().await;
+    assert_eq!(world.forge.merges().len(), 1);
+    assert_eq!(
+        world
+            .store
+            .inbox_stats(world.clock_now())
+            .await
+            .expect("store works")
+            .pending,
+        0
+    );
+    assert!(world
+        .store
+        .last_clean_shutdown()
+        .await
+        .expect("store works")
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_delivery_is_processed_and_changes_nothing() {
+    let world = World::new();
+    let item = world.add_item(1, "Duplicate");
+    let runtime = Runtime::start(start_parts(&world)).await.expect("starts");
+    deliver(&world, &runtime, &item, StateRole::InProgress, 1).await;
+    wait_for(&world, &item, "the analysis", |task| {
+        task.status == TaskStatus::AwaitingVerdict
+    })
+    .await;
+    deliver(&world, &runtime, &item, StateRole::Approved, 2).await;
+    deliver(&world, &runtime, &item, StateRole::Approved, 3).await;
+    wait_for(&world, &item, "the pull request", |task| task.pr.is_some()).await;
+    runtime.shutdown().await;
+    let developers = world
+        .agents
+        .requests()
+        .iter()
+        .filter(|r| r.agent == orch_core::domain::Agent::Developer)
+        .count();
+    assert_eq!(developers, 1);
+}
