@@ -1,7 +1,9 @@
 //! `cargo xtask ci`: the one command CI runs, step by step, stopping at the first failure.
 //!
-//! clippy and the tests run in the same profile with the same features, so they share the
-//! target directory and dependencies are built once.
+//! Nothing is built twice: clippy and the tests use the default dev profile with no feature
+//! flags, so they share build scripts and proc macros in one target directory, and the
+//! `codegen --check` step runs the `orch` binary the test build made rather than `cargo run`,
+//! which would rebuild the daemon's graph without the dev-dependency features.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
