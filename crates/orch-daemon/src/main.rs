@@ -2,6 +2,8 @@
 //!
 //! Exit codes (SPEC §5.1): 0 ok, 1 runtime failure, 2 bad usage or bad config.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -133,3 +133,44 @@ fn config_reference_prints_docs_config_md_and_is_hidden_from_help() {
         "{help}"
     );
 }
+
+#[test]
+fn deploy_prompts_state_the_agent_contract() {
+    let read = |name: &str| {
+        std::fs::read_to_string(repo_root().join("deploy/prompts").join(name)).expect("prompt")
+    };
+    let analyst = read("analyst.md");
+    assert!(analyst.contains("analysis.md") && analyst.contains("ORCH_OUTPUT_DIR"));
+    let developer = read("developer.md");
+    assert!(developer.contains("Commit your work on the current branch"));
+    let reviewer = read("reviewer.md");
+    for needle in [
+        "review.md",
+        "verdict",
+        "`approve`",
+        "`request_changes`",
+        "ORCH_OUTPUT_DIR",
+    ] {
+        assert!(reviewer.contains(needle), "reviewer.md mentions {needle}");
+    }
+}
+
+#[test]
+fn deploy_unit_restarts_on_failure_and_stops_gently() {
+    let unit = std::fs::read_to_string(repo_root().join("deploy/orch.service")).expect("unit");
+    let directives: Vec<&str> = unit.lines().filter(|line| !line.starts_with('#')).collect();
+    for expected in [
+        "Type=simple",
+        "Restart=on-failure",
+        "KillSignal=SIGTERM",
+        "TimeoutStopSec=300",
+        "EnvironmentFile=/etc/orch/orch.env",
+        "ExecStart=/usr/local/bin/orch serve",
+        "ReadWritePaths=/var/lib/orch",
+    ] {
+        assert!(
+            directives.contains(&expected),
+            "orch.service has {expected}"
+        );
+    }
+}
