@@ -22,6 +22,6 @@ mod runner;
 
 pub use config::{ConfigError, RoleConfig, RunnerConfig, DEFAULT_KILL_GRACE};
 pub use procfs::process_record;
-pub use prompt::{PromptTemplate, PromptValues, PLACEHOLDERS};
+pub use prompt::{PromptError, PromptTemplate, PromptValues, PLACEHOLDERS};
 pub use reap::{reap_orphans, ReapEntry, ReapOutcome, ReapReport};
 pub use runner::ProcessAgentRunner;

@@ -103,7 +103,8 @@ impl AgentRunner for ProcessAgentRunner {
             }
         };
         let record = child.id().and_then(process_record);
-        let group = record.and_then(|record| safe_group(record.pgid));
+        // `process_group(0)` made the child the leader of a group named by its pid.
+        let group = child.id().and_then(safe_group);
         tracing::info!(pid = record.map(|record| record.pid), "agent started");
 
         if let Some(mut stdin) = child.stdin.take() {

@@ -1,5 +1,6 @@
 //! `TelegramNotifier`: `sendMessage` and `getMe`, and the mapping of answers to `NotifyError`.
 
+use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,6 +54,15 @@ struct User {
     id: i64,
     first_name: String,
     username: Option<String>,
+}
+
+impl fmt::Debug for TelegramNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The client holds the token; only the chat is shown.
+        f.debug_struct("TelegramNotifier")
+            .field("chat_id", &self.chat_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TelegramNotifier {
