@@ -194,9 +194,11 @@ impl Client {
     pub(crate) async fn send(&self, call: &Call) -> Result<Answer, TrackerError> {
         let mut retry = 0u32;
         loop {
-            self.budget.acquire().await;
+            let permit = self.budget.acquire().await;
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.attempt(call).await {
+            let attempt = self.attempt(call).await;
+            drop(permit);
+            let failure = match attempt {
                 Attempt::Answered {
                     status,
                     body,
