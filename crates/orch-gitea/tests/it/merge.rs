@@ -1,0 +1,331 @@
+//! Merges pinned to the head sha, with SPEC §1.1's outcome mapping, against real git merges.
+
+use orch_core::domain::MergeOutcome;
+use orch_core::ports::Forge;
+use orch_gitea::MergeStyle;
+use orch_sim::gitea::Mutation;
+
+use crate::{Fixture, REPO};
+
+fn merges(fixture: &Fixture) -> usize {
+    fixture
+        .sim
+        .mutations()
+        .iter()
+        .filter(|mutation| matches!(mutation, Mutation::PullMerged { .. }))
+        .count()
+}
+
+#[tokio::test]
+async fn merge_of_the_current_head_merges_with_a_real_merge_commit() {
+    let fixture = Fixture::start().await;
+    let sha = fixture
+        .push_branch("feature/ET-010-merge", "merge.txt", "m\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-010-merge"))
+        .await
+        .expect("opened");
+    let outcome = fixture
+        .forge
+        .merge(&fixture.repo, pull.number, &sha)
+        .await
+        .expect("answered");
+    assert_eq!(outcome, MergeOutcome::Merged);
+    let tip = fixture
+        .sim
+        .branch_tip(REPO, "main")
+        .await
+        .expect("tip")
+        .expect("main exists");
+    fixture
+        .clone
+        .git(&["fetch", "--quiet", "origin"])
+        .await
+        .expect("fetch");
+    let parents = fixture
+        .clone
+        .git(&["rev-list", "--parents", "-n", "1", &tip])
+        .await
+        .expect("parents");
+    assert!(
+        parents
+            .split_whitespace()
+            .skip(1)
+            .any(|parent| parent == sha.as_str()),
+        "{parents}"
+    );
+    assert_eq!(
+        parents.split_whitespace().count(),
+        3,
+        "a merge commit has two parents"
+    );
+    let read = fixture
+        .forge
+        .pull_request(&fixture.repo, pull.number)
+        .await
+        .expect("get");
+    assert!(read.merged);
+    assert_eq!(merges(&fixture), 1);
+}
+
+#[tokio::test]
+async fn merging_an_already_merged_pull_request_is_already_merged() {
+    let fixture = Fixture::start().await;
+    let sha = fixture
+        .push_branch("feature/ET-011-twice", "twice.txt", "t\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-011-twice"))
+        .await
+        .expect("opened");
+    assert_eq!(
+        fixture
+            .forge
+            .merge(&fixture.repo, pull.number, &sha)
+            .await
+            .expect("answered"),
+        MergeOutcome::Merged
+    );
+    let again = fixture
+        .forge
+        .merge(&fixture.repo, pull.number, &sha)
+        .await
+        .expect("answered");
+    assert_eq!(again, MergeOutcome::AlreadyMerged);
+    assert_eq!(merges(&fixture), 1);
+}
+
+#[tokio::test]
+async fn merge_of_a_moved_head_is_mapped_to_needs_rebase() {
+    let fixture = Fixture::start().await;
+    let old = fixture
+        .push_branch("feature/ET-012-moved", "moved.txt", "1\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-012-moved"))
+        .await
+        .expect("opened");
+    fixture
+        .push_more("feature/ET-012-moved", "moved.txt", "2\n")
+        .await;
+    let outcome = fixture
+        .forge
+        .merge(&fixture.repo, pull.number, &old)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(&outcome, MergeOutcome::NeedsRebase { reason } if reason.contains("head out of date")),
+        "{outcome:?}"
+    );
+    assert_eq!(merges(&fixture), 0);
+}
+
+#[tokio::test]
+async fn a_real_conflict_is_mapped_to_needs_rebase() {
+    let fixture = Fixture::start().await;
+    let first = fixture
+        .push_branch("feature/ET-013-a", "README.md", "# widgets, said A\n")
+        .await;
+    let second = fixture
+        .push_branch("feature/ET-013-b", "README.md", "# widgets, said B\n")
+        .await;
+    let pull_a = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-013-a"))
+        .await
+        .expect("opened");
+    let pull_b = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-013-b"))
+        .await
+        .expect("opened");
+    assert_eq!(
+        fixture
+            .forge
+            .merge(&fixture.repo, pull_a.number, &first)
+            .await
+            .expect("answered"),
+        MergeOutcome::Merged
+    );
+    let outcome = fixture
+        .forge
+        .merge(&fixture.repo, pull_b.number, &second)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(outcome, MergeOutcome::NeedsRebase { .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        !fixture
+            .forge
+            .pull_request(&fixture.repo, pull_b.number)
+            .await
+            .expect("get")
+            .merged
+    );
+}
+
+#[tokio::test]
+async fn merge_while_gitea_checks_mergeability_is_try_later() {
+    let fixture = Fixture::start().await;
+    let sha = fixture
+        .push_branch("feature/ET-014-later", "later.txt", "l\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-014-later"))
+        .await
+        .expect("opened");
+    fixture.sim.set_pull_checking(REPO, pull.number.get(), true);
+    let outcome = fixture
+        .forge
+        .merge(&fixture.repo, pull.number, &sha)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(outcome, MergeOutcome::TryLater { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn merge_of_a_pull_request_closed_unmerged_is_refused() {
+    let fixture = Fixture::start().await;
+    let sha = fixture
+        .push_branch("feature/ET-015-closed", "closed.txt", "c\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-015-closed"))
+        .await
+        .expect("opened");
+    fixture
+        .sim
+        .close_as_person(REPO, pull.number.get())
+        .await
+        .expect("closed");
+    let outcome = fixture
+        .forge
+        .merge(&fixture.repo, pull.number, &sha)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(outcome, MergeOutcome::Refused { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn merge_whose_answer_is_lost_is_found_merged_at_our_sha() {
+    let fixture = Fixture::start().await;
+    let sha = fixture
+        .push_branch("feature/ET-016-lost", "lost.txt", "l\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-016-lost"))
+        .await
+        .expect("opened");
+    fixture.sim.drop_next_responses(1);
+    let outcome = fixture
+        .forge
+        .merge(&fixture.repo, pull.number, &sha)
+        .await
+        .expect("answered");
+    assert_eq!(outcome, MergeOutcome::AlreadyMerged);
+    assert_eq!(merges(&fixture), 1);
+}
+
+#[tokio::test]
+async fn merge_by_a_person_before_ours_is_already_merged() {
+    let fixture = Fixture::start().await;
+    let sha = fixture
+        .push_branch("feature/ET-017-person", "person.txt", "p\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-017-person"))
+        .await
+        .expect("opened");
+    fixture
+        .sim
+        .merge_as_person(REPO, pull.number.get())
+        .await
+        .expect("merged by alice");
+    let outcome = fixture
+        .forge
+        .merge(&fixture.repo, pull.number, &sha)
+        .await
+        .expect("answered");
+    assert_eq!(outcome, MergeOutcome::AlreadyMerged);
+}
+
+#[tokio::test]
+async fn squash_merge_with_branch_deletion_leaves_one_parent_and_no_branch() {
+    let fixture = Fixture::start_with(|config| orch_gitea::GiteaConfig {
+        merge_style: MergeStyle::Squash,
+        delete_branch_after_merge: true,
+        ..config
+    })
+    .await;
+    let sha = fixture
+        .push_branch("feature/ET-018-squash", "squash.txt", "s\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-018-squash"))
+        .await
+        .expect("opened");
+    assert_eq!(
+        fixture
+            .forge
+            .merge(&fixture.repo, pull.number, &sha)
+            .await
+            .expect("answered"),
+        MergeOutcome::Merged
+    );
+    let tip = fixture
+        .sim
+        .branch_tip(REPO, "main")
+        .await
+        .expect("tip")
+        .expect("main exists");
+    fixture
+        .clone
+        .git(&["fetch", "--quiet", "origin"])
+        .await
+        .expect("fetch");
+    let parents = fixture
+        .clone
+        .git(&["rev-list", "--parents", "-n", "1", &tip])
+        .await
+        .expect("parents");
+    assert_eq!(
+        parents.split_whitespace().count(),
+        2,
+        "a squash commit has one parent: {parents}"
+    );
+    assert_eq!(
+        fixture
+            .sim
+            .branch_tip(REPO, "feature/ET-018-squash")
+            .await
+            .expect("tip"),
+        None
+    );
+    let styles: Vec<String> = fixture
+        .sim
+        .mutations()
+        .into_iter()
+        .filter_map(|mutation| match mutation {
+            Mutation::PullMerged { style, .. } => Some(style),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(styles, ["squash"]);
+}
