@@ -6,6 +6,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tokio::process::Command;
 
 use crate::error::GitError;
@@ -86,7 +88,7 @@ impl Git {
     }
 
     /// The command for `git {args}` in `cwd`: environment built from nothing, stdin closed,
-    /// output captured, killed when dropped.
+    /// output captured, in its own process group, killed when dropped.
     pub(crate) fn command(&self, cwd: &Path, args: &[OsString], network: Network) -> Command {
         let mut command = Command::new("git");
         command.args(args).current_dir(cwd).env_clear();
@@ -128,7 +130,8 @@ impl Git {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            .process_group(0);
         command
     }
 
@@ -145,10 +148,19 @@ impl Git {
         self.record(&command);
         tracing::debug!(command = %subcommand, args = ?args, "running git");
         let child = command.spawn().map_err(GitError::Spawn)?;
+        let group = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(Pid::from_raw);
         let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
             Ok(output) => output.map_err(GitError::Spawn)?,
             Err(_) => {
-                // Dropping the future dropped the child, and kill_on_drop killed it.
+                // Dropping the future dropped the child and kill_on_drop killed git; its helpers
+                // (remote-http, upload-pack, index-pack) share its process group. The group id
+                // stays reserved while any member or the unreaped leader exists.
+                if let Some(group) = group {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
                 tracing::debug!(command = %subcommand, "git timed out");
                 return Err(GitError::Timeout {
                     command: subcommand,

@@ -42,7 +42,7 @@ impl GitError {
 
 /// Fragments of git's and curl's messages (with `LC_ALL=C`) that mean "the remote could not be
 /// reached right now".
-const UNAVAILABLE_PATTERNS: [&str; 12] = [
+const UNAVAILABLE_PATTERNS: [&str; 13] = [
     "could not resolve host",
     "failed to connect",
     "connection refused",
@@ -50,6 +50,7 @@ const UNAVAILABLE_PATTERNS: [&str; 12] = [
     "connection timed out",
     "operation timed out",
     "timed out",
+    "operation too slow",
     "the requested url returned error: 5",
     "the requested url returned error: 429",
     "remote end hung up unexpectedly",

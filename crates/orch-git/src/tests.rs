@@ -642,9 +642,17 @@ async fn a_5xx_from_the_remote_is_unavailable() {
 
 #[tokio::test]
 async fn a_silent_remote_is_killed_at_the_deadline_and_unavailable() {
-    // Accepts connections (the kernel does) but never answers.
+    // Reads the request but never answers; reports when the client hangs up.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (hung_up, hang_up_seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink);
+            let _ = hung_up.send(());
+        }
+    });
     let fixture = Fixture::with_remote_base(Some(base), Duration::from_secs(1));
     let started = Instant::now();
     let err = fixture
@@ -661,7 +669,11 @@ async fn a_silent_remote_is_killed_at_the_deadline_and_unavailable() {
         matches!(err.class(), ErrorClass::Unavailable { .. }),
         "{err}"
     );
-    drop(listener);
+    assert!(err.to_string().contains("timed out"), "{err}");
+    // git's HTTP helper (in git's process group) is gone too: nothing holds the connection.
+    hang_up_seen
+        .recv_timeout(DEADLINE_SLACK)
+        .expect("the connection was closed");
 }
 
 #[tokio::test]
@@ -856,4 +868,53 @@ impl OneShotHttp {
             .clone()
             .unwrap_or_default()
     }
+}
+
+#[test]
+fn git_failures_are_classified_by_what_git_said() {
+    let check = |stderr: &str, expected: ErrorClass| {
+        let err = GitError::Failed {
+            command: "fetch".to_owned(),
+            code: Some(128),
+            stderr: stderr.to_owned(),
+        };
+        assert_eq!(WorkspaceError::from(err).class(), expected, "{stderr}");
+    };
+    let unavailable = ErrorClass::Unavailable { retry_after: None };
+    check(
+        "fatal: unable to access 'http://x/': Failed to connect to x port 80",
+        unavailable,
+    );
+    check(
+        "fatal: unable to access 'http://x/': Could not resolve host: x",
+        unavailable,
+    );
+    check(
+        "fatal: unable to access 'http://x/': The requested URL returned error: 502",
+        unavailable,
+    );
+    check(
+        "error: RPC failed; curl 28 Operation too slow. Less than 1 bytes/sec",
+        unavailable,
+    );
+    check("fatal: the remote end hung up unexpectedly", unavailable);
+    check(
+        "fatal: unable to access 'http://x/': The requested URL returned error: 401",
+        ErrorClass::Unauthorized,
+    );
+    check(
+        "fatal: could not read Username for 'http://x': terminal prompts disabled",
+        ErrorClass::Unauthorized,
+    );
+    check(
+        "fatal: '/x/acme/none.git' does not appear to be a git repository",
+        ErrorClass::Other,
+    );
+    let timeout = GitError::Timeout {
+        command: "push".to_owned(),
+        seconds: 5,
+    };
+    assert_eq!(WorkspaceError::from(timeout).class(), unavailable);
+    let spawn = GitError::Spawn(std::io::Error::from(std::io::ErrorKind::NotFound));
+    assert_eq!(WorkspaceError::from(spawn).class(), ErrorClass::Other);
 }
