@@ -160,7 +160,12 @@ pub(crate) struct Client {
     agent: ureq::Agent,
     api_base: String,
     token: Arc<str>,
-    budget: Budget,
+    budget: Arc<Budget>,
+    /// A narrower budget on top of `budget`, for a share of the calls (the reconciler's half).
+    lane: Option<Arc<Budget>>,
+    /// The window of `budget`, for building lanes.
+    window: Duration,
+    permits: usize,
     retry: RetryPolicy,
     counters: Arc<Counters>,
 }
@@ -178,9 +183,28 @@ impl Client {
             agent,
             api_base: format!("{}/api/v1/", config.base_url.trim_end_matches('/')),
             token: Arc::from(config.api_token.as_str()),
-            budget: Budget::new(config.call_budget(), config.rate_window),
+            budget: Arc::new(Budget::new(config.call_budget(), config.rate_window)),
+            lane: None,
+            window: config.rate_window,
+            permits: config.call_budget(),
             retry: config.retry.clone(),
             counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// A client sharing this one's connections, budget and counters that may use at most
+    /// half of the budget.
+    pub(crate) fn half_share(&self) -> Client {
+        Client {
+            agent: self.agent.clone(),
+            api_base: self.api_base.clone(),
+            token: self.token.clone(),
+            budget: self.budget.clone(),
+            lane: Some(Arc::new(Budget::new(self.permits / 2, self.window))),
+            window: self.window,
+            permits: self.permits,
+            retry: self.retry.clone(),
+            counters: self.counters.clone(),
         }
     }
 
@@ -194,10 +218,15 @@ impl Client {
     pub(crate) async fn send(&self, call: &Call) -> Result<Answer, TrackerError> {
         let mut retry = 0u32;
         loop {
+            let lane_permit = match &self.lane {
+                Some(lane) => Some(lane.acquire().await),
+                None => None,
+            };
             let permit = self.budget.acquire().await;
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
             let attempt = self.attempt(call).await;
             drop(permit);
+            drop(lane_permit);
             let failure = match attempt {
                 Attempt::Answered {
                     status,

@@ -1,7 +1,7 @@
 //! `PlaneTracker`: the `Tracker` port over Plane's REST API v1.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use orch_core::ids::{IssueId, ProjectId, StateId, UserId};
@@ -29,8 +29,10 @@ pub struct PlaneTracker {
     client: Client,
     workspace_path: String,
     /// State name → id, per project; filled on first use, refreshed when a name is missing.
-    states: Mutex<HashMap<ProjectId, Vec<(String, StateId)>>>,
+    states: Arc<Mutex<StateCache>>,
 }
+
+type StateCache = HashMap<ProjectId, Vec<(String, StateId)>>;
 
 impl std::fmt::Debug for PlaneTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,7 +47,18 @@ impl PlaneTracker {
         PlaneTracker {
             client: Client::new(config),
             workspace_path: format!("workspaces/{}/", config.workspace_slug),
-            states: Mutex::new(HashMap::new()),
+            states: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A tracker for the reconciler: it shares this one's connections, call budget, counters
+    /// and state cache, and uses at most half of the budget (SPEC §5.5), so the reconciler
+    /// can never starve the pipeline's own calls.
+    pub fn half_budget_share(&self) -> PlaneTracker {
+        PlaneTracker {
+            client: self.client.half_share(),
+            workspace_path: self.workspace_path.clone(),
+            states: self.states.clone(),
         }
     }
 
@@ -139,7 +152,7 @@ impl PlaneTracker {
         Ok(resolved)
     }
 
-    fn lock_states(&self) -> std::sync::MutexGuard<'_, HashMap<ProjectId, Vec<(String, StateId)>>> {
+    fn lock_states(&self) -> std::sync::MutexGuard<'_, StateCache> {
         self.states
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -243,3 +243,68 @@ fn backoff_is_full_jitter_under_a_doubling_cap() {
         "jitter spreads the delays"
     );
 }
+
+/// How long a test waits for the simulator to see requests.
+const SEEN_DEADLINE: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn reconciler_share_uses_at_most_half_the_budget_and_never_starves_the_pipeline() {
+    let sim = PlaneSim::start().await.expect("plane sim starts");
+    let project = orch_core::ids::ProjectId::new(sim.add_project("ET")).expect("valid id");
+    let mut config = fast_config(&sim, sim.api_token());
+    config.rate_limit_per_min = 10;
+    config.rate_window = BURST_WINDOW;
+    let pipeline = PlaneTracker::new(&config);
+    let reconciler = std::sync::Arc::new(pipeline.half_budget_share());
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..12 {
+        let reconciler = reconciler.clone();
+        calls.push(tokio::spawn(async move { reconciler.me().await }));
+    }
+    let deadline = Instant::now() + SEEN_DEADLINE;
+    while sim.requests().len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pipeline
+        .list_work_items(&project, None)
+        .await
+        .expect("the pipeline is not starved");
+    for call in calls {
+        call.await.expect("task runs").expect("every call succeeds");
+    }
+    assert!(
+        started.elapsed() >= BURST_WINDOW * 2,
+        "12 calls at 4 per window need two waits"
+    );
+    let requests = sim.requests();
+    let list_idx = requests
+        .iter()
+        .position(|request| request.path.ends_with("/work-items/"))
+        .expect("listed");
+    assert_eq!(
+        list_idx, 4,
+        "the pipeline's call went ahead of the reconciler's fifth"
+    );
+    let me_calls: Vec<Instant> = requests
+        .iter()
+        .filter(|request| request.path.ends_with("/me/"))
+        .map(|request| request.at)
+        .collect();
+    let most = me_calls
+        .iter()
+        .map(|first| {
+            me_calls
+                .iter()
+                .filter(|at| **at >= *first && **at < *first + BURST_WINDOW)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 4, "{most} reconciler calls in one window");
+    assert_eq!(
+        pipeline.stats().calls,
+        13,
+        "the share counts into the same stats"
+    );
+}
