@@ -295,8 +295,13 @@ impl GiteaSim {
             .push(event_type.to_owned());
     }
 
+    /// Answers the next `n` REST requests with 500 and Gitea's error body.
+    pub fn fail_next_requests(&self, n: u32) {
+        self.fail_next_requests_with(500, n);
+    }
+
     /// Answers the next `n` REST requests with `status` and Gitea's error body.
-    pub fn fail_next_requests(&self, status: u16, n: u32) {
+    pub fn fail_next_requests_with(&self, status: u16, n: u32) {
         let mut state = self.inner.lock();
         state
             .api_faults

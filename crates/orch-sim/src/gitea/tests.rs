@@ -337,7 +337,7 @@ async fn api_needs_the_token_and_answers_injected_faults_with_gitea_error_bodies
     let sim = GiteaSim::start().await.expect("sim starts");
     sim.create_repo("acme", "widgets").await.expect("repo");
     sim.rate_limit_next_requests(1, 7);
-    sim.fail_next_requests(503, 1);
+    sim.fail_next_requests_with(503, 1);
     let (status, answer) = api(&sim, "GET", "/api/v1/repos/acme/widgets", None).await;
     assert_eq!(status, 503);
     assert!(answer.get("message").is_some() && answer.get("url").is_some());
@@ -346,4 +346,133 @@ async fn api_needs_the_token_and_answers_injected_faults_with_gitea_error_bodies
     let (status, answer) = api(&sim, "GET", "/api/v1/repos/acme/widgets", None).await;
     assert_eq!(status, 200);
     assert_eq!(answer["clone_url"], sim.clone_url("acme/widgets").as_str());
+}
+
+/// `shared/contracts/gitea`, or `$ORCH_CONTRACTS_DIR/gitea`.
+fn contract(name: &str) -> serde_json::Value {
+    let dir = match std::env::var_os("ORCH_CONTRACTS_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/contracts"
+        )),
+    };
+    let path = dir.join("gitea").join(name);
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+    serde_json::from_slice(&bytes).expect("contract files are JSON")
+}
+
+fn keys(value: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    value
+        .as_object()
+        .map(|object| object.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn deliveries_carry_the_contract_headers_and_payload_shapes() {
+    let sim = GiteaSim::start().await.expect("sim starts");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let (hook, _received) = receiver().await;
+    sim.set_webhook(&hook.base_url(), SECRET);
+    sim.set_ci_delay(Duration::from_millis(1));
+    let clone = LocalClone::new(&sim, "acme/widgets").await.expect("clone");
+    clone
+        .commit_file("a.txt", "a\n", "A")
+        .await
+        .expect("commit");
+    clone
+        .push("HEAD:refs/heads/feature/shape")
+        .await
+        .expect("push");
+    let number = create_pull(&sim, "feature/shape").await;
+    wait_for(|| {
+        sim.deliveries()
+            .iter()
+            .any(|delivery| {
+                delivery.event_type == "status"
+                    && delivery.body.windows(9).any(|w| w == b"\"success\"")
+            })
+            .then_some(())
+    })
+    .await;
+    sim.merge_as_person("acme/widgets", number)
+        .await
+        .expect("merged");
+    wait_for(|| {
+        sim.deliveries()
+            .iter()
+            .any(|delivery| {
+                String::from_utf8_lossy(&delivery.body).contains("\"action\": \"closed\"")
+            })
+            .then_some(())
+    })
+    .await;
+
+    let headers = contract("headers.json");
+    let deliveries = sim.deliveries();
+    let cases = [
+        ("status.success.json", "status", ""),
+        ("push.json", "push", ""),
+        (
+            "pull_request.opened.json",
+            "pull_request",
+            "\"action\": \"opened\"",
+        ),
+        (
+            "pull_request.closed_merged.json",
+            "pull_request",
+            "\"action\": \"closed\"",
+        ),
+    ];
+    for (file, event_type, marker) in cases {
+        let delivery = deliveries
+            .iter()
+            .find(|delivery| {
+                delivery.event_type == event_type
+                    && String::from_utf8_lossy(&delivery.body).contains(marker)
+            })
+            .unwrap_or_else(|| panic!("no delivery like {file}"));
+        let expected = &headers["files"][file];
+        for (name, value) in expected.as_object().expect("header map") {
+            let sent = header(&delivery.headers, name);
+            assert!(!sent.is_empty(), "{file}: header {name} missing");
+            if name.ends_with("-Event") || name.ends_with("-Event-Type") || name == "Content-Type" {
+                assert_eq!(sent, value.as_str().unwrap_or_default(), "{file}: {name}");
+            }
+        }
+        let sample = contract(file);
+        let body: serde_json::Value = serde_json::from_slice(&delivery.body).expect("json");
+        assert_eq!(keys(&body), keys(&sample), "{file}: top-level fields");
+        assert_eq!(
+            keys(&body["repository"]),
+            keys(&sample["repository"]),
+            "{file}: repository fields"
+        );
+        assert_eq!(
+            keys(&body["sender"]),
+            keys(&sample["sender"]),
+            "{file}: sender fields"
+        );
+        if event_type == "pull_request" {
+            assert_eq!(
+                keys(&body["pull_request"]),
+                keys(&sample["pull_request"]),
+                "{file}: pull_request fields"
+            );
+            assert_eq!(
+                keys(&body["pull_request"]["head"]),
+                keys(&sample["pull_request"]["head"]),
+                "{file}: head fields"
+            );
+        }
+        if event_type == "push" {
+            assert_eq!(
+                keys(&body["head_commit"]),
+                keys(&sample["head_commit"]),
+                "{file}: commit fields"
+            );
+        }
+    }
 }
