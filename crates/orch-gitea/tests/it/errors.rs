@@ -46,7 +46,7 @@ async fn persistent_429_is_unavailable_with_retry_after() {
 #[tokio::test]
 async fn persistent_5xx_is_unavailable() {
     let fixture = Fixture::start().await;
-    fixture.sim.fail_next_requests(502, 3);
+    fixture.sim.fail_next_requests_with(502, 3);
     let sha = orch_core::ids::CommitSha::new("ab".repeat(20)).expect("sha");
     let err = fixture
         .forge
@@ -60,7 +60,7 @@ async fn persistent_5xx_is_unavailable() {
 #[tokio::test]
 async fn forbidden_is_unauthorized_naming_the_setting_and_is_not_retried() {
     let fixture = Fixture::start().await;
-    fixture.sim.fail_next_requests(403, 1);
+    fixture.sim.fail_next_requests_with(403, 1);
     let sha = orch_core::ids::CommitSha::new("ab".repeat(20)).expect("sha");
     let err = fixture
         .forge
