@@ -67,6 +67,9 @@ pub(crate) struct Invocation {
 /// Spawns git processes.
 pub(crate) struct Git {
     timeout: Duration,
+    /// git never looks for a repository at or above this directory (`repos_dir`), so a
+    /// half-removed worktree can never make git act on an enclosing checkout.
+    ceiling: PathBuf,
     /// The secret itself, kept only to put it in the config environment and scrub it from output.
     token: Option<String>,
     /// Records every spawned command when set (tests only).
@@ -74,9 +77,10 @@ pub(crate) struct Git {
 }
 
 impl Git {
-    pub(crate) fn new(timeout: Duration, token: Option<String>) -> Git {
+    pub(crate) fn new(timeout: Duration, token: Option<String>, ceiling: PathBuf) -> Git {
         Git {
             timeout,
+            ceiling,
             token: token.filter(|token| !token.is_empty()),
             recorder: None,
         }
@@ -99,6 +103,7 @@ impl Git {
         }
         command
             .env("LC_ALL", "C")
+            .env("GIT_CEILING_DIRECTORIES", &self.ceiling)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GCM_INTERACTIVE", "never")
             .env("GIT_AUTHOR_NAME", ORCH_NAME)

@@ -20,6 +20,9 @@ pub(crate) enum GitError {
     Refused { what: String, reason: &'static str },
     #[error("{0}")]
     NotFound(String),
+    /// The worktree is not on the task branch: committing there would lose the work.
+    #[error("the worktree is on {found}, not {expected}")]
+    WrongBranch { expected: String, found: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -72,6 +75,7 @@ impl From<GitError> for WorkspaceError {
             GitError::Timeout { .. } => WorkspaceError::unavailable(err.to_string()),
             GitError::Refused { .. } => WorkspaceError::Invalid(err.to_string()),
             GitError::NotFound(message) => WorkspaceError::NotFound(message),
+            GitError::WrongBranch { .. } => WorkspaceError::Conflict(err.to_string()),
             GitError::Failed { ref stderr, .. } => {
                 let lowered = stderr.to_ascii_lowercase();
                 if UNAUTHORIZED_PATTERNS

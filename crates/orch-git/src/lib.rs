@@ -106,9 +106,9 @@ impl GitWorkspace {
         std::fs::create_dir_all(&config.repos_dir)
             .and_then(|()| std::fs::canonicalize(&config.repos_dir))
             .map(|root| GitWorkspace {
+                git: Git::new(config.command_timeout, config.token, root.clone()),
                 layout: Layout::new(root),
                 remote_base: config.remote_base.trim_end_matches('/').to_owned(),
-                git: Git::new(config.command_timeout, config.token),
                 mirror_locks: Mutex::new(HashMap::new()),
             })
             .map_err(|err| {
@@ -269,7 +269,22 @@ impl GitWorkspace {
             .await
             .unwrap_or(false)
         {
-            return Ok(worktree);
+            match self.current_branch(&worktree).await {
+                Ok(Some(head)) if head == format!("refs/heads/{branch}") => return Ok(worktree),
+                Ok(_) => {
+                    // An agent left it on another branch or detached: put it back.
+                    self.git
+                        .run(
+                            &worktree,
+                            &git_args!["switch", "--quiet", branch],
+                            Network::Local,
+                        )
+                        .await?;
+                    return Ok(worktree);
+                }
+                // Not a working git checkout any more (its mirror was lost): make it anew.
+                Err(err) => tracing::warn!(error = %err, "broken worktree replaced"),
+            }
         }
         // A registration whose directory vanished would make `worktree add` refuse the branch.
         self.git
@@ -294,6 +309,17 @@ impl GitWorkspace {
             .await?;
         tracing::info!(branch = %branch, "worktree added");
         Ok(worktree)
+    }
+
+    /// The ref the worktree's HEAD is attached to; `None` when detached.
+    async fn current_branch(&self, worktree: &Path) -> Result<Option<String>, GitError> {
+        let args = git_args!["symbolic-ref", "--quiet", "HEAD"];
+        let output = self.git.output(worktree, &args, Network::Local).await?;
+        match output.code {
+            Some(0) => Ok(Some(output.stdout.trim().to_owned())),
+            Some(1) => Ok(None),
+            _ => Err(self.git.failure(&args, &output)),
+        }
     }
 
     /// The worktree of `spec`, which must exist.
@@ -398,6 +424,14 @@ impl GitWorkspace {
         message: &str,
     ) -> Result<Option<CommitSha>, GitError> {
         let worktree = self.existing_worktree(spec).await?;
+        let expected = format!("refs/heads/{}", paths::branch(spec.branch.as_str())?);
+        let head = self.current_branch(&worktree).await?;
+        if head.as_deref() != Some(expected.as_str()) {
+            return Err(GitError::WrongBranch {
+                expected,
+                found: head.unwrap_or_else(|| "a detached HEAD".to_owned()),
+            });
+        }
         self.git
             .run(&worktree, &git_args!["add", "--all"], Network::Local)
             .await?;

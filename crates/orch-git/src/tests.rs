@@ -780,7 +780,11 @@ fn a_remote_base_with_credentials_is_refused() {
 
 #[test]
 fn git_stderr_is_scrubbed_of_the_token() {
-    let git = crate::command::Git::new(Duration::from_secs(1), Some(TOKEN.to_owned()));
+    let git = crate::command::Git::new(
+        Duration::from_secs(1),
+        Some(TOKEN.to_owned()),
+        PathBuf::from("/"),
+    );
     assert_eq!(
         git.scrub(&format!("fatal: bad header token {TOKEN}")),
         "fatal: bad header token ***"
@@ -917,4 +921,69 @@ fn git_failures_are_classified_by_what_git_said() {
     assert_eq!(WorkspaceError::from(timeout).class(), unavailable);
     let spawn = GitError::Spawn(std::io::Error::from(std::io::ErrorKind::NotFound));
     assert_eq!(WorkspaceError::from(spawn).class(), ErrorClass::Other);
+}
+
+#[tokio::test]
+async fn leftovers_on_another_branch_are_refused_and_prepare_restores_the_task_branch() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-040");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    sh(
+        &prepared.path,
+        &["switch", "--quiet", "--detach", "refs/remotes/origin/main"],
+    );
+    std::fs::write(prepared.path.join("stray.md"), "stray\n").expect("write");
+    let err = fixture
+        .workspace
+        .commit_leftovers(&spec, "x")
+        .await
+        .expect_err("detached");
+    assert!(matches!(err, WorkspaceError::Conflict(_)), "{err}");
+
+    fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare again");
+    assert_eq!(
+        sh(&prepared.path, &["symbolic-ref", "HEAD"]),
+        "refs/heads/feature/ET-040-add-a-thing"
+    );
+    let sha = fixture
+        .workspace
+        .commit_leftovers(&spec, "x")
+        .await
+        .expect("commit");
+    assert!(sha.is_some());
+    assert_eq!(
+        fixture.workspace.commits_ahead(&spec).await.expect("ahead"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_worktree_whose_mirror_was_lost_is_made_anew() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-041");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::remove_dir_all(fixture.repos().join("acme/widgets/mirror.git")).expect("lose mirror");
+
+    let again = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare again");
+    assert_eq!(again.path, prepared.path);
+    assert_eq!(
+        sh(&again.path, &["symbolic-ref", "HEAD"]),
+        "refs/heads/feature/ET-041-add-a-thing"
+    );
 }
