@@ -136,9 +136,8 @@ impl Answer {
                 }),
             _ => None,
         };
-        let mut text = text.unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned());
-        text.truncate(200);
-        text
+        let text = text.unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned());
+        text.chars().take(200).collect()
     }
 }
 

@@ -46,3 +46,23 @@ fn text_survives_a_round_trip() {
         "Analysis of ET-001:\n1. <a> & <b>\n2. done"
     );
 }
+
+#[test]
+fn arbitrary_markup_never_panics() {
+    let alphabet: Vec<char> = "<>&;#x/p br ab\u{e9}\u{2014}\u{1f600}1".chars().collect();
+    let mut state = 0x853c_49e6_748f_ea9bu64;
+    for _ in 0..2000 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let len = (state >> 58) as usize;
+        let text: String = (0..len)
+            .map(|idx| {
+                let pick = (state >> (idx % 50)) as usize ^ idx.wrapping_mul(31);
+                alphabet[pick % alphabet.len()]
+            })
+            .collect();
+        let _ = to_text(&text);
+        let _ = from_text(&text);
+    }
+}

@@ -552,9 +552,18 @@ pub(crate) fn paginate(rows: Vec<Py>, per_page: usize, page: i64, cursor_per_pag
         ("grouped_by", Py::Null),
         ("sub_grouped_by", Py::Null),
         ("total_count", as_int(total)),
-        ("next_cursor", Py::str(format!("{per_page}:{}:0", page + 1))),
-        ("prev_cursor", Py::str(format!("{per_page}:{}:1", page - 1))),
-        ("next_page_results", Py::Bool(offset + per_page < total)),
+        (
+            "next_cursor",
+            Py::str(format!("{per_page}:{}:0", page.saturating_add(1))),
+        ),
+        (
+            "prev_cursor",
+            Py::str(format!("{per_page}:{}:1", page.saturating_sub(1))),
+        ),
+        (
+            "next_page_results",
+            Py::Bool(offset.saturating_add(per_page) < total),
+        ),
         ("prev_page_results", Py::Bool(page > 0)),
         ("count", as_int(count)),
         ("total_pages", as_int(total_pages)),
