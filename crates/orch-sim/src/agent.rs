@@ -69,6 +69,7 @@ struct AgentEnv {
     worktree: PathBuf,
     output_dir: PathBuf,
     title: String,
+    base_branch: String,
     attempt: String,
     feedback: Option<String>,
     prompt: String,
@@ -137,6 +138,7 @@ impl AgentEnv {
             worktree,
             output_dir,
             title: var("ORCH_TITLE").unwrap_or_default(),
+            base_branch: var("ORCH_BASE_BRANCH").unwrap_or_else(|| "main".to_owned()),
             attempt: var("ORCH_ATTEMPT").unwrap_or_else(|| "1".to_owned()),
             feedback,
             prompt,
@@ -216,6 +218,13 @@ fn analyse(env: &AgentEnv, behaviour: &Behaviour) -> Result<(), Failure> {
 }
 
 fn develop(env: &AgentEnv, behaviour: &Behaviour, worked: u32) -> Result<(), Failure> {
+    if env
+        .feedback
+        .as_deref()
+        .is_some_and(|text| text.to_ascii_lowercase().contains("rebase"))
+    {
+        catch_up_with_base(env)?;
+    }
     if behaviour.no_changes {
         return Ok(());
     }
@@ -272,6 +281,50 @@ fn develop(env: &AgentEnv, behaviour: &Behaviour, worked: u32) -> Result<(), Fai
         &env.worktree,
         &["commit", "--quiet", "--no-verify", "--message", &message],
     )?;
+    Ok(())
+}
+
+/// Answers "rebase onto <base>" feedback: merges the base (as orch last fetched it) into the
+/// task branch, keeping this branch's side of every conflicting hunk, so the next merge of the
+/// pull request is clean.
+fn catch_up_with_base(env: &AgentEnv) -> Result<(), Failure> {
+    if env.base_branch.starts_with('-') || env.base_branch.contains("..") {
+        return Err(Failure::Usage(format!(
+            "ORCH_BASE_BRANCH {:?} is not a branch",
+            env.base_branch
+        )));
+    }
+    let candidates = [
+        format!("refs/remotes/origin/{}", env.base_branch),
+        format!("refs/heads/{}", env.base_branch),
+    ];
+    let Some(base) = candidates.iter().find(|refname| {
+        git(
+            &env.worktree,
+            &["rev-parse", "--verify", "--quiet", refname.as_str()],
+        )
+        .is_ok()
+    }) else {
+        return Err(Failure::Failed(format!(
+            "base branch {} not found",
+            env.base_branch
+        )));
+    };
+    let message = format!("{}: merge {} (scripted rebase)", env.task, env.base_branch);
+    git(
+        &env.worktree,
+        &[
+            "merge",
+            "--quiet",
+            "--no-edit",
+            "-X",
+            "ours",
+            "-m",
+            &message,
+            base,
+        ],
+    )?;
+    say("caught up with the base branch");
     Ok(())
 }
 

@@ -476,3 +476,37 @@ fn a_bad_environment_or_script_exits_with_usage_code() {
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("ORCH_OUTPUT_DIR is not set"), "{run:?}");
 }
+
+#[test]
+fn rebase_feedback_makes_the_developer_catch_up_with_a_conflicting_base() {
+    let setup = Setup::new(r#"{ "default": { "developer": { "conflict_file": "shared.md" } } }"#);
+    assert_eq!(setup.run("developer", "ET-030").code, Some(0));
+    assert_eq!(setup.run("developer", "ET-031").code, Some(0));
+    // ET-031 is merged first; orch's fetch would bring the new base as origin/main.
+    let repo = setup.repo();
+    git(&repo, &["merge", "--quiet", "--no-edit", "feature/ET-031"]);
+    let base = git(&repo, &["rev-parse", "main"]);
+    git(&repo, &["update-ref", "refs/remotes/origin/main", &base]);
+
+    let feedback = setup.dir.path().join("feedback.md");
+    std::fs::write(&feedback, "The merge conflicts: rebase onto main.\n").expect("feedback");
+    let run = setup.run_with(
+        "developer",
+        "ET-030",
+        &[
+            ("ORCH_FEEDBACK_FILE", feedback.to_str().expect("utf-8")),
+            ("ORCH_BASE_BRANCH", "main"),
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let worktree = setup.worktree("ET-030");
+    assert!(
+        git_output(&worktree, &["merge-base", "--is-ancestor", &base, "HEAD"])
+            .status
+            .success()
+    );
+    assert_eq!(git(&worktree, &["status", "--porcelain"]), "");
+    // The pull request now merges cleanly.
+    let merge = git_output(&repo, &["merge", "--no-edit", "feature/ET-030"]);
+    assert!(merge.status.success(), "{merge:?}");
+}
