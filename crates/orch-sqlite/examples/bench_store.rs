@@ -12,6 +12,8 @@ use orch_core::time::Timestamp;
 use orch_sqlite::{SqliteStore, StoreOptions, Synchronous};
 
 const INBOX_INSERTS: u32 = 3_000;
+/// Concurrent callers in the second inbox run (the HTTP server's in-flight requests).
+const INBOX_CALLERS: u32 = 16;
 const JOBS: u32 = 2_000;
 const TASKS: i64 = 100_000;
 const STUCK: i64 = 1_000;
@@ -36,11 +38,14 @@ async fn run() -> BenchResult {
         dir.path().display()
     )?;
 
-    let inbox_rate = bench_inbox(&dir.path().join("inbox.db")).await?;
-    writeln!(
-        out,
-        "inbox inserts (synchronous=FULL): {inbox_rate:.0}/s over {INBOX_INSERTS}"
-    )?;
+    for callers in [1, INBOX_CALLERS] {
+        let path = dir.path().join(format!("inbox-{callers}.db"));
+        let rate = bench_inbox(&path, callers).await?;
+        writeln!(
+            out,
+            "inbox inserts (synchronous=FULL, {callers} concurrent callers): {rate:.0}/s over {INBOX_INSERTS}"
+        )?;
+    }
 
     for synchronous in [Synchronous::Normal, Synchronous::Full] {
         let path = dir.path().join(format!("jobs-{synchronous:?}.db"));
@@ -85,20 +90,30 @@ fn new_task(number: u32) -> Result<NewTask, Box<dyn std::error::Error>> {
     })
 }
 
-async fn bench_inbox(path: &Path) -> Result<f64, Box<dyn std::error::Error>> {
-    let store = SqliteStore::open(path)?;
-    let body = vec![b'x'; 2048];
+async fn bench_inbox(path: &Path, callers: u32) -> Result<f64, Box<dyn std::error::Error>> {
+    let store = std::sync::Arc::new(SqliteStore::open(path)?);
     let started = Instant::now();
-    for n in 0..INBOX_INSERTS {
-        let delivery = NewDelivery {
-            source: Source::Gitea,
-            delivery_id: format!("delivery-{n}"),
-            event_type: "status".to_owned(),
-            body_sha256: format!("{n:064x}"),
-            body: body.clone(),
-            received_at: now(),
-        };
-        store.inbox_insert(delivery).await?;
+    let mut handles = Vec::new();
+    for caller in 0..callers {
+        let store = std::sync::Arc::clone(&store);
+        handles.push(tokio::spawn(async move {
+            let body = vec![b'x'; 2048];
+            for n in (caller..INBOX_INSERTS).step_by(callers as usize) {
+                let delivery = NewDelivery {
+                    source: Source::Gitea,
+                    delivery_id: format!("delivery-{n}"),
+                    event_type: "status".to_owned(),
+                    body_sha256: format!("{n:064x}"),
+                    body: body.clone(),
+                    received_at: now(),
+                };
+                store.inbox_insert(delivery).await?;
+            }
+            Ok::<(), orch_core::ports::StoreError>(())
+        }));
+    }
+    for handle in handles {
+        handle.await??;
     }
     Ok(f64::from(INBOX_INSERTS) / started.elapsed().as_secs_f64())
 }

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod inbox;
 mod rows;
 mod schema;
 mod store;
@@ -66,6 +67,8 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("cannot start the inbox writer thread")]
+    Thread(#[source] std::io::Error),
     #[error("cannot open a connection pool on database {path}")]
     Pool {
         path: PathBuf,
@@ -74,7 +77,8 @@ pub enum OpenError {
     },
 }
 
-/// How `synchronous` is set for writes other than inbox inserts (which always use `FULL`).
+/// How `synchronous` is set for writes other than inbox inserts (which always use `FULL`,
+/// group-committed by one writer thread).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
     /// Durable against a crash of the process (WAL); the last commits may be lost on power loss.
@@ -123,7 +127,7 @@ impl Default for StoreOptions {
 /// opened exclusively) until dropped.
 pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
-    synchronous: Synchronous,
+    inbox: inbox::InboxWriter,
     path: PathBuf,
     _lock: Option<File>,
 }
@@ -183,10 +187,11 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
+        let inbox = inbox::InboxWriter::start(&path, options.busy_timeout)?;
         tracing::debug!(path = %path.display(), exclusive = options.exclusive, "store opened");
         Ok(SqliteStore {
             pool,
-            synchronous: options.synchronous,
+            inbox,
             path,
             _lock: lock,
         })

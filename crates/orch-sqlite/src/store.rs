@@ -20,10 +20,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use crate::error::Error;
 use crate::rows::{self, ts, DELIVERY_COLUMNS, JOB_COLUMNS, TASK_COLUMNS};
-use crate::{SqliteStore, Synchronous};
+use crate::SqliteStore;
 
-/// How long a body hash dedupes deliveries (SPEC §4).
-const BODY_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const RECENT_UNBLOCKED: i64 = 20;
 const ACTIVE: &str = "('queued', 'running')";
 
@@ -39,15 +37,6 @@ pub(crate) fn gate_candidates_sql() -> String {
         .map(|column| format!("t.{}", column.trim()))
         .collect();
     GATE_CANDIDATES_SQL.replace("{TASK}", &columns.join(", "))
-}
-
-/// How a write transaction syncs.
-#[derive(Clone, Copy)]
-enum Durability {
-    /// The store's configured `synchronous`.
-    Default,
-    /// `synchronous=FULL` for this commit (the inbox).
-    Full,
 }
 
 impl SqliteStore {
@@ -69,36 +58,20 @@ impl SqliteStore {
         finish(op, result)
     }
 
-    async fn write<T, F>(
-        &self,
-        op: &'static str,
-        durability: Durability,
-        write: F,
-    ) -> Result<T, StoreError>
+    async fn write<T, F>(&self, op: &'static str, write: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Transaction<'_>) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.pool.clone();
         let span = tracing::Span::current();
-        let raise_sync =
-            matches!(durability, Durability::Full) && self.synchronous != Synchronous::Full;
         let result = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let mut conn = pool.get()?;
-            if raise_sync {
-                conn.execute_batch("PRAGMA synchronous = FULL")?;
-            }
-            let result = (|| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let value = write(&tx)?;
-                tx.commit()?;
-                Ok(value)
-            })();
-            if raise_sync {
-                conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-            }
-            result
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = write(&tx)?;
+            tx.commit()?;
+            Ok(value)
         })
         .await
         .map_err(Error::from)
@@ -282,7 +255,7 @@ impl Store for SqliteStore {
         first_job: JobSpec,
         now: Timestamp,
     ) -> Result<Created, StoreError> {
-        self.write("create_task", Durability::Default, move |tx| {
+        self.write("create_task", move |tx| {
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO tasks (version, issue_id, project_id, work_item, title, description, repo, \
@@ -402,7 +375,7 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, transition: Transition) -> Result<Task, StoreError> {
-        self.write("transition", Durability::Default, move |tx| {
+        self.write("transition", move |tx| {
             let Transition { next, jobs, cancel_active_work, consumes_job, note, now } = transition;
             let current: Option<i64> = tx
                 .prepare_cached("SELECT version FROM tasks WHERE id = ?1")?
@@ -517,7 +490,7 @@ impl Store for SqliteStore {
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<ClaimedJob>, StoreError> {
         let request = request.clone();
-        self.write("claim_next", Durability::Default, move |tx| {
+        self.write("claim_next", move |tx| {
             let now = request.now.as_millis();
             let chosen: Option<i64> = match request.kinds {
                 ClaimKinds::Agents { per_repo_limit } => tx
@@ -575,7 +548,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<(), StoreError> {
         let attempt = attempt.as_str().to_owned();
-        self.write("heartbeat", Durability::Default, move |tx| {
+        self.write("heartbeat", move |tx| {
             check_attempt(tx, job.0, &attempt)?;
             tx.prepare_cached(
                 "UPDATE jobs SET heartbeat_at = ?2, lease_expires_at = ?3 WHERE id = ?1",
@@ -593,7 +566,7 @@ impl Store for SqliteStore {
         process: ProcessRecord,
     ) -> Result<(), StoreError> {
         let attempt = attempt.as_str().to_owned();
-        self.write("record_process", Durability::Default, move |tx| {
+        self.write("record_process", move |tx| {
             check_attempt(tx, job.0, &attempt)?;
             tx.prepare_cached(
                 "UPDATE jobs SET process_pid = ?2, process_pgid = ?3, process_start_time = ?4 WHERE id = ?1",
@@ -612,7 +585,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let attempt = attempt.as_str().to_owned();
-        self.write("finish_job", Durability::Default, move |tx| {
+        self.write("finish_job", move |tx| {
             check_attempt(tx, job.0, &attempt)?;
             let end_lease = "attempt_id = NULL, lease_owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL, \
                              claimed_at = NULL";
@@ -640,7 +613,7 @@ impl Store for SqliteStore {
 
     async fn reclaim_leases(&self, owner: &BootId, now: Timestamp) -> Result<Vec<Job>, StoreError> {
         let owner = owner.as_str().to_owned();
-        self.write("reclaim_leases", Durability::Default, move |tx| {
+        self.write("reclaim_leases", move |tx| {
             let stale = query_jobs(
                 tx,
                 "WHERE status = 'running' AND (lease_owner IS NULL OR lease_owner != ?1 OR lease_expires_at IS NULL \
@@ -674,7 +647,7 @@ impl Store for SqliteStore {
     }
 
     async fn mark_job_handled(&self, job: JobId) -> Result<(), StoreError> {
-        self.write("mark_job_handled", Durability::Default, move |tx| {
+        self.write("mark_job_handled", move |tx| {
             let changed = tx
                 .prepare_cached("UPDATE jobs SET handled = 1 WHERE id = ?1")?
                 .execute([job.0])?;
@@ -687,33 +660,7 @@ impl Store for SqliteStore {
     }
 
     async fn inbox_insert(&self, delivery: NewDelivery) -> Result<InboxInsert, StoreError> {
-        self.write("inbox_insert", Durability::Full, move |tx| {
-            let source = delivery.source.as_str();
-            let window_start = (delivery.received_at - BODY_DEDUPE_WINDOW).as_millis();
-            let duplicate: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM inbox WHERE source = ?1 AND delivery_id = ?2) \
-                     OR EXISTS (SELECT 1 FROM inbox WHERE source = ?1 AND body_sha256 = ?3 AND received_at > ?4)",
-                )?
-                .query_row(params![source, delivery.delivery_id, delivery.body_sha256, window_start], |row| row.get(0))?;
-            if duplicate {
-                return Ok(InboxInsert::Duplicate);
-            }
-            tx.prepare_cached(
-                "INSERT INTO inbox (source, delivery_id, event_type, body_sha256, body, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                source,
-                delivery.delivery_id,
-                delivery.event_type,
-                delivery.body_sha256,
-                delivery.body,
-                delivery.received_at.as_millis(),
-            ])?;
-            Ok(InboxInsert::Queued(tx.last_insert_rowid()))
-        })
-        .await
+        self.inbox.insert(delivery).await
     }
 
     async fn inbox_pending(&self, max: u32) -> Result<Vec<Delivery>, StoreError> {
@@ -732,7 +679,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let outcome = outcome.to_owned();
-        self.write("inbox_mark_processed", Durability::Default, move |tx| {
+        self.write("inbox_mark_processed", move |tx| {
             let changed = tx
                 .prepare_cached("UPDATE inbox SET processed_at = ?2, outcome = ?3 WHERE id = ?1")?
                 .execute(params![id, now.as_millis(), outcome])?;
@@ -780,7 +727,7 @@ impl Store for SqliteStore {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let project = project.as_str().to_owned();
-        self.write("set_tracker_watermark", Durability::Default, move |tx| {
+        self.write("set_tracker_watermark", move |tx| {
             tx.prepare_cached(
                 "INSERT INTO tracker_watermarks (project_id, at) VALUES (?1, ?2) \
                  ON CONFLICT (project_id) DO UPDATE SET at = excluded.at",
@@ -792,7 +739,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_reconcile_run(&self, run: ReconcileRun) -> Result<(), StoreError> {
-        self.write("record_reconcile_run", Durability::Default, move |tx| {
+        self.write("record_reconcile_run", move |tx| {
             let unblocked = i64::try_from(run.unblocked.len()).unwrap_or(i64::MAX);
             let errors = i64::try_from(run.errors.len()).unwrap_or(i64::MAX);
             tx.prepare_cached(
@@ -936,7 +883,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_last_clean_shutdown(&self, at: Timestamp) -> Result<(), StoreError> {
-        self.write("set_last_clean_shutdown", Durability::Default, move |tx| {
+        self.write("set_last_clean_shutdown", move |tx| {
             tx.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('last_clean_shutdown', ?1) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -143,3 +143,40 @@ fn notify() -> orch_core::domain::Action {
         text: "hi".to_owned(),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_inbox_inserts_are_group_committed_without_losing_or_doubling_any() {
+    let fixture = temp_store();
+    let store: Arc<dyn Store> =
+        Arc::new(orch_sqlite::SqliteStore::open(fixture.db_path()).expect("open"));
+    let handles: Vec<_> = (0..200)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                // Every delivery comes twice, as a redelivery would.
+                let id = n % 100;
+                let delivery = orch_core::ports::NewDelivery {
+                    source: orch_core::ports::Source::Plane,
+                    delivery_id: format!("d{id}"),
+                    event_type: "issue".to_owned(),
+                    body_sha256: format!("sha{id}"),
+                    body: vec![b'x'; 100],
+                    received_at: at(0),
+                };
+                store.inbox_insert(delivery).await.expect("insert")
+            })
+        })
+        .collect();
+    let mut queued = std::collections::BTreeSet::new();
+    let mut duplicates = 0;
+    for handle in handles {
+        match handle.await.expect("task") {
+            orch_core::ports::InboxInsert::Queued(id) => {
+                assert!(queued.insert(id), "row id {id} given twice")
+            }
+            orch_core::ports::InboxInsert::Duplicate => duplicates += 1,
+        }
+    }
+    assert_eq!((queued.len(), duplicates), (100, 100));
+    assert_eq!(store.inbox_pending(1000).await.expect("pending").len(), 100);
+}
