@@ -476,6 +476,24 @@ impl PlaneSim {
         view(&self.inner.world(), item)
     }
 
+    /// Waits until `item` is in the state named `state_name`, polling every 10 ms until
+    /// `deadline` has passed; returns whether it got there.
+    pub async fn wait_for_state(&self, item: &str, state_name: &str, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        loop {
+            if self
+                .item(item)
+                .is_some_and(|found| found.state_name == state_name)
+            {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Every work item of a project, in creation order.
     pub fn items(&self, project: &str) -> Vec<SimItem> {
         let world = self.inner.world();

@@ -924,3 +924,24 @@ async fn rest_times_follow_the_api_users_timezone() {
         "{updated_at}"
     );
 }
+
+#[tokio::test]
+async fn wait_for_state_sees_an_api_move_and_gives_up_at_the_deadline() {
+    let sim = PlaneSim::start().await.expect("sim starts");
+    let project = sim.add_project("ET");
+    let item = sim
+        .create_item(&project, "One", "Todo")
+        .await
+        .expect("created");
+    assert!(
+        !sim.wait_for_state(&item.id, "Done", Duration::from_millis(30))
+            .await
+    );
+    let done = sim.state_id(&project, "Done").expect("Done exists");
+    let path = format!("{}work-items/{}/", project_path(&sim, &project), item.id);
+    send(&sim, "PATCH", &path, json!({ "state": done })).await;
+    assert!(
+        sim.wait_for_state(&item.id, "Done", DELIVERY_DEADLINE)
+            .await
+    );
+}
