@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The JSON file named by `ORCH_SIM_SCRIPT`:
 ///
@@ -15,7 +15,7 @@ use serde::Deserialize;
 ///
 /// An item listed in `items` uses its own entry for every role; `default` applies to items
 /// that are not listed. Unknown keys are an error, so a typo never silently does nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Script {
     #[serde(default)]
@@ -25,7 +25,7 @@ pub struct Script {
 }
 
 /// What each role does for one work item.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ItemScript {
     #[serde(default)]
@@ -37,7 +37,7 @@ pub struct ItemScript {
 }
 
 /// One role's behaviour. Counts are over that role's runs for that work item.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Behaviour {
     /// The first N runs exit 1 without doing anything.

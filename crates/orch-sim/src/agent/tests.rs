@@ -107,3 +107,17 @@ fn counters_without_a_state_dir_always_read_zero() {
         0
     );
 }
+
+#[test]
+fn a_script_built_in_code_round_trips_through_json() {
+    let mut script = Script::default();
+    let item = script.items.entry("ET-001".to_owned()).or_default();
+    item.developer.ci_fail_times = 1;
+    item.developer.conflict_file = Some("shared.md".to_owned());
+    item.reviewer.request_changes_once = true;
+    let text = serde_json::to_string(&script).expect("serialize");
+    assert_eq!(
+        serde_json::from_str::<Script>(&text).expect("parse"),
+        script
+    );
+}
