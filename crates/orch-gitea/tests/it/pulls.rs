@@ -272,3 +272,51 @@ async fn closing_a_pull_request_twice_closes_it_once() {
         .expect("get");
     assert_eq!((read.state, read.merged), (PrState::Closed, false));
 }
+
+#[tokio::test]
+async fn concurrent_ensures_of_one_branch_open_one_pull_request() {
+    let fixture = Fixture::start().await;
+    fixture
+        .push_branch("feature/ET-007-race", "race.txt", "r\n")
+        .await;
+    let new = fixture.new_pull("feature/ET-007-race");
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (forge, new) = (fixture.forge.clone(), new.clone());
+            tokio::spawn(async move { forge.ensure_pull_request(&new).await })
+        })
+        .collect();
+    let mut numbers = std::collections::BTreeSet::new();
+    for task in tasks {
+        numbers.insert(task.await.expect("task ran").expect("ensured").number.get());
+    }
+    assert_eq!(numbers.len(), 1, "{numbers:?}");
+    assert_eq!(created(&fixture), 1);
+}
+
+#[tokio::test]
+async fn the_token_travels_only_in_the_authorization_header() {
+    let fixture = Fixture::start().await;
+    fixture
+        .push_branch("feature/ET-008-token", "token.txt", "t\n")
+        .await;
+    fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-008-token"))
+        .await
+        .expect("opened");
+    let requests = fixture.sim.api_requests();
+    assert!(!requests.is_empty());
+    for request in requests {
+        assert!(
+            !request.uri.contains(fixture.sim.token()),
+            "{}",
+            request.uri
+        );
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("token {}", fixture.sim.token()).as_str())
+        );
+    }
+    assert_eq!(fixture.forge.stats().errors, 0);
+}
