@@ -210,3 +210,40 @@ async fn a_slow_body_is_answered_408() {
     assert_eq!(status, Some(408));
     assert!(server.stored().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_request_is_closed() {
+    let server = TestServer::start(|_| {}).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let mut buffer = [0u8; 16];
+    let closed = tokio::time::timeout(DEADLINE, stream.read(&mut buffer)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "an idle connection stayed open: {closed:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_its_answer() {
+    let server = TestServer::start(|_| {}).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: orch.test\r\n\r\n")
+        .await
+        .expect("send request");
+    let status = tokio::time::timeout(DEADLINE, read_status(&mut stream))
+        .await
+        .expect("answer in time");
+    assert_eq!(status, Some(200));
+    let mut buffer = [0u8; 256];
+    let closed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+}
