@@ -174,6 +174,10 @@ pub(crate) fn migrate_connection(
             supported: LATEST_VERSION,
         });
     }
+    if from == LATEST_VERSION {
+        // Up to date: no write lock needed (a reader such as `orch status` opens this way).
+        return Ok(Migrated { from, to: from });
+    }
     let mut current = from;
     for (index, sql) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
