@@ -476,3 +476,59 @@ async fn deliveries_carry_the_contract_headers_and_payload_shapes() {
         }
     }
 }
+
+#[tokio::test]
+async fn merge_answers_use_gitea_statuses_and_bodies() {
+    let sim = GiteaSim::start().await.expect("sim starts");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    sim.set_ci_enabled(false);
+    let clone = LocalClone::new(&sim, "acme/widgets").await.expect("clone");
+    let sha = clone
+        .commit_file("a.txt", "a\n", "A")
+        .await
+        .expect("commit");
+    clone.push("HEAD:refs/heads/feature/m").await.expect("push");
+    let number = create_pull(&sim, "feature/m").await;
+    let path = format!("/api/v1/repos/acme/widgets/pulls/{number}/merge");
+    let merge = |body: serde_json::Value| api(&sim, "POST", &path, Some(body.to_string()));
+
+    let (status, _) = merge(serde_json::json!({ "head_commit_id": sha })).await;
+    assert_eq!(status, 422, "Do is required");
+    let (status, answer) =
+        merge(serde_json::json!({ "Do": "merge", "head_commit_id": "0".repeat(40) })).await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (409, Some("head out of date"))
+    );
+    let (status, _) = merge(serde_json::json!({ "Do": "merge", "head_commit_id": sha })).await;
+    assert_eq!(status, 200);
+    let (status, answer) = merge(serde_json::json!({ "do": "merge", "head_commit_id": sha })).await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (405, Some("")),
+        "already merged: 405 with an empty message"
+    );
+    let (status, answer) = api(
+        &sim,
+        "GET",
+        &format!("/api/v1/repos/acme/widgets/pulls/{number}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["merged"], &answer["state"]),
+        (200, &serde_json::json!(true), &serde_json::json!("closed"))
+    );
+    let (status, answer) = api(
+        &sim,
+        "GET",
+        &format!("/api/v1/repos/acme/widgets/commits/{sha}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&answer["state"], &answer["statuses"]),
+        (&serde_json::json!("pending"), &serde_json::Value::Null)
+    );
+}
