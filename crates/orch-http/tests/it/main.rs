@@ -4,4 +4,5 @@ mod concurrency;
 mod ingress;
 mod limits;
 mod status;
+mod store_down;
 mod support;
