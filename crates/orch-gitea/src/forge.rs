@@ -359,39 +359,41 @@ fn reread_after_ambiguous(
     }
 }
 
-/// Posts `body` (with a hidden `marker`) unless an existing body already holds the marker.
+/// Posts `fields` unless an existing body already holds the hidden `marker`.
 fn post_once(
     client: &Client,
-    list_path: &str,
-    create_path: &str,
+    path: &str,
     fields: serde_json::Value,
     marker: &str,
     existing: Vec<BodyDto>,
 ) -> Result<(), ApiError> {
+    let needle = hidden(marker);
     if existing.iter().any(|item| {
         item.body
             .as_deref()
-            .is_some_and(|body| body.contains(marker))
+            .is_some_and(|body| body.contains(&needle))
     }) {
         return Ok(());
     }
-    let answer = client.call(Method::Post, create_path, Some(&fields))?;
-    if matches!(answer.status, 200 | 201) {
-        return Ok(());
+    let answer = client.call(Method::Post, path, Some(&fields))?;
+    match answer.status {
+        200 | 201 => Ok(()),
+        _ => Err(answer.into_error()),
     }
-    tracing::debug!(
-        path = list_path,
-        status = answer.status,
-        "gitea refused a post"
-    );
-    Err(answer.into_error())
+}
+
+/// The marker as an HTML comment: invisible in Gitea's rendering, and a whole token, so
+/// `orch:7:comment:1` never matches inside `orch:7:comment:10`.
+fn hidden(marker: &str) -> String {
+    format!("<!-- {marker} -->")
 }
 
 fn with_marker(body: &str, marker: &str) -> String {
-    if body.contains(marker) {
+    let needle = hidden(marker);
+    if body.contains(&needle) {
         body.to_owned()
     } else {
-        format!("{body}\n\n<!-- {marker} -->")
+        format!("{body}\n\n{needle}")
     }
 }
 
@@ -498,7 +500,7 @@ impl Forge for GiteaForge {
             let list_path = format!("{}/pulls/{}/reviews", repo_path(&repo), number.get());
             let existing = list_all::<BodyDto>(client, &list_path, "")?;
             let fields = json!({ "event": "COMMENT", "body": body });
-            post_once(client, &list_path, &list_path, fields, &marker, existing)
+            post_once(client, &list_path, fields, &marker, existing)
         })
         .await
     }
@@ -515,14 +517,7 @@ impl Forge for GiteaForge {
         self.retrying("comment", move |client| {
             let path = format!("{}/issues/{}/comments", repo_path(&repo), number.get());
             let existing: Vec<BodyDto> = client.get(&path)?.json(&[200])?;
-            post_once(
-                client,
-                &path,
-                &path,
-                json!({ "body": body }),
-                &marker,
-                existing,
-            )
+            post_once(client, &path, json!({ "body": body }), &marker, existing)
         })
         .await
     }

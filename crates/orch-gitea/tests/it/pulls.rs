@@ -192,6 +192,18 @@ async fn review_and_comment_are_posted_once_per_marker() {
         .ensure_pull_request(&fixture.new_pull("feature/ET-005-talk"))
         .await
         .expect("opened");
+    // A marker that extends another one is a different marker: posted first, it must not
+    // make the shorter one look done.
+    fixture
+        .forge
+        .comment(
+            &fixture.repo,
+            pull.number,
+            "orch:7:comment:10",
+            "Round ten.",
+        )
+        .await
+        .expect("comment");
     for _ in 0..2 {
         fixture
             .forge
@@ -209,16 +221,6 @@ async fn review_and_comment_are_posted_once_per_marker() {
             .await
             .expect("comment");
     }
-    fixture
-        .forge
-        .comment(
-            &fixture.repo,
-            pull.number,
-            "orch:7:comment:2",
-            "Another one.",
-        )
-        .await
-        .expect("comment");
     let mutations = fixture.sim.mutations();
     let reviews: Vec<_> = mutations
         .iter()
