@@ -329,3 +329,73 @@ async fn squash_merge_with_branch_deletion_leaves_one_parent_and_no_branch() {
         .collect();
     assert_eq!(styles, ["squash"]);
 }
+
+/// Merges two independent branches with `style` and returns (main's tip, its parent list).
+async fn merge_two_with(style: MergeStyle) -> (Fixture, String, Vec<String>) {
+    let fixture = Fixture::start_with(|config| orch_gitea::GiteaConfig {
+        merge_style: style,
+        ..config
+    })
+    .await;
+    let first = fixture
+        .push_branch("feature/ET-019-a", "a.txt", "a\n")
+        .await;
+    let second = fixture
+        .push_branch("feature/ET-019-b", "b.txt", "b\n")
+        .await;
+    for (branch, sha) in [("feature/ET-019-a", &first), ("feature/ET-019-b", &second)] {
+        let pull = fixture
+            .forge
+            .ensure_pull_request(&fixture.new_pull(branch))
+            .await
+            .expect("opened");
+        let outcome = fixture
+            .forge
+            .merge(&fixture.repo, pull.number, sha)
+            .await
+            .expect("answered");
+        assert_eq!(outcome, MergeOutcome::Merged, "{branch}");
+    }
+    let tip = fixture
+        .sim
+        .branch_tip(REPO, "main")
+        .await
+        .expect("tip")
+        .expect("main exists");
+    fixture
+        .clone
+        .git(&["fetch", "--quiet", "origin"])
+        .await
+        .expect("fetch");
+    let files = fixture
+        .clone
+        .git(&["ls-tree", "--name-only", &tip])
+        .await
+        .expect("tree");
+    assert!(
+        files.contains("a.txt") && files.contains("b.txt"),
+        "{files}"
+    );
+    let line = fixture
+        .clone
+        .git(&["rev-list", "--parents", "-n", "1", &tip])
+        .await
+        .expect("parents");
+    let parents = line.split_whitespace().skip(1).map(str::to_owned).collect();
+    (fixture, tip, parents)
+}
+
+#[tokio::test]
+async fn rebase_merge_styles_replay_the_branch_onto_the_moved_base() {
+    let (fixture, tip, parents) = merge_two_with(MergeStyle::Rebase).await;
+    assert_eq!(parents.len(), 1, "rebase leaves a linear history");
+    let subject = fixture
+        .clone
+        .git(&["log", "-1", "--format=%s", &tip])
+        .await
+        .expect("log");
+    assert_eq!(subject, "Change b.txt");
+
+    let (_fixture, _tip, parents) = merge_two_with(MergeStyle::RebaseMerge).await;
+    assert_eq!(parents.len(), 2, "rebase-merge ends with a merge commit");
+}
