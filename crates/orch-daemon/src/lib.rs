@@ -8,5 +8,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod runtime;
+pub mod telemetry;
+pub mod wiring;

@@ -10,7 +10,18 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use orch_daemon::config;
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use orch_core::event::Event;
+use orch_core::ports::Clock;
+use orch_core::reconciler::ReconcileMode;
+use orch_core::Orchestrator;
+use orch_daemon::telemetry::{self, LogFormat};
+use orch_daemon::wiring::{self, Daemon, DaemonOptions, RunError, SystemClock};
+use orch_daemon::{commands, config};
+use orch_sqlite::SqliteStore;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,17 +30,91 @@ use orch_daemon::config;
     about = "Runs AI coding agents through a Plane and Gitea delivery pipeline"
 )]
 struct Cli {
+    /// How log lines on stderr are written.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the configuration offline and report every error at once.
+    /// Run the daemon: webhooks, the event loop, the worker and the reconciler.
+    Serve(ConfigArgs),
+    /// Run the whole pipeline offline against built-in simulators, real git and SQLite.
+    Demo(DemoArgs),
+    /// Validate the configuration and report every error at once.
     Check(CheckArgs),
+    /// Tasks by stage, jobs, blocked tasks and the reconciler; works while the daemon runs.
+    Status(StatusArgs),
+    /// Run one reconcile pass (F-1 and F-2).
+    Reconcile(ReconcileArgs),
+    /// Show, retry or cancel one task.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Apply the database migrations and exit.
+    Migrate(ConfigArgs),
     /// Print the generated configuration reference (docs/config.md) to stdout.
     #[command(hide = true)]
     ConfigReference,
+    /// The scripted agent the demo runs (reads the ORCH_* agent contract variables).
+    #[command(hide = true, name = "scripted-agent")]
+    ScriptedAgent,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// How many work items to drive through the pipeline.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    items: u32,
+    /// Keep the simulators' repositories, the database and the logs in DIR.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print JSON (the shape of GET /queue).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReconcileArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Run one pass and exit (the only mode; the daemon runs the loop).
+    #[arg(long, required = true)]
+    once: bool,
+    /// Print what would be replayed and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum TaskCommand {
+    /// A task's state, history and jobs.
+    Show(TaskArgs),
+    /// Run the task's stage agent again.
+    Retry(TaskArgs),
+    /// Cancel the task: stop its jobs, close its pull request, remove its worktree.
+    Cancel(TaskArgs),
+}
+
+#[derive(Debug, Args)]
+struct TaskArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// A work item id (ET-001) or a task number.
+    id: String,
 }
 
 /// Where the config file is: `--config`, else `$ORCH_CONFIG`, else `./orch.toml`.
@@ -57,9 +142,29 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ScriptedAgent = cli.command {
+        return orch_sim::agent::run_from_env();
+    }
+    let format = match cli.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    let default_filter = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    telemetry::init_subscriber(telemetry::get_subscriber(default_filter, format));
     let outcome = match cli.command {
         Command::Check(args) => check(&args),
         Command::ConfigReference => config_reference(),
+        Command::Serve(args) => block_on(serve(&args)),
+        Command::Demo(args) => block_on(demo(&args)),
+        Command::Status(args) => block_on(status(&args)),
+        Command::Reconcile(args) => block_on(reconcile(&args)),
+        Command::Task(command) => block_on(task(command)),
+        Command::Migrate(args) => migrate(&args),
+        Command::ScriptedAgent => Ok(()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,6 +178,165 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+fn block_on(work: impl std::future::Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Failure::Runtime(format!("cannot start the async runtime: {err}")))?;
+    runtime.block_on(work)
+}
+
+async fn serve(args: &ConfigArgs) -> Result<(), Failure> {
+    let (path, loaded) = load_config(args)?;
+    let daemon = Daemon::start(&loaded, DaemonOptions::default())
+        .await
+        .map_err(run_failure)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_failure)?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => match config::load(&path, &config::process_env()) {
+                Ok(reloaded) => daemon.reload(&reloaded),
+                Err(errors) => tracing::error!(errors = %errors, "config reload refused; keeping the last good config"),
+            },
+        }
+    }
+    tracing::info!("shutting down");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+async fn demo(args: &DemoArgs) -> Result<(), Failure> {
+    let options = orch_daemon::demo::DemoOptions {
+        items: args.items,
+        keep: args.keep.clone(),
+    };
+    let stdout: orch_daemon::demo::Output = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let summary = orch_daemon::demo::run(options, stdout)
+        .await
+        .map_err(|err| Failure::Runtime(err.to_string()))?;
+    if summary.all_merged() {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(format!(
+            "demo: {} of {} items merged",
+            summary.merged(),
+            summary.items.len()
+        )))
+    }
+}
+
+async fn status(args: &StatusArgs) -> Result<(), Failure> {
+    let (_, loaded) = load_config(&args.config)?;
+    let store = SqliteStore::open(&loaded.storage.db_path).map_err(store_failure)?;
+    let view = commands::status_view(&store, SystemClock.now())
+        .await
+        .map_err(|err| Failure::Runtime(err.to_string()))?;
+    if args.json {
+        print_stdout(&format!("{:#}\n", commands::status_json(&view, &loaded)))
+    } else {
+        print_stdout(&commands::status_text(&view))
+    }
+}
+
+async fn reconcile(args: &ReconcileArgs) -> Result<(), Failure> {
+    let (_, loaded) = load_config(&args.config)?;
+    let (mode, store) = if args.dry_run {
+        (
+            ReconcileMode::DryRun,
+            SqliteStore::open(&loaded.storage.db_path),
+        )
+    } else {
+        (
+            ReconcileMode::Apply,
+            SqliteStore::open_exclusive(&loaded.storage.db_path),
+        )
+    };
+    let store = Arc::new(store.map_err(store_failure)?);
+    let ports = wiring::build_ports(&loaded, store).map_err(run_failure)?;
+    let orchestrator = Arc::new(Orchestrator::new(ports.clone(), loaded.pipeline()));
+    let report = commands::reconcile_once(ports, &loaded, orchestrator, mode).await;
+    print_stdout(&commands::pass_text(&report, mode))
+}
+
+async fn task(command: TaskCommand) -> Result<(), Failure> {
+    let (args, action) = match &command {
+        TaskCommand::Show(args) => (args, None),
+        TaskCommand::Retry(args) => (args, Some("retry")),
+        TaskCommand::Cancel(args) => (args, Some("cancel")),
+    };
+    let (_, loaded) = load_config(&args.config)?;
+    let store = match action {
+        None => SqliteStore::open(&loaded.storage.db_path),
+        Some(_) => SqliteStore::open_exclusive(&loaded.storage.db_path),
+    };
+    let store = Arc::new(store.map_err(store_failure)?);
+    let found = commands::find_task(store.as_ref(), &args.id)
+        .await
+        .map_err(|err| Failure::Runtime(err.to_string()))?;
+    let Some(found) = found else {
+        return Err(Failure::Usage(format!(
+            "task: no task {:?} (give a work item id like ET-001 or a task number)",
+            args.id
+        )));
+    };
+    let Some(action) = action else {
+        let text = commands::task_text(store.as_ref(), &found)
+            .await
+            .map_err(|err| Failure::Runtime(err.to_string()))?;
+        return print_stdout(&text);
+    };
+    let ports = wiring::build_ports(&loaded, store).map_err(run_failure)?;
+    let orchestrator = Orchestrator::new(ports, loaded.pipeline());
+    let event = match action {
+        "retry" => Event::RetryRequested { task: found.id },
+        _ => Event::CancelRequested { task: found.id },
+    };
+    let text = commands::admin(&orchestrator, event)
+        .await
+        .map_err(|err| Failure::Runtime(err.to_string()))?;
+    print_stdout(&format!(
+        "{}: {text} (the daemon runs the jobs when it starts)\n",
+        found.work_item
+    ))
+}
+
+fn migrate(args: &ConfigArgs) -> Result<(), Failure> {
+    let (_, loaded) = load_config(args)?;
+    let migrated = orch_sqlite::migrate(&loaded.storage.db_path).map_err(store_failure)?;
+    print_stdout(&format!(
+        "database {}: {migrated:?}\n",
+        loaded.storage.db_path.display()
+    ))
+}
+
+fn run_failure(err: RunError) -> Failure {
+    Failure::Runtime(format!("orch: {}", error_chain(&err)))
+}
+
+fn store_failure(err: orch_sqlite::OpenError) -> Failure {
+    Failure::Runtime(format!("orch: {}", error_chain(&err)))
+}
+
+fn signal_failure(err: std::io::Error) -> Failure {
+    Failure::Runtime(format!("orch: cannot install signal handlers: {err}"))
+}
+
+/// An error with its sources, `a: b: c`.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Loads the config named by `args` with this process's `ORCH_*` environment.

@@ -3,10 +3,10 @@
 //! It reads the `ORCH_*` variables of SPEC §5.4 and the prompt on stdin, then does its role's
 //! job: the analyst writes `analysis.md`, the developer changes `work/{ORCH_TASK}.md` in the
 //! worktree and commits it with git, the reviewer writes `review.md` and `verdict`. A JSON
-//! script named by `ORCH_SIM_SCRIPT` (see `Script`) makes it misbehave per work item: fail N
+//! script named by `SIM_AGENT_SCRIPT` (see `Script`) makes it misbehave per work item: fail N
 //! times, hang, run for a while, request changes, make CI fail once, leave its change
 //! uncommitted, or touch a shared file to provoke a merge conflict. Cross-run counters live
-//! in `ORCH_SIM_STATE_DIR` (default: `{script}.state` beside the script).
+//! in `SIM_AGENT_STATE_DIR` (default: `{script}.state` beside the script).
 //!
 //! `run_from_env` blocks (it may sleep forever); call it outside any async runtime, as the
 //! `orch-scripted-agent` binary and `orch`'s hidden subcommand do.
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 pub use script::{Behaviour, Counters, ItemScript, Role, Script};
 
 /// Names of the variables the scripted agent reads beyond the agent contract.
-pub const SCRIPT_VAR: &str = "ORCH_SIM_SCRIPT";
-pub const STATE_DIR_VAR: &str = "ORCH_SIM_STATE_DIR";
+pub const SCRIPT_VAR: &str = "SIM_AGENT_SCRIPT";
+pub const STATE_DIR_VAR: &str = "SIM_AGENT_STATE_DIR";
 
 /// The file whose presence at the head makes the simulated CI fail.
 pub const CI_FAIL_FILE: &str = "CI_FAIL";

@@ -300,6 +300,16 @@ impl GiteaSim {
         self.fail_next_requests_with(500, n);
     }
 
+    /// Drops every `status` delivery of the CI's runs on branches whose name starts with
+    /// `prefix` (the statuses themselves are still created: only the webhook is lost).
+    pub fn drop_status_deliveries_for_branch_prefix(&self, prefix: &str) {
+        self.inner
+            .lock()
+            .hook_faults
+            .drop_status_branch_prefixes
+            .push(prefix.to_owned());
+    }
+
     /// Answers the next `n` REST requests with `status` and Gitea's error body.
     pub fn fail_next_requests_with(&self, status: u16, n: u32) {
         let mut state = self.inner.lock();

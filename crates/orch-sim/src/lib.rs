@@ -8,9 +8,9 @@
 
 #![forbid(unsafe_code)]
 
-pub mod server;
-pub mod webhook;
 pub mod agent;
 pub mod gitea;
 pub mod plane;
+pub mod server;
 pub mod telegram;
+pub mod webhook;

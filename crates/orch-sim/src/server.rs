@@ -72,11 +72,14 @@ impl SimServer {
                             };
                             match handler(hyper::Request::from_parts(parts, body)).await {
                                 Reply::Respond(response) => Ok::<_, Dropped>(response),
-                                Reply::Drop => Err(Dropped("dropped by fault injection".to_owned())),
+                                Reply::Drop => {
+                                    Err(Dropped("dropped by fault injection".to_owned()))
+                                }
                             }
                         }
                     });
-                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    let conn =
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                     tokio::select! {
                         _ = conn => {}
                         _ = conn_stopped.changed() => {}
@@ -127,7 +130,10 @@ pub fn json(status: u16, body: &serde_json::Value) -> Response {
 
 /// An empty response with `status`.
 pub fn empty(status: u16) -> Response {
-    hyper::Response::builder().status(status).body(Full::new(Bytes::new())).expect("status is valid")
+    hyper::Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::new()))
+        .expect("status is valid")
 }
 
 /// Wraps a synchronous handler.
@@ -138,4 +144,3 @@ pub fn sync_handler(handler: impl Fn(Request) -> Reply + Send + Sync + 'static) 
         Box::pin(async move { handler(request) })
     })
 }
-

@@ -1615,7 +1615,11 @@ pub async fn reconcile_stats_keep_totals_and_the_last_twenty_unblocked(store: &d
         task: TaskId(i64::from(n)),
         work_item: WorkItemId::new("ET", n).expect("work item"),
         stage: Stage::Development,
-        via: if n % 2 == 0 { Via::Gate } else { Via::Tracker },
+        via: if n.is_multiple_of(2) {
+            Via::Gate
+        } else {
+            Via::Tracker
+        },
         at: at(when),
     };
     let first = ReconcileRun {

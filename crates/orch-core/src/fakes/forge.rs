@@ -252,11 +252,9 @@ impl Forge for FakeForge {
     ) -> Result<(), ForgeError> {
         let mut state = self.enter()?;
         pull_of(&mut state, repo, number)?;
-        if state
-            .reviews
-            .iter()
-            .any(|(r, n, text)| r == repo && *n == number && text.contains(marker))
-        {
+        if state.reviews.iter().any(|(r, n, text)| {
+            r == repo && *n == number && text.contains(&format!("<!-- {marker} -->"))
+        }) {
             return Ok(());
         }
         state
@@ -274,11 +272,9 @@ impl Forge for FakeForge {
     ) -> Result<(), ForgeError> {
         let mut state = self.enter()?;
         pull_of(&mut state, repo, number)?;
-        if state
-            .comments
-            .iter()
-            .any(|(r, n, text)| r == repo && *n == number && text.contains(marker))
-        {
+        if state.comments.iter().any(|(r, n, text)| {
+            r == repo && *n == number && text.contains(&format!("<!-- {marker} -->"))
+        }) {
             return Ok(());
         }
         state

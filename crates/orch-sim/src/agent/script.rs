@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The JSON file named by `ORCH_SIM_SCRIPT`:
+/// The JSON file named by `SIM_AGENT_SCRIPT`:
 ///
 /// ```json
 /// { "default": { "developer": { "run_for_ms": 200 } },

@@ -137,6 +137,11 @@ impl Inner {
             let faults = &mut state.hook_faults;
             let dropped = if faults.drop_types.contains(&outgoing.event_type) {
                 true
+            } else if outgoing.event_type == "status" && !faults.drop_status_shas.is_empty() {
+                let sha = serde_json::from_slice::<Value>(&outgoing.body)
+                    .ok()
+                    .and_then(|body| body.get("sha").and_then(Value::as_str).map(str::to_owned));
+                sha.is_some_and(|sha| faults.drop_status_shas.contains(&sha))
             } else if faults.drop_next > 0 {
                 faults.drop_next -= 1;
                 true
@@ -363,6 +368,17 @@ impl Inner {
                 inner.base(),
                 &sha[..sha.len().min(12)]
             );
+            {
+                let mut state = inner.lock();
+                let faults = &mut state.hook_faults;
+                if faults
+                    .drop_status_branch_prefixes
+                    .iter()
+                    .any(|prefix| branch.starts_with(prefix.as_str()))
+                {
+                    faults.drop_status_shas.push(sha.clone());
+                }
+            }
             tokio::time::sleep(delay).await;
             let _ = inner
                 .create_status(

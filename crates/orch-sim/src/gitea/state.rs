@@ -62,6 +62,10 @@ pub(crate) struct HookFaults {
     pub(crate) duplicate_next: u32,
     /// Event types (`X-Gitea-Event-Type`) whose deliveries are all dropped.
     pub(crate) drop_types: Vec<String>,
+    /// Branch-name prefixes whose CI's `status` deliveries are all dropped.
+    pub(crate) drop_status_branch_prefixes: Vec<String>,
+    /// Commits whose `status` deliveries are dropped (filled by the CI from the prefixes).
+    pub(crate) drop_status_shas: Vec<String>,
 }
 
 /// How the CI behaves.

@@ -85,8 +85,8 @@ impl Setup {
             .env("ORCH_TITLE", "Demo item")
             .env("ORCH_WORKTREE", &worktree)
             .env("ORCH_OUTPUT_DIR", self.output_dir(task, agent))
-            .env("ORCH_SIM_SCRIPT", self.script_path())
-            .env("ORCH_SIM_STATE_DIR", self.dir.path().join("state"))
+            .env("SIM_AGENT_SCRIPT", self.script_path())
+            .env("SIM_AGENT_STATE_DIR", self.dir.path().join("state"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -423,10 +423,10 @@ fn empty_output_writes_an_empty_report() {
 fn counters_default_to_a_state_dir_beside_the_script() {
     let setup = Setup::new(r#"{ "items": { "ET-018": { "analyst": { "fail_times": 1 } } } }"#);
     let mut command = setup.command("analyst", "ET-018", &[]);
-    command.env_remove("ORCH_SIM_STATE_DIR");
+    command.env_remove("SIM_AGENT_STATE_DIR");
     assert_eq!(wait(spawn_with_prompt(command)).code, Some(1));
     let mut command = setup.command("analyst", "ET-018", &[]);
-    command.env_remove("ORCH_SIM_STATE_DIR");
+    command.env_remove("SIM_AGENT_STATE_DIR");
     assert_eq!(wait(spawn_with_prompt(command)).code, Some(0));
     assert!(setup
         .dir

@@ -1,0 +1,433 @@
+//! Wiring: real adapters built from the `Config`, the HTTP server and the runtime started
+//! together as one `Daemon`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use orch_core::domain::{Agent, JobKind};
+use orch_core::event::Parsed;
+use orch_core::ids::{BootId, UserId};
+use orch_core::orchestrator::Handled;
+use orch_core::ports::{Clock, Notifier, NotifyError, Ports, Source, Store, Tracker};
+use orch_core::reconciler::PassReport;
+use orch_core::time::Timestamp;
+use orch_http::{
+    AppState, JobOutcome, Metrics, Readiness, ReconcileSettings as HttpReconcile,
+    ReconcileSwitches, WebhookSecrets,
+};
+use orch_sqlite::{OpenError, SqliteStore};
+
+use crate::config::Config;
+use crate::runtime::{
+    DeliveryParser, Observer, ReconcileSettings, Runtime, RuntimeParts, RuntimeSettings, StartError,
+};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid adapter configuration: {0}")]
+    Adapter(String),
+    #[error(transparent)]
+    Runtime(#[from] StartError),
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis());
+        Timestamp::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+    }
+}
+
+/// Notifications without Telegram: each one is an info log line.
+#[derive(Debug, Default)]
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    async fn notify(&self, text: &str) -> Result<(), NotifyError> {
+        info!(text = %text, "notification (no [telegram] section)");
+        Ok(())
+    }
+}
+
+/// The adapters' webhook parsers, by source.
+pub fn delivery_parser() -> DeliveryParser {
+    Arc::new(|source, event_type, body| -> Parsed {
+        match source {
+            Source::Plane => orch_plane::webhook::parse(event_type, body),
+            Source::Gitea => orch_gitea::webhook::parse(event_type, body),
+        }
+    })
+}
+
+/// Where logs and agent scratch files go: next to the database.
+pub fn data_dir(config: &Config) -> PathBuf {
+    match config.storage.db_path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A fresh boot id: the process id and the start time.
+pub fn new_boot_id() -> BootId {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    BootId::new(format!("boot-{}-{millis}", std::process::id()))
+        .expect("digits and dashes form a valid id")
+}
+
+/// Builds every port from the config. The store is opened by the caller.
+pub fn build_ports(config: &Config, store: Arc<dyn Store>) -> Result<Ports, RunError> {
+    let mut plane = orch_plane::PlaneConfig::new(
+        config.plane.base_url.as_str(),
+        config.plane.workspace_slug.clone(),
+        config.plane.api_token.expose(),
+    );
+    plane.rate_limit_per_min = config.plane.rate_limit_per_min;
+    let tracker = orch_plane::PlaneTracker::new(&plane);
+
+    let mut gitea =
+        orch_gitea::GiteaConfig::new(config.gitea.base_url.as_str(), config.gitea.token.expose());
+    gitea.merge_style =
+        orch_gitea::MergeStyle::parse(config.gitea.merge_style.as_str()).unwrap_or_default();
+    let forge =
+        orch_gitea::GiteaForge::new(gitea).map_err(|err| RunError::Adapter(err.to_string()))?;
+
+    let mut git = orch_git::GitConfig::new(
+        config.workspace.repos_dir.clone(),
+        config.gitea.base_url.as_str(),
+    );
+    git.token = Some(config.gitea.token.expose().to_owned());
+    let workspace =
+        orch_git::GitWorkspace::new(git).map_err(|err| RunError::Adapter(err.to_string()))?;
+
+    let data = data_dir(config);
+    let runner = orch_agent::RunnerConfig {
+        roles: Agent::ALL
+            .into_iter()
+            .map(|agent| (agent, config.agent(agent).role_config()))
+            .collect(),
+        stall_timeout: config.worker.stall_timeout,
+        kill_grace: orch_agent::DEFAULT_KILL_GRACE,
+        logs_dir: data.join("logs"),
+        scratch_dir: data.join("scratch"),
+    };
+    let agents = orch_agent::ProcessAgentRunner::new(runner).map_err(|errors| {
+        RunError::Adapter(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+
+    let notifier: Arc<dyn Notifier> = match &config.telegram {
+        Some(telegram) => {
+            let mut settings = orch_telegram::TelegramConfig::new(
+                telegram.bot_token.expose(),
+                telegram.chat_id.clone(),
+            );
+            settings.api_base = telegram.api_base.as_str().to_owned();
+            Arc::new(orch_telegram::TelegramNotifier::new(&settings))
+        }
+        None => Arc::new(LogNotifier),
+    };
+    Ok(Ports {
+        store,
+        tracker: Arc::new(tracker),
+        forge: Arc::new(forge),
+        workspace: Arc::new(workspace),
+        agents: Arc::new(agents),
+        notifier,
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// Adjusts the runtime settings derived from the config.
+pub type TuneSettings = Box<dyn FnOnce(&mut RuntimeSettings) + Send>;
+
+/// Replaces some of the ports built from the config.
+pub type ReplacePorts = Box<dyn FnOnce(Ports) -> Ports + Send>;
+
+/// Options a caller (tests, the demo) may set; the defaults are the production ones.
+#[derive(Default)]
+pub struct DaemonOptions {
+    /// Serve on this listener instead of binding `server.listen`.
+    pub listener: Option<TcpListener>,
+    /// Extra observer of transitions and passes (the demo prints progress with it).
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Adjusts the runtime settings derived from the config.
+    pub tune: Option<TuneSettings>,
+    /// Replaces adapters built from the config (the demo and tests swap in simulators).
+    pub ports: Option<ReplacePorts>,
+}
+
+/// A running daemon: the HTTP server and the runtime.
+pub struct Daemon {
+    addr: SocketAddr,
+    plane_secrets: WebhookSecrets,
+    gitea_secrets: WebhookSecrets,
+    admin_token: Option<String>,
+    runtime: Runtime,
+    http_stop: oneshot::Sender<()>,
+    http: JoinHandle<std::io::Result<()>>,
+    readiness: Readiness,
+    store: Arc<SqliteStore>,
+}
+
+impl Daemon {
+    /// Takes the single-writer lock, migrates, builds the adapters, reclaims earlier boots'
+    /// work, and starts serving.
+    pub async fn start(config: &Config, options: DaemonOptions) -> Result<Daemon, RunError> {
+        let data = data_dir(config);
+        std::fs::create_dir_all(&data).map_err(|source| RunError::DataDir {
+            path: data.clone(),
+            source,
+        })?;
+        let store = Arc::new(SqliteStore::open_exclusive(&config.storage.db_path)?);
+        let mut ports = build_ports(config, store.clone())?;
+        if let Some(replace) = options.ports {
+            ports = replace(ports);
+        }
+        let own_user = own_user(ports.tracker.as_ref()).await;
+
+        let readiness = Readiness::default();
+        readiness.set_migrations_applied(true);
+        let metrics = Metrics::new();
+        let switches = ReconcileSwitches::new(HttpReconcile {
+            enabled: config.reconcile.enabled,
+            plane_enabled: config.reconcile.plane_enabled,
+            interval: config.reconcile.interval,
+        });
+
+        let mut settings = RuntimeSettings::new(new_boot_id());
+        settings.agent_concurrency = usize::try_from(config.worker.concurrency).unwrap_or(1);
+        settings.per_repo_concurrency = config.worker.per_repo_concurrency;
+        settings.reconcile = ReconcileSettings {
+            enabled: config.reconcile.enabled,
+            plane_enabled: config.reconcile.plane_enabled,
+            interval: config.reconcile.interval,
+        };
+        if let Some(tune) = options.tune {
+            tune(&mut settings);
+        }
+        let observer = Arc::new(DaemonObserver {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            extra: options.observer,
+        });
+        let runtime = Runtime::start(RuntimeParts {
+            ports: ports.clone(),
+            config: config.pipeline(),
+            own_user,
+            parser: delivery_parser(),
+            reaper: Arc::new(|records| {
+                let report = orch_agent::reap_orphans(records);
+                info!(report = ?report, "reaped agents of an earlier boot");
+            }),
+            observer,
+            settings,
+        })
+        .await?;
+
+        let listener = match options.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.server.listen)
+                .await
+                .map_err(|source| RunError::Listen {
+                    addr: config.server.listen,
+                    source,
+                })?,
+        };
+        let addr = listener.local_addr().map_err(|source| RunError::Listen {
+            addr: config.server.listen,
+            source,
+        })?;
+        let mut state = AppState::new(store.clone(), ports.clock.clone());
+        state.plane_secrets =
+            WebhookSecrets::from_strings(&expose_all(&config.plane.webhook_secrets));
+        state.gitea_secrets =
+            WebhookSecrets::from_strings(&expose_all(&config.gitea.webhook_secrets));
+        let (plane_secrets, gitea_secrets) =
+            (state.plane_secrets.clone(), state.gitea_secrets.clone());
+        let admin_token = config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|token| token.expose().to_owned());
+        state.max_body_bytes = usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX);
+        state.admin_token = config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|token| orch_http::Secret::new(token.expose()));
+        state.readiness = readiness.clone();
+        state.reconcile = switches;
+        state.metrics = metrics;
+        state.wake = Some(runtime.inbox_wake());
+        let (http_stop, stopped) = oneshot::channel::<()>();
+        let http = tokio::spawn(orch_http::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        info!(addr = %addr, "orch is serving");
+        Ok(Daemon {
+            addr,
+            plane_secrets,
+            gitea_secrets,
+            admin_token,
+            runtime,
+            http_stop,
+            http,
+            readiness,
+            store,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> Arc<SqliteStore> {
+        self.store.clone()
+    }
+
+    /// Applies a reloaded config (`SIGHUP`): webhook secrets take effect at once, so secrets
+    /// can be rotated without a restart; other changes are named and need a restart.
+    pub fn reload(&self, config: &Config) {
+        self.plane_secrets
+            .replace(&expose_all(&config.plane.webhook_secrets));
+        self.gitea_secrets
+            .replace(&expose_all(&config.gitea.webhook_secrets));
+        let token = config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|token| token.expose().to_owned());
+        if token != self.admin_token {
+            warn!("server.admin_token changed; it takes effect after a restart");
+        }
+        info!(
+            "config reloaded: webhook secrets applied; other settings take effect after a restart"
+        );
+    }
+
+    /// The way into the serial loop (admin commands).
+    pub fn sink(&self) -> Arc<dyn orch_core::orchestrator::EventSink> {
+        self.runtime.sink()
+    }
+
+    /// Stops intake first, then the runtime (agents get their grace), then records a clean
+    /// shutdown.
+    pub async fn shutdown(self) {
+        self.readiness.set_worker_alive(false);
+        let _ = self.http_stop.send(());
+        match self.http.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(error = %err, "http server ended with an error"),
+            Err(err) => warn!(error = %err, "http server task failed"),
+        }
+        self.runtime.shutdown().await;
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let daemon = Daemon::start(config, DaemonOptions::default()).await?;
+    shutdown.await;
+    info!("shutting down");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+/// orch's own Plane user; its changes are ignored. Plane being down at boot is not fatal.
+async fn own_user(tracker: &dyn Tracker) -> Option<UserId> {
+    match tokio::time::timeout(Duration::from_secs(30), tracker.me()).await {
+        Ok(Ok(user)) => Some(user),
+        Ok(Err(err)) => {
+            warn!(error = %err, "orch's own plane user is unknown; its own changes will be handled like anyone's");
+            None
+        }
+        Err(_) => {
+            warn!("plane did not answer users/me in 30 s; orch's own changes will be handled like anyone's");
+            None
+        }
+    }
+}
+
+fn expose_all(secrets: &[crate::config::Secret]) -> Vec<String> {
+    secrets
+        .iter()
+        .map(|secret| secret.expose().to_owned())
+        .collect()
+}
+
+/// Metrics and readiness from the runtime's observations.
+struct DaemonObserver {
+    metrics: Metrics,
+    readiness: Readiness,
+    extra: Option<Arc<dyn Observer>>,
+}
+
+impl Observer for DaemonObserver {
+    fn job_ended(&self, kind: JobKind, outcome: &str) {
+        let outcome = match outcome {
+            "succeeded" => JobOutcome::Succeeded,
+            "retry" => JobOutcome::Retried,
+            _ => JobOutcome::Failed,
+        };
+        self.metrics.count_job(kind, outcome);
+        if let Some(extra) = &self.extra {
+            extra.job_ended(kind, outcome.as_str());
+        }
+    }
+
+    fn reconciled(&self, report: &PassReport) {
+        self.metrics
+            .count_reconcile_run(report.unblocked.len() as u64, report.errors.len() as u64);
+        if let Some(extra) = &self.extra {
+            extra.reconciled(report);
+        }
+    }
+
+    fn transition(&self, handled: &Handled) {
+        if let Some(extra) = &self.extra {
+            extra.transition(handled);
+        }
+    }
+
+    fn alive(&self, worker: bool, reconciler: bool) {
+        self.readiness.set_worker_alive(worker);
+        self.readiness.set_reconciler_alive(reconciler);
+    }
+}
