@@ -22,10 +22,10 @@ async fn concurrent_clients_store_every_distinct_delivery_exactly_once() {
                 let delivery = format!("c{client_idx}-d{item_idx}");
                 let body =
                     format!(r#"{{"event": "issue", "delivery": "{delivery}"}}"#).into_bytes();
-                let (url, headers) = if item_idx % 2 == 0 {
-                    (&plane_url, plane_headers(PLANE_SECRET, &delivery, &body))
-                } else {
-                    (&gitea_url, gitea_headers(GITEA_SECRET, &delivery, &body))
+                // Alternate the two sources.
+                let (url, headers) = match item_idx % 2 {
+                    0 => (&plane_url, plane_headers(PLANE_SECRET, &delivery, &body)),
+                    _ => (&gitea_url, gitea_headers(GITEA_SECRET, &delivery, &body)),
                 };
                 let reply = client.post(url, &headers, body).await;
                 assert_eq!(
