@@ -9,8 +9,16 @@ use crate::support::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_store_every_distinct_delivery_exactly_once() {
+    check_concurrent_clients(TestServer::start(|_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_store_every_distinct_delivery_exactly_once_on_sqlite() {
+    check_concurrent_clients(TestServer::start_on_sqlite(|_| {}).await).await;
+}
+
+async fn check_concurrent_clients(server: TestServer) {
     let (clients, per_client) = if run_slow_tests() { (32, 500) } else { (8, 50) };
-    let server = TestServer::start(|_| {}).await;
     let plane_url = server.url("/webhooks/plane");
     let gitea_url = server.url("/webhooks/gitea");
     let mut senders = Vec::new();

@@ -19,7 +19,15 @@ fn all_samples() -> Vec<Sample> {
 
 #[tokio::test]
 async fn every_contract_sample_is_queued_then_refused_as_duplicate_by_id_and_by_body() {
-    let server = TestServer::start(|_| {}).await;
+    check_contract_samples(TestServer::start(|_| {}).await).await;
+}
+
+#[tokio::test]
+async fn every_contract_sample_is_queued_then_refused_as_duplicate_on_sqlite() {
+    check_contract_samples(TestServer::start_on_sqlite(|_| {}).await).await;
+}
+
+async fn check_contract_samples(server: TestServer) {
     let client = HttpClient::new();
     let samples = all_samples();
     for sample in &samples {

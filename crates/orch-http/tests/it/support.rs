@@ -30,7 +30,12 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 /// A running server over a `MemStore`; shut down when dropped.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
+    /// The `MemStore` behind the server (a fresh, unused one when it serves SQLite).
     pub(crate) store: Arc<MemStore>,
+    /// The store the server writes to.
+    pub(crate) served_store: Arc<dyn Store>,
+    /// The temp directory of a SQLite database, removed on drop.
+    _database: Option<tempfile::TempDir>,
     pub(crate) state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
@@ -40,7 +45,33 @@ impl TestServer {
     /// Serves the contract secrets, short limits for tests, and whatever `configure` sets.
     pub(crate) async fn start(configure: impl FnOnce(&mut AppState)) -> TestServer {
         let store = Arc::new(MemStore::new());
-        let mut state = AppState::new(store.clone(), Arc::new(FakeClock::new()));
+        TestServer::start_with(store.clone(), store, None, configure).await
+    }
+
+    /// The same over a `SqliteStore` in a fresh temp-file database.
+    pub(crate) async fn start_on_sqlite(configure: impl FnOnce(&mut AppState)) -> TestServer {
+        let database = tempfile::tempdir().expect("temp dir");
+        let path = database.path().join("orch.db");
+        let sqlite = tokio::task::spawn_blocking(move || orch_sqlite::SqliteStore::open(path))
+            .await
+            .expect("open task")
+            .expect("open and migrate the database");
+        TestServer::start_with(
+            Arc::new(sqlite),
+            Arc::new(MemStore::new()),
+            Some(database),
+            configure,
+        )
+        .await
+    }
+
+    async fn start_with(
+        served_store: Arc<dyn Store>,
+        store: Arc<MemStore>,
+        database: Option<tempfile::TempDir>,
+        configure: impl FnOnce(&mut AppState),
+    ) -> TestServer {
+        let mut state = AppState::new(served_store.clone(), Arc::new(FakeClock::new()));
         state.plane_secrets = WebhookSecrets::from_strings(&[PLANE_SECRET]);
         state.gitea_secrets = WebhookSecrets::from_strings(&[GITEA_SECRET]);
         state.limits = Limits {
@@ -61,6 +92,8 @@ impl TestServer {
         TestServer {
             addr,
             store,
+            served_store,
+            _database: database,
             state,
             shutdown: Some(shutdown),
             handle: Some(handle),
@@ -85,10 +118,10 @@ impl TestServer {
 
     /// Every stored delivery that is not processed yet, oldest first.
     pub(crate) async fn stored(&self) -> Vec<Delivery> {
-        self.store
+        self.served_store
             .inbox_pending(u32::MAX)
             .await
-            .expect("memstore reads")
+            .expect("store reads")
     }
 }
 
