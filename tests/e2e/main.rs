@@ -1,1 +1,8 @@
-//! End-to-end tests: the pipeline driven from outside.
+//! End-to-end tests: orch in-process on a loopback port, and as a child process, against the
+//! Plane, Gitea and Telegram simulators, with real git and real SQLite.
+
+#![forbid(unsafe_code)]
+
+mod harness;
+mod pipeline;
+mod process;

@@ -12,5 +12,6 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod runtime;
+pub mod sandbox;
 pub mod telemetry;
 pub mod wiring;

@@ -1,0 +1,327 @@
+//! The daemon in-process against the simulators: the pipeline and its recoveries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use orch_core::domain::{Agent, JobKind, JobStatus, Stage, Task};
+use orch_core::ports::Store;
+use orch_daemon::sandbox::{self, Approver, Person, Sandbox, Verdict};
+use orch_sim::gitea::Mutation as GiteaMutation;
+use orch_sim::plane::MutationKind;
+
+use crate::harness::{alive, sandbox, wait_for, CONVERGE};
+
+const NO_SCRIPT: &str = r#"{"default": {}, "items": {}}"#;
+
+/// Creates `n` items, moves them to In Progress, approves every gate, and returns the ended
+/// tasks (by Plane item id, in creation order).
+async fn run_items(sandbox: &Sandbox, n: usize, person: &mut dyn Person) -> Vec<(String, Task)> {
+    let daemon = sandbox.start_daemon(None).await.expect("daemon starts");
+    let mut items = Vec::new();
+    for index in 0..n {
+        let (item, _) = sandbox
+            .create_item(&format!("Item number {}", index + 1))
+            .await
+            .expect("item created");
+        items.push(item);
+    }
+    for item in &items {
+        sandbox.move_item(item, "In Progress").await.expect("moved");
+    }
+    let store = daemon.store();
+    let ended = sandbox::play_person(
+        sandbox,
+        store.as_ref(),
+        &items,
+        person,
+        CONVERGE,
+        &mut |_, _| {},
+    )
+    .await
+    .expect("person plays");
+    daemon.shutdown().await;
+    ended
+        .into_iter()
+        .map(|end| (end.item, end.task.expect("every item has a task")))
+        .collect()
+}
+
+fn assert_all_merged(sandbox: &Sandbox, tasks: &[(String, Task)]) {
+    for (_, task) in tasks {
+        assert!(
+            sandbox::merged(sandbox, Some(task)),
+            "{} ended at {} / {}",
+            task.work_item,
+            task.stage,
+            task.status
+        );
+    }
+}
+
+async fn jobs_of(sandbox: &Sandbox, task: &Task) -> Vec<orch_core::domain::Job> {
+    let store =
+        orch_sqlite::SqliteStore::open(&sandbox.config.storage.db_path).expect("store opens");
+    store.jobs_of_task(task.id).await.expect("jobs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_items_are_merged_and_every_outside_mutation_happens_exactly_once() {
+    let (sandbox, _dir) = sandbox(NO_SCRIPT).await;
+    let tasks = run_items(&sandbox, 5, &mut Approver).await;
+    assert_all_merged(&sandbox, &tasks);
+
+    let gitea = sandbox.gitea.mutations();
+    let created: Vec<&GiteaMutation> = gitea
+        .iter()
+        .filter(|m| matches!(m, GiteaMutation::PullCreated { .. }))
+        .collect();
+    let merged: BTreeSet<u64> = gitea
+        .iter()
+        .filter_map(|m| {
+            if let GiteaMutation::PullMerged { number, .. } = m {
+                Some(*number)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let reviews = gitea
+        .iter()
+        .filter(|m| matches!(m, GiteaMutation::ReviewPosted { .. }))
+        .count();
+    assert_eq!((created.len(), merged.len(), reviews), (5, 5, 5));
+    assert!(!gitea
+        .iter()
+        .any(|m| matches!(m, GiteaMutation::PullClosed { .. })));
+
+    let plane = sandbox.plane.mutations();
+    let mut external_ids = BTreeSet::new();
+    let mut state_sets: BTreeMap<String, u32> = BTreeMap::new();
+    for mutation in &plane {
+        match &mutation.kind {
+            MutationKind::CommentCreated { external_id, .. } => {
+                assert!(
+                    external_ids.insert(external_id.clone()),
+                    "comment {external_id:?} posted twice"
+                );
+            }
+            MutationKind::StateSet { from, to } => {
+                assert_ne!(from, to, "a state set that changed nothing");
+                *state_sets.entry(mutation.item.clone()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        external_ids.len(),
+        10,
+        "an analysis and a review comment per item"
+    );
+    for (item, _) in &tasks {
+        assert_eq!(
+            state_sets.get(item),
+            Some(&5),
+            "awaiting, in progress, awaiting, in progress, done"
+        );
+    }
+
+    let messages: Vec<String> = sandbox
+        .telegram
+        .messages()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    let distinct: BTreeSet<&String> = messages.iter().collect();
+    assert_eq!(
+        messages.len(),
+        15,
+        "analysis ready, review ready, merged per item: {messages:#?}"
+    );
+    assert_eq!(distinct.len(), messages.len(), "a message sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_in_progress_webhook_is_recovered_by_the_tracker_reconciler() {
+    let (sandbox, _dir) = sandbox(NO_SCRIPT).await;
+    let daemon = sandbox.start_daemon(None).await.expect("daemon starts");
+    let (item, _) = sandbox.create_item("Lost start").await.expect("item");
+    sandbox.plane.drop_next_deliveries(1);
+    sandbox
+        .move_item(&item, "In Progress")
+        .await
+        .expect("moved");
+    let store = daemon.store();
+    let ended = sandbox::play_person(
+        &sandbox,
+        store.as_ref(),
+        std::slice::from_ref(&item),
+        &mut Approver,
+        CONVERGE,
+        &mut |_, _| {},
+    )
+    .await
+    .expect("person plays");
+    let stats = store.reconcile_stats().await.expect("stats");
+    daemon.shutdown().await;
+    assert!(sandbox::merged(&sandbox, ended[0].task.as_ref()));
+    assert!(stats
+        .recent_unblocked
+        .iter()
+        .any(|unblocked| unblocked.via.as_str() == "tracker"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_ci_status_webhook_is_recovered_by_the_gate_reconciler() {
+    let (sandbox, _dir) = sandbox(NO_SCRIPT).await;
+    sandbox
+        .gitea
+        .drop_status_deliveries_for_branch_prefix("feature/ET-001-");
+    let tasks = run_items(&sandbox, 1, &mut Approver).await;
+    assert_all_merged(&sandbox, &tasks);
+    let store =
+        orch_sqlite::SqliteStore::open(&sandbox.config.storage.db_path).expect("store opens");
+    let stats = store.reconcile_stats().await.expect("stats");
+    assert!(stats
+        .recent_unblocked
+        .iter()
+        .any(|unblocked| unblocked.via.as_str() == "gate"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_delivered_twice_advance_once() {
+    let (sandbox, _dir) = sandbox(NO_SCRIPT).await;
+    sandbox.plane.duplicate_next_deliveries(100);
+    sandbox.gitea.duplicate_next_deliveries(100);
+    let tasks = run_items(&sandbox, 1, &mut Approver).await;
+    assert_all_merged(&sandbox, &tasks);
+    let jobs = jobs_of(&sandbox, &tasks[0].1).await;
+    let runs = |agent| {
+        jobs.iter()
+            .filter(|job| job.kind() == JobKind::Agent(agent))
+            .count()
+    };
+    assert_eq!(
+        (
+            runs(Agent::Analyst),
+            runs(Agent::Developer),
+            runs(Agent::Reviewer)
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(sandbox.gitea.pulls(orch_daemon::sandbox::REPO).len(), 1);
+}
+
+/// Rejects the analysis twice and the final verdict once, then approves.
+struct Demanding {
+    analysis_rejections: u32,
+    review_rejections: u32,
+}
+
+impl Person for Demanding {
+    fn verdict(&mut self, _item: &str, task: &Task) -> Verdict {
+        match task.stage {
+            Stage::Analysis if self.analysis_rejections < 2 => {
+                self.analysis_rejections += 1;
+                Verdict::Reject {
+                    comment: format!("Not yet ({}).", self.analysis_rejections),
+                }
+            }
+            Stage::Review if self.review_rejections < 1 => {
+                self.review_rejections += 1;
+                Verdict::Reject {
+                    comment: "Rename the flag.".to_owned(),
+                }
+            }
+            _ => Verdict::Approve,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_loop_reruns_the_agents_with_the_comments_and_then_merges() {
+    let (sandbox, _dir) = sandbox(NO_SCRIPT).await;
+    let mut person = Demanding {
+        analysis_rejections: 0,
+        review_rejections: 0,
+    };
+    let tasks = run_items(&sandbox, 1, &mut person).await;
+    assert_all_merged(&sandbox, &tasks);
+    let jobs = jobs_of(&sandbox, &tasks[0].1).await;
+    let runs = |agent| {
+        jobs.iter()
+            .filter(|job| job.kind() == JobKind::Agent(agent))
+            .count()
+    };
+    assert_eq!(
+        (
+            runs(Agent::Analyst),
+            runs(Agent::Developer),
+            runs(Agent::Reviewer)
+        ),
+        (3, 2, 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ci_failure_runs_a_fix_round_and_then_merges() {
+    let script = r#"{"default": {}, "items": {"ET-001": {"developer": {"ci_fail_times": 1}}}}"#;
+    let (sandbox, _dir) = sandbox(script).await;
+    let tasks = run_items(&sandbox, 1, &mut Approver).await;
+    assert_all_merged(&sandbox, &tasks);
+    assert_eq!(tasks[0].1.fix_rounds, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_conflict_goes_back_to_development_and_then_merges() {
+    let script = r#"{"default": {"developer": {"conflict_file": "shared.txt"}}, "items": {}}"#;
+    let (sandbox, _dir) = sandbox(script).await;
+    let tasks = run_items(&sandbox, 2, &mut Approver).await;
+    assert_all_merged(&sandbox, &tasks);
+    let developer_runs: usize = {
+        let mut total = 0;
+        for (_, task) in &tasks {
+            total += jobs_of(&sandbox, task)
+                .await
+                .iter()
+                .filter(|job| job.kind() == JobKind::Agent(Agent::Developer))
+                .count();
+        }
+        total
+    };
+    assert!(
+        developer_runs >= 3,
+        "the second merge conflicted and the developer caught up ({developer_runs} runs)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_an_item_while_its_agent_runs_kills_the_agents_process_group() {
+    let script = r#"{"default": {"analyst": {"hang": true}}, "items": {}}"#;
+    let (sandbox, _dir) = sandbox(script).await;
+    let daemon = sandbox.start_daemon(None).await.expect("daemon starts");
+    let (item, _) = sandbox.create_item("Cancel me").await.expect("item");
+    sandbox
+        .move_item(&item, "In Progress")
+        .await
+        .expect("moved");
+    let store = daemon.store();
+    let pid = wait_for("the analyst to run", || async {
+        let task = sandbox.task(store.as_ref(), &item).await.ok()??;
+        let jobs = store.jobs_of_task(task.id).await.ok()?;
+        jobs.iter()
+            .find(|job| job.status == JobStatus::Running)
+            .and_then(|job| job.process)
+            .map(|process| process.pid)
+    })
+    .await;
+    assert!(alive(pid));
+    sandbox.move_item(&item, "Cancelled").await.expect("moved");
+    wait_for("the task to be cancelled", || async {
+        let task = sandbox.task(store.as_ref(), &item).await.ok()??;
+        (task.stage == Stage::Cancelled).then_some(())
+    })
+    .await;
+    wait_for("the agent's process to end", || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    daemon.shutdown().await;
+}

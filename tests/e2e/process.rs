@@ -1,0 +1,154 @@
+//! `orch serve` as a child process: the single-writer lock, and a `kill -9` mid-agent.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orch_core::domain::{JobStatus, Stage};
+use orch_core::ports::Store;
+use orch_daemon::sandbox::{self, Approver, Sandbox};
+
+use crate::harness::{alive, orch_binary, sandbox, wait_for, CONVERGE};
+
+/// Gives the sandbox's config a fixed free port, so webhooks can reach a child process.
+fn fix_port(sandbox: &Sandbox) -> u16 {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let text = std::fs::read_to_string(&sandbox.config_path).expect("config");
+    let text = text.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&sandbox.config_path, text).expect("config written");
+    sandbox.point_webhooks_at(&format!("http://127.0.0.1:{port}"));
+    port
+}
+
+fn serve(sandbox: &Sandbox) -> Child {
+    Command::new(orch_binary())
+        .args(["serve", "--config"])
+        .arg(&sandbox.config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch serve starts")
+}
+
+async fn wait_ready(port: u16) {
+    wait_for("orch to be ready", || async move {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        use std::io::{Read, Write};
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: orch\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        answer.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_the_same_database_exits_non_zero_within_a_second() {
+    let (sandbox, _dir) = sandbox(r#"{"default": {}, "items": {}}"#).await;
+    let port = fix_port(&sandbox);
+    let mut first = serve(&sandbox);
+    wait_ready(port).await;
+    let started = Instant::now();
+    let second = Command::new(orch_binary())
+        .args(["serve", "--config"])
+        .arg(&sandbox.config_path)
+        .output()
+        .expect("second orch runs");
+    let took = started.elapsed();
+    first.kill().expect("first orch is killed");
+    let _ = first.wait();
+    assert!(!second.status.success());
+    assert!(
+        took < Duration::from_secs(1),
+        "the second daemon took {took:?} to give up"
+    );
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already in use"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_while_an_agent_runs_recovers_on_restart_with_one_pr_and_no_orphan() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    let script = r#"{"default": {"developer": {"hang_times": 1}}, "items": {}}"#;
+    let (sandbox, _dir) = sandbox(script).await;
+    let port = fix_port(&sandbox);
+    let mut daemon = serve(&sandbox);
+    wait_ready(port).await;
+    let (item, _) = sandbox.create_item("Survive a crash").await.expect("item");
+    sandbox
+        .move_item(&item, "In Progress")
+        .await
+        .expect("moved");
+    let store =
+        orch_sqlite::SqliteStore::open(&sandbox.config.storage.db_path).expect("store opens");
+
+    // The person approves the analysis; the developer then hangs on its first run.
+    wait_for("the analysis gate", || async {
+        let task = sandbox.task(&store, &item).await.ok()??;
+        let in_review = sandbox
+            .plane
+            .item(&item)
+            .is_some_and(|sim| sim.state_name == "In Review");
+        (task.status == orch_core::domain::TaskStatus::AwaitingVerdict && in_review).then_some(())
+    })
+    .await;
+    sandbox
+        .move_item(&item, "Approved")
+        .await
+        .expect("approved");
+    let orphan = wait_for("the developer to run", || async {
+        let task = sandbox.task(&store, &item).await.ok()??;
+        let jobs = store.jobs_of_task(task.id).await.ok()?;
+        jobs.iter()
+            .find(|job| {
+                job.status == JobStatus::Running && job.kind().is_agent() && job.process.is_some()
+            })
+            .and_then(|job| job.process)
+    })
+    .await;
+    daemon.kill().expect("kill -9");
+    let _ = daemon.wait();
+    assert!(
+        alive(orphan.pid),
+        "the agent outlives a kill -9 of orch (its own process group)"
+    );
+
+    let mut restarted = serve(&sandbox);
+    wait_ready(port).await;
+    wait_for("the orphan agent to be reaped", || async {
+        (!alive(orphan.pid)).then_some(())
+    })
+    .await;
+    let ended = sandbox::play_person(
+        &sandbox,
+        &store,
+        std::slice::from_ref(&item),
+        &mut Approver,
+        CONVERGE,
+        &mut |_, _| {},
+    )
+    .await
+    .expect("person plays");
+    restarted.kill().expect("stop orch");
+    let _ = restarted.wait();
+    let task = ended[0].task.clone().expect("task");
+    assert_eq!(task.stage, Stage::Done);
+    assert!(sandbox::merged(&sandbox, Some(&task)));
+    assert_eq!(
+        sandbox.gitea.pulls(orch_daemon::sandbox::REPO).len(),
+        1,
+        "exactly one pull request"
+    );
+}
