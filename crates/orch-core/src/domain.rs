@@ -278,6 +278,16 @@ impl JobKind {
     pub fn is_agent(self) -> bool {
         matches!(self, JobKind::Agent(_))
     }
+
+    /// Work that moves the task along (agents, publishing, merging), as opposed to telling
+    /// the outside about it (comments, state moves, reviews, notifications, cleanup). Only
+    /// pipeline work makes a task "busy": a Telegram outage must not stall a verdict.
+    pub fn is_pipeline_work(self) -> bool {
+        matches!(
+            self,
+            JobKind::Agent(_) | JobKind::PublishBranch | JobKind::Merge
+        )
+    }
 }
 
 impl fmt::Display for JobKind {

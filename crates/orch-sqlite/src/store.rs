@@ -28,7 +28,8 @@ const ACTIVE: &str = "('queued', 'running')";
 /// The F-1 candidate query; `tasks_stage_updated` serves it (checked by a unit test).
 pub(crate) const GATE_CANDIDATES_SQL: &str = "SELECT {TASK} FROM tasks t \
      WHERE t.stage = ?1 AND t.updated_at <= ?2 \
-     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.task_id = t.id AND j.status IN ('queued', 'running')) \
+     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.task_id = t.id AND j.status IN ('queued', 'running') \
+     AND j.kind IN {PIPELINE}) \
      ORDER BY t.updated_at, t.id LIMIT ?3";
 
 pub(crate) fn gate_candidates_sql() -> String {
@@ -36,7 +37,9 @@ pub(crate) fn gate_candidates_sql() -> String {
         .split(", ")
         .map(|column| format!("t.{}", column.trim()))
         .collect();
-    GATE_CANDIDATES_SQL.replace("{TASK}", &columns.join(", "))
+    GATE_CANDIDATES_SQL
+        .replace("{TASK}", &columns.join(", "))
+        .replace("{PIPELINE}", &pipeline_kinds())
 }
 
 impl SqliteStore {
@@ -210,15 +213,11 @@ fn is_agent_flag(kinds: ClaimKinds) -> bool {
     matches!(kinds, ClaimKinds::Agents { .. })
 }
 
-fn cancellable_kinds() -> String {
+/// The SQL list of pipeline-work kinds (`JobKind::is_pipeline_work`).
+fn pipeline_kinds() -> String {
     let kinds: Vec<String> = JobKind::ALL
         .into_iter()
-        .filter(|kind| {
-            matches!(
-                kind,
-                JobKind::Agent(_) | JobKind::PublishBranch | JobKind::Merge
-            )
-        })
+        .filter(|kind| kind.is_pipeline_work())
         .map(|kind| format!("'{}'", kind.as_str()))
         .collect();
     format!("({})", kinds.join(", "))
@@ -403,7 +402,7 @@ impl Store for SqliteStore {
                     "UPDATE jobs SET status = 'cancelled', attempt_id = NULL, lease_owner = NULL, \
                      lease_expires_at = NULL, heartbeat_at = NULL, claimed_at = NULL, handled = 1, updated_at = ?2 \
                      WHERE task_id = ?1 AND status IN {ACTIVE} AND kind IN {}",
-                    cancellable_kinds()
+                    pipeline_kinds()
                 );
                 tx.execute(&sql, params![next.id.0, now.as_millis()])?;
             }
@@ -479,7 +478,8 @@ impl Store for SqliteStore {
     async fn has_active_job(&self, task: TaskId) -> Result<bool, StoreError> {
         self.read("has_active_job", move |conn| {
             let sql = format!(
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE task_id = ?1 AND status IN {ACTIVE})"
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE task_id = ?1 AND status IN {ACTIVE} AND kind IN {})",
+                pipeline_kinds()
             );
             Ok(conn
                 .prepare_cached(&sql)?

@@ -56,6 +56,7 @@ macro_rules! store_contract_tests {
             late_completion_of_a_reclaimed_attempt_is_rejected,
             reclaim_takes_leases_of_other_boots_and_expired_leases_only,
             gate_candidates_are_old_idle_tasks_of_the_stage_oldest_first,
+            only_pipeline_work_makes_a_task_busy,
             inbox_dedupes_by_source_and_delivery_id,
             inbox_dedupes_the_same_body_within_seven_days_only,
             inbox_pending_is_oldest_first_until_processed_and_stats_show_lag,
@@ -1384,7 +1385,14 @@ pub async fn gate_candidates_are_old_idle_tasks_of_the_stage_oldest_first(store:
         ..tasks[3].clone()
     };
     store
-        .transition(transition(&busy, vec![notify("busy")], at(20)))
+        .transition(transition(
+            &busy,
+            vec![
+                notify("chatty"),
+                JobSpec::new(Action::PublishBranch, "busy"),
+            ],
+            at(20),
+        ))
         .await
         .expect("transition");
     let review = Task {
@@ -1786,4 +1794,51 @@ pub async fn unknown_ids_are_not_found(store: &dyn Store) {
     tr.consumes_job = Some(ghost);
     assert_not_found(store.transition(tr).await, "consuming an unknown job");
     assert_eq!(store.task(task.id).await.expect("task"), Some(task));
+}
+
+pub async fn only_pipeline_work_makes_a_task_busy(store: &dyn Store) {
+    let task = create(store, 1, "app", notify("hello"), at(0)).await;
+    assert!(
+        !store.has_active_job(task.id).await.expect("read"),
+        "a queued notification does not make the task busy"
+    );
+    let next = Task {
+        stage: Stage::Development,
+        ..task.clone()
+    };
+    let comment = JobSpec::new(
+        Action::TrackerComment {
+            external_id: "c1".to_owned(),
+            body: "hi".to_owned(),
+        },
+        "comment",
+    );
+    let moved = store
+        .transition(transition(&next, vec![comment], at(1)))
+        .await
+        .expect("transition");
+    assert!(!store.has_active_job(task.id).await.expect("read"));
+    let found = store
+        .gate_candidates(Stage::Development, at(10), 10)
+        .await
+        .expect("candidates");
+    assert_eq!(
+        found.len(),
+        1,
+        "outside-world jobs do not hide a task from F-1"
+    );
+    store
+        .transition(transition(
+            &moved,
+            vec![JobSpec::new(Action::PublishBranch, "publish")],
+            at(2),
+        ))
+        .await
+        .expect("transition");
+    assert!(store.has_active_job(task.id).await.expect("read"));
+    let found = store
+        .gate_candidates(Stage::Development, at(10), 10)
+        .await
+        .expect("candidates");
+    assert!(found.is_empty(), "publishing makes the task busy");
 }

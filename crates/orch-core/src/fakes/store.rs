@@ -174,14 +174,6 @@ fn kinds_match(kinds: ClaimKinds, kind: JobKind) -> bool {
     }
 }
 
-/// The kinds `cancel_active_work` cancels.
-fn is_cancellable_work(kind: JobKind) -> bool {
-    matches!(
-        kind,
-        JobKind::Agent(_) | JobKind::PublishBranch | JobKind::Merge
-    )
-}
-
 /// The newest (highest id) of `tasks`, which come in id order.
 fn newest<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<Task> {
     tasks.last().cloned()
@@ -318,7 +310,7 @@ impl Store for MemStore {
         let active: HashSet<TaskId> = state
             .jobs
             .values()
-            .filter(|row| row.job.status.is_active())
+            .filter(|row| row.job.status.is_active() && row.job.kind().is_pipeline_work())
             .map(|row| row.job.task)
             .collect();
         let mut candidates: Vec<Task> = state
@@ -370,7 +362,7 @@ impl Store for MemStore {
                 .filter(|row| {
                     row.job.task == current.id
                         && row.job.status.is_active()
-                        && is_cancellable_work(row.job.kind())
+                        && JobKind::is_pipeline_work(row.job.kind())
                 })
                 .map(|row| row.job.id.0)
                 .collect()
@@ -460,11 +452,9 @@ impl Store for MemStore {
     }
 
     async fn has_active_job(&self, task: TaskId) -> Result<bool, StoreError> {
-        Ok(self
-            .lock()
-            .jobs
-            .values()
-            .any(|row| row.job.task == task && row.job.status.is_active()))
+        Ok(self.lock().jobs.values().any(|row| {
+            row.job.task == task && row.job.status.is_active() && row.job.kind().is_pipeline_work()
+        }))
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<ClaimedJob>, StoreError> {

@@ -861,3 +861,21 @@ async fn a_person_is_not_mistaken_for_orch() {
             .changed
     );
 }
+
+#[tokio::test]
+async fn a_verdict_during_a_telegram_outage_is_applied_at_once() {
+    let world = World::new();
+    let item = world.add_item(1, "Phone is down");
+    world.notifier.set_down(true);
+    to_analysis_verdict(&world, &item).await;
+    let handled = world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    assert!(
+        handled.changed,
+        "a queued notification must not hold the verdict up: {}",
+        handled.note
+    );
+    assert_eq!(world.task(&item).await.stage, Stage::Development);
+}

@@ -90,7 +90,7 @@ pub struct Transition {
     pub next: Task,
     /// Jobs to write in the same transaction. A job whose `key` already exists is skipped.
     pub jobs: Vec<JobSpec>,
-    /// Cancel the task's active agent, `publish_branch` and `merge` jobs first.
+    /// Cancel the task's active pipeline work (agent, `publish_branch` and `merge` jobs) first.
     pub cancel_active_work: bool,
     /// The job whose end this transition handles (marked handled in the same transaction).
     pub consumes_job: Option<JobId>,
@@ -247,7 +247,8 @@ pub trait Store: Send + Sync {
     /// All tasks, newest first, at most `limit`.
     async fn list_tasks(&self, limit: u32) -> Result<Vec<Task>, StoreError>;
 
-    /// F-1 candidates: tasks in `stage` with `updated_at <= updated_before` and no active job,
+    /// F-1 candidates: tasks in `stage` with `updated_at <= updated_before` and no active
+    /// pipeline work (see `has_active_job`),
     /// oldest first, at most `limit`. MUST use an index (cost grows with matches, not tasks).
     async fn gate_candidates(
         &self,
@@ -271,7 +272,9 @@ pub trait Store: Send + Sync {
     /// The task's jobs, oldest first.
     async fn jobs_of_task(&self, task: TaskId) -> Result<Vec<Job>, StoreError>;
 
-    /// Whether the task has a queued or running job of any kind.
+    /// Whether the task has queued or running pipeline work: an agent, `publish_branch` or
+    /// `merge` job (`JobKind::is_pipeline_work`). Notifications, comments and state moves do
+    /// not count, so an outage of Telegram or Plane never holds the pipeline up.
     async fn has_active_job(&self, task: TaskId) -> Result<bool, StoreError>;
 
     /// Leases the oldest due (`not_before <= now`) queued job of the requested kinds:
