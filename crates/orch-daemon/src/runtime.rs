@@ -107,6 +107,8 @@ impl RuntimeSettings {
 /// Everything the runtime is built from.
 pub struct RuntimeParts {
     pub ports: Ports,
+    /// The reconciler's own tracker, when it should use a smaller share of Plane's budget.
+    pub reconciler_tracker: Option<Arc<dyn orch_core::ports::Tracker>>,
     pub config: PipelineConfig,
     pub own_user: Option<UserId>,
     pub parser: DeliveryParser,
@@ -159,6 +161,7 @@ impl Runtime {
     pub async fn start(parts: RuntimeParts) -> Result<Runtime, StartError> {
         let RuntimeParts {
             ports,
+            reconciler_tracker,
             config,
             own_user,
             parser,
@@ -222,7 +225,11 @@ impl Runtime {
         ));
         tasks.spawn(worker.dispatch(ClaimKinds::Actions, action_slots));
 
-        let reconciler = Reconciler::new(ports.clone(), config, sink.clone());
+        let mut reconciler_ports = ports.clone();
+        if let Some(tracker) = reconciler_tracker {
+            reconciler_ports.tracker = tracker;
+        }
+        let reconciler = Reconciler::new(reconciler_ports, config, sink.clone());
         tasks.spawn(reconcile_loop(
             reconciler,
             settings.reconcile,

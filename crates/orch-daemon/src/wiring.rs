@@ -106,22 +106,35 @@ pub fn new_boot_id() -> BootId {
         .expect("digits and dashes form a valid id")
 }
 
+/// Every port, plus the concrete adapters whose own counters and budgets the daemon uses.
+pub struct Adapters {
+    pub ports: Ports,
+    pub plane: Arc<orch_plane::PlaneTracker>,
+    pub gitea: Arc<orch_gitea::GiteaForge>,
+}
+
 /// Builds every port from the config. The store is opened by the caller.
 pub fn build_ports(config: &Config, store: Arc<dyn Store>) -> Result<Ports, RunError> {
+    build_adapters(config, store).map(|adapters| adapters.ports)
+}
+
+/// Builds every adapter from the config. The store is opened by the caller.
+pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters, RunError> {
     let mut plane = orch_plane::PlaneConfig::new(
         config.plane.base_url.as_str(),
         config.plane.workspace_slug.clone(),
         config.plane.api_token.expose(),
     );
     plane.rate_limit_per_min = config.plane.rate_limit_per_min;
-    let tracker = orch_plane::PlaneTracker::new(&plane);
+    let tracker = Arc::new(orch_plane::PlaneTracker::new(&plane));
 
     let mut gitea =
         orch_gitea::GiteaConfig::new(config.gitea.base_url.as_str(), config.gitea.token.expose());
     gitea.merge_style =
         orch_gitea::MergeStyle::parse(config.gitea.merge_style.as_str()).unwrap_or_default();
-    let forge =
-        orch_gitea::GiteaForge::new(gitea).map_err(|err| RunError::Adapter(err.to_string()))?;
+    let forge = Arc::new(
+        orch_gitea::GiteaForge::new(gitea).map_err(|err| RunError::Adapter(err.to_string()))?,
+    );
 
     let mut git = orch_git::GitConfig::new(
         config.workspace.repos_dir.clone(),
@@ -163,14 +176,59 @@ pub fn build_ports(config: &Config, store: Arc<dyn Store>) -> Result<Ports, RunE
         }
         None => Arc::new(LogNotifier),
     };
-    Ok(Ports {
+    let ports = Ports {
         store,
-        tracker: Arc::new(tracker),
-        forge: Arc::new(forge),
+        tracker: tracker.clone(),
+        forge: forge.clone(),
         workspace: Arc::new(workspace),
         agents: Arc::new(agents),
         notifier,
         clock: Arc::new(SystemClock),
+    };
+    Ok(Adapters {
+        ports,
+        plane: tracker,
+        gitea: forge,
+    })
+}
+
+/// The host of a base URL, for metric labels (`https://plane.example.com/x` → `plane.example.com`).
+fn host_of(base_url: &str) -> String {
+    let rest = base_url
+        .split_once("://")
+        .map_or(base_url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// How often the adapters' call counters are copied into the metrics.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+/// Copies the adapters' API call and 429 counters into `metrics`, labelled by host.
+fn spawn_api_stats(adapters: &Adapters, config: &Config, metrics: Metrics) -> JoinHandle<()> {
+    let (plane, gitea) = (adapters.plane.clone(), adapters.gitea.clone());
+    let (plane_host, gitea_host) = (
+        host_of(config.plane.base_url.as_str()),
+        host_of(config.gitea.base_url.as_str()),
+    );
+    tokio::spawn(async move {
+        let (mut plane_seen, mut gitea_seen) = ((0, 0), (0, 0));
+        loop {
+            let stats = plane.stats();
+            metrics.add_api_calls(
+                &plane_host,
+                stats.calls - plane_seen.0,
+                stats.rate_limited - plane_seen.1,
+            );
+            plane_seen = (stats.calls, stats.rate_limited);
+            let stats = gitea.stats();
+            metrics.add_api_calls(
+                &gitea_host,
+                stats.calls - gitea_seen.0,
+                stats.rate_limited - gitea_seen.1,
+            );
+            gitea_seen = (stats.calls, stats.rate_limited);
+            tokio::time::sleep(STATS_EVERY).await;
+        }
     })
 }
 
@@ -202,6 +260,7 @@ pub struct Daemon {
     runtime: Runtime,
     http_stop: oneshot::Sender<()>,
     http: JoinHandle<std::io::Result<()>>,
+    api_stats: JoinHandle<()>,
     readiness: Readiness,
     store: Arc<SqliteStore>,
 }
@@ -216,9 +275,13 @@ impl Daemon {
             source,
         })?;
         let store = Arc::new(SqliteStore::open_exclusive(&config.storage.db_path)?);
-        let mut ports = build_ports(config, store.clone())?;
+        let adapters = build_adapters(config, store.clone())?;
+        let mut ports = adapters.ports.clone();
+        let mut reconciler_tracker: Option<Arc<dyn Tracker>> =
+            Some(Arc::new(adapters.plane.half_budget_share()));
         if let Some(replace) = options.ports {
             ports = replace(ports);
+            reconciler_tracker = None;
         }
         let own_user = own_user(ports.tracker.as_ref()).await;
 
@@ -249,6 +312,7 @@ impl Daemon {
         });
         let runtime = Runtime::start(RuntimeParts {
             ports: ports.clone(),
+            reconciler_tracker,
             config: config.pipeline(),
             own_user,
             parser: delivery_parser(),
@@ -294,6 +358,7 @@ impl Daemon {
             .map(|token| orch_http::Secret::new(token.expose()));
         state.readiness = readiness.clone();
         state.reconcile = switches;
+        let api_stats = spawn_api_stats(&adapters, config, metrics.clone());
         state.metrics = metrics;
         state.wake = Some(runtime.inbox_wake());
         let (http_stop, stopped) = oneshot::channel::<()>();
@@ -309,6 +374,7 @@ impl Daemon {
             runtime,
             http_stop,
             http,
+            api_stats,
             readiness,
             store,
         })
@@ -358,6 +424,7 @@ impl Daemon {
             Err(err) => warn!(error = %err, "http server task failed"),
         }
         self.runtime.shutdown().await;
+        self.api_stats.abort();
     }
 }
 

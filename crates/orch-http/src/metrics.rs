@@ -331,6 +331,19 @@ impl Metrics {
     }
 
     /// Counts one 429 answer from an outside API (also count the call itself).
+    /// Adds `calls` API calls and `rate_limited` 429 answers to `host`'s counters (the daemon
+    /// copies the adapters' own counters here).
+    pub fn add_api_calls(&self, host: &str, calls: u64, rate_limited: u64) {
+        let label = HostLabel {
+            host: Cow::Owned(host.to_owned()),
+        };
+        self.inner.api_calls.get_or_create(&label).inc_by(calls);
+        self.inner
+            .api_rate_limited
+            .get_or_create(&label)
+            .inc_by(rate_limited);
+    }
+
     pub fn count_api_rate_limited(&self, host: &str) {
         self.inner
             .api_rate_limited

@@ -39,6 +39,7 @@ fn start_parts(world: &World) -> RuntimeParts {
     settings.sweep_every = Duration::from_millis(50);
     RuntimeParts {
         ports: world.ports.clone(),
+        reconciler_tracker: None,
         config: world.config.clone(),
         own_user: Some(world.tracker.own_user()),
         parser: parser(world),
