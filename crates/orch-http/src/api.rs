@@ -1,13 +1,16 @@
-//! The status API: `/readyz`, `/queue`, `/metrics`, `/api/tasks` and `/api/tasks/{id}`.
+//! The status and admin API: `/readyz`, `/queue`, `/metrics`, `/api/tasks`, `/api/tasks/{id}`
+//! and `POST /api/tasks/{id}/retry|cancel`.
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use orch_core::domain::{HistoryEntry, Job, JobKind, Stage, Task, TaskStatus};
+use orch_core::event::{Event, Origin};
 use orch_core::ids::{TaskId, WorkItemId};
-use orch_core::ports::{InboxStats, QueueSnapshot, ReconcileStats, StoreError};
+use orch_core::orchestrator::HandleError;
+use orch_core::ports::{ErrorClass, InboxStats, QueueSnapshot, ReconcileStats, StoreError};
 use orch_core::time::Timestamp;
 use serde_json::{json as json_value, Map, Value};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::metrics::METRICS_CONTENT_TYPE;
 use crate::server::{error, json, text, Response};
@@ -86,24 +89,9 @@ async fn tasks(state: &AppState, query: Option<&str>) -> Result<Response, StoreE
 }
 
 async fn task(state: &AppState, id: &str) -> Result<Response, StoreError> {
-    let found = if !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()) {
-        match id.parse::<i64>() {
-            Ok(number) => state.store.task(TaskId(number)).await?,
-            Err(_) => None,
-        }
-    } else {
-        match WorkItemId::parse(id) {
-            Ok(work_item) => state.store.task_by_work_item(&work_item).await?,
-            Err(_) => {
-                return Ok(error(
-                    StatusCode::BAD_REQUEST,
-                    "task id must be a number or a work item id like ET-001",
-                ));
-            }
-        }
-    };
-    let Some(task) = found else {
-        return Ok(error(StatusCode::NOT_FOUND, "no such task"));
+    let task = match lookup(state, id).await? {
+        Ok(task) => task,
+        Err(refusal) => return Ok(refusal),
     };
     let history = state.store.history(task.id).await?;
     let jobs = state.store.jobs_of_task(task.id).await?;
@@ -113,6 +101,122 @@ async fn task(state: &AppState, id: &str) -> Result<Response, StoreError> {
         "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
     });
     Ok(json(StatusCode::OK, &body))
+}
+
+/// An admin command of `POST /api/tasks/{id}/{command}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdminCommand {
+    /// Re-run the task's stage agent (`orch task retry`).
+    Retry,
+    /// Cancel the task (`orch task cancel`).
+    Cancel,
+}
+
+impl AdminCommand {
+    fn as_str(self) -> &'static str {
+        match self {
+            AdminCommand::Retry => "retry",
+            AdminCommand::Cancel => "cancel",
+        }
+    }
+}
+
+/// The task id and command of an admin command path, `/api/tasks/{id}/retry|cancel`.
+pub(crate) fn admin_command(path: &str) -> Option<(&str, AdminCommand)> {
+    let (id, verb) = path.strip_prefix("/api/tasks/")?.split_once('/')?;
+    let command = match verb {
+        "retry" => AdminCommand::Retry,
+        "cancel" => AdminCommand::Cancel,
+        _ => return None,
+    };
+    Some((id, command))
+}
+
+/// Submits `command` for the task `id` names to the daemon's serial event loop and answers
+/// `{"task", "changed", "note"}` with what the loop did; the caller checked method and token.
+pub(crate) async fn command(state: &AppState, id: &str, command: AdminCommand) -> Response {
+    let Some(sink) = state.admin.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "admin commands need the daemon's event loop, and this server has none",
+        );
+    };
+    let task = match lookup(state, id).await {
+        Ok(Ok(task)) => task,
+        Ok(Err(refusal)) => return refusal,
+        Err(err) => {
+            warn!(command = command.as_str(), error = %err, "admin command store read failed");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable");
+        }
+    };
+    let event = match command {
+        AdminCommand::Retry => Event::RetryRequested { task: task.id },
+        AdminCommand::Cancel => Event::CancelRequested { task: task.id },
+    };
+    match sink.submit(event, Origin::Admin).await {
+        Ok(handled) => {
+            info!(
+                task = %task.work_item,
+                command = command.as_str(),
+                changed = handled.changed,
+                "admin command handled"
+            );
+            let body = json_value!({
+                "task": task.work_item.to_string(),
+                "changed": handled.changed,
+                "note": handled.note,
+            });
+            json(StatusCode::OK, &body)
+        }
+        Err(err) => {
+            warn!(
+                task = %task.work_item,
+                command = command.as_str(),
+                error = %err,
+                "admin command failed"
+            );
+            let status = if is_unavailable(&err) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            let message = format!("{} of {} failed: {err}", command.as_str(), task.work_item);
+            error(status, &message)
+        }
+    }
+}
+
+/// Whether trying again later may help (the loop or a system it needs is unavailable).
+fn is_unavailable(err: &HandleError) -> bool {
+    match err {
+        HandleError::Store(store) => matches!(store, StoreError::Unavailable(_)),
+        HandleError::Tracker(tracker) => {
+            matches!(tracker.class(), ErrorClass::Unavailable { .. })
+        }
+        HandleError::Forge(forge) => matches!(forge.class(), ErrorClass::Unavailable { .. }),
+    }
+}
+
+/// The task `id` names (a task number or a work item id like ET-001), or the 400 or 404
+/// answer to give instead.
+async fn lookup(state: &AppState, id: &str) -> Result<Result<Task, Response>, StoreError> {
+    let found = if !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()) {
+        match id.parse::<i64>() {
+            Ok(number) => state.store.task(TaskId(number)).await?,
+            Err(_) => None,
+        }
+    } else {
+        match WorkItemId::parse(id) {
+            Ok(work_item) => state.store.task_by_work_item(&work_item).await?,
+            Err(_) => {
+                return Ok(Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "task id must be a number or a work item id like ET-001",
+                )));
+            }
+        }
+    };
+    Ok(found.ok_or_else(|| error(StatusCode::NOT_FOUND, "no such task")))
 }
 
 fn parse_limit(query: Option<&str>) -> Result<u32, &'static str> {

@@ -5,7 +5,9 @@
 //! that it is JSON, writes it to the inbox through the `Store` port and answers only after the
 //! commit. It deliberately does not parse payloads into events and never calls Plane or Gitea:
 //! the daemon's event loop does that later with the adapters' parsers. The status API serves
-//! `/healthz`, `/readyz`, `/queue`, `/metrics` and `/api/tasks[/{id}]` from the `Store`.
+//! `/healthz`, `/readyz`, `/queue`, `/metrics` and `/api/tasks[/{id}]` from the `Store`; the
+//! admin commands `POST /api/tasks/{id}/retry|cancel` decide nothing here: they are submitted
+//! to the daemon's serial event loop through `AppState::admin` (an `EventSink`).
 //! Main items: `serve`, `AppState` (with `WebhookSecrets`, `Readiness`, `ReconcileSwitches`,
 //! `Limits`) and `Metrics`, the Prometheus registry the daemon updates too.
 

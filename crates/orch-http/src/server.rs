@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE,
+    HeaderValue, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_TYPE, ORIGIN, WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -144,6 +144,20 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Response {
                     .headers_mut()
                     .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
+            }
+            if let Some((id, command)) = api::admin_command(path) {
+                if request.method() != Method::POST {
+                    return method_not_allowed("POST");
+                }
+                // Browsers send `Origin` with every POST; orch's CLI and scripts do not. A
+                // cross-site form must not be able to retry or cancel tasks of an open server.
+                if request.headers().contains_key(ORIGIN) {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "admin commands are not accepted from browsers",
+                    );
+                }
+                return api::command(state, id, command).await;
             }
             if request.method() != Method::GET {
                 return method_not_allowed("GET");

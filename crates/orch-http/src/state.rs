@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use orch_core::orchestrator::EventSink;
 use orch_core::ports::{Clock, Store};
 use tokio::sync::Notify;
 
@@ -29,12 +30,16 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Woken (`notify_one`) after each delivery committed as `queued`.
     pub wake: Option<Arc<Notify>>,
+    /// The way into the daemon's serial event loop for `POST /api/tasks/{id}/retry|cancel`;
+    /// without it those routes answer 503.
+    pub admin: Option<Arc<dyn EventSink>>,
     pub limits: Limits,
 }
 
 impl AppState {
     /// A state with no secrets (every webhook is refused until some are set), a 1 MiB body
-    /// cap, no admin token, nothing ready, reconcile switches off and default limits.
+    /// cap, no admin token, no event loop for admin commands, nothing ready, reconcile
+    /// switches off and default limits.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> AppState {
         AppState {
             store,
@@ -47,6 +52,7 @@ impl AppState {
             reconcile: ReconcileSwitches::default(),
             metrics: Metrics::new(),
             wake: None,
+            admin: None,
             limits: Limits::default(),
         }
     }
@@ -61,6 +67,7 @@ impl fmt::Debug for AppState {
             .field("admin_token", &self.admin_token)
             .field("readiness", &self.readiness)
             .field("reconcile", &self.reconcile.get())
+            .field("admin", &self.admin.is_some())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }

@@ -1,5 +1,6 @@
 //! Integration tests of orch-http: a real server on 127.0.0.1:0 and a real HTTP client.
 
+mod admin;
 mod concurrency;
 mod ingress;
 mod limits;
