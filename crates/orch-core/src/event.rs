@@ -1,7 +1,9 @@
 //! The closed set of facts the serial event loop reacts to.
 
 use crate::domain::CiState;
-use crate::ids::{BranchName, CommitSha, JobId, PrNumber, RepoSlug, TaskId, UserId};
+use crate::ids::{
+    BranchName, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, UserId,
+};
 use crate::ports::{Via, WorkItem};
 
 /// Something that happened. Webhook parsers, the worker, the reconciler and admin commands
@@ -12,6 +14,13 @@ pub enum Event {
     WorkItemMoved {
         item: WorkItem,
         actor: Option<UserId>,
+    },
+    /// A comment was added to a work item (Plane `issue_comment` created). Comments are read
+    /// when a verdict arrives (the feedback of a rejection), so this changes nothing by itself.
+    CommentAdded {
+        project: ProjectId,
+        issue: IssueId,
+        author: Option<UserId>,
     },
     /// A commit status (Gitea `status`); the sha is resolved to a task by F-3.
     CiStatusReported {

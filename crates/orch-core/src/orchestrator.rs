@@ -176,6 +176,9 @@ impl Orchestrator {
             Event::WorkItemMoved { item, actor } => {
                 self.work_item_moved(item, actor.as_ref(), origin).await
             }
+            Event::CommentAdded { .. } => {
+                Ok(Handled::nothing("comments are read when a verdict arrives"))
+            }
             Event::CiStatusReported { repo, sha, state } => {
                 self.ci_status(repo, sha, *state, origin).await
             }

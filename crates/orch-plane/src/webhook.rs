@@ -1,7 +1,7 @@
 //! The parser of Plane's webhook deliveries into core events (pure, never panics).
 
 use orch_core::event::{Event, Parsed};
-use orch_core::ids::UserId;
+use orch_core::ids::{IssueId, ProjectId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -41,7 +41,8 @@ struct Actor {
 /// `issue` deliveries that are `created` (with the item's state) or `updated` with
 /// `activity.field` = `state` (API v1) or `state_id` (web UI) become
 /// `Event::WorkItemMoved`, with the acting user so orch can ignore its own changes. The legacy
-/// actions `create`/`update` are accepted. Everything else is `Parsed::Ignored` with a reason,
+/// actions `create`/`update` are accepted. `issue_comment` `created` becomes
+/// `Event::CommentAdded` with its author. Everything else is `Parsed::Ignored` with a reason,
 /// including bodies that are not JSON or lack fields. The header wins over the body's `event`;
 /// an empty header falls back to the body.
 pub fn parse(event_header: &str, body: &[u8]) -> Parsed {
@@ -53,6 +54,9 @@ pub fn parse(event_header: &str, body: &[u8]) -> Parsed {
         "" => envelope.event.as_deref().unwrap_or("").to_owned(),
         header => header.to_owned(),
     };
+    if event == "issue_comment" {
+        return comment(&envelope);
+    }
     if event != "issue" {
         return ignored(format!("plane event {event:?} is not used"));
     }
@@ -90,6 +94,34 @@ pub fn parse(event_header: &str, body: &[u8]) -> Parsed {
         .and_then(|actor| actor.id.as_deref())
         .and_then(|id| UserId::new(id).ok());
     Parsed::Event(Event::WorkItemMoved { item, actor })
+}
+
+/// `issue_comment` `created` (or legacy `create`) → `Event::CommentAdded`.
+fn comment(envelope: &Envelope) -> Parsed {
+    let action = envelope.action.as_deref().unwrap_or("");
+    if action != "created" && action != "create" {
+        return ignored(format!("plane comment action {action:?} is not used"));
+    }
+    let Some(data) = envelope.data.as_ref() else {
+        return ignored("plane comment payload has no data".to_owned());
+    };
+    let field = |name: &str| data.get(name).and_then(Value::as_str);
+    let project = field("project").and_then(|id| ProjectId::new(id).ok());
+    let issue = field("issue").and_then(|id| IssueId::new(id).ok());
+    let (Some(project), Some(issue)) = (project, issue) else {
+        return ignored("plane comment payload has no valid project and issue ids".to_owned());
+    };
+    let author = envelope
+        .activity
+        .as_ref()
+        .and_then(|activity| activity.actor.as_ref())
+        .and_then(|actor| actor.id.as_deref())
+        .and_then(|id| UserId::new(id).ok());
+    Parsed::Event(Event::CommentAdded {
+        project,
+        issue,
+        author,
+    })
 }
 
 fn ignored(reason: String) -> Parsed {

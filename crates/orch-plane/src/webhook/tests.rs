@@ -47,6 +47,10 @@ fn summary(parsed: &Parsed) -> String {
             item.updated_at,
             actor.as_ref().map_or("none".to_owned(), ToString::to_string),
         ),
+        Parsed::Event(Event::CommentAdded { project, issue, author }) => format!(
+            "comment issue={issue} project={project} author={}",
+            author.as_ref().map_or("none".to_owned(), ToString::to_string),
+        ),
         Parsed::Event(other) => format!("unexpected event {other:?}"),
         Parsed::Ignored(reason) => format!("ignored: {reason}"),
     }
@@ -81,10 +85,11 @@ fn api_state_change_sample_becomes_work_item_moved_with_the_api_users_actor() {
 }
 
 #[test]
-fn comment_created_sample_is_ignored_with_a_reason() {
+fn comment_created_sample_becomes_comment_added_with_its_author() {
     check_sample(
         "webhook_issue_comment_created",
-        "ignored: plane event \"issue_comment\" is not used",
+        "comment issue=b2f3a4b5-c6d7-4e8f-9a0b-1c2d3e4f5a02 project=4f9a2c71-3e5b-4d8a-b6c2-91e0f7a35d12 \
+         author=6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c41",
     );
 }
 
@@ -171,7 +176,10 @@ fn bare_uuid_state_and_offset_times_are_understood() {
 #[test]
 fn header_names_the_event_even_when_the_body_disagrees() {
     let body = sample("webhook_issue_state_updated.body.json");
-    assert!(matches!(parse("issue_comment", &body), Parsed::Ignored(_)));
+    assert!(
+        matches!(parse("issue_comment", &body), Parsed::Ignored(_)),
+        "an issue body read as a comment has no issue id"
+    );
 }
 
 #[test]
