@@ -63,6 +63,25 @@ impl GiteaForge {
         self.counters.snapshot()
     }
 
+    /// Whether `repo` exists and the token can see it (`GET /repos/{owner}/{repo}`), for
+    /// `orch check --online`. Gitea answers 404 for a private repository the token cannot
+    /// read, so `false` means "missing or not visible to this token".
+    /// Errors: like the port's methods (`Unauthorized` for a refused token, `Unavailable`
+    /// after the bounded retries of 429, 5xx and timeouts).
+    #[tracing::instrument(skip_all, fields(repo = %repo))]
+    pub async fn repository_exists(&self, repo: &RepoSlug) -> Result<bool, ForgeError> {
+        let repo = repo.clone();
+        self.retrying("repository_exists", move |client| {
+            let answer = client.get(&repo_path(&repo))?;
+            match answer.status {
+                200 => Ok(true),
+                404 => Ok(false),
+                _ => Err(answer.into_error()),
+            }
+        })
+        .await
+    }
+
     /// Runs the blocking operation `op` on tokio's blocking pool, again after a backoff while it
     /// fails in a retryable way. Each attempt runs the whole operation, so operations that
     /// write start by reading (look-up before create, re-read after an ambiguous merge).

@@ -3,6 +3,7 @@
 mod errors;
 mod merge;
 mod pulls;
+mod repo;
 mod status;
 mod webhooks;
 
