@@ -212,6 +212,9 @@ pub struct Task {
     pub review_rounds: u32,
     /// The head sha the last fix round was started for (one fix round per sha).
     pub last_fix_sha: Option<CommitSha>,
+    /// A head a reviewer, a person or a merge conflict sent back to development: it can no
+    /// longer pass the development gate, and a developer run must move past it.
+    pub sent_back_sha: Option<CommitSha>,
     /// When the current human gate opened; feedback is the comments since then.
     pub gate_opened_at: Option<Timestamp>,
     pub created_at: Timestamp,

@@ -85,6 +85,9 @@ pub struct Orchestrator {
     own_user: Option<UserId>,
 }
 
+/// How much older than a gate a verdict may look: Plane's clock and orch's may differ.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How often a handler re-reads and retries after losing a compare-and-swap.
 const CAS_ATTEMPTS: u32 = 3;
 
@@ -129,6 +132,17 @@ impl Plan {
 
     fn tracker_state(&mut self, state: StateRole) {
         self.job(Action::TrackerState { state }, "state");
+    }
+
+    /// Back to development for another developer run: the current head was judged and sent
+    /// back, so it can no longer pass the gate, and fix rounds start over.
+    fn send_back_to_development(&mut self) {
+        self.next.stage = Stage::Development;
+        self.next.status = TaskStatus::Working;
+        self.next.gate_opened_at = None;
+        self.next.fix_rounds = 0;
+        self.next.last_fix_sha = None;
+        self.next.sent_back_sha = self.next.head_sha.clone();
     }
 
     /// Blocks the task and tells people, once (the key is unique to this transition).
@@ -298,14 +312,26 @@ impl Orchestrator {
             return Ok(Handled::unchanged(&task, "a job is active"));
         }
         let human_gated = transition_of(task.stage).exit_gate == ExitGate::Human;
+        // A person unblocks with Rejected (or Cancelled), never with Approved.
         let applies = match (&task.status, verdict) {
             (TaskStatus::AwaitingVerdict, _) => human_gated,
             (TaskStatus::Blocked { .. }, Verdict::Rejected) => true,
-            (TaskStatus::Blocked { .. }, Verdict::Approved) => task.stage == Stage::Review,
-            (TaskStatus::Working, _) => false,
+            (TaskStatus::Blocked { .. }, Verdict::Approved) | (TaskStatus::Working, _) => false,
         };
         if !applies {
             return Ok(Handled::unchanged(&task, "no open gate for this verdict"));
+        }
+        // A verdict given before this gate opened (a state orch could not move back, or an
+        // old delivery) belongs to an earlier gate.
+        let gate_since = match task.status {
+            TaskStatus::AwaitingVerdict => task.gate_opened_at.unwrap_or(task.updated_at),
+            _ => task.updated_at,
+        };
+        if item.updated_at + CLOCK_SKEW < gate_since {
+            return Ok(Handled::unchanged(
+                &task,
+                "the verdict is older than the open gate",
+            ));
         }
         let mut plan = match verdict {
             Verdict::Approved => self.approve(&task),
@@ -343,12 +369,12 @@ impl Orchestrator {
         let target = transition_of(task.stage).on_reject.unwrap_or(task.stage);
         let agent = transition_of(target).agent.unwrap_or(Agent::Developer);
         let mut plan = Plan::new(task, format!("rejected; {agent} runs again with feedback"));
-        plan.next.stage = target;
-        plan.next.status = TaskStatus::Working;
-        plan.next.gate_opened_at = None;
         if target == Stage::Development {
-            plan.next.fix_rounds = 0;
-            plan.next.last_fix_sha = None;
+            plan.send_back_to_development();
+        } else {
+            plan.next.stage = target;
+            plan.next.status = TaskStatus::Working;
+            plan.next.gate_opened_at = None;
         }
         plan.agent(agent, Some(feedback));
         plan
@@ -366,7 +392,6 @@ impl Orchestrator {
             .into_iter()
             .filter(|comment| comment.created_at >= since)
             .filter(|comment| comment.external_source.as_deref() != Some("orch"))
-            .filter(|comment| comment.author.is_none() || comment.author != self.own_user)
             .map(|comment| (comment.created_at, comment.text))
             .collect();
         texts.sort_by_key(|(at, _)| *at);
@@ -469,7 +494,7 @@ impl Orchestrator {
 
     /// What a gate report means for a development task; `None` means wait.
     fn gate_plan(&self, task: &Task, report: &GateReport) -> Option<Plan> {
-        if report.green {
+        if report.green && !head_was_sent_back(task) {
             return Some(self.advance_to_review(task));
         }
         if report.ci != Some(CiState::Failure) || task.status.is_blocked() {
@@ -515,6 +540,12 @@ impl Orchestrator {
         };
         if task.stage != Stage::Development || task.head_sha.as_ref() != Some(head_sha) {
             return Ok(Handled::unchanged(&task, "task moved on"));
+        }
+        if head_was_sent_back(&task) {
+            return Ok(Handled::unchanged(
+                &task,
+                "this head was sent back; a new one is needed",
+            ));
         }
         if self.ports.store.has_active_job(task.id).await? {
             return Ok(Handled::unchanged(&task, "a job is active"));
@@ -711,8 +742,7 @@ impl Orchestrator {
                     }
                     Some(MergeOutcome::NeedsRebase { reason }) => {
                         let mut plan = Plan::new(task, "merge needs a rebase; development");
-                        plan.next.stage = Stage::Development;
-                        plan.next.status = TaskStatus::Working;
+                        plan.send_back_to_development();
                         plan.agent(
                             Agent::Developer,
                             Some(format!(
@@ -789,10 +819,8 @@ impl Orchestrator {
         let wants_changes = output.review_verdict == Some(ReviewVerdict::RequestChanges);
         if wants_changes && task.review_rounds < self.config.max_fix_rounds {
             plan.note = "the reviewer requests changes; development".to_owned();
-            plan.next.stage = Stage::Development;
-            plan.next.status = TaskStatus::Working;
+            plan.send_back_to_development();
             plan.next.review_rounds += 1;
-            plan.next.fix_rounds = 0;
             plan.agent(Agent::Developer, Some(review.to_owned()));
             return;
         }
@@ -825,10 +853,12 @@ impl Orchestrator {
             return Ok(Handled::unchanged(&task, "a job is active"));
         }
         let mut plan = Plan::new(&task, format!("retry requested; {agent} runs again"));
-        plan.next.status = TaskStatus::Working;
-        plan.next.gate_opened_at = None;
-        plan.next.fix_rounds = 0;
-        plan.next.last_fix_sha = None;
+        if task.stage == Stage::Development {
+            plan.send_back_to_development();
+        } else {
+            plan.next.status = TaskStatus::Working;
+            plan.next.gate_opened_at = None;
+        }
         plan.agent(agent, None);
         self.apply(plan, Origin::Admin).await
     }
@@ -901,6 +931,18 @@ impl Orchestrator {
 }
 
 fn after_developer(plan: &mut Plan, output: &JobOutput) {
+    if output.head_sha.is_some() && output.head_sha == plan.next.head_sha {
+        let head = plan
+            .next
+            .head_sha
+            .as_ref()
+            .map_or("", CommitSha::short)
+            .to_owned();
+        plan.block(format!(
+            "the developer made no new commits (the head is still {head})"
+        ));
+        return;
+    }
     match output.commits_ahead {
         Some(ahead) if ahead > 0 => {
             plan.note = format!("developer made {ahead} commit(s); publishing");
@@ -908,6 +950,11 @@ fn after_developer(plan: &mut Plan, output: &JobOutput) {
         }
         _ => plan.block("the developer made no commits".to_owned()),
     }
+}
+
+/// Whether the task's head is one that was sent back to development.
+fn head_was_sent_back(task: &Task) -> bool {
+    task.sent_back_sha.is_some() && task.sent_back_sha == task.head_sha
 }
 
 fn non_empty(text: Option<&str>) -> Option<&str> {

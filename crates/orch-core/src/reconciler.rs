@@ -143,7 +143,8 @@ impl Reconciler {
                 let Some(head_sha) = task.head_sha.clone() else {
                     continue;
                 };
-                let event = if gate.green {
+                let sent_back = task.sent_back_sha.as_ref() == Some(&head_sha);
+                let event = if gate.green && !sent_back {
                     Event::GateGreen {
                         task: task.id,
                         head_sha,

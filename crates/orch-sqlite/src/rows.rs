@@ -17,7 +17,7 @@ use crate::error::Error;
 
 pub(crate) const TASK_COLUMNS: &str = "id, version, issue_id, project_id, work_item, title, description, repo, \
      base_branch, branch, stage, status, blocked_reason, head_sha, pr_number, fix_rounds, review_rounds, \
-     last_fix_sha, gate_opened_at, created_at, updated_at";
+     last_fix_sha, gate_opened_at, created_at, updated_at, sent_back_sha";
 
 pub(crate) const JOB_COLUMNS: &str = "id, task_id, repo, payload, idem_key, status, attempts, not_before, \
      attempt_id, lease_owner, lease_expires_at, heartbeat_at, process_pid, process_pgid, process_start_time, \
@@ -96,6 +96,7 @@ pub(crate) fn task(row: &Row<'_>) -> Result<Task, Error> {
         gate_opened_at: row.get::<_, Option<i64>>(18)?.map(ts),
         created_at: ts(row.get(19)?),
         updated_at: ts(row.get(20)?),
+        sent_back_sha: optional("sent back sha", row.get(21)?, CommitSha::new)?,
     })
 }
 

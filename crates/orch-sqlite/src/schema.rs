@@ -18,7 +18,10 @@ pub struct Migrated {
 }
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Never edit a released one; append.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// A head sent back to development can no longer pass the gate (`Task::sent_back_sha`).
+const V2: &str = "ALTER TABLE tasks ADD COLUMN sent_back_sha TEXT;";
 
 const V1: &str = "
 CREATE TABLE tasks (

@@ -410,7 +410,7 @@ impl Store for SqliteStore {
                 "UPDATE tasks SET version = version + 1, project_id = ?2, work_item = ?3, title = ?4, \
                  description = ?5, repo = ?6, base_branch = ?7, branch = ?8, stage = ?9, status = ?10, \
                  blocked_reason = ?11, head_sha = ?12, pr_number = ?13, fix_rounds = ?14, review_rounds = ?15, \
-                 last_fix_sha = ?16, gate_opened_at = ?17, updated_at = ?18 WHERE id = ?1",
+                 last_fix_sha = ?16, gate_opened_at = ?17, updated_at = ?18, sent_back_sha = ?19 WHERE id = ?1",
             )?
             .execute(params![
                 next.id.0,
@@ -431,6 +431,7 @@ impl Store for SqliteStore {
                 next.last_fix_sha.as_ref().map(CommitSha::as_str),
                 next.gate_opened_at.map(Timestamp::as_millis),
                 now.as_millis(),
+                next.sent_back_sha.as_ref().map(CommitSha::as_str),
             ])?;
             let task = load_task(tx, next.id.0)?;
             let repo = task.repo.to_string();

@@ -493,6 +493,7 @@ pub async fn task_fields_round_trip_through_a_transition(store: &dyn Store) {
         fix_rounds: 2,
         review_rounds: 1,
         last_fix_sha: Some(sha('d')),
+        sent_back_sha: Some(sha('e')),
         gate_opened_at: Some(at(9)),
         ..task.clone()
     };

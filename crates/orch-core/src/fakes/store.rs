@@ -213,6 +213,7 @@ impl Store for MemStore {
             fix_rounds: 0,
             review_rounds: 0,
             last_fix_sha: None,
+            sent_back_sha: None,
             gate_opened_at: None,
             created_at: now,
             updated_at: now,

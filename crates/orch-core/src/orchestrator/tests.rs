@@ -879,3 +879,138 @@ async fn a_verdict_during_a_telegram_outage_is_applied_at_once() {
     );
     assert_eq!(world.task(&item).await.stage, Stage::Development);
 }
+
+#[tokio::test]
+async fn a_verdict_older_than_the_open_gate_is_ignored() {
+    let world = World::new();
+    let item = world.add_item(1, "Stale approval");
+    to_analysis_verdict(&world, &item).await;
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    let stale_approval = world.tracker.item(&item.id).expect("item");
+    world.clock.advance(Duration::from_secs(600));
+    world.run_jobs().await;
+    world.ci(&item, CiState::Success, true).await;
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+    let handled = world
+        .deliver(Event::WorkItemMoved {
+            item: stale_approval,
+            actor: Some(world.person.clone()),
+        })
+        .await
+        .expect("handled");
+    assert!(
+        !handled.changed,
+        "an approval of the analysis must not merge: {}",
+        handled.note
+    );
+    assert!(world.forge.merges().is_empty());
+}
+
+#[tokio::test]
+async fn approved_on_a_blocked_review_does_not_merge() {
+    let world = World::new();
+    let item = world.add_item(1, "Unreviewed");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Reviewer,
+        &[FakeStep::Fail, FakeStep::Fail, FakeStep::Fail],
+    );
+    to_ci_wait(&world, &item).await;
+    world.ci(&item, CiState::Success, true).await;
+    for _ in 0..3 {
+        world.run_jobs().await;
+        world.clock.advance(Duration::from_secs(301));
+    }
+    assert!(world.task(&item).await.status.is_blocked());
+    let handled = world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    assert!(!handled.changed);
+    world.run_jobs().await;
+    assert!(world.forge.merges().is_empty());
+}
+
+#[tokio::test]
+async fn a_fix_round_without_new_commits_blocks_the_task() {
+    let world = World::new();
+    let item = world.add_item(1, "Lazy fix");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Developer,
+        &[FakeStep::Succeed, FakeStep::WriteNothing],
+    );
+    to_ci_wait(&world, &item).await;
+    world.ci(&item, CiState::Failure, true).await;
+    world.run_jobs().await;
+    let task = world.task(&item).await;
+    assert!(
+        matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("no new commits")),
+        "{:?}",
+        task.status
+    );
+}
+
+#[tokio::test]
+async fn a_head_the_reviewer_sent_back_cannot_pass_the_gate_again() {
+    let world = World::new();
+    let item = world.add_item(1, "Sent back");
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Reviewer,
+        &[FakeStep::RequestChanges],
+    );
+    world.agents.script(
+        &world.task_work_item(1),
+        Agent::Developer,
+        &[
+            FakeStep::Succeed,
+            FakeStep::Fail,
+            FakeStep::Fail,
+            FakeStep::Fail,
+        ],
+    );
+    to_ci_wait(&world, &item).await;
+    world.ci(&item, CiState::Success, true).await;
+    for _ in 0..4 {
+        world.run_jobs().await;
+        world.clock.advance(Duration::from_secs(301));
+    }
+    let task = world.task(&item).await;
+    assert_eq!(task.stage, Stage::Development);
+    assert!(task.status.is_blocked(), "{:?}", task.status);
+    let report = world.reconciler.reconcile_gates_once().await;
+    assert!(
+        report.replays.is_empty(),
+        "the old green head must not undo the block"
+    );
+    assert_eq!(world.task(&item).await.stage, Stage::Development);
+}
+
+#[tokio::test]
+async fn feedback_includes_the_token_owners_own_comments_but_not_orchs() {
+    let world = World::new();
+    let item = world.add_item(1, "Solo developer");
+    to_analysis_verdict(&world, &item).await;
+    world.clock.advance(Duration::from_secs(1));
+    world.tracker.add_human_comment(
+        &item.id,
+        &world.tracker.own_user(),
+        "Written by the token's owner.",
+        world.clock_now(),
+    );
+    world
+        .move_item(&item, StateRole::Rejected)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    let last = world.agents.requests().pop().expect("a request");
+    assert_eq!(
+        last.feedback.as_deref(),
+        Some("Written by the token's owner.")
+    );
+}
