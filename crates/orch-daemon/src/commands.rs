@@ -1,7 +1,11 @@
-//! The read-only and admin commands: `status`, `task show|retry|cancel`, `reconcile --once`.
+//! The read-only and admin commands: `status`, `task show|retry|cancel` (in process, or sent
+//! to the running daemon over HTTP), `reconcile --once`.
 
+use std::fmt;
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -202,11 +206,244 @@ pub async fn admin(
     event: Event,
 ) -> Result<String, orch_core::HandleError> {
     let handled = orchestrator.handle(&event, Origin::Admin).await?;
-    Ok(if handled.changed {
-        format!("done: {}", handled.note)
+    Ok(handled_text(handled.changed, &handled.note))
+}
+
+/// `done: …` or `nothing to do: …`, the words of `orch task retry|cancel`.
+pub fn handled_text(changed: bool, note: &str) -> String {
+    if changed {
+        format!("done: {note}")
     } else {
-        format!("nothing to do: {}", handled.note)
-    })
+        format!("nothing to do: {note}")
+    }
+}
+
+/// `orch task retry` or `orch task cancel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminCommand {
+    Retry,
+    Cancel,
+}
+
+impl AdminCommand {
+    /// The last segment of its route, `POST /api/tasks/{id}/retry|cancel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminCommand::Retry => "retry",
+            AdminCommand::Cancel => "cancel",
+        }
+    }
+
+    /// The event the serial loop handles for this command.
+    pub fn event(self, task: TaskId) -> Event {
+        match self {
+            AdminCommand::Retry => Event::RetryRequested { task },
+            AdminCommand::Cancel => Event::CancelRequested { task },
+        }
+    }
+}
+
+/// How long `orch task retry|cancel` waits for the running daemon's answer.
+pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long it waits for the connection to the daemon.
+pub const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of the running daemon's admin API (`server.listen`, `server.admin_token`), for
+/// admin commands while the daemon holds the database lock: they must go through its serial
+/// event loop (SPEC §2).
+#[derive(Clone)]
+pub struct DaemonClient {
+    addr: SocketAddr,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for DaemonClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DaemonClient")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// What the daemon did with an admin command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteAnswer {
+    /// The task's work item id, `ET-001`.
+    pub task: String,
+    pub changed: bool,
+    pub note: String,
+}
+
+/// Why the daemon did not carry out an admin command.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// 400 or 404: the id names no task.
+    #[error("the daemon at {addr} has no task {id:?} ({message}); give a work item id like ET-001 or a task number")]
+    NoSuchTask {
+        addr: SocketAddr,
+        id: String,
+        message: String,
+    },
+    /// 401 or 403: the admin token is missing or wrong.
+    #[error("the daemon at {addr} refused the command ({status}: {message}); set server.admin_token or ORCH_ADMIN_TOKEN to the daemon's token")]
+    Refused {
+        addr: SocketAddr,
+        status: u16,
+        message: String,
+    },
+    /// No answer: nothing listens, a timeout, a reset.
+    #[error("no orch daemon answers at {addr} (server.listen): {message}")]
+    Unreachable { addr: SocketAddr, message: String },
+    /// Any other answer (503 while the loop is stopping, 500, an unexpected body).
+    #[error("the daemon at {addr} answered {status}: {message}")]
+    Failed {
+        addr: SocketAddr,
+        status: u16,
+        message: String,
+    },
+}
+
+impl RemoteError {
+    /// Whether the user must fix the command or the config (exit 2) rather than retry (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::NoSuchTask { .. } | RemoteError::Refused { .. }
+        )
+    }
+}
+
+impl DaemonClient {
+    /// A client of the daemon listening on `listen`; an unspecified address (`0.0.0.0`,
+    /// `[::]`) is reached on loopback. An empty token counts as none.
+    pub fn new(listen: SocketAddr, token: Option<&str>) -> DaemonClient {
+        let ip = match listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        DaemonClient {
+            addr: SocketAddr::new(ip, listen.port()),
+            token: token.filter(|token| !token.is_empty()).map(str::to_owned),
+            timeout: REMOTE_TIMEOUT,
+        }
+    }
+
+    /// The same client with another answer deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> DaemonClient {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Where the daemon is reached.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends `command` for the task `id` (a work item id or a task number) and waits for
+    /// the daemon's event loop to handle it.
+    pub async fn send(&self, command: AdminCommand, id: &str) -> Result<RemoteAnswer, RemoteError> {
+        let client = self.clone();
+        let id = id.to_owned();
+        let addr = self.addr;
+        tokio::task::spawn_blocking(move || client.send_blocking(command, &id))
+            .await
+            .unwrap_or_else(|err| {
+                Err(RemoteError::Unreachable {
+                    addr,
+                    message: format!("the request did not finish: {err}"),
+                })
+            })
+    }
+
+    fn send_blocking(&self, command: AdminCommand, id: &str) -> Result<RemoteAnswer, RemoteError> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout))
+            .timeout_connect(Some(REMOTE_CONNECT_TIMEOUT.min(self.timeout)))
+            .http_status_as_error(false)
+            // The daemon is on this host or a known address: never through a proxy.
+            .proxy(None)
+            .build()
+            .into();
+        let url = format!(
+            "http://{}/api/tasks/{}/{}",
+            self.addr,
+            encode_segment(id),
+            command.as_str()
+        );
+        let mut request = agent.post(&url).header("Accept", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let addr = self.addr;
+        let mut response = request
+            .send_empty()
+            .map_err(|err| RemoteError::Unreachable {
+                addr,
+                message: err.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        let body =
+            response
+                .body_mut()
+                .read_to_string()
+                .map_err(|err| RemoteError::Unreachable {
+                    addr,
+                    message: format!("reading the answer: {err}"),
+                })?;
+        let parsed: Option<Value> = serde_json::from_str(&body).ok();
+        let message = parsed
+            .as_ref()
+            .and_then(|value| value["error"].as_str())
+            .map_or_else(|| body.chars().take(200).collect(), str::to_owned);
+        match status {
+            200 => {
+                let answer = parsed.as_ref().and_then(|value| {
+                    Some(RemoteAnswer {
+                        task: value["task"].as_str()?.to_owned(),
+                        changed: value["changed"].as_bool()?,
+                        note: value["note"].as_str()?.to_owned(),
+                    })
+                });
+                answer.ok_or(RemoteError::Failed {
+                    addr,
+                    status,
+                    message: "an answer without task, changed and note".to_owned(),
+                })
+            }
+            400 | 404 => Err(RemoteError::NoSuchTask {
+                addr,
+                id: id.to_owned(),
+                message,
+            }),
+            401 | 403 => Err(RemoteError::Refused {
+                addr,
+                status,
+                message,
+            }),
+            _ => Err(RemoteError::Failed {
+                addr,
+                status,
+                message,
+            }),
+        }
+    }
+}
+
+/// Percent-encodes a path segment: only unreserved characters stay as they are.
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 /// One reconcile pass through an in-process orchestrator.

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use orch_core::event::Event;
 use orch_core::ports::Clock;
 use orch_core::reconciler::ReconcileMode;
 use orch_core::Orchestrator;
@@ -129,6 +128,11 @@ struct ConfigArgs {
 struct CheckArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Also reach Plane (users/me, each project's states), Gitea (each repository) and
+    /// Telegram (getMe). Exit 2 if a setting is wrong, 1 if a system is unreachable and
+    /// no setting is wrong.
+    #[arg(long)]
+    online: bool,
 }
 
 /// How a command failed, which decides the exit code.
@@ -180,7 +184,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn block_on(work: impl std::future::Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
+fn block_on<T>(work: impl std::future::Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -267,13 +271,19 @@ async fn reconcile(args: &ReconcileArgs) -> Result<(), Failure> {
 async fn task(command: TaskCommand) -> Result<(), Failure> {
     let (args, action) = match &command {
         TaskCommand::Show(args) => (args, None),
-        TaskCommand::Retry(args) => (args, Some("retry")),
-        TaskCommand::Cancel(args) => (args, Some("cancel")),
+        TaskCommand::Retry(args) => (args, Some(commands::AdminCommand::Retry)),
+        TaskCommand::Cancel(args) => (args, Some(commands::AdminCommand::Cancel)),
     };
     let (_, loaded) = load_config(&args.config)?;
     let store = match action {
         None => SqliteStore::open(&loaded.storage.db_path),
-        Some(_) => SqliteStore::open_exclusive(&loaded.storage.db_path),
+        Some(action) => match SqliteStore::open_exclusive(&loaded.storage.db_path) {
+            // The daemon runs: the command must go through its serial event loop.
+            Err(orch_sqlite::OpenError::Locked { .. }) => {
+                return task_through_daemon(&loaded, action, &args.id).await;
+            }
+            other => other,
+        },
     };
     let store = Arc::new(store.map_err(store_failure)?);
     let found = commands::find_task(store.as_ref(), &args.id)
@@ -293,17 +303,41 @@ async fn task(command: TaskCommand) -> Result<(), Failure> {
     };
     let ports = wiring::build_ports(&loaded, store).map_err(run_failure)?;
     let orchestrator = Orchestrator::new(ports, loaded.pipeline());
-    let event = match action {
-        "retry" => Event::RetryRequested { task: found.id },
-        _ => Event::CancelRequested { task: found.id },
-    };
-    let text = commands::admin(&orchestrator, event)
+    let text = commands::admin(&orchestrator, action.event(found.id))
         .await
         .map_err(|err| Failure::Runtime(err.to_string()))?;
     print_stdout(&format!(
         "{}: {text} (the daemon runs the jobs when it starts)\n",
         found.work_item
     ))
+}
+
+/// `orch task retry|cancel` while the daemon holds the database: sent to its admin API at
+/// `server.listen` (with `server.admin_token`), handled by its event loop.
+async fn task_through_daemon(
+    loaded: &config::Config,
+    action: commands::AdminCommand,
+    id: &str,
+) -> Result<(), Failure> {
+    let token = loaded
+        .server
+        .admin_token
+        .as_ref()
+        .map(|token| token.expose());
+    let client = commands::DaemonClient::new(loaded.server.listen, token);
+    match client.send(action, id).await {
+        Ok(answer) => print_stdout(&format!(
+            "{}: {} (handled by the running daemon at {})\n",
+            answer.task,
+            commands::handled_text(answer.changed, &answer.note),
+            client.addr()
+        )),
+        Err(err) if err.is_usage() => Err(Failure::Usage(format!("task: {err}"))),
+        Err(err @ commands::RemoteError::Unreachable { .. }) => Err(Failure::Runtime(format!(
+            "task: the database is locked by another orch process, and {err}"
+        ))),
+        Err(err) => Err(Failure::Runtime(format!("task: {err}"))),
+    }
 }
 
 fn migrate(args: &ConfigArgs) -> Result<(), Failure> {
@@ -365,7 +399,33 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
         projects.len(),
         projects.join(", "),
         loaded.server.listen,
-    ))
+    ))?;
+    if !args.online {
+        return Ok(());
+    }
+    let report = block_on(async {
+        Ok(
+            orch_daemon::online::check(&loaded, orch_daemon::online::OnlineOptions::default())
+                .await,
+        )
+    })?;
+    let mut ok_lines = String::new();
+    for line in &report.ok {
+        ok_lines.push_str(line);
+        ok_lines.push('\n');
+    }
+    print_stdout(&ok_lines)?;
+    let problems = report
+        .problems
+        .iter()
+        .map(|problem| format!("online: {problem}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    match report.worst() {
+        None => Ok(()),
+        Some(orch_daemon::online::ProblemKind::Config) => Err(Failure::Usage(problems)),
+        Some(orch_daemon::online::ProblemKind::Unreachable) => Err(Failure::Runtime(problems)),
+    }
 }
 
 fn config_reference() -> Result<(), Failure> {

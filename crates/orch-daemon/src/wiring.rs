@@ -361,6 +361,7 @@ impl Daemon {
         let api_stats = spawn_api_stats(&adapters, config, metrics.clone());
         state.metrics = metrics;
         state.wake = Some(runtime.inbox_wake());
+        state.admin = Some(runtime.sink());
         let (http_stop, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(orch_http::serve(listener, state, async move {
             let _ = stopped.await;

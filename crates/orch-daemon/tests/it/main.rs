@@ -1,5 +1,9 @@
 //! Integration tests of the `orch` binary: exit codes and output of `check` and `config-reference`.
 
+mod admin;
+mod client;
+mod online;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
