@@ -72,16 +72,31 @@ pub(crate) struct Git {
     ceiling: PathBuf,
     /// The secret itself, kept only to put it in the config environment and scrub it from output.
     token: Option<String>,
+    /// The config key carrying the token: `http.<remote base>/.extraHeader` for an HTTP
+    /// remote, so a URL rewritten by repository config (which an agent can edit) never gets it.
+    header_key: String,
     /// Records every spawned command when set (tests only).
     recorder: Option<Arc<Mutex<Vec<Invocation>>>>,
 }
 
 impl Git {
-    pub(crate) fn new(timeout: Duration, token: Option<String>, ceiling: PathBuf) -> Git {
+    pub(crate) fn new(
+        timeout: Duration,
+        token: Option<String>,
+        ceiling: PathBuf,
+        remote_base: &str,
+    ) -> Git {
+        let header_key =
+            if remote_base.starts_with("http://") || remote_base.starts_with("https://") {
+                format!("http.{}/.extraHeader", remote_base.trim_end_matches('/'))
+            } else {
+                "http.extraHeader".to_owned()
+            };
         Git {
             timeout,
             ceiling,
             token: token.filter(|token| !token.is_empty()),
+            header_key,
             recorder: None,
         }
     }
@@ -110,10 +125,18 @@ impl Git {
             .env("GIT_AUTHOR_EMAIL", ORCH_EMAIL)
             .env("GIT_COMMITTER_NAME", ORCH_NAME)
             .env("GIT_COMMITTER_EMAIL", ORCH_EMAIL);
+        // The worktrees share the mirror's config, which agents can edit: the settings that
+        // could run code or reroute orch's authenticated traffic are pinned here, and the
+        // config environment wins over every config file.
         let mut config: Vec<(&str, String)> = vec![
             ("commit.gpgsign", "false".to_owned()),
             ("init.defaultBranch", "main".to_owned()),
             ("advice.detachedHead", "false".to_owned()),
+            ("core.hooksPath", "/dev/null".to_owned()),
+            ("core.fsmonitor", "false".to_owned()),
+            ("credential.helper", String::new()),
+            ("http.proxy", String::new()),
+            ("http.sslVerify", "true".to_owned()),
         ];
         if network == Network::Remote {
             // Let curl give up on a silent server before our own deadline kills git.
@@ -123,7 +146,10 @@ impl Git {
                 self.timeout.as_secs().max(1).to_string(),
             ));
             if let Some(token) = &self.token {
-                config.push(("http.extraHeader", format!("Authorization: token {token}")));
+                config.push((
+                    self.header_key.as_str(),
+                    format!("Authorization: token {token}"),
+                ));
             }
         }
         command.env("GIT_CONFIG_COUNT", config.len().to_string());

@@ -106,7 +106,12 @@ impl GitWorkspace {
         std::fs::create_dir_all(&config.repos_dir)
             .and_then(|()| std::fs::canonicalize(&config.repos_dir))
             .map(|root| GitWorkspace {
-                git: Git::new(config.command_timeout, config.token, root.clone()),
+                git: Git::new(
+                    config.command_timeout,
+                    config.token,
+                    root.clone(),
+                    &config.remote_base,
+                ),
                 layout: Layout::new(root),
                 remote_base: config.remote_base.trim_end_matches('/').to_owned(),
                 mirror_locks: Mutex::new(HashMap::new()),

@@ -551,7 +551,7 @@ async fn the_token_is_in_no_argv_url_or_log_only_in_the_config_environment_of_ne
         let header_key = invocation
             .envs
             .iter()
-            .find(|(_, value)| value == "http.extraHeader")
+            .find(|(_, value)| value.starts_with("http.") && value.ends_with("extraHeader"))
             .map(|(name, _)| name.replace("KEY", "VALUE"));
         let holders: Vec<&String> = invocation
             .envs
@@ -784,6 +784,7 @@ fn git_stderr_is_scrubbed_of_the_token() {
         Duration::from_secs(1),
         Some(TOKEN.to_owned()),
         PathBuf::from("/"),
+        "http://127.0.0.1:3000",
     );
     assert_eq!(
         git.scrub(&format!("fatal: bad header token {TOKEN}")),

