@@ -102,9 +102,10 @@ struct ReconcileArgs {
 enum TaskCommand {
     /// A task's state, history and jobs.
     Show(TaskArgs),
-    /// Run the task's stage agent again.
+    /// Run the task's stage agent again (through the running daemon, if there is one).
     Retry(TaskArgs),
-    /// Cancel the task: stop its jobs, close its pull request, remove its worktree.
+    /// Cancel the task: stop its jobs, close its pull request, remove its worktree (through
+    /// the running daemon, if there is one).
     Cancel(TaskArgs),
 }
 

@@ -203,15 +203,24 @@ async fn check_project_states(
     match err {
         // A state name is missing, or the project itself is: a look at its work items tells.
         TrackerError::NotFound(_) => {}
-        TrackerError::Unauthorized(_) | TrackerError::Invalid(_) => {
+        // The token itself passed users/me: the project id is wrong, or its user is no member.
+        TrackerError::Unauthorized(_) => {
             report.problem(
                 ProblemKind::Config,
                 project_setting,
                 format!(
-                    "project {key}: plane refuses project {id} in workspace {:?} (is the id right, \
-                     and is the api token's user a member?): {err}",
+                    "project {key}: plane refuses access to project {id} in workspace {:?}: \
+                     check the id, and that the api token's user is a member of the project",
                     config.plane.workspace_slug
                 ),
+            );
+            return;
+        }
+        TrackerError::Invalid(_) => {
+            report.problem(
+                ProblemKind::Config,
+                project_setting,
+                format!("project {key}: plane refuses project {id}: {err}"),
             );
             return;
         }
