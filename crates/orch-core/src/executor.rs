@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::backoff::{jitter_from, Backoff};
 use crate::config::PipelineConfig;
 use crate::domain::{
-    Action, Agent, ClaimedJob, JobOutput, JobResult, MergeOutcome, ReviewVerdict, Task,
+    Action, Agent, ClaimedJob, JobKind, JobOutput, JobResult, JobStatus, MergeOutcome,
+    ReviewVerdict, Stage, StateRole, Task,
 };
 use crate::ports::{
     AgentOutcome, AgentRequest, ErrorClass, NewPullRequest, Ports, RunningAgent, WorktreeSpec,
@@ -194,10 +195,56 @@ impl Executor {
 
     /// Runs an action job (every kind but agents) to its result.
     pub async fn run_action(&self, claimed: &ClaimedJob, task: &Task) -> JobResult {
+        if let Action::TrackerState { state } = &claimed.job.action {
+            match self.tracker_state_is_current(claimed, task, *state).await {
+                Ok(true) => {}
+                Ok(false) => return JobResult::Succeeded(JobOutput::default()),
+                Err(err) => return self.retry_or_fail(claimed, ACTION_MAX_ATTEMPTS, err),
+            }
+        }
+        // Notifications are delayed by an outage, never lost: they retry for as long as it lasts.
+        let max_attempts = match claimed.job.action {
+            Action::Notify { .. } => u32::MAX,
+            _ => ACTION_MAX_ATTEMPTS,
+        };
         match self.action(&claimed.job.action, task).await {
             Ok(output) => JobResult::Succeeded(output),
-            Err(err) => self.retry_or_fail(claimed, ACTION_MAX_ATTEMPTS, err),
+            Err(err) => self.retry_or_fail(claimed, max_attempts, err),
         }
+    }
+
+    /// Whether a `tracker_state` job still says where the item belongs. State moves of one
+    /// task may run out of order (a retry, a slow call): a later move of the same task, or a
+    /// task that ended, makes an earlier move stale, and it is skipped.
+    async fn tracker_state_is_current(
+        &self,
+        claimed: &ClaimedJob,
+        task: &Task,
+        state: StateRole,
+    ) -> Result<bool, StepError> {
+        let ended_elsewhere = match task.stage {
+            Stage::Done => state != StateRole::Done,
+            Stage::Cancelled => state != StateRole::Cancelled,
+            _ => false,
+        };
+        if ended_elsewhere {
+            return Ok(false);
+        }
+        let jobs = self
+            .ports
+            .store
+            .jobs_of_task(task.id)
+            .await
+            .map_err(|err| StepError {
+                class: ErrorClass::Unavailable { retry_after: None },
+                message: err.to_string(),
+            })?;
+        let superseded = jobs.iter().any(|job| {
+            job.id > claimed.job.id
+                && job.kind() == JobKind::TrackerState
+                && job.status != JobStatus::Cancelled
+        });
+        Ok(!superseded)
     }
 
     async fn action(&self, action: &Action, task: &Task) -> Result<JobOutput, StepError> {

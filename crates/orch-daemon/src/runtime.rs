@@ -297,6 +297,9 @@ impl EventSink for LoopSink {
     }
 }
 
+/// The longest one event may be handled before it counts as failed.
+const HANDLE_DEADLINE: Duration = Duration::from_secs(30);
+
 /// The most times a delivery or a job end is handled before it is given up with an error.
 const HANDLE_ATTEMPTS: u32 = 20;
 
@@ -337,7 +340,19 @@ impl EventLoop {
     }
 
     async fn handle(&mut self, event: &Event, origin: Origin) -> Result<Handled, HandleError> {
-        let result = self.orchestrator.handle(event, origin).await;
+        // One slow outside call (Plane or Gitea retrying through an outage) must not hold the
+        // serial loop: past the deadline the event counts as failed and is tried again later.
+        // Whatever it had already committed stays; handlers are idempotent.
+        let result =
+            match tokio::time::timeout(HANDLE_DEADLINE, self.orchestrator.handle(event, origin))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(HandleError::Store(StoreError::Unavailable(format!(
+                    "handling took longer than {} s",
+                    HANDLE_DEADLINE.as_secs()
+                )))),
+            };
         if let Ok(handled) = &result {
             if handled.changed {
                 self.observer.transition(handled);
@@ -423,13 +438,22 @@ impl EventLoop {
         entry.0 += 1;
         let attempts = entry.0;
         if attempts >= HANDLE_ATTEMPTS {
-            error!(error = %err, attempts, "event given up after repeated failures");
+            error!(source = source_name(key), id = key.1, error = %err, attempts, "event given up after repeated failures");
             return Some(format!("error: {err}"));
         }
         let delay = orch_core::backoff::Backoff::default().delay(attempts, None, 1.0);
         entry.1 = now + delay;
-        warn!(error = %err, attempts, "event not handled; will try again");
+        warn!(source = source_name(key), id = key.1, error = %err, attempts, "event not handled; will try again");
         None
+    }
+}
+
+/// What a retry key names: a stored delivery or a job's end.
+fn source_name(key: (char, i64)) -> &'static str {
+    if key.0 == 'd' {
+        "delivery"
+    } else {
+        "job end"
     }
 }
 
@@ -480,8 +504,11 @@ impl Worker {
                 }
                 Ok(None) => {
                     drop(permit);
+                    // A job due already but not claimed waits for its repository's running
+                    // agent to end, which wakes this dispatcher: no need to look sooner.
+                    let now = self.ports.clock.now();
                     let wait = match self.ports.store.next_due(kinds).await {
-                        Ok(Some(due)) => due.since(self.ports.clock.now()).min(IDLE_LOOK),
+                        Ok(Some(due)) if due > now => due.since(now).min(IDLE_LOOK),
                         _ => IDLE_LOOK,
                     };
                     tokio::select! {
@@ -571,7 +598,8 @@ impl Worker {
         match result {
             Some(result) => self.finish(&claimed, result).await,
             None => {
-                info!(job = %job.id, kind = %job.kind(), "job lease lost (cancelled or reclaimed); its result is dropped")
+                info!(job = %job.id, kind = %job.kind(), "job lease lost (cancelled or reclaimed); its result is dropped");
+                self.wakes.work();
             }
         }
     }
@@ -664,9 +692,9 @@ impl Worker {
                 self.observer.job_ended(kind, outcome);
                 if ended {
                     self.wakes.ended.notify_one();
-                } else {
-                    self.wakes.work();
                 }
+                // A slot (and maybe a repository's agent limit) is free, and a retry may be due.
+                self.wakes.work();
             }
             Err(StoreError::Conflict(reason)) => {
                 info!(job = %claimed.job.id, reason = %reason, "a stale attempt's result was rejected");

@@ -1014,3 +1014,33 @@ async fn feedback_includes_the_token_owners_own_comments_but_not_orchs() {
         Some("Written by the token's owner.")
     );
 }
+
+#[tokio::test]
+async fn a_state_move_overtaken_by_a_later_one_is_skipped() {
+    let world = World::new();
+    let item = world.add_item(1, "Out of order");
+    world
+        .move_item(&item, StateRole::InProgress)
+        .await
+        .expect("handled");
+    // Plane fails the analysis comment and the move to In Review; both retry later.
+    world.tracker.fail_next(2);
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    assert_eq!(
+        world.tracker.item(&item.id).expect("item").state,
+        world.state_of_role(&item, StateRole::InProgress)
+    );
+    world.clock.advance(Duration::from_secs(301));
+    world.run_jobs().await;
+    assert_eq!(
+        world.tracker.item(&item.id).expect("item").state,
+        world.state_of_role(&item, StateRole::InProgress),
+        "the stale move to In Review must not land after the approval"
+    );
+}
