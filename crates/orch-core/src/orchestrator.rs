@@ -418,10 +418,26 @@ impl Orchestrator {
         if state == CiState::Pending {
             return Ok(Handled::nothing("CI pending"));
         }
-        let Some(task) = self.resolve_sha(repo, sha).await? else {
+        let Some((mut task, via_pull)) = self.resolve_sha(repo, sha).await? else {
             info!(repo = %repo, sha = %sha, "ci status for an unknown sha; F-1 will look again");
             return Ok(Handled::nothing("sha not resolved to a task"));
         };
+        let moved_by_someone = via_pull
+            && task.pr.is_some()
+            && task.head_sha.is_some()
+            && task.head_sha.as_ref() != Some(sha);
+        if moved_by_someone && task.stage == Stage::Development {
+            // The task's own PR has this head now: someone pushed and the push webhook was
+            // lost. Follow the head first, then read the gate at it.
+            let followed = self.branch_pushed(repo, &task.branch, sha).await?;
+            if !followed.changed {
+                return Ok(followed);
+            }
+            task = match self.ports.store.task(task.id).await? {
+                Some(task) => task,
+                None => return Ok(followed),
+            };
+        }
         if task.head_sha.as_ref() != Some(sha) {
             let note = match &task.head_sha {
                 None => "status before the push was recorded; the gate is read again when it is",
@@ -433,14 +449,15 @@ impl Orchestrator {
     }
 
     /// F-3: the task whose recorded head is `sha`; else the task of the open PR whose head is
-    /// `sha`; else the single development task of the repo waiting on CI.
+    /// `sha` (then `true`: the PR says so); else the single development task of the repo
+    /// waiting on CI.
     async fn resolve_sha(
         &self,
         repo: &RepoSlug,
         sha: &CommitSha,
-    ) -> Result<Option<Task>, HandleError> {
+    ) -> Result<Option<(Task, bool)>, HandleError> {
         if let Some(task) = self.ports.store.task_by_head_sha(repo, sha).await? {
-            return Ok(Some(task));
+            return Ok(Some((task, false)));
         }
         if let Some(pull) = self
             .ports
@@ -449,7 +466,7 @@ impl Orchestrator {
             .await?
         {
             if let Some(task) = self.ports.store.task_by_pr(repo, pull.number).await? {
-                return Ok(Some(task));
+                return Ok(Some((task, true)));
             }
         }
         let mut waiting = Vec::new();
@@ -466,7 +483,7 @@ impl Orchestrator {
             }
         }
         if waiting.len() == 1 {
-            return Ok(waiting.pop());
+            return Ok(waiting.pop().map(|task| (task, false)));
         }
         if waiting.len() > 1 {
             info!(repo = %repo, sha = %sha, candidates = waiting.len(), "several tasks wait on CI; not guessing");

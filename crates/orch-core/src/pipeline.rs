@@ -1,7 +1,7 @@
 //! The pipeline as data: `STAGE_TRANSITIONS`, `QG_CHECKS`, and read-only gate evaluation.
 
 use crate::domain::{Agent, CiState, Stage, Task};
-use crate::ports::{Forge, ForgeError, PrState};
+use crate::ports::{Forge, ForgeError, PrState, PullRequest};
 
 /// How a stage is left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +166,8 @@ pub struct GateReport {
     pub ci: Option<CiState>,
     /// Failure descriptions from CI, for a fix round's feedback.
     pub ci_feedback: Option<String>,
+    /// The task's pull request as the forge sees it, when one is recorded.
+    pub pull: Option<PullRequest>,
 }
 
 /// Evaluates the canonical gate of `development` for `task`, read-only.
@@ -186,6 +188,7 @@ pub async fn evaluate_development_gate(
             findings,
             ci: None,
             ci_feedback: None,
+            pull: None,
         });
     };
     let pull = forge.pull_request(&task.repo, pr).await?;
@@ -234,5 +237,6 @@ pub async fn evaluate_development_gate(
         findings,
         ci: Some(ci),
         ci_feedback,
+        pull: Some(pull),
     })
 }

@@ -13,7 +13,7 @@ use crate::event::{Event, Origin};
 use crate::ids::ProjectId;
 use crate::orchestrator::{EventSink, Handled};
 use crate::pipeline::{evaluate_development_gate, transition_of, ExitGate};
-use crate::ports::{Ports, ProjectStates, ReconcileRun, Unblocked, Via, WorkItem};
+use crate::ports::{Ports, PrState, ProjectStates, ReconcileRun, Unblocked, Via, WorkItem};
 use crate::time::Timestamp;
 
 /// Whether a pass replays events or only says what it would replay.
@@ -144,7 +144,21 @@ impl Reconciler {
                     continue;
                 };
                 let sent_back = task.sent_back_sha.as_ref() == Some(&head_sha);
-                let event = if gate.green && !sent_back {
+                // Gitea never retries a webhook: what the PR itself says is read here too.
+                let pull = gate.pull.as_ref();
+                let event = if let Some(pull) = pull.filter(|pull| pull.state == PrState::Closed) {
+                    Event::PullRequestClosed {
+                        repo: task.repo.clone(),
+                        number: pull.number,
+                        merged: pull.merged,
+                    }
+                } else if let Some(pull) = pull.filter(|pull| pull.head_sha != head_sha) {
+                    Event::BranchPushed {
+                        repo: task.repo.clone(),
+                        branch: task.branch.clone(),
+                        head_sha: pull.head_sha.clone(),
+                    }
+                } else if gate.green && !sent_back {
                     Event::GateGreen {
                         task: task.id,
                         head_sha,

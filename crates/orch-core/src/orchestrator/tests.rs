@@ -434,14 +434,14 @@ async fn fix_rounds_beyond_the_maximum_block_the_task() {
 }
 
 #[tokio::test]
-async fn ci_status_resolves_to_the_task_through_the_open_pull_request_when_the_head_is_unrecorded()
-{
+async fn ci_status_at_a_head_someone_pushed_follows_the_pull_request_and_reads_the_gate() {
     let world = World::new();
     let item = world.add_item(1, "Resolve by PR");
     let other = world.add_item(2, "Second task");
     to_ci_wait(&world, &item).await;
     to_ci_wait(&world, &other).await;
     let task = world.task(&item).await;
+    // A person pushes to the task's branch; Gitea's push webhook is lost.
     let pushed = CommitSha::new("d".repeat(40)).expect("sha");
     world
         .forge
@@ -452,15 +452,22 @@ async fn ci_status_resolves_to_the_task_through_the_open_pull_request_when_the_h
     let handled = world
         .deliver(Event::CiStatusReported {
             repo: task.repo.clone(),
-            sha: pushed,
+            sha: pushed.clone(),
             state: CiState::Success,
         })
         .await
         .expect("handled");
     assert_eq!(handled.task, Some(task.id));
-    assert!(
-        !handled.changed,
-        "a status of a head orch has not recorded changes nothing"
+    let task = world.task(&item).await;
+    assert_eq!(
+        task.head_sha,
+        Some(pushed),
+        "the task follows its pull request's head"
+    );
+    assert_eq!(
+        task.stage,
+        Stage::Review,
+        "and the green gate at that head is read"
     );
 }
 

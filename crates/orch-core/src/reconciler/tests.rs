@@ -367,3 +367,50 @@ async fn a_dry_run_lists_replays_and_changes_nothing() {
         None
     );
 }
+
+#[tokio::test]
+async fn f1_finishes_a_task_whose_pull_request_a_person_merged_while_the_webhook_was_lost() {
+    let world = World::new();
+    let item = world.add_item(1, "Merged by hand");
+    to_ci_wait(&world, &item).await;
+    let task = world.task(&item).await;
+    world
+        .forge
+        .close_by_person(&task.repo, task.pr.expect("pr"), true);
+    world.clock.advance(PAST_GRACE);
+    let report = world.reconciler.reconcile_gates_once().await;
+    assert!(matches!(
+        report.replays.as_slice(),
+        [Event::PullRequestClosed { merged: true, .. }]
+    ));
+    assert_eq!(world.task(&item).await.stage, Stage::Done);
+}
+
+#[tokio::test]
+async fn f1_follows_a_head_a_person_pushed_while_the_webhook_was_lost_and_moves_on_when_green() {
+    let world = World::with_config(|config| config.max_fix_rounds = 0);
+    let item = world.add_item(1, "Fixed by hand");
+    to_ci_wait(&world, &item).await;
+    world.ci(&item, CiState::Failure, true).await;
+    world.run_jobs().await;
+    assert!(world.task(&item).await.status.is_blocked());
+    let task = world.task(&item).await;
+    let pushed = orch_core_sha('f');
+    world
+        .forge
+        .set_branch_head(&task.repo, task.branch.as_str(), &pushed);
+    world
+        .forge
+        .set_status(&task.repo, &pushed, CiState::Success);
+    world.clock.advance(PAST_GRACE);
+    world.reconciler.reconcile_gates_once().await;
+    assert_eq!(world.task(&item).await.head_sha, Some(pushed));
+    world.clock.advance(PAST_GRACE);
+    world.reconciler.reconcile_gates_once().await;
+    assert_eq!(world.task(&item).await.stage, Stage::Review);
+}
+
+fn orch_core_sha(digit: char) -> crate::ids::CommitSha {
+    crate::ids::CommitSha::new(std::iter::repeat_n(digit, 40).collect::<String>())
+        .expect("valid sha")
+}
