@@ -239,7 +239,7 @@ impl Orchestrator {
             .project_states(&project.plane_project_id, &project.states)
             .await?;
         match states.role_of(&item.state) {
-            Some(StateRole::InProgress) => self.status_start(project, item).await,
+            Some(StateRole::InProgress) => self.status_start(project, item, origin).await,
             Some(StateRole::Approved) => self.verdict(item, Verdict::Approved, origin).await,
             Some(StateRole::Rejected) => self.verdict(item, Verdict::Rejected, origin).await,
             Some(StateRole::Cancelled) => match self.ports.store.task_by_issue(&item.id).await? {
@@ -257,6 +257,7 @@ impl Orchestrator {
         &self,
         project: &ProjectConfig,
         item: &WorkItem,
+        origin: Origin,
     ) -> Result<Handled, HandleError> {
         if let Some(task) = self.ports.store.task_by_issue(&item.id).await? {
             return Ok(Handled::unchanged(&task, "task exists"));
@@ -289,6 +290,12 @@ impl Orchestrator {
             .await?;
         if created.created {
             info!(task = %created.task.work_item, branch = %created.task.branch, "task created");
+            if let Origin::Reconciler(_) = origin {
+                // F-4: an item the reconciler picked up is logged and told about like any
+                // other unblock; `apply` adds the notification.
+                let plan = Plan::new(&created.task, "picked up by the reconciler");
+                return self.apply(plan, origin).await;
+            }
             Ok(Handled::changed(&created.task, "task created"))
         } else {
             Ok(Handled::unchanged(&created.task, "task exists"))

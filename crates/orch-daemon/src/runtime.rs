@@ -52,6 +52,15 @@ pub trait Observer: Send + Sync {
     }
 }
 
+/// Tells the observer the loops are no longer alive when dropped.
+struct Liveness(Arc<dyn Observer>);
+
+impl Drop for Liveness {
+    fn drop(&mut self) {
+        self.0.alive(false, false);
+    }
+}
+
 /// An observer that observes nothing.
 pub struct NoObserver;
 
@@ -191,6 +200,7 @@ impl Runtime {
         }
         let wakes = Arc::new(Wakes::default());
         let (stop, stopped) = watch::channel(false);
+        let stopped_for_loop = stopped.clone();
         let (commands, receiver) = mpsc::channel(256);
         let sink = Arc::new(LoopSink { commands });
         let executor = Arc::new(Executor::new(ports.clone(), config.clone()));
@@ -205,7 +215,12 @@ impl Runtime {
             retries: HashMap::new(),
             sweep_every: settings.sweep_every,
         };
-        tasks.spawn(event_loop.run(receiver, stopped.clone()));
+        let liveness = Liveness(observer.clone());
+        tasks.spawn(async move {
+            // Dropped when the loop ends for any reason, a panic included: /readyz goes 503.
+            let _liveness = liveness;
+            event_loop.run(receiver, stopped_for_loop).await;
+        });
 
         let worker = Arc::new(Worker {
             ports: ports.clone(),

@@ -46,6 +46,15 @@ async fn tc11_in_progress_without_a_task_starts_the_pipeline() {
         .has_active_job(task.id)
         .await
         .expect("store works"));
+    world.run_jobs().await;
+    assert!(
+        world
+            .messages()
+            .iter()
+            .any(|message| message.contains("reconcile unblocked ET-001")),
+        "F-4: one Telegram message per unblock: {:?}",
+        world.messages()
+    );
 }
 
 #[tokio::test]
