@@ -262,6 +262,60 @@ impl GitWorkspace {
         Ok(())
     }
 
+    /// Fast-forwards the task branch (and its worktree) to the remote branch when someone
+    /// pushed commits on top of orch's, so the next agent builds on them and orch's forced
+    /// push never drops them. A branch that diverged is left as it is, with a warning.
+    async fn follow_remote_branch(
+        &self,
+        mirror: &Path,
+        worktree: &Path,
+        spec: &WorktreeSpec,
+    ) -> Result<(), GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
+        let remote = format!("refs/remotes/origin/{branch}");
+        let (Some(local), Some(theirs)) = (
+            self.resolve(mirror, &format!("refs/heads/{branch}"))
+                .await?,
+            self.resolve(mirror, &remote).await?,
+        ) else {
+            return Ok(());
+        };
+        if local == theirs {
+            return Ok(());
+        }
+        let ancestor = self
+            .git
+            .output(
+                mirror,
+                &git_args![
+                    "merge-base",
+                    "--is-ancestor",
+                    local.as_str(),
+                    theirs.as_str()
+                ],
+                Network::Local,
+            )
+            .await?;
+        if !ancestor.success() {
+            tracing::debug!(branch = %branch, "the task branch is ahead of or diverged from the remote; keeping it");
+            return Ok(());
+        }
+        let merged = self
+            .git
+            .output(
+                worktree,
+                &git_args!["merge", "--ff-only", "--quiet", remote],
+                Network::Local,
+            )
+            .await?;
+        if merged.success() {
+            tracing::info!(branch = %branch, from = %local.short(), to = %theirs.short(), "task branch fast-forwarded to commits pushed by someone else");
+        } else {
+            tracing::warn!(branch = %branch, "the task branch could not follow the remote (uncommitted changes?); keeping it");
+        }
+        Ok(())
+    }
+
     async fn ensure_worktree(
         &self,
         mirror: &Path,
@@ -376,7 +430,9 @@ impl GitWorkspace {
             let mirror = self.ensure_mirror(&spec.repo).await?;
             self.fetch(&mirror).await?;
             self.ensure_branch(&mirror, spec).await?;
-            self.ensure_worktree(&mirror, spec).await?
+            let worktree = self.ensure_worktree(&mirror, spec).await?;
+            self.follow_remote_branch(&mirror, &worktree, spec).await?;
+            worktree
         };
         let output_dir = self.layout.output_dir(&spec.repo, &spec.work_item, agent)?;
         self.layout.ensure_inside(&output_dir).await?;

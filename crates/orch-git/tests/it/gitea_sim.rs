@@ -150,3 +150,70 @@ async fn an_agent_rerouting_the_remote_or_adding_hooks_never_gets_the_token() {
         "a hook the agent installed ran during orch's push"
     );
 }
+
+#[tokio::test]
+async fn commits_a_person_pushed_to_the_task_branch_are_built_on_and_never_force_pushed_away() {
+    let sim = GiteaSim::start_with_token(TOKEN).await.expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workspace = workspace(dir.path(), &sim, TOKEN);
+    let spec = spec();
+    let prepared = workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::write(prepared.path.join("orch.md"), "orch's change\n").expect("write");
+    workspace
+        .commit_leftovers(&spec, "ET-101: orch")
+        .await
+        .expect("commit");
+    workspace.push(&spec).await.expect("push");
+
+    // A person adds a commit on top of orch's and pushes it.
+    let person = orch_sim::gitea::LocalClone::new(&sim, "acme/widgets")
+        .await
+        .expect("clone");
+    let branch = spec.branch.as_str();
+    person
+        .git(&["fetch", "--quiet", "origin", branch])
+        .await
+        .expect("fetch");
+    person
+        .checkout_new(branch, "FETCH_HEAD")
+        .await
+        .expect("checkout");
+    let theirs = person
+        .commit_file("person.md", "a person's fix\n", "a person's fix")
+        .await
+        .expect("commit");
+    person
+        .push(&format!("{branch}:{branch}"))
+        .await
+        .expect("push");
+
+    // The next agent run starts from the person's commit, and orch's push keeps it.
+    let prepared = workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare again");
+    assert!(
+        prepared.path.join("person.md").exists(),
+        "the worktree has the person's commit"
+    );
+    std::fs::write(prepared.path.join("orch2.md"), "more\n").expect("write");
+    workspace
+        .commit_leftovers(&spec, "ET-101: more")
+        .await
+        .expect("commit");
+    let pushed = workspace.push(&spec).await.expect("push");
+    let tip = sim.branch_tip("acme/widgets", branch).await.expect("tip");
+    assert_eq!(tip.as_deref(), Some(pushed.as_str()));
+    person
+        .git(&["fetch", "--quiet", "origin", branch])
+        .await
+        .expect("fetch");
+    person
+        .git(&["merge-base", "--is-ancestor", &theirs, "FETCH_HEAD"])
+        .await
+        .expect("the person's commit is still on the branch");
+}
