@@ -438,16 +438,20 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
     Ok(())
 }
 
-/// orch's own Plane user; its changes are ignored. Plane being down at boot is not fatal.
+/// How long start-up waits for Plane's `users/me` (webhooks queue in the backlog meanwhile).
+const OWN_USER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// orch's own Plane user; its changes are ignored. Plane being down at boot is not fatal:
+/// handlers are idempotent, so orch's own moves are then handled like anyone's, harmlessly.
 async fn own_user(tracker: &dyn Tracker) -> Option<UserId> {
-    match tokio::time::timeout(Duration::from_secs(30), tracker.me()).await {
+    match tokio::time::timeout(OWN_USER_DEADLINE, tracker.me()).await {
         Ok(Ok(user)) => Some(user),
         Ok(Err(err)) => {
             warn!(error = %err, "orch's own plane user is unknown; its own changes will be handled like anyone's");
             None
         }
         Err(_) => {
-            warn!("plane did not answer users/me in 30 s; orch's own changes will be handled like anyone's");
+            warn!("plane did not answer users/me in time; orch's own changes will be handled like anyone's");
             None
         }
     }
