@@ -59,13 +59,13 @@ impl RetryPolicy {
 
     /// The wait before attempt `attempt + 1`, after `attempt` failed attempts.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        let ceiling = self.base.saturating_mul(1 << exponent).min(self.cap);
-        let jitter = ceiling.mul_f64(rand::random::<f64>());
-        match retry_after {
-            Some(wait) => wait.max(jitter).min(self.cap),
-            None => jitter,
-        }
+        let backoff = orch_core::backoff::Backoff {
+            base: self.base,
+            cap: self.cap,
+        };
+        backoff
+            .delay(attempt, retry_after, rand::random::<f64>())
+            .min(self.cap)
     }
 }
 

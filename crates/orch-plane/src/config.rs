@@ -91,13 +91,19 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The upper bound of the backoff before retry `retry` (0-based).
     pub fn ceiling(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.min(30));
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
+        self.policy().delay(retry + 1, None, 1.0)
     }
 
-    /// A full-jitter delay before retry `retry`.
+    /// A full-jitter delay before retry `retry` (0-based): orch-core's policy, so every
+    /// retry in orch backs off the same way.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = u64::try_from(self.ceiling(retry).as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::random_range(0..=ceiling))
+        self.policy().delay(retry + 1, None, rand::random::<f64>())
+    }
+
+    fn policy(&self) -> orch_core::backoff::Backoff {
+        orch_core::backoff::Backoff {
+            base: self.base_delay,
+            cap: self.max_delay,
+        }
     }
 }
