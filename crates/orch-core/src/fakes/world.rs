@@ -295,3 +295,29 @@ impl World {
             .expect("valid prefix")
     }
 }
+
+impl World {
+    /// Starts `item` and runs the analyst: the task awaits the analysis verdict.
+    pub async fn to_analysis_verdict(&self, item: &WorkItem) {
+        self.move_item(item, StateRole::InProgress)
+            .await
+            .expect("handled");
+        self.run_jobs().await;
+    }
+
+    /// Up to the first CI result: analysis approved, developer done, branch pushed, PR open.
+    pub async fn to_ci_wait(&self, item: &WorkItem) {
+        self.to_analysis_verdict(item).await;
+        self.move_item(item, StateRole::Approved)
+            .await
+            .expect("handled");
+        self.run_jobs().await;
+    }
+
+    /// Up to the final verdict: CI green, the reviewer approved.
+    pub async fn to_final_verdict(&self, item: &WorkItem) {
+        self.to_ci_wait(item).await;
+        self.ci(item, CiState::Success, true).await;
+        self.run_jobs().await;
+    }
+}

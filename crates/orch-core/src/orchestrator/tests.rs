@@ -11,32 +11,6 @@ use crate::fakes::{FakeStep, World};
 use crate::ids::{CommitSha, UserId};
 use crate::ports::{PrState, Store, WorkItem};
 
-/// Starts `item` and runs the analyst: the task awaits the analysis verdict.
-async fn to_analysis_verdict(world: &World, item: &WorkItem) {
-    world
-        .move_item(item, StateRole::InProgress)
-        .await
-        .expect("handled");
-    world.run_jobs().await;
-}
-
-/// Up to the first CI result: approved analysis, developer done, branch pushed, PR open.
-async fn to_ci_wait(world: &World, item: &WorkItem) {
-    to_analysis_verdict(world, item).await;
-    world
-        .move_item(item, StateRole::Approved)
-        .await
-        .expect("handled");
-    world.run_jobs().await;
-}
-
-/// Up to the final verdict: CI green, reviewer approved.
-async fn to_final_verdict(world: &World, item: &WorkItem) {
-    to_ci_wait(world, item).await;
-    world.ci(item, CiState::Success, true).await;
-    world.run_jobs().await;
-}
-
 async fn active_agent_jobs(world: &World, item: &WorkItem) -> Vec<JobKind> {
     let task = world.task(item).await;
     world
@@ -178,7 +152,7 @@ async fn state_changes_made_by_orch_itself_are_ignored() {
 async fn analysis_done_posts_the_analysis_moves_the_item_to_awaiting_and_notifies() {
     let world = World::new();
     let item = world.add_item(1, "Analyse me");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     let task = world.task(&item).await;
     assert_eq!(
         (task.stage, task.status),
@@ -204,7 +178,7 @@ async fn analysis_without_analysis_md_blocks_the_task_and_notifies_once() {
         Agent::Analyst,
         &[FakeStep::WriteNothing],
     );
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     let task = world.task(&item).await;
     assert!(
         matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("analysis.md"))
@@ -216,7 +190,7 @@ async fn analysis_without_analysis_md_blocks_the_task_and_notifies_once() {
 async fn analysis_approved_moves_to_development_runs_the_developer_and_moves_the_item_back() {
     let world = World::new();
     let item = world.add_item(1, "Approve me");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     world
         .move_item(&item, StateRole::Approved)
         .await
@@ -241,7 +215,7 @@ async fn analysis_approved_moves_to_development_runs_the_developer_and_moves_the
 async fn analysis_rejected_runs_the_analyst_again_with_the_peoples_comments_as_feedback() {
     let world = World::new();
     let item = world.add_item(1, "Reject me");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     world.clock.advance(Duration::from_secs(5));
     world.tracker.add_human_comment(
         &item.id,
@@ -272,7 +246,7 @@ async fn analysis_rejected_runs_the_analyst_again_with_the_peoples_comments_as_f
 async fn approved_delivered_twice_advances_once() {
     let world = World::new();
     let item = world.add_item(1, "Twice");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     let first = world
         .move_item(&item, StateRole::Approved)
         .await
@@ -309,7 +283,7 @@ async fn approved_while_not_awaiting_a_verdict_does_nothing() {
 async fn development_done_pushes_the_branch_and_opens_exactly_one_pull_request() {
     let world = World::new();
     let item = world.add_item(1, "Build it");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     let task = world.task(&item).await;
     assert_eq!(
         (task.stage, task.status.clone()),
@@ -329,7 +303,7 @@ async fn development_leftovers_are_committed_by_orch_before_the_push() {
         Agent::Developer,
         &[FakeStep::LeaveUncommitted],
     );
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     let task = world.task(&item).await;
     assert!(task.pr.is_some(), "{:?}", task.status);
     assert_eq!(world.workspace.pushes()[0].1, task.head_sha.expect("head"));
@@ -344,7 +318,7 @@ async fn development_without_commits_blocks_the_task() {
         Agent::Developer,
         &[FakeStep::WriteNothing],
     );
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     assert!(
         matches!(world.task(&item).await.status, TaskStatus::Blocked { ref reason } if reason.contains("no commits"))
     );
@@ -354,7 +328,7 @@ async fn development_without_commits_blocks_the_task() {
 async fn development_gate_green_moves_the_task_to_review() {
     let world = World::new();
     let item = world.add_item(1, "Green");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     let handled = world
         .ci(&item, CiState::Success, true)
         .await
@@ -371,7 +345,7 @@ async fn development_gate_green_moves_the_task_to_review() {
 async fn ci_pending_does_nothing() {
     let world = World::new();
     let item = world.add_item(1, "Pending");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     let handled = world
         .ci(&item, CiState::Pending, true)
         .await
@@ -383,7 +357,7 @@ async fn ci_pending_does_nothing() {
 async fn ci_failure_runs_one_fix_round_per_head_sha_with_the_ci_feedback() {
     let world = World::new();
     let item = world.add_item(1, "Red");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     assert!(
         world
             .ci(&item, CiState::Failure, true)
@@ -423,7 +397,7 @@ async fn ci_failure_runs_one_fix_round_per_head_sha_with_the_ci_feedback() {
 async fn fix_rounds_beyond_the_maximum_block_the_task() {
     let world = World::with_config(|config| config.max_fix_rounds = 1);
     let item = world.add_item(1, "Always red");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Failure, true).await;
     world.run_jobs().await;
     world.ci(&item, CiState::Failure, true).await;
@@ -438,8 +412,8 @@ async fn ci_status_at_a_head_someone_pushed_follows_the_pull_request_and_reads_t
     let world = World::new();
     let item = world.add_item(1, "Resolve by PR");
     let other = world.add_item(2, "Second task");
-    to_ci_wait(&world, &item).await;
-    to_ci_wait(&world, &other).await;
+    world.to_ci_wait(&item).await;
+    world.to_ci_wait(&other).await;
     let task = world.task(&item).await;
     // A person pushes to the task's branch; Gitea's push webhook is lost.
     let pushed = CommitSha::new("d".repeat(40)).expect("sha");
@@ -476,8 +450,8 @@ async fn ci_status_of_an_unknown_sha_with_two_waiting_tasks_is_not_guessed() {
     let world = World::new();
     let first = world.add_item(1, "One");
     let second = world.add_item(2, "Two");
-    to_ci_wait(&world, &first).await;
-    to_ci_wait(&world, &second).await;
+    world.to_ci_wait(&first).await;
+    world.to_ci_wait(&second).await;
     let repo = world.project().repo.clone();
     let unknown = CommitSha::new("e".repeat(40)).expect("sha");
     let handled = world
@@ -497,7 +471,7 @@ async fn ci_status_of_an_unknown_sha_with_two_waiting_tasks_is_not_guessed() {
 async fn review_done_posts_a_review_on_the_pr_and_in_plane_and_awaits_the_final_verdict() {
     let world = World::new();
     let item = world.add_item(1, "Review me");
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     let task = world.task(&item).await;
     assert_eq!(
         (task.stage, task.status),
@@ -520,7 +494,7 @@ async fn reviewer_requesting_changes_sends_the_task_back_to_development_while_ro
         Agent::Reviewer,
         &[FakeStep::RequestChanges],
     );
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     let task = world.task(&item).await;
     assert_eq!((task.stage, task.review_rounds), (Stage::Development, 1));
     let developer_requests: Vec<_> = world
@@ -545,7 +519,7 @@ async fn reviewer_requesting_changes_sends_the_task_back_to_development_while_ro
 async fn review_approved_merges_pinned_to_the_head_and_finishes_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Ship it");
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     world
         .move_item(&item, StateRole::Approved)
         .await
@@ -576,7 +550,7 @@ async fn review_approved_merges_pinned_to_the_head_and_finishes_the_task() {
 async fn review_rejected_sends_the_task_back_to_development_with_the_comments() {
     let world = World::new();
     let item = world.add_item(1, "Not yet");
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     world.clock.advance(Duration::from_secs(1));
     world.tracker.add_human_comment(
         &item.id,
@@ -602,7 +576,7 @@ async fn review_rejected_sends_the_task_back_to_development_with_the_comments() 
 async fn merge_of_an_already_merged_pull_request_finishes_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Merged twice");
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     world.forge.script_merge(MergeOutcome::AlreadyMerged);
     world
         .move_item(&item, StateRole::Approved)
@@ -616,7 +590,7 @@ async fn merge_of_an_already_merged_pull_request_finishes_the_task() {
 async fn merge_conflict_sends_the_task_to_development_with_rebase_feedback() {
     let world = World::new();
     let item = world.add_item(1, "Conflicted");
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     world.forge.script_merge(MergeOutcome::NeedsRebase {
         reason: "merge conflict".to_owned(),
     });
@@ -638,7 +612,7 @@ async fn merge_conflict_sends_the_task_to_development_with_rebase_feedback() {
 async fn merge_try_later_is_retried_with_backoff_and_then_merges() {
     let world = World::new();
     let item = world.add_item(1, "Busy forge");
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     world.forge.script_merge(MergeOutcome::TryLater {
         reason: "please try again later".to_owned(),
     });
@@ -661,7 +635,7 @@ async fn merge_try_later_is_retried_with_backoff_and_then_merges() {
 async fn merge_refused_blocks_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Protected");
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     world.forge.script_merge(MergeOutcome::Refused {
         reason: "branch is protected".to_owned(),
     });
@@ -681,7 +655,7 @@ async fn merge_refused_blocks_the_task() {
 async fn pull_request_merged_by_a_person_finishes_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Merged by hand");
-    to_final_verdict(&world, &item).await;
+    world.to_final_verdict(&item).await;
     let task = world.task(&item).await;
     let pr = task.pr.expect("pr");
     world.forge.close_by_person(&task.repo, pr, true);
@@ -705,7 +679,7 @@ async fn pull_request_merged_by_a_person_finishes_the_task() {
 async fn pull_request_closed_unmerged_by_a_person_blocks_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Closed by hand");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     let task = world.task(&item).await;
     let pr = task.pr.expect("pr");
     world
@@ -725,7 +699,7 @@ async fn pull_request_closed_unmerged_by_a_person_blocks_the_task() {
 async fn cancelled_item_cancels_the_task_its_jobs_its_pr_and_its_worktree() {
     let world = World::new();
     let item = world.add_item(1, "Cancel me");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Failure, true).await;
     world
         .move_item(&item, StateRole::Cancelled)
@@ -781,7 +755,7 @@ async fn a_blocked_task_rejected_by_a_person_runs_its_agent_again_with_the_comme
         Agent::Analyst,
         &[FakeStep::WriteNothing],
     );
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     assert!(world.task(&item).await.status.is_blocked());
     world.tracker.add_human_comment(
         &item.id,
@@ -801,7 +775,7 @@ async fn a_blocked_task_rejected_by_a_person_runs_its_agent_again_with_the_comme
 async fn job_end_handled_twice_changes_the_task_once() {
     let world = World::new();
     let item = world.add_item(1, "Replay job end");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     let task = world.task(&item).await;
     let analyst = world
         .store
@@ -827,7 +801,7 @@ async fn retry_requested_runs_the_stage_agent_again() {
         Agent::Analyst,
         &[FakeStep::WriteNothing],
     );
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     let task = world.task(&item).await;
     world
         .orchestrator
@@ -843,7 +817,7 @@ async fn notifications_survive_a_telegram_outage() {
     let world = World::new();
     let item = world.add_item(1, "Quiet phone");
     world.notifier.set_down(true);
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     assert!(world.messages().is_empty());
     world.notifier.set_down(false);
     world.clock.advance(Duration::from_secs(301));
@@ -874,7 +848,7 @@ async fn a_verdict_during_a_telegram_outage_is_applied_at_once() {
     let world = World::new();
     let item = world.add_item(1, "Phone is down");
     world.notifier.set_down(true);
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     let handled = world
         .move_item(&item, StateRole::Approved)
         .await
@@ -891,7 +865,7 @@ async fn a_verdict_during_a_telegram_outage_is_applied_at_once() {
 async fn a_verdict_older_than_the_open_gate_is_ignored() {
     let world = World::new();
     let item = world.add_item(1, "Stale approval");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     world
         .move_item(&item, StateRole::Approved)
         .await
@@ -926,7 +900,7 @@ async fn approved_on_a_blocked_review_does_not_merge() {
         Agent::Reviewer,
         &[FakeStep::Fail, FakeStep::Fail, FakeStep::Fail],
     );
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Success, true).await;
     for _ in 0..3 {
         world.run_jobs().await;
@@ -951,7 +925,7 @@ async fn a_fix_round_without_new_commits_blocks_the_task() {
         Agent::Developer,
         &[FakeStep::Succeed, FakeStep::WriteNothing],
     );
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Failure, true).await;
     world.run_jobs().await;
     let task = world.task(&item).await;
@@ -981,7 +955,7 @@ async fn a_head_the_reviewer_sent_back_cannot_pass_the_gate_again() {
             FakeStep::Fail,
         ],
     );
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Success, true).await;
     for _ in 0..4 {
         world.run_jobs().await;
@@ -1002,7 +976,7 @@ async fn a_head_the_reviewer_sent_back_cannot_pass_the_gate_again() {
 async fn feedback_includes_the_token_owners_own_comments_but_not_orchs() {
     let world = World::new();
     let item = world.add_item(1, "Solo developer");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     world.clock.advance(Duration::from_secs(1));
     world.tracker.add_human_comment(
         &item.id,

@@ -5,28 +5,11 @@ use std::time::Duration;
 use crate::domain::{Agent, CiState, Stage, StateRole, TaskStatus};
 use crate::event::Event;
 use crate::fakes::World;
-use crate::ports::{Store, Via, WorkItem};
+use crate::ports::{Store, Via};
 use crate::reconciler::{ReconcileMode, Reconciler, TrackerSide};
 
 /// Past every grace of the default config (300 s).
 const PAST_GRACE: Duration = Duration::from_secs(301);
-
-async fn to_analysis_verdict(world: &World, item: &WorkItem) {
-    world
-        .move_item(item, StateRole::InProgress)
-        .await
-        .expect("handled");
-    world.run_jobs().await;
-}
-
-async fn to_ci_wait(world: &World, item: &WorkItem) {
-    to_analysis_verdict(world, item).await;
-    world
-        .move_item(item, StateRole::Approved)
-        .await
-        .expect("handled");
-    world.run_jobs().await;
-}
 
 // --- F-2, the seed's cases ---
 
@@ -61,7 +44,7 @@ async fn tc11_in_progress_without_a_task_starts_the_pipeline() {
 async fn tc12_approved_with_a_task_and_no_active_job_replays_the_verdict() {
     let world = World::new();
     let item = world.add_item(1, "Lost approve");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     world.move_silently(&item, StateRole::Approved);
     world.clock.advance(PAST_GRACE);
     let report = world.reconciler.reconcile_tracker_once().await;
@@ -73,7 +56,7 @@ async fn tc12_approved_with_a_task_and_no_active_job_replays_the_verdict() {
 async fn tc13_rejected_with_a_task_replays_the_verdict() {
     let world = World::new();
     let item = world.add_item(1, "Lost reject");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     world.move_silently(&item, StateRole::Rejected);
     world.clock.advance(PAST_GRACE);
     world.reconciler.reconcile_tracker_once().await;
@@ -185,7 +168,7 @@ async fn tc17_every_project_is_polled_with_its_own_state_ids() {
 async fn cancelled_in_plane_while_the_webhook_was_lost_cancels_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Lost cancel");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     world.move_silently(&item, StateRole::Cancelled);
     world.clock.advance(PAST_GRACE);
     world.reconciler.reconcile_tracker_once().await;
@@ -227,7 +210,7 @@ async fn steady_state_tracker_pass_stops_at_the_watermark() {
 async fn f1_recovers_a_lost_ci_status_and_moves_the_task_to_review() {
     let world = World::new();
     let item = world.add_item(1, "Lost CI webhook");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Success, false).await;
     world.clock.advance(PAST_GRACE);
     let report = world.reconciler.reconcile_gates_once().await;
@@ -245,7 +228,7 @@ async fn f1_recovers_a_lost_ci_status_and_moves_the_task_to_review() {
 async fn f1_leaves_a_task_within_grace_alone() {
     let world = World::new();
     let item = world.add_item(1, "Young");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Success, false).await;
     let report = world.reconciler.reconcile_gates_once().await;
     assert_eq!(report.candidates_checked, 0);
@@ -256,7 +239,7 @@ async fn f1_leaves_a_task_within_grace_alone() {
 async fn f1_red_gate_sends_no_notification_and_replays_nothing() {
     let world = World::new();
     let item = world.add_item(1, "Pending forever");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.run_jobs().await;
     let before = world.messages().len();
     world.clock.advance(PAST_GRACE);
@@ -272,7 +255,7 @@ async fn f1_red_gate_sends_no_notification_and_replays_nothing() {
 async fn f1_replays_a_lost_ci_failure_once_per_head_sha() {
     let world = World::new();
     let item = world.add_item(1, "Lost red");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Failure, false).await;
     world.clock.advance(PAST_GRACE);
     let first = world.reconciler.reconcile_gates_once().await;
@@ -289,7 +272,7 @@ async fn f1_replays_a_lost_ci_failure_once_per_head_sha() {
 async fn f1_moves_a_blocked_development_task_on_when_ci_turns_green() {
     let world = World::with_config(|config| config.max_fix_rounds = 0);
     let item = world.add_item(1, "Blocked then green");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Failure, true).await;
     world.run_jobs().await;
     assert!(world.task(&item).await.status.is_blocked());
@@ -307,7 +290,7 @@ async fn f1_moves_a_blocked_development_task_on_when_ci_turns_green() {
 async fn human_gated_stages_are_not_touched_by_f1() {
     let world = World::new();
     let item = world.add_item(1, "Awaiting a person");
-    to_analysis_verdict(&world, &item).await;
+    world.to_analysis_verdict(&item).await;
     world.clock.advance(PAST_GRACE);
     let report = world.reconciler.reconcile_gates_once().await;
     assert_eq!(report.candidates_checked, 0);
@@ -381,7 +364,7 @@ async fn a_dry_run_lists_replays_and_changes_nothing() {
 async fn f1_finishes_a_task_whose_pull_request_a_person_merged_while_the_webhook_was_lost() {
     let world = World::new();
     let item = world.add_item(1, "Merged by hand");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     let task = world.task(&item).await;
     world
         .forge
@@ -399,7 +382,7 @@ async fn f1_finishes_a_task_whose_pull_request_a_person_merged_while_the_webhook
 async fn f1_follows_a_head_a_person_pushed_while_the_webhook_was_lost_and_moves_on_when_green() {
     let world = World::with_config(|config| config.max_fix_rounds = 0);
     let item = world.add_item(1, "Fixed by hand");
-    to_ci_wait(&world, &item).await;
+    world.to_ci_wait(&item).await;
     world.ci(&item, CiState::Failure, true).await;
     world.run_jobs().await;
     assert!(world.task(&item).await.status.is_blocked());
