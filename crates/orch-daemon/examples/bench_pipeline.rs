@@ -1,0 +1,513 @@
+//! Pipeline benchmark (`cargo xtask bench pipeline`, release): the quality bars of SPEC §7 that
+//! need the whole daemon — pipeline overhead for 50 items, dispatch latency, resident memory
+//! idle and with 10 000 tasks, and time to ready. It prints figures next to their targets and
+//! asserts nothing.
+//!
+//! Everything runs against the loopback simulators of a `Sandbox`, with real git, SQLite and
+//! agent processes (the scripted agent, which finishes at once). The 50 items run through an
+//! in-process daemon whose agent runner and workspace are wrapped by timing probes; memory and
+//! readiness are measured on `orch serve` run as a child process, so the simulators and the
+//! bench itself do not count.
+
+#![allow(clippy::print_stdout)]
+
+#[path = "bench_pipeline/child.rs"]
+mod child;
+#[path = "bench_pipeline/probe.rs"]
+mod probe;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+use orch_core::domain::TaskStatus;
+use orch_core::ports::Store;
+use orch_daemon::runtime::RuntimeSettings;
+use orch_daemon::sandbox::{self, Approver, Sandbox, SandboxSetup, REPO};
+use orch_daemon::wiring::{Daemon, DaemonOptions};
+
+use child::{Child, Rss};
+use probe::{AgentStart, Probe};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BenchResult<T = ()> = Result<T, BoxError>;
+
+/// Items driven through the pipeline.
+const ITEMS: u32 = 50;
+/// The simulated CI's time from push to status.
+const CI_DELAY: Duration = Duration::from_millis(20);
+/// Agent jobs at once (also per repository: every item is in one repository).
+const AGENT_CONCURRENCY: u32 = 16;
+/// Action jobs at once (push, PR, Plane and Gitea calls, merges, notifications).
+const ACTION_CONCURRENCY: usize = 8;
+/// How long the person plays before the run is given up.
+const PIPELINE_DEADLINE: Duration = Duration::from_secs(90);
+/// Tasks in the database for the loaded-memory figure.
+const SEEDED_TASKS: u32 = 10_000;
+/// Restarts of `orch serve` on an existing database for the time-to-ready figure.
+const WARM_STARTS: usize = 5;
+/// Seconds between reconcile passes (and every stage's grace): long enough that the
+/// reconciler never replays anything during the run.
+const RECONCILE_INTERVAL_S: u32 = 60;
+/// Items started one at a time on an idle daemon, for the uncontended dispatch latency.
+const SINGLE_DISPATCHES: u32 = 20;
+/// How long one of those may take to reach its analysis gate.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(10);
+
+const MIB: f64 = 1024.0;
+
+fn main() -> BenchResult {
+    let orch = orch_binary()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(orch))
+}
+
+/// The `orch` binary next to this example (`target/{profile}/examples/bench_pipeline` →
+/// `target/{profile}/orch`), brought up to date with cargo when cargo started the bench.
+fn orch_binary() -> BenchResult<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot find the target directory")?;
+    let orch = profile_dir.join("orch");
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "orch-daemon", "--bin", "orch"]);
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
+        }
+        let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status()?;
+        if !status.success() {
+            return Err(format!("building the orch binary failed ({status})").into());
+        }
+    }
+    if !orch.is_file() {
+        return Err(format!(
+            "{} does not exist: run `cargo build --release -p orch-daemon` first",
+            orch.display()
+        )
+        .into());
+    }
+    Ok(orch)
+}
+
+async fn run(orch: PathBuf) -> BenchResult {
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("orch-bench-").tempdir()?;
+    println!(
+        "pipeline bench: simulators on loopback, real git, SQLite and agent processes in {}",
+        dir.path().display()
+    );
+    let mut sandbox = Sandbox::new(SandboxSetup {
+        dir: dir.path(),
+        orch_binary: &orch,
+        agent_script: r#"{"default": {}, "items": {}}"#,
+        reconcile_interval_s: RECONCILE_INTERVAL_S,
+    })
+    .await?;
+
+    // The child-process figures first, while Plane has no items yet.
+    let served = {
+        let config_path = sandbox.config_path.clone();
+        let idle_dir = dir.path().join("serve-idle");
+        let loaded_dir = dir.path().join("serve-10k");
+        let seeding = child::seed_done_tasks(
+            &child::db_path(&loaded_dir),
+            &sandbox.project,
+            REPO,
+            SEEDED_TASKS,
+        )
+        .await?;
+        let orch = orch.clone();
+        tokio::task::spawn_blocking(move || {
+            serve_figures(&orch, &config_path, &idle_dir, &loaded_dir, seeding)
+        })
+        .await??
+    };
+    println!(
+        "orch serve measured ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+
+    let pipeline = pipeline_figures(&mut sandbox).await?;
+    println!(
+        "pipeline measured ({:.1} s in all)",
+        started.elapsed().as_secs_f64()
+    );
+    print_table(&served, &pipeline);
+    Ok(())
+}
+
+/// What `orch serve` as a child process showed.
+struct Served {
+    ready_fresh: Duration,
+    ready_warm: Vec<Duration>,
+    idle: Rss,
+    loaded: Rss,
+    seeding: Duration,
+    loaded_pass_ms: Option<u64>,
+    loaded_tasks: u64,
+}
+
+fn serve_figures(
+    orch: &Path,
+    base_config: &Path,
+    idle_dir: &Path,
+    loaded_dir: &Path,
+    seeding: Duration,
+) -> BenchResult<Served> {
+    let (config, addr) = child::write_config(base_config, idle_dir)?;
+    let (mut serve, ready_fresh) = Child::start(orch, &config, addr)?;
+    serve.wait_reconciled()?;
+    let idle = serve.rss()?;
+    serve.stop();
+    let mut ready_warm = Vec::new();
+    for _ in 0..WARM_STARTS {
+        let (mut serve, ready) = Child::start(orch, &config, addr)?;
+        ready_warm.push(ready);
+        serve.stop();
+    }
+
+    let (config, addr) = child::write_config(base_config, loaded_dir)?;
+    let (mut serve, _) = Child::start(orch, &config, addr)?;
+    let queue = serve.wait_reconciled()?;
+    // What an operator looks at touches the whole table too.
+    let (_, status) = serve.get("/queue")?;
+    let (_, _) = serve.get("/api/tasks")?;
+    let loaded = serve.rss()?;
+    serve.stop();
+    let by_stage: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+    let loaded_tasks = by_stage["tasks"]["by_stage"]
+        .as_object()
+        .map_or(0, |stages| stages.values().filter_map(|n| n.as_u64()).sum());
+    Ok(Served {
+        ready_fresh,
+        ready_warm,
+        idle,
+        loaded,
+        seeding,
+        loaded_pass_ms: queue["reconcile"]["last_duration_ms"].as_u64(),
+        loaded_tasks,
+    })
+}
+
+/// What the 50-item run and the one-at-a-time dispatches showed.
+struct Pipeline {
+    merged: usize,
+    wall: Option<Duration>,
+    /// Agent jobs of the 50-item run: many are enqueued at once and wait for a slot.
+    burst: Latencies,
+    /// Agent jobs enqueued one at a time on an otherwise idle daemon.
+    single: Latencies,
+    process_idle: Rss,
+    process_after: Rss,
+}
+
+/// Enqueue → spawned of agent jobs, and its legs, in ms.
+#[derive(Default)]
+struct Latencies {
+    total: Vec<f64>,
+    /// Enqueue → the worker starts preparing the worktree (it has just claimed the job).
+    claimed: Vec<f64>,
+    /// Worktree preparation (git fetch, branch, worktree) and the analysis read.
+    worktree: Vec<f64>,
+    /// The runner spawning the agent's process group.
+    spawn: Vec<f64>,
+    /// Retried attempts, left out: their latency includes a backoff.
+    retried: usize,
+}
+
+impl Latencies {
+    async fn of(store: &dyn Store, starts: &[AgentStart]) -> BenchResult<Latencies> {
+        let mut latencies = Latencies::default();
+        for start in starts {
+            let job = store
+                .job(start.job)
+                .await?
+                .ok_or("a started job is not in the store")?;
+            if job.attempts > 1 {
+                latencies.retried += 1;
+                continue;
+            }
+            let enqueued = job.created_at.as_millis().max(job.not_before.as_millis()) as f64;
+            let claimed = start.prepare_started.unwrap_or(start.start_called);
+            latencies.total.push(start.spawned - enqueued);
+            latencies.claimed.push(claimed - enqueued);
+            latencies.worktree.push(start.start_called - claimed);
+            latencies.spawn.push(start.spawned - start.start_called);
+        }
+        Ok(latencies)
+    }
+}
+
+async fn pipeline_figures(sandbox: &mut Sandbox) -> BenchResult<Pipeline> {
+    sandbox.gitea.set_ci_delay(CI_DELAY);
+    sandbox.config.worker.concurrency = AGENT_CONCURRENCY;
+    sandbox.config.worker.per_repo_concurrency = AGENT_CONCURRENCY;
+    let probe = Arc::new(Probe::default());
+    let wrapper = probe.clone();
+    let options = DaemonOptions {
+        listener: Some(TcpListener::bind(("127.0.0.1", 0)).await?),
+        observer: Some(probe.clone()),
+        tune: Some(Box::new(|settings: &mut RuntimeSettings| {
+            settings.action_concurrency = ACTION_CONCURRENCY;
+            settings.sweep_every = Duration::from_millis(200);
+            settings.heartbeat_every = Duration::from_secs(1);
+            settings.lease = Duration::from_secs(10);
+        })),
+        ports: Some(Box::new(move |ports| wrapper.wrap(ports))),
+    };
+    let daemon = Daemon::start(&sandbox.config, options).await?;
+    sandbox.point_webhooks_at(&format!("http://{}", daemon.addr()));
+    let store = daemon.store();
+    let process_idle = Rss::of("self")?;
+
+    let mut items = Vec::new();
+    for index in 0..ITEMS {
+        let (item, _) = sandbox
+            .create_item(&format!("Benchmark change {index}"))
+            .await?;
+        items.push(item);
+    }
+    let first_in_progress = Instant::now();
+    for item in &items {
+        sandbox.move_item(item, "In Progress").await?;
+    }
+    let ended = sandbox::play_person(
+        sandbox,
+        store.as_ref(),
+        &items,
+        &mut Approver,
+        PIPELINE_DEADLINE,
+        &mut |_, _| {},
+    )
+    .await?;
+    let merged = ended
+        .iter()
+        .filter(|end| sandbox::merged(sandbox, end.task.as_ref()))
+        .count();
+    let done = probe.done();
+    let wall = (done.len() == items.len())
+        .then(|| done.values().max().map(|last| *last - first_in_progress))
+        .flatten();
+    let process_after = Rss::of("self")?;
+    let burst_starts = probe.starts();
+    let burst = Latencies::of(store.as_ref(), &burst_starts).await?;
+
+    for index in 0..SINGLE_DISPATCHES {
+        let (item, _) = sandbox.create_item(&format!("Lone change {index}")).await?;
+        sandbox.move_item(&item, "In Progress").await?;
+        settle(sandbox, store.as_ref(), &item).await?;
+    }
+    let single_starts = probe.starts();
+    let single = Latencies::of(store.as_ref(), &single_starts[burst_starts.len()..]).await?;
+    daemon.shutdown().await;
+    Ok(Pipeline {
+        merged,
+        wall,
+        burst,
+        single,
+        process_idle,
+        process_after,
+    })
+}
+
+/// Waits until the item's analysis gate is open and nothing runs for it any more.
+async fn settle(sandbox: &Sandbox, store: &dyn Store, item: &str) -> BenchResult {
+    let started = Instant::now();
+    while started.elapsed() < SETTLE_DEADLINE {
+        if let Some(task) = sandbox.task(store, item).await? {
+            if task.status == TaskStatus::AwaitingVerdict && !store.has_active_job(task.id).await? {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err(format!("item {item} did not reach its analysis gate in time").into())
+}
+
+/// The `q`-quantile (nearest rank) of `values`.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / MIB
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "OVER"
+    }
+}
+
+fn print_table(served: &Served, pipeline: &Pipeline) {
+    let mut rows: Vec<(String, String, String, &str)> = Vec::new();
+    let mut row = |figure: &str, measured: String, target: &str, status: &'static str| {
+        rows.push((figure.to_owned(), measured, target.to_owned(), status));
+    };
+
+    match pipeline.wall {
+        Some(wall) => {
+            let secs = wall.as_secs_f64();
+            row(
+                &format!("{ITEMS} items: first In Progress → last done"),
+                format!("{secs:.1} s"),
+                "< 30 s",
+                verdict(secs < 30.0),
+            );
+            row(
+                "pipeline throughput",
+                format!("{:.2} items/s", f64::from(ITEMS) / secs),
+                "-",
+                "",
+            );
+        }
+        None => row(
+            &format!("pipeline: {ITEMS} items"),
+            format!("only {} done", pipeline.merged),
+            "< 30 s",
+            "FAILED",
+        ),
+    }
+    row(
+        "items merged (PR merged, task done)",
+        format!("{} of {ITEMS}", pipeline.merged),
+        "all",
+        verdict(pipeline.merged == ITEMS as usize),
+    );
+    for (what, latencies, bar) in [
+        (
+            "dispatch, one item at a time, idle daemon".to_owned(),
+            &pipeline.single,
+            true,
+        ),
+        (
+            format!("dispatch during the {ITEMS}-item run"),
+            &pipeline.burst,
+            false,
+        ),
+    ] {
+        let p99 = quantile(&latencies.total, 0.99);
+        row(
+            &format!("{what} (p50 / p99 of {})", latencies.total.len()),
+            format!("{:.1} / {p99:.1} ms", quantile(&latencies.total, 0.5)),
+            if bar { "p99 < 25 ms" } else { "-" },
+            if bar { verdict(p99 < 25.0) } else { "" },
+        );
+        for (leg, values) in [
+            ("  enqueue → claimed (dispatcher)", &latencies.claimed),
+            ("  claimed → worktree ready (git)", &latencies.worktree),
+            ("  worktree ready → spawned", &latencies.spawn),
+        ] {
+            row(
+                leg,
+                format!(
+                    "{:.1} / {:.1} ms",
+                    quantile(values, 0.5),
+                    quantile(values, 0.99)
+                ),
+                "-",
+                "",
+            );
+        }
+    }
+    let idle = mib(served.idle.now_kib);
+    row(
+        "idle RSS, orch serve (peak)",
+        format!("{idle:.1} MiB ({:.1})", mib(served.idle.peak_kib)),
+        "< 20 MB",
+        verdict(served.idle.now_kib * 1024 < 20_000_000),
+    );
+    let loaded = mib(served.loaded.now_kib);
+    row(
+        &format!(
+            "RSS with {} tasks, after a pass (peak)",
+            served.loaded_tasks
+        ),
+        format!("{loaded:.1} MiB ({:.1})", mib(served.loaded.peak_kib)),
+        "< 64 MB",
+        verdict(served.loaded.now_kib * 1024 < 64_000_000),
+    );
+    let fresh = served.ready_fresh.as_secs_f64() * 1000.0;
+    row(
+        "time to ready, new database",
+        format!("{fresh:.0} ms"),
+        "< 300 ms",
+        verdict(fresh < 300.0),
+    );
+    let warm: Vec<f64> = served
+        .ready_warm
+        .iter()
+        .map(|ready| ready.as_secs_f64() * 1000.0)
+        .collect();
+    let warm_max = quantile(&warm, 1.0);
+    row(
+        &format!("time to ready, existing db (median / max of {WARM_STARTS})"),
+        format!("{:.0} / {warm_max:.0} ms", quantile(&warm, 0.5)),
+        "< 300 ms",
+        verdict(warm_max < 300.0),
+    );
+    row(
+        "bench process RSS (daemon + simulators), idle / after run",
+        format!(
+            "{:.1} / {:.1} MiB",
+            mib(pipeline.process_idle.now_kib),
+            mib(pipeline.process_after.now_kib)
+        ),
+        "-",
+        "",
+    );
+
+    println!();
+    println!(
+        "dispatch = a job's enqueue → its agent's process group spawned; during the run most jobs"
+    );
+    println!("also wait for a free agent slot and for the repository's mirror lock (git fetch)");
+    let width = rows
+        .iter()
+        .map(|row| row.0.chars().count())
+        .max()
+        .unwrap_or(0);
+    println!();
+    println!(
+        "{:<width$}  {:>20}  {:<12}  status",
+        "figure", "measured", "target"
+    );
+    for (figure, measured, target, status) in &rows {
+        println!("{figure:<width$}  {measured:>20}  {target:<12}  {status}");
+    }
+    println!();
+    println!(
+        "{} agent processes in the run, {} one at a time ({} retried attempts left out); {AGENT_CONCURRENCY} agent and {ACTION_CONCURRENCY} action jobs at once; CI {} ms",
+        pipeline.burst.total.len() + pipeline.burst.retried,
+        pipeline.single.total.len() + pipeline.single.retried,
+        pipeline.burst.retried + pipeline.single.retried,
+        CI_DELAY.as_millis()
+    );
+    println!(
+        "{SEEDED_TASKS} done tasks seeded in {:.1} s; the first reconcile pass over them took {}",
+        served.seeding.as_secs_f64(),
+        served
+            .loaded_pass_ms
+            .map_or("?".to_owned(), |ms| format!("{ms} ms"))
+    );
+    println!("MiB = 2^20 bytes; the targets are in MB (10^6 bytes) as SPEC §7 writes them");
+}
