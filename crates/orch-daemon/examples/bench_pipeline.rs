@@ -182,7 +182,7 @@ fn serve_figures(
     let queue = serve.wait_reconciled()?;
     // What an operator looks at touches the whole table too.
     let (_, status) = serve.get("/queue")?;
-    let (_, _) = serve.get("/api/tasks")?;
+    serve.get("/api/tasks")?;
     let loaded = serve.rss()?;
     serve.stop();
     let by_stage: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
