@@ -78,7 +78,9 @@ impl From<GitError> for WorkspaceError {
             GitError::WrongBranch { .. } => WorkspaceError::Conflict(err.to_string()),
             GitError::Failed { ref stderr, .. } => {
                 let lowered = stderr.to_ascii_lowercase();
-                if UNAUTHORIZED_PATTERNS
+                if lowered.contains("couldn't find remote ref") {
+                    WorkspaceError::NotFound(format!("{err} (is the project's base_branch right?)"))
+                } else if UNAUTHORIZED_PATTERNS
                     .iter()
                     .any(|pattern| lowered.contains(pattern))
                 {

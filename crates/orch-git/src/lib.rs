@@ -201,11 +201,26 @@ impl GitWorkspace {
         Ok(mirror)
     }
 
-    async fn fetch(&self, mirror: &Path) -> Result<(), GitError> {
+    /// Fetches the base branch and the task branch only: a repository with hundreds of task
+    /// branches costs no more to prepare than one with a few. The task branch's refspec is a
+    /// pattern, so a branch not pushed yet is no error.
+    async fn fetch(&self, mirror: &Path, spec: &WorktreeSpec) -> Result<(), GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
+        let base = paths::branch(spec.base_branch.as_str())?;
+        let base_refspec = format!("+refs/heads/{base}:refs/remotes/origin/{base}");
+        let task_refspec = format!("+refs/heads/{branch}*:refs/remotes/origin/{branch}*");
         self.git
             .run(
                 mirror,
-                &git_args!["fetch", "--prune", "--no-tags", "--quiet", "origin"],
+                &git_args![
+                    "fetch",
+                    "--prune",
+                    "--no-tags",
+                    "--quiet",
+                    "origin",
+                    base_refspec,
+                    task_refspec
+                ],
                 Network::Remote,
             )
             .await
@@ -428,7 +443,7 @@ impl GitWorkspace {
         let worktree = {
             let _guard = lock.lock().await;
             let mirror = self.ensure_mirror(&spec.repo).await?;
-            self.fetch(&mirror).await?;
+            self.fetch(&mirror, spec).await?;
             self.ensure_branch(&mirror, spec).await?;
             let worktree = self.ensure_worktree(&mirror, spec).await?;
             self.follow_remote_branch(&mirror, &worktree, spec).await?;
