@@ -152,3 +152,75 @@ async fn serve_killed_while_an_agent_runs_recovers_on_restart_with_one_pr_and_no
         "exactly one pull request"
     );
 }
+
+/// POSTs a Plane delivery signed with `secret` and returns the status code.
+fn post_plane_delivery(port: u16, secret: &str, delivery: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let body = format!(
+        r#"{{"event": "issue_comment", "action": "created", "data": {{"n": "{delivery}"}}}}"#
+    );
+    let signature = orch_sim::webhook::hmac_sha256_hex(secret.as_bytes(), body.as_bytes());
+    let request = format!(
+        "POST /webhooks/plane HTTP/1.1\r\nHost: orch\r\nContent-Type: application/json\r\nX-Plane-Event: issue_comment\r\n\
+         X-Plane-Delivery: {delivery}\r\nX-Plane-Signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split(' ').nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rotates_webhook_secrets_and_a_bad_file_keeps_the_last_good_config() {
+    let (sandbox, _dir) = sandbox(r#"{"default": {}, "items": {}}"#).await;
+    let port = fix_port(&sandbox);
+    let mut daemon = serve(&sandbox);
+    wait_ready(port).await;
+    assert_eq!(
+        post_plane_delivery(port, "rotated-secret", "before"),
+        Some(401)
+    );
+
+    let text = std::fs::read_to_string(&sandbox.config_path).expect("config");
+    let rotated = text.replace(
+        &format!(
+            "webhook_secrets = [\"{}\"]",
+            orch_daemon::sandbox::PLANE_SECRET
+        ),
+        &format!(
+            "webhook_secrets = [\"{}\", \"rotated-secret\"]",
+            orch_daemon::sandbox::PLANE_SECRET
+        ),
+    );
+    assert_ne!(rotated, text);
+    std::fs::write(&sandbox.config_path, &rotated).expect("config written");
+    let hangup = |pid: u32| {
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill runs")
+    };
+    hangup(daemon.id());
+    let mut attempt = 0;
+    wait_for("the rotated secret to be accepted", || {
+        attempt += 1;
+        let delivery = format!("after-{attempt}");
+        async move {
+            (post_plane_delivery(port, "rotated-secret", &delivery) == Some(202)).then_some(())
+        }
+    })
+    .await;
+
+    std::fs::write(&sandbox.config_path, "this is [not toml").expect("bad config written");
+    hangup(daemon.id());
+    wait_ready(port).await;
+    assert_eq!(
+        post_plane_delivery(port, "rotated-secret", "after-bad-file"),
+        Some(202),
+        "the last good config stays"
+    );
+    daemon.kill().expect("stop orch");
+    let _ = daemon.wait();
+}

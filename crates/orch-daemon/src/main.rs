@@ -206,7 +206,11 @@ async fn serve(args: &ConfigArgs) -> Result<(), Failure> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => match config::load(&path, &config::process_env()) {
-                Ok(reloaded) => daemon.reload(&reloaded),
+                Ok(reloaded) => {
+                    if let Err(err) = daemon.reload(&reloaded).await {
+                        tracing::error!(error = %err, "config reload refused; keeping the last good config");
+                    }
+                }
                 Err(errors) => tracing::error!(errors = %errors, "config reload refused; keeping the last good config"),
             },
         }

@@ -137,9 +137,51 @@ pub enum StartError {
 pub struct Runtime {
     sink: Arc<LoopSink>,
     inbox_wake: Arc<Notify>,
+    services: watch::Sender<Arc<Services>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     ports: Ports,
+}
+
+/// The services the loops use, replaced as a whole when the configuration is reloaded.
+struct Services {
+    orchestrator: Orchestrator,
+    executor: Executor,
+    reconciler: Reconciler,
+}
+
+/// What a configuration reload replaces (everything else needs a restart).
+pub struct Reconfiguration {
+    pub ports: Ports,
+    pub reconciler_tracker: Option<Arc<dyn orch_core::ports::Tracker>>,
+    pub config: PipelineConfig,
+    pub own_user: Option<UserId>,
+}
+
+impl Services {
+    fn build(parts: Reconfiguration, sink: Arc<LoopSink>) -> Services {
+        let Reconfiguration {
+            ports,
+            reconciler_tracker,
+            config,
+            own_user,
+        } = parts;
+        let mut orchestrator = Orchestrator::new(ports.clone(), config.clone());
+        if let Some(user) = own_user {
+            orchestrator = orchestrator.with_own_user(user);
+        }
+        let executor = Executor::new(ports.clone(), config.clone());
+        let mut reconciler_ports = ports;
+        if let Some(tracker) = reconciler_tracker {
+            reconciler_ports.tracker = tracker;
+        }
+        let reconciler = Reconciler::new(reconciler_ports, config, sink);
+        Services {
+            orchestrator,
+            executor,
+            reconciler,
+        }
+    }
 }
 
 /// One command for the event loop, with a place for the answer.
@@ -194,20 +236,25 @@ impl Runtime {
         }
         reaper(&orphans);
 
-        let mut orchestrator = Orchestrator::new(ports.clone(), config.clone());
-        if let Some(user) = own_user {
-            orchestrator = orchestrator.with_own_user(user);
-        }
         let wakes = Arc::new(Wakes::default());
         let (stop, stopped) = watch::channel(false);
         let stopped_for_loop = stopped.clone();
         let (commands, receiver) = mpsc::channel(256);
         let sink = Arc::new(LoopSink { commands });
-        let executor = Arc::new(Executor::new(ports.clone(), config.clone()));
+        let services = Services::build(
+            Reconfiguration {
+                ports: ports.clone(),
+                reconciler_tracker,
+                config,
+                own_user,
+            },
+            sink.clone(),
+        );
+        let (services, services_watch) = watch::channel(Arc::new(services));
         let mut tasks = JoinSet::new();
 
         let event_loop = EventLoop {
-            orchestrator,
+            services: services_watch.clone(),
             ports: ports.clone(),
             parser,
             wakes: wakes.clone(),
@@ -224,7 +271,7 @@ impl Runtime {
 
         let worker = Arc::new(Worker {
             ports: ports.clone(),
-            executor,
+            services: services_watch.clone(),
             wakes: wakes.clone(),
             observer: observer.clone(),
             settings: settings.clone(),
@@ -240,13 +287,8 @@ impl Runtime {
         ));
         tasks.spawn(worker.dispatch(ClaimKinds::Actions, action_slots));
 
-        let mut reconciler_ports = ports.clone();
-        if let Some(tracker) = reconciler_tracker {
-            reconciler_ports.tracker = tracker;
-        }
-        let reconciler = Reconciler::new(reconciler_ports, config, sink.clone());
         tasks.spawn(reconcile_loop(
-            reconciler,
+            services_watch,
             settings.reconcile,
             observer.clone(),
             stopped,
@@ -255,11 +297,21 @@ impl Runtime {
         wakes.work();
         Ok(Runtime {
             sink,
+            services,
             inbox_wake: wakes.inbox.clone(),
             stop,
             tasks,
             ports,
         })
+    }
+
+    /// Replaces the orchestrator, the executor and the reconciler with ones built from a
+    /// reloaded configuration. The event loop switches between two events, a job already
+    /// running finishes with what it started with, and the next reconcile pass uses the new
+    /// projects. Concurrency and the reconcile switches keep their start-up values.
+    pub fn reconfigure(&self, parts: Reconfiguration) {
+        let services = Services::build(parts, self.sink.clone());
+        self.services.send_replace(Arc::new(services));
     }
 
     /// The way into the serial loop for admin commands and reconciler replays.
@@ -320,7 +372,7 @@ const HANDLE_ATTEMPTS: u32 = 20;
 
 /// The serial event loop: the one place that calls the orchestrator.
 struct EventLoop {
-    orchestrator: Orchestrator,
+    services: watch::Receiver<Arc<Services>>,
     ports: Ports,
     parser: DeliveryParser,
     wakes: Arc<Wakes>,
@@ -358,16 +410,19 @@ impl EventLoop {
         // One slow outside call (Plane or Gitea retrying through an outage) must not hold the
         // serial loop: past the deadline the event counts as failed and is tried again later.
         // Whatever it had already committed stays; handlers are idempotent.
-        let result =
-            match tokio::time::timeout(HANDLE_DEADLINE, self.orchestrator.handle(event, origin))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(HandleError::Store(StoreError::Unavailable(format!(
-                    "handling took longer than {} s",
-                    HANDLE_DEADLINE.as_secs()
-                )))),
-            };
+        let services = self.services.borrow().clone();
+        let result = match tokio::time::timeout(
+            HANDLE_DEADLINE,
+            services.orchestrator.handle(event, origin),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(HandleError::Store(StoreError::Unavailable(format!(
+                "handling took longer than {} s",
+                HANDLE_DEADLINE.as_secs()
+            )))),
+        };
         if let Ok(handled) = &result {
             if handled.changed {
                 self.observer.transition(handled);
@@ -475,7 +530,7 @@ fn source_name(key: (char, i64)) -> &'static str {
 /// Claims and runs jobs.
 struct Worker {
     ports: Ports,
-    executor: Arc<Executor>,
+    services: watch::Receiver<Arc<Services>>,
     wakes: Arc<Wakes>,
     observer: Arc<dyn Observer>,
     settings: RuntimeSettings,
@@ -547,6 +602,8 @@ impl Worker {
 
     async fn run(&self, claimed: ClaimedJob) {
         let job = &claimed.job;
+        // A job runs to its end with the services it started with, even across a reload.
+        let services = self.services.borrow().clone();
         let task = match self.ports.store.task(job.task).await {
             Ok(Some(task)) => task,
             Ok(None) => {
@@ -574,7 +631,7 @@ impl Worker {
         };
         debug!(job = %job.id, kind = %job.kind(), task = %task.work_item, "job started");
         let result = if job.kind().is_agent() {
-            match self.executor.start_agent(&claimed, &task).await {
+            match services.executor.start_agent(&claimed, &task).await {
                 Err(result) => Some(result),
                 Ok(running) => {
                     if let Some(process) = running.process() {
@@ -592,9 +649,12 @@ impl Worker {
                         .with_heartbeat(&claimed, Some(&cancel), running.wait())
                         .await;
                     match outcome {
-                        Watched::Done(outcome) => {
-                            Some(self.executor.finish_agent(&claimed, &task, outcome).await)
-                        }
+                        Watched::Done(outcome) => Some(
+                            services
+                                .executor
+                                .finish_agent(&claimed, &task, outcome)
+                                .await,
+                        ),
                         Watched::Lost => None,
                         Watched::Interrupted => Some(self.hand_back()),
                     }
@@ -602,7 +662,11 @@ impl Worker {
             }
         } else {
             match self
-                .with_heartbeat(&claimed, None, self.executor.run_action(&claimed, &task))
+                .with_heartbeat(
+                    &claimed,
+                    None,
+                    services.executor.run_action(&claimed, &task),
+                )
                 .await
             {
                 Watched::Done(result) => Some(result),
@@ -731,7 +795,7 @@ enum Watched<T> {
 }
 
 async fn reconcile_loop(
-    reconciler: Reconciler,
+    services: watch::Receiver<Arc<Services>>,
     settings: ReconcileSettings,
     observer: Arc<dyn Observer>,
     mut stopped: watch::Receiver<bool>,
@@ -745,7 +809,8 @@ async fn reconcile_loop(
         TrackerSide::Disabled
     };
     loop {
-        let report = reconciler.run_once(side).await;
+        let current = services.borrow().clone();
+        let report = current.reconciler.run_once(side).await;
         info!(
             unblocked = report.unblocked.len(),
             replays = report.replays.len(),

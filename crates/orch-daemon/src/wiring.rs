@@ -28,7 +28,8 @@ use orch_sqlite::{OpenError, SqliteStore};
 
 use crate::config::Config;
 use crate::runtime::{
-    DeliveryParser, Observer, ReconcileSettings, Runtime, RuntimeParts, RuntimeSettings, StartError,
+    DeliveryParser, Observer, ReconcileSettings, Reconfiguration, Runtime, RuntimeParts,
+    RuntimeSettings, StartError,
 };
 
 /// Why the daemon could not start.
@@ -254,6 +255,8 @@ pub struct DaemonOptions {
 /// A running daemon: the HTTP server and the runtime.
 pub struct Daemon {
     addr: SocketAddr,
+    /// The config the daemon started with, to name what a reload cannot change.
+    started_with: Config,
     plane_secrets: WebhookSecrets,
     gitea_secrets: WebhookSecrets,
     admin_token: Option<String>,
@@ -369,6 +372,7 @@ impl Daemon {
         info!(addr = %addr, "orch is serving");
         Ok(Daemon {
             addr,
+            started_with: config.clone(),
             plane_secrets,
             gitea_secrets,
             admin_token,
@@ -389,24 +393,69 @@ impl Daemon {
         self.store.clone()
     }
 
-    /// Applies a reloaded config (`SIGHUP`): webhook secrets take effect at once, so secrets
-    /// can be rotated without a restart; other changes are named and need a restart.
-    pub fn reload(&self, config: &Config) {
+    /// Applies a reloaded config (`SIGHUP`): webhook secrets at once (rotation without a
+    /// restart); projects, agents, Plane, Gitea, Telegram, rounds and grace for the next
+    /// event, job and reconcile pass. The listen address, the database, concurrency, the
+    /// reconcile switches and the admin token keep their start-up values until a restart,
+    /// and each such change is named in the log.
+    pub async fn reload(&self, config: &Config) -> Result<(), RunError> {
+        let adapters = build_adapters(config, self.store.clone())?;
+        let own_user = own_user(adapters.ports.tracker.as_ref()).await;
+        self.runtime.reconfigure(Reconfiguration {
+            ports: adapters.ports.clone(),
+            reconciler_tracker: Some(Arc::new(adapters.plane.half_budget_share())),
+            config: config.pipeline(),
+            own_user,
+        });
         self.plane_secrets
             .replace(&expose_all(&config.plane.webhook_secrets));
         self.gitea_secrets
             .replace(&expose_all(&config.gitea.webhook_secrets));
+        let started = &self.started_with;
         let token = config
             .server
             .admin_token
             .as_ref()
             .map(|token| token.expose().to_owned());
-        if token != self.admin_token {
-            warn!("server.admin_token changed; it takes effect after a restart");
+        let needs_restart = [
+            (
+                "server.listen",
+                config.server.listen != started.server.listen,
+            ),
+            ("server.admin_token", token != self.admin_token),
+            (
+                "server.max_body_bytes",
+                config.server.max_body_bytes != started.server.max_body_bytes,
+            ),
+            (
+                "storage.db_path",
+                config.storage.db_path != started.storage.db_path,
+            ),
+            (
+                "worker.concurrency",
+                config.worker.concurrency != started.worker.concurrency,
+            ),
+            (
+                "worker.per_repo_concurrency",
+                config.worker.per_repo_concurrency != started.worker.per_repo_concurrency,
+            ),
+            (
+                "reconcile",
+                config.reconcile.enabled != started.reconcile.enabled
+                    || config.reconcile.plane_enabled != started.reconcile.plane_enabled
+                    || config.reconcile.interval != started.reconcile.interval,
+            ),
+        ];
+        for (key, changed) in needs_restart {
+            if changed {
+                warn!(
+                    key,
+                    "changed in the reloaded config; it takes effect after a restart"
+                );
+            }
         }
-        info!(
-            "config reloaded: webhook secrets applied; other settings take effect after a restart"
-        );
+        info!("config reloaded");
+        Ok(())
     }
 
     /// The way into the serial loop (admin commands).

@@ -178,3 +178,41 @@ async fn a_duplicate_delivery_is_processed_and_changes_nothing() {
         .count();
     assert_eq!(developers, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_config_applies_to_the_next_event() {
+    let world = World::with_projects(2);
+    let mut parts = start_parts(&world);
+    let full_config = parts.config.clone();
+    parts.config.projects.truncate(1);
+    let runtime = Runtime::start(parts).await.expect("starts");
+    let item = world.add_item_in(1, 1, "In the second project");
+    let state = world.state_of_role(&item, StateRole::InProgress);
+    let moved = world
+        .tracker
+        .move_item(&item.id, state, world.clock_now())
+        .expect("moved");
+    let event = Event::WorkItemMoved {
+        item: moved.clone(),
+        actor: Some(world.person.clone()),
+    };
+    let before = runtime
+        .sink()
+        .submit(event.clone(), Origin::Webhook)
+        .await
+        .expect("handled");
+    assert!(!before.changed, "the second project is not configured yet");
+    runtime.reconfigure(crate::runtime::Reconfiguration {
+        ports: world.ports.clone(),
+        reconciler_tracker: None,
+        config: full_config,
+        own_user: Some(world.tracker.own_user()),
+    });
+    let after = runtime
+        .sink()
+        .submit(event, Origin::Webhook)
+        .await
+        .expect("handled");
+    assert!(after.changed, "{}", after.note);
+    runtime.shutdown().await;
+}
