@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orch_core::config::{PipelineConfig, ProjectConfig};
-use orch_core::domain::{CiState, JobResult, StateRole};
+use orch_core::domain::{CiState, StateRole};
 use orch_core::event::{Event, Origin};
 use orch_core::fakes::store::MemStore;
 use orch_core::fakes::{
@@ -186,7 +186,7 @@ async fn run_jobs(
         } else {
             executor.run_action(&claimed, &task).await
         };
-        let ended = !matches!(result, JobResult::Retry { .. });
+        let ended = result.is_end();
         store
             .finish_job(claimed.job.id, &claimed.attempt, result, clock.now())
             .await?;

@@ -539,6 +539,19 @@ pub enum JobResult {
     Failed {
         error: String,
     },
+    /// Queue the job again at once without counting this attempt: it was cut short by a
+    /// shutdown, not by its own failure.
+    HandBack {
+        error: String,
+    },
+}
+
+impl JobResult {
+    /// Whether the job ended (succeeded or failed for good), as opposed to going back to the
+    /// queue.
+    pub fn is_end(&self) -> bool {
+        matches!(self, JobResult::Succeeded(_) | JobResult::Failed { .. })
+    }
 }
 
 /// One line of a task's history (`orch task show`, `/api/tasks/{id}`).

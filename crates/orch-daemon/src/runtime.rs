@@ -684,8 +684,7 @@ impl Worker {
     }
 
     fn hand_back(&self) -> JobResult {
-        JobResult::Retry {
-            not_before: self.ports.clock.now(),
+        JobResult::HandBack {
             error: "interrupted by shutdown".to_owned(),
         }
     }
@@ -753,13 +752,16 @@ impl Worker {
         let kind = claimed.job.kind();
         let outcome = match &result {
             JobResult::Succeeded(_) => "succeeded",
-            JobResult::Retry { .. } => "retry",
+            JobResult::Retry { .. } | JobResult::HandBack { .. } => "retry",
             JobResult::Failed { .. } => "failed",
         };
-        if let JobResult::Retry { error, .. } | JobResult::Failed { error } = &result {
+        if let JobResult::Retry { error, .. }
+        | JobResult::Failed { error }
+        | JobResult::HandBack { error } = &result
+        {
             warn!(job = %claimed.job.id, kind = %kind, outcome, error = %error, "job attempt did not succeed");
         }
-        let ended = !matches!(result, JobResult::Retry { .. });
+        let ended = result.is_end();
         let now = self.ports.clock.now();
         match self
             .ports

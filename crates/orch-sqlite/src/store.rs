@@ -606,6 +606,13 @@ impl Store for SqliteStore {
                     let sql = format!("UPDATE jobs SET status = 'failed', last_error = ?2, {end_lease}, updated_at = ?3 WHERE id = ?1");
                     tx.prepare_cached(&sql)?.execute(params![job.0, error, now.as_millis()])?;
                 }
+                JobResult::HandBack { error } => {
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'queued', not_before = ?3, attempts = max(attempts - 1, 0), \
+                         last_error = ?2, {end_lease}, updated_at = ?3 WHERE id = ?1"
+                    );
+                    tx.prepare_cached(&sql)?.execute(params![job.0, error, now.as_millis()])?;
+                }
             }
             Ok(())
         })

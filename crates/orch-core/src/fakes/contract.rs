@@ -57,6 +57,7 @@ macro_rules! store_contract_tests {
             reclaim_takes_leases_of_other_boots_and_expired_leases_only,
             gate_candidates_are_old_idle_tasks_of_the_stage_oldest_first,
             only_pipeline_work_makes_a_task_busy,
+            handed_back_job_is_queued_at_once_without_counting_the_attempt,
             inbox_dedupes_by_source_and_delivery_id,
             inbox_dedupes_the_same_body_within_seven_days_only,
             inbox_pending_is_oldest_first_until_processed_and_stats_show_lag,
@@ -1842,4 +1843,39 @@ pub async fn only_pipeline_work_makes_a_task_busy(store: &dyn Store) {
         .await
         .expect("candidates");
     assert!(found.is_empty(), "publishing makes the task busy");
+}
+
+pub async fn handed_back_job_is_queued_at_once_without_counting_the_attempt(store: &dyn Store) {
+    create(store, 1, "app", notify("n"), at(0)).await;
+    let claimed = store
+        .claim_next(&claim_request("b1", ClaimKinds::Actions, at(1)))
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(claimed.job.attempts, 1);
+    let back = JobResult::HandBack {
+        error: "interrupted by shutdown".to_owned(),
+    };
+    store
+        .finish_job(claimed.job.id, &claimed.attempt, back, at(2))
+        .await
+        .expect("hand back");
+    let job = store
+        .job(claimed.job.id)
+        .await
+        .expect("job")
+        .expect("exists");
+    assert_eq!(
+        (job.status, job.not_before, job.attempts, job.lease.clone()),
+        (JobStatus::Queued, at(2), 0, None)
+    );
+    let again = store
+        .claim_next(&claim_request("b2", ClaimKinds::Actions, at(2)))
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(
+        again.job.attempts, 1,
+        "the interrupted attempt did not count"
+    );
 }

@@ -569,6 +569,12 @@ impl Store for MemStore {
                 row.job.status = JobStatus::Failed;
                 row.job.last_error = Some(error);
             }
+            JobResult::HandBack { error } => {
+                row.job.status = JobStatus::Queued;
+                row.job.not_before = now;
+                row.job.attempts = row.job.attempts.saturating_sub(1);
+                row.job.last_error = Some(error);
+            }
         }
         row.job.lease = None;
         row.job.updated_at = now;

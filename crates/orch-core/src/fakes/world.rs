@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Grace, PipelineConfig, ProjectConfig};
-use crate::domain::{CiState, JobResult, StateRole, Task};
+use crate::domain::{CiState, StateRole, Task};
 use crate::event::{Event, Origin};
 use crate::executor::Executor;
 use crate::fakes::store::MemStore;
@@ -250,7 +250,7 @@ impl World {
             } else {
                 self.executor.run_action(&claimed, &task).await
             };
-            let ended = !matches!(result, JobResult::Retry { .. });
+            let ended = result.is_end();
             self.store
                 .finish_job(claimed.job.id, &claimed.attempt, result, self.clock.now())
                 .await

@@ -216,3 +216,49 @@ async fn a_reloaded_config_applies_to_the_next_event() {
     assert!(after.changed, "{}", after.note);
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hands_an_interrupted_agent_job_back_without_counting_the_attempt() {
+    let world = World::new();
+    let item = world.add_item(1, "Long analysis");
+    world.agents.script(
+        &world.task_work_item(1),
+        orch_core::domain::Agent::Analyst,
+        &[orch_core::fakes::FakeStep::Hang],
+    );
+    let mut parts = start_parts(&world);
+    parts.settings.shutdown_grace = Duration::from_millis(100);
+    let runtime = Runtime::start(parts).await.expect("starts");
+    deliver(&world, &runtime, &item, StateRole::InProgress, 1).await;
+    let deadline = Instant::now() + CONVERGE;
+    let job = loop {
+        let task = world
+            .store
+            .task_by_issue(&item.id)
+            .await
+            .expect("store works");
+        if let Some(task) = task {
+            let jobs = world.store.jobs_of_task(task.id).await.expect("jobs");
+            if let Some(job) = jobs
+                .into_iter()
+                .find(|job| job.status == orch_core::domain::JobStatus::Running)
+            {
+                break job;
+            }
+        }
+        assert!(Instant::now() < deadline, "the analyst never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    runtime.shutdown().await;
+    let after = world
+        .store
+        .job(job.id)
+        .await
+        .expect("store works")
+        .expect("job");
+    assert_eq!(after.status, orch_core::domain::JobStatus::Queued);
+    assert_eq!(
+        after.attempts, 0,
+        "a shutdown does not use up one of the agent's attempts"
+    );
+}
