@@ -94,6 +94,8 @@ const CAS_ATTEMPTS: u32 = 3;
 /// A decided transition, before the store sees it.
 struct Plan {
     next: Task,
+    /// Whether the task was blocked before this transition (a new block stamps its time).
+    was_blocked: bool,
     jobs: Vec<JobSpec>,
     cancel_active_work: bool,
     consumes_job: Option<crate::ids::JobId>,
@@ -104,6 +106,7 @@ impl Plan {
     fn new(task: &Task, note: impl Into<String>) -> Plan {
         Plan {
             next: task.clone(),
+            was_blocked: task.status.is_blocked(),
             jobs: Vec::new(),
             cancel_active_work: false,
             consumes_job: None,
@@ -200,7 +203,7 @@ impl Orchestrator {
                 repo,
                 branch,
                 head_sha,
-            } => self.branch_pushed(repo, branch, head_sha).await,
+            } => self.branch_pushed(repo, branch, head_sha, origin).await,
             Event::PullRequestClosed {
                 repo,
                 number,
@@ -330,10 +333,7 @@ impl Orchestrator {
         }
         // A verdict given before this gate opened (a state orch could not move back, or an
         // old delivery) belongs to an earlier gate.
-        let gate_since = match task.status {
-            TaskStatus::AwaitingVerdict => task.gate_opened_at.unwrap_or(task.updated_at),
-            _ => task.updated_at,
-        };
+        let gate_since = task.gate_opened_at.unwrap_or(task.updated_at);
         if item.updated_at + CLOCK_SKEW < gate_since {
             return Ok(Handled::unchanged(
                 &task,
@@ -436,7 +436,7 @@ impl Orchestrator {
         if moved_by_someone && task.stage == Stage::Development {
             // The task's own PR has this head now: someone pushed and the push webhook was
             // lost. Follow the head first, then read the gate at it.
-            let followed = self.branch_pushed(repo, &task.branch, sha).await?;
+            let followed = self.branch_pushed(repo, &task.branch, sha, origin).await?;
             if !followed.changed {
                 return Ok(followed);
             }
@@ -584,6 +584,7 @@ impl Orchestrator {
         repo: &RepoSlug,
         branch: &BranchName,
         head_sha: &CommitSha,
+        origin: Origin,
     ) -> Result<Handled, HandleError> {
         let tasks = self
             .ports
@@ -606,7 +607,7 @@ impl Orchestrator {
             format!("branch pushed; head is now {}", head_sha.short()),
         );
         plan.next.head_sha = Some(head_sha.clone());
-        self.apply(plan, Origin::Webhook).await
+        self.apply(plan, origin).await
     }
 
     /// `pr_closed`: merged → done; closed unmerged (not by orch) → blocked.
@@ -622,6 +623,9 @@ impl Orchestrator {
         };
         if task.stage.is_terminal() {
             return Ok(Handled::unchanged(&task, "task has ended"));
+        }
+        if !merged && task.status.is_blocked() {
+            return Ok(Handled::unchanged(&task, "already blocked"));
         }
         let plan = if merged {
             self.finish(&task, "pull request merged")
@@ -935,6 +939,12 @@ impl Orchestrator {
                 Action::Notify { text },
                 &format!("reconcile-{}", via.as_str()),
             );
+        }
+        let now = self.ports.clock.now();
+        if plan.next.status.is_blocked() && !plan.was_blocked {
+            // A block is a gate a person answers: its time bounds the verdicts that apply
+            // and the comments that are feedback, whatever else changes on the task later.
+            plan.next.gate_opened_at = Some(now);
         }
         let note = plan.note.clone();
         let transition = Transition {

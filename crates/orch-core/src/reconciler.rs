@@ -146,7 +146,10 @@ impl Reconciler {
                 let sent_back = task.sent_back_sha.as_ref() == Some(&head_sha);
                 // Gitea never retries a webhook: what the PR itself says is read here too.
                 let pull = gate.pull.as_ref();
-                let event = if let Some(pull) = pull.filter(|pull| pull.state == PrState::Closed) {
+                let closed = pull.filter(|pull| {
+                    pull.state == PrState::Closed && (pull.merged || !task.status.is_blocked())
+                });
+                let event = if let Some(pull) = closed {
                     Event::PullRequestClosed {
                         repo: task.repo.clone(),
                         number: pull.number,

@@ -406,3 +406,71 @@ fn orch_core_sha(digit: char) -> crate::ids::CommitSha {
     crate::ids::CommitSha::new(std::iter::repeat_n(digit, 40).collect::<String>())
         .expect("valid sha")
 }
+
+#[tokio::test]
+async fn f1_does_not_block_again_a_task_whose_pull_request_was_closed_unmerged() {
+    let world = World::new();
+    let item = world.add_item(1, "Closed by hand");
+    world.to_ci_wait(&item).await;
+    let task = world.task(&item).await;
+    let pr = task.pr.expect("pr");
+    world.forge.close_by_person(&task.repo, pr, false);
+    world
+        .deliver(Event::PullRequestClosed {
+            repo: task.repo.clone(),
+            number: pr,
+            merged: false,
+        })
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    let blocked = world.task(&item).await;
+    assert!(blocked.status.is_blocked());
+    let messages = world.messages().len();
+    for _ in 0..3 {
+        world.clock.advance(PAST_GRACE);
+        world.reconciler.reconcile_gates_once().await;
+        world.run_jobs().await;
+    }
+    assert_eq!(
+        world.messages().len(),
+        messages,
+        "no notification spam: {:?}",
+        world.messages()
+    );
+    assert_eq!(world.task(&item).await.version, blocked.version);
+}
+
+#[tokio::test]
+async fn a_lost_rejection_of_a_blocked_task_still_applies_after_the_task_follows_a_push() {
+    let world = World::with_config(|config| config.max_fix_rounds = 0);
+    let item = world.add_item(1, "Rejected then pushed");
+    world.to_ci_wait(&item).await;
+    world.ci(&item, CiState::Failure, true).await;
+    world.run_jobs().await;
+    assert!(world.task(&item).await.status.is_blocked());
+    world.clock.advance(Duration::from_secs(60));
+    world.tracker.add_human_comment(
+        &item.id,
+        &world.person,
+        "Try the other approach.",
+        world.clock_now(),
+    );
+    world.move_silently(&item, StateRole::Rejected);
+    // A person also pushes; both webhooks are lost.
+    let task = world.task(&item).await;
+    let pushed = orch_core_sha('a');
+    world
+        .forge
+        .set_branch_head(&task.repo, task.branch.as_str(), &pushed);
+    world.clock.advance(PAST_GRACE);
+    world.reconciler.run_once(TrackerSide::Enabled).await;
+    world.clock.advance(PAST_GRACE);
+    world.reconciler.run_once(TrackerSide::Enabled).await;
+    world.run_jobs().await;
+    let last = world.agents.requests().pop().expect("a request");
+    assert_eq!(
+        (last.agent, last.feedback.as_deref()),
+        (Agent::Developer, Some("Try the other approach."))
+    );
+}
