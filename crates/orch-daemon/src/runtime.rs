@@ -279,20 +279,35 @@ impl Runtime {
         });
         let agent_slots = Arc::new(Semaphore::new(settings.agent_concurrency.max(1)));
         let action_slots = Arc::new(Semaphore::new(settings.action_concurrency.max(1)));
-        tasks.spawn(worker.clone().dispatch(
+        let liveness = Liveness(observer.clone());
+        let agents = worker.clone().dispatch(
             ClaimKinds::Agents {
                 per_repo_limit: settings.per_repo_concurrency.max(1),
             },
             agent_slots,
-        ));
-        tasks.spawn(worker.dispatch(ClaimKinds::Actions, action_slots));
+        );
+        tasks.spawn(async move {
+            let _liveness = liveness;
+            agents.await;
+        });
+        let liveness = Liveness(observer.clone());
+        let actions = worker.dispatch(ClaimKinds::Actions, action_slots);
+        tasks.spawn(async move {
+            let _liveness = liveness;
+            actions.await;
+        });
 
-        tasks.spawn(reconcile_loop(
+        let liveness = Liveness(observer.clone());
+        let reconciling = reconcile_loop(
             services_watch,
             settings.reconcile,
             observer.clone(),
             stopped,
-        ));
+        );
+        tasks.spawn(async move {
+            let _liveness = liveness;
+            reconciling.await;
+        });
         observer.alive(true, settings.reconcile.enabled);
         wakes.work();
         Ok(Runtime {
@@ -365,9 +380,11 @@ impl EventSink for LoopSink {
 }
 
 /// The longest one event may be handled before it counts as failed.
-const HANDLE_DEADLINE: Duration = Duration::from_secs(30);
+/// Longer than an adapter's own call timeout (30 s), so one slow call does not trip it.
+const HANDLE_DEADLINE: Duration = Duration::from_secs(90);
 
-/// The most times a delivery or a job end is handled before it is given up with an error.
+/// The most times a delivery is handled before it is given up with an error. Job ends are
+/// never given up: the task's next step depends on them.
 const HANDLE_ATTEMPTS: u32 = 20;
 
 /// The serial event loop: the one place that calls the orchestrator.
@@ -507,7 +524,7 @@ impl EventLoop {
         let entry = self.retries.entry(key).or_insert((0, now));
         entry.0 += 1;
         let attempts = entry.0;
-        if attempts >= HANDLE_ATTEMPTS {
+        if key.0 == 'd' && attempts >= HANDLE_ATTEMPTS {
             error!(source = source_name(key), id = key.1, error = %err, attempts, "event given up after repeated failures");
             return Some(format!("error: {err}"));
         }
@@ -803,6 +820,8 @@ async fn reconcile_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     if !settings.enabled {
+        // Disabled is not dead: stay until shutdown, so readiness holds.
+        let _ = stopped.changed().await;
         return;
     }
     let side = if settings.plane_enabled {
