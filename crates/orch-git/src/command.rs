@@ -137,6 +137,10 @@ impl Git {
             ("credential.helper", String::new()),
             ("http.proxy", String::new()),
             ("http.sslVerify", "true".to_owned()),
+            ("protocol.allow", "never".to_owned()),
+            ("protocol.http.allow", "always".to_owned()),
+            ("protocol.https.allow", "always".to_owned()),
+            ("protocol.file.allow", "always".to_owned()),
         ];
         if network == Network::Remote {
             // Let curl give up on a silent server before our own deadline kills git.

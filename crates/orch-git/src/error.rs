@@ -78,7 +78,11 @@ impl From<GitError> for WorkspaceError {
             GitError::WrongBranch { .. } => WorkspaceError::Conflict(err.to_string()),
             GitError::Failed { ref stderr, .. } => {
                 let lowered = stderr.to_ascii_lowercase();
-                if lowered.contains("couldn't find remote ref") {
+                if lowered.contains("stale info") {
+                    WorkspaceError::Conflict(format!(
+                        "{err} (someone else pushed to the task branch; merge or drop their commits there, then reject to run the developer again)"
+                    ))
+                } else if lowered.contains("couldn't find remote ref") {
                     WorkspaceError::NotFound(format!("{err} (is the project's base_branch right?)"))
                 } else if UNAUTHORIZED_PATTERNS
                     .iter()

@@ -154,13 +154,7 @@ impl GitWorkspace {
             .await
             .unwrap_or(false)
         {
-            self.git
-                .run(
-                    &mirror,
-                    &git_args!["config", "remote.origin.url", url],
-                    Network::Local,
-                )
-                .await?;
+            write_mirror_config(&mirror, &url).await?;
             return Ok(mirror);
         }
         let staging = repo_dir.join("mirror.git.new");
@@ -176,24 +170,7 @@ impl GitWorkspace {
                 Network::Local,
             )
             .await?;
-        self.git
-            .run(
-                &staging,
-                &git_args!["config", "remote.origin.url", url],
-                Network::Local,
-            )
-            .await?;
-        self.git
-            .run(
-                &staging,
-                &git_args![
-                    "config",
-                    "remote.origin.fetch",
-                    "+refs/heads/*:refs/remotes/origin/*"
-                ],
-                Network::Local,
-            )
-            .await?;
+        write_mirror_config(&staging, &url).await?;
         tokio::fs::rename(&staging, &mirror)
             .await
             .map_err(GitError::io("move the new mirror in place"))?;
@@ -253,10 +230,14 @@ impl GitWorkspace {
         if self.resolve(mirror, &local).await?.is_some() {
             return Ok(());
         }
-        let start = match self
+        let remote_branch = self
             .resolve(mirror, &format!("refs/remotes/origin/{branch}"))
-            .await?
-        {
+            .await?;
+        if let Some(sha) = &remote_branch {
+            // The branch exists remotely (a lost repos_dir, a reinstall): resume from it.
+            self.set_lease(mirror, branch, sha).await?;
+        }
+        let start = match remote_branch {
             Some(sha) => sha,
             None => self
                 .resolve(mirror, &format!("refs/remotes/origin/{base}"))
@@ -324,11 +305,28 @@ impl GitWorkspace {
             )
             .await?;
         if merged.success() {
+            self.set_lease(mirror, branch, &theirs).await?;
             tracing::info!(branch = %branch, from = %local.short(), to = %theirs.short(), "task branch fast-forwarded to commits pushed by someone else");
         } else {
             tracing::warn!(branch = %branch, "the task branch could not follow the remote (uncommitted changes?); keeping it");
         }
         Ok(())
+    }
+
+    async fn set_lease(
+        &self,
+        mirror: &Path,
+        branch: &str,
+        sha: &CommitSha,
+    ) -> Result<(), GitError> {
+        self.git
+            .run(
+                mirror,
+                &git_args!["update-ref", lease_ref(branch), sha.as_str()],
+                Network::Local,
+            )
+            .await
+            .map(drop)
     }
 
     async fn ensure_worktree(
@@ -580,14 +578,22 @@ impl GitWorkspace {
         // Push the sha read here, so the sha returned is exactly the one pushed even if an
         // agent commits meanwhile.
         let sha = self.branch_head(&mirror, spec).await?;
-        let refspec = format!("+{}:refs/heads/{branch}", sha.as_str());
+        let refspec = format!("{}:refs/heads/{branch}", sha.as_str());
+        // Forced, but only over what orch pushed or accepted last: commits someone else
+        // pushed meanwhile make the push fail instead of vanishing.
+        let expected = self.resolve(&mirror, &lease_ref(branch)).await?;
+        let lease = format!(
+            "--force-with-lease=refs/heads/{branch}:{}",
+            expected.as_ref().map_or("", CommitSha::as_str)
+        );
         self.git
             .run(
                 &mirror,
-                &git_args!["push", "--quiet", "--no-verify", "origin", refspec],
+                &git_args!["push", "--quiet", "--no-verify", lease, "origin", refspec],
                 Network::Remote,
             )
             .await?;
+        self.set_lease(&mirror, branch, &sha).await?;
         tracing::info!(branch = %branch, sha = %sha.short(), "branch pushed");
         Ok(sha)
     }
@@ -698,6 +704,26 @@ fn remote_base_has_userinfo(remote_base: &str) -> bool {
     };
     let authority = rest.split('/').next().unwrap_or_default();
     authority.contains('@')
+}
+
+/// orch's whole mirror config. Worktrees share it and agents can write it (a `url.insteadOf`,
+/// a proxy, an `uploadpack` command, an include), so it is rewritten from this template
+/// under the mirror lock before every fetch and push.
+async fn write_mirror_config(mirror: &Path, url: &str) -> Result<(), GitError> {
+    let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
+    let text = format!(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n\
+         [remote \"origin\"]\n\turl = \"{quoted}\"\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n"
+    );
+    tokio::fs::write(mirror.join("config"), text)
+        .await
+        .map_err(GitError::io("write the mirror's config"))
+}
+
+/// The ref where orch keeps the last task-branch head it pushed or accepted: the lease a
+/// push must find on the remote.
+fn lease_ref(branch: &str) -> String {
+    format!("refs/orch/pushed/{branch}")
 }
 
 #[cfg(test)]

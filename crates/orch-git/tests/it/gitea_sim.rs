@@ -217,3 +217,104 @@ async fn commits_a_person_pushed_to_the_task_branch_are_built_on_and_never_force
         .await
         .expect("the person's commit is still on the branch");
 }
+
+#[tokio::test]
+async fn an_agents_proxy_setting_is_wiped_before_orch_fetches_or_pushes() {
+    use std::sync::{Arc, Mutex};
+    let sim = GiteaSim::start_with_token(TOKEN).await.expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorder = seen.clone();
+    let proxy =
+        orch_sim::server::SimServer::start(orch_sim::server::sync_handler(move |request| {
+            let headers = format!("{:?}", request.headers());
+            recorder.lock().expect("lock").push(headers);
+            orch_sim::server::empty(502).into()
+        }))
+        .await
+        .expect("proxy");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workspace = workspace(dir.path(), &sim, TOKEN);
+    let spec = spec();
+    let prepared = workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    let key = format!("http.{}/.proxy", sim.base_url());
+    agent_git(&prepared.path, &["config", &key, &proxy.base_url()]);
+    std::fs::write(prepared.path.join("p.md"), "change\n").expect("write");
+    workspace
+        .commit_leftovers(&spec, "ET-101: p")
+        .await
+        .expect("commit");
+    workspace
+        .push(&spec)
+        .await
+        .expect("the push goes straight to gitea");
+    workspace
+        .prepare(&spec, Agent::Reviewer)
+        .await
+        .expect("the fetch too");
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "the agent's proxy saw orch's traffic"
+    );
+}
+
+#[tokio::test]
+async fn a_push_over_commits_someone_pushed_meanwhile_fails_and_keeps_them() {
+    let sim = GiteaSim::start_with_token(TOKEN).await.expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workspace = workspace(dir.path(), &sim, TOKEN);
+    let spec = spec();
+    let branch = spec.branch.as_str();
+    let prepared = workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::write(prepared.path.join("a.md"), "orch\n").expect("write");
+    workspace
+        .commit_leftovers(&spec, "ET-101: a")
+        .await
+        .expect("commit");
+    workspace.push(&spec).await.expect("push");
+
+    // The developer works again; meanwhile a person pushes to the same branch.
+    let prepared = workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    let person = orch_sim::gitea::LocalClone::new(&sim, "acme/widgets")
+        .await
+        .expect("clone");
+    person
+        .git(&["fetch", "--quiet", "origin", branch])
+        .await
+        .expect("fetch");
+    person
+        .checkout_new(branch, "FETCH_HEAD")
+        .await
+        .expect("checkout");
+    let theirs = person
+        .commit_file("person.md", "mine\n", "a person's commit")
+        .await
+        .expect("commit");
+    person
+        .push(&format!("{branch}:{branch}"))
+        .await
+        .expect("push");
+    std::fs::write(prepared.path.join("b.md"), "orch again\n").expect("write");
+    workspace
+        .commit_leftovers(&spec, "ET-101: b")
+        .await
+        .expect("commit");
+
+    let err = workspace
+        .push(&spec)
+        .await
+        .expect_err("the push must not drop the person's commit");
+    assert!(matches!(err, WorkspaceError::Conflict(_)), "{err}");
+    let tip = sim.branch_tip("acme/widgets", branch).await.expect("tip");
+    assert_eq!(tip.as_deref(), Some(theirs.as_str()));
+}
