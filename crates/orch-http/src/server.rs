@@ -58,10 +58,10 @@ pub async fn serve(
             () = &mut shutdown => break,
             permit = connections.clone().acquire_owned() => permit.expect("the connection semaphore is never closed"),
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     warn!(error = %err, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -76,7 +76,7 @@ pub async fn serve(
             let _permit = permit;
             let service = service_fn(move |request: Request<Incoming>| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, request).await) }
+                async move { Ok::<_, Infallible>(route(&state, request, peer).await) }
             });
             let mut builder = http1::Builder::new();
             builder
@@ -113,7 +113,11 @@ pub async fn serve(
     Ok(())
 }
 
-async fn route(state: &AppState, request: Request<Incoming>) -> Response {
+async fn route(
+    state: &AppState,
+    request: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response {
     let path = request.uri().path();
     match path {
         "/webhooks/plane" | "/webhooks/gitea" => {
@@ -157,6 +161,14 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Response {
                         "admin commands are not accepted from browsers",
                     );
                 }
+                // The server must be reachable by Plane and Gitea; without an admin token,
+                // only this machine may change tasks.
+                if !commands_allowed_from(state.admin_token.is_some(), peer) {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "admin commands from other hosts need server.admin_token to be set",
+                    );
+                }
                 return api::command(state, id, command).await;
             }
             if request.method() != Method::GET {
@@ -166,6 +178,12 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Response {
         }
         _ => error(StatusCode::NOT_FOUND, "no such route"),
     }
+}
+
+/// Whether admin commands may come from `peer`: from anywhere with an admin token set (the
+/// token is checked before this), else only from this machine.
+fn commands_allowed_from(has_admin_token: bool, peer: std::net::SocketAddr) -> bool {
+    has_admin_token || peer.ip().is_loopback()
 }
 
 /// Whether the request may see the admin routes: always without a token, else only with
@@ -230,3 +248,6 @@ fn method_not_allowed(allow: &'static str) -> Response {
         .insert(ALLOW, HeaderValue::from_static(allow));
     response
 }
+
+#[cfg(test)]
+mod tests;
