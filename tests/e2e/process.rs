@@ -213,8 +213,30 @@ async fn sighup_rotates_webhook_secrets_and_a_bad_file_keeps_the_last_good_confi
     })
     .await;
 
+    // orch's log, read line by line, to see the refused reload happen.
+    let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let stderr = daemon.stderr.take().expect("stderr is piped");
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            lines.lock().expect("log lock").push(line);
+        }
+    });
     std::fs::write(&sandbox.config_path, "this is [not toml").expect("bad config written");
     hangup(daemon.id());
+    wait_for("the bad file to be refused", || {
+        let refused = log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .any(|line| line.contains("config reload refused"));
+        async move { refused.then_some(()) }
+    })
+    .await;
     wait_ready(port).await;
     assert_eq!(
         post_plane_delivery(port, "rotated-secret", "after-bad-file"),

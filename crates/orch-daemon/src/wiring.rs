@@ -108,6 +108,7 @@ pub fn new_boot_id() -> BootId {
 }
 
 /// Every port, plus the concrete adapters whose own counters and budgets the daemon uses.
+#[derive(Clone)]
 pub struct Adapters {
     pub ports: Ports,
     pub plane: Arc<orch_plane::PlaneTracker>,
@@ -211,8 +212,12 @@ fn spawn_api_stats(adapters: &Adapters, config: &Config, metrics: Metrics) -> Jo
         host_of(config.plane.base_url.as_str()),
         host_of(config.gitea.base_url.as_str()),
     );
+    // Counting starts from what the adapters have counted so far, so a restarted copier
+    // (after a reload that kept an adapter) never counts a call twice.
+    let (first_plane, first_gitea) = (plane.stats(), gitea.stats());
     tokio::spawn(async move {
-        let (mut plane_seen, mut gitea_seen) = ((0, 0), (0, 0));
+        let mut plane_seen = (first_plane.calls, first_plane.rate_limited);
+        let mut gitea_seen = (first_gitea.calls, first_gitea.rate_limited);
         loop {
             let stats = plane.stats();
             metrics.add_api_calls(
@@ -252,18 +257,28 @@ pub struct DaemonOptions {
     pub ports: Option<ReplacePorts>,
 }
 
+/// The adapters and config a reload replaces.
+struct Live {
+    config: Config,
+    adapters: Adapters,
+    own_user: Option<UserId>,
+    api_stats: JoinHandle<()>,
+}
+
 /// A running daemon: the HTTP server and the runtime.
 pub struct Daemon {
     addr: SocketAddr,
     /// The config the daemon started with, to name what a reload cannot change.
     started_with: Config,
+    /// What a reload replaces; never locked across an `.await`.
+    live: std::sync::Mutex<Live>,
+    metrics: Metrics,
     plane_secrets: WebhookSecrets,
     gitea_secrets: WebhookSecrets,
     admin_token: Option<String>,
     runtime: Runtime,
     http_stop: oneshot::Sender<()>,
     http: JoinHandle<std::io::Result<()>>,
-    api_stats: JoinHandle<()>,
     readiness: Readiness,
     store: Arc<SqliteStore>,
 }
@@ -287,6 +302,7 @@ impl Daemon {
             reconciler_tracker = None;
         }
         let own_user = own_user(ports.tracker.as_ref()).await;
+        let own_user_now = own_user.clone();
 
         let readiness = Readiness::default();
         readiness.set_migrations_applied(true);
@@ -362,6 +378,7 @@ impl Daemon {
         state.readiness = readiness.clone();
         state.reconcile = switches;
         let api_stats = spawn_api_stats(&adapters, config, metrics.clone());
+        let metrics_handle = metrics.clone();
         state.metrics = metrics;
         state.wake = Some(runtime.inbox_wake());
         state.admin = Some(runtime.sink());
@@ -373,13 +390,19 @@ impl Daemon {
         Ok(Daemon {
             addr,
             started_with: config.clone(),
+            live: std::sync::Mutex::new(Live {
+                config: config.clone(),
+                adapters,
+                own_user: own_user_now,
+                api_stats,
+            }),
+            metrics: metrics_handle,
             plane_secrets,
             gitea_secrets,
             admin_token,
             runtime,
             http_stop,
             http,
-            api_stats,
             readiness,
             store,
         })
@@ -399,14 +422,50 @@ impl Daemon {
     /// reconcile switches and the admin token keep their start-up values until a restart,
     /// and each such change is named in the log.
     pub async fn reload(&self, config: &Config) -> Result<(), RunError> {
-        let adapters = build_adapters(config, self.store.clone())?;
-        let own_user = own_user(adapters.ports.tracker.as_ref()).await;
+        let (previous, previous_user) = {
+            let live = self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (
+                (live.config.clone(), live.adapters.clone()),
+                live.own_user.clone(),
+            )
+        };
+        let (previous_config, previous_adapters) = previous;
+        let mut adapters = build_adapters(config, self.store.clone())?;
+        // Unchanged adapters are kept: one call budget for Plane, one lock per git mirror.
+        if same_plane(&previous_config, config) {
+            adapters.plane = previous_adapters.plane.clone();
+            adapters.ports.tracker = previous_adapters.ports.tracker.clone();
+        }
+        if same_gitea(&previous_config, config) {
+            adapters.gitea = previous_adapters.gitea.clone();
+            adapters.ports.forge = previous_adapters.ports.forge.clone();
+            if config.workspace.repos_dir == previous_config.workspace.repos_dir {
+                adapters.ports.workspace = previous_adapters.ports.workspace.clone();
+            }
+        }
+        let own_user = own_user(adapters.ports.tracker.as_ref())
+            .await
+            .or(previous_user);
         self.runtime.reconfigure(Reconfiguration {
             ports: adapters.ports.clone(),
             reconciler_tracker: Some(Arc::new(adapters.plane.half_budget_share())),
             config: config.pipeline(),
-            own_user,
+            own_user: own_user.clone(),
         });
+        {
+            let mut live = self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            live.api_stats.abort();
+            live.api_stats = spawn_api_stats(&adapters, config, self.metrics.clone());
+            live.config = config.clone();
+            live.adapters = adapters;
+            live.own_user = own_user;
+        }
         self.plane_secrets
             .replace(&expose_all(&config.plane.webhook_secrets));
         self.gitea_secrets
@@ -474,7 +533,11 @@ impl Daemon {
             Err(err) => warn!(error = %err, "http server task failed"),
         }
         self.runtime.shutdown().await;
-        self.api_stats.abort();
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .api_stats
+            .abort();
     }
 }
 
@@ -489,6 +552,21 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
 
 /// How long start-up waits for Plane's `users/me` (webhooks queue in the backlog meanwhile).
 const OWN_USER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Whether two configs build the same Plane adapter.
+fn same_plane(a: &Config, b: &Config) -> bool {
+    a.plane.base_url == b.plane.base_url
+        && a.plane.workspace_slug == b.plane.workspace_slug
+        && a.plane.api_token.expose() == b.plane.api_token.expose()
+        && a.plane.rate_limit_per_min == b.plane.rate_limit_per_min
+}
+
+/// Whether two configs build the same Gitea adapters (forge and git workspace).
+fn same_gitea(a: &Config, b: &Config) -> bool {
+    a.gitea.base_url == b.gitea.base_url
+        && a.gitea.token.expose() == b.gitea.token.expose()
+        && a.gitea.merge_style == b.gitea.merge_style
+}
 
 /// orch's own Plane user; its changes are ignored. Plane being down at boot is not fatal:
 /// handlers are idempotent, so orch's own moves are then handled like anyone's, harmlessly.
