@@ -554,6 +554,9 @@ struct Worker {
     stopped: watch::Receiver<bool>,
 }
 
+/// How often a dispatcher looks again while a due job waits for its repository's limit.
+const HELD_BACK_LOOK: Duration = Duration::from_secs(2);
+
 /// How long an idle dispatcher sleeps at most before looking again.
 const IDLE_LOOK: Duration = Duration::from_secs(30);
 
@@ -592,10 +595,12 @@ impl Worker {
                 Ok(None) => {
                     drop(permit);
                     // A job due already but not claimed waits for its repository's running
-                    // agent to end, which wakes this dispatcher: no need to look sooner.
+                    // agent to end, which wakes this dispatcher; meanwhile another repository's
+                    // retry may come due, so look again now and then, not every few ms.
                     let now = self.ports.clock.now();
                     let wait = match self.ports.store.next_due(kinds).await {
                         Ok(Some(due)) if due > now => due.since(now).min(IDLE_LOOK),
+                        Ok(Some(_)) => HELD_BACK_LOOK,
                         _ => IDLE_LOOK,
                     };
                     tokio::select! {
