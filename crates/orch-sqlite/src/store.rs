@@ -505,8 +505,10 @@ impl Store for SqliteStore {
                     .optional()?,
                 ClaimKinds::Actions => tx
                     .prepare_cached(
-                        "SELECT id FROM jobs WHERE status = 'queued' AND is_agent = 0 AND not_before <= ?1 \
-                         ORDER BY not_before, id LIMIT 1",
+                        "SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.is_agent = 0 AND j.not_before <= ?1 \
+                         AND NOT (j.kind = 'tracker_state' AND EXISTS (SELECT 1 FROM jobs r WHERE r.task_id = j.task_id \
+                              AND r.kind = 'tracker_state' AND r.status = 'running')) \
+                         ORDER BY j.not_before, j.id LIMIT 1",
                     )?
                     .query_row([now], |row| row.get(0))
                     .optional()?,

@@ -58,6 +58,7 @@ macro_rules! store_contract_tests {
             gate_candidates_are_old_idle_tasks_of_the_stage_oldest_first,
             only_pipeline_work_makes_a_task_busy,
             handed_back_job_is_queued_at_once_without_counting_the_attempt,
+            state_moves_of_one_task_are_claimed_one_at_a_time,
             inbox_dedupes_by_source_and_delivery_id,
             inbox_dedupes_the_same_body_within_seven_days_only,
             inbox_pending_is_oldest_first_until_processed_and_stats_show_lag,
@@ -1878,4 +1879,56 @@ pub async fn handed_back_job_is_queued_at_once_without_counting_the_attempt(stor
         again.job.attempts, 1,
         "the interrupted attempt did not count"
     );
+}
+
+pub async fn state_moves_of_one_task_are_claimed_one_at_a_time(store: &dyn Store) {
+    let state = |key: &str| {
+        JobSpec::new(
+            Action::TrackerState {
+                state: StateRole::Awaiting,
+            },
+            key,
+        )
+    };
+    let task = create(store, 1, "app", state("s1"), at(0)).await;
+    let other = create(store, 2, "app", state("o1"), at(0)).await;
+    store
+        .transition(transition(&task, vec![state("s2")], at(1)))
+        .await
+        .expect("transition");
+    let first = store
+        .claim_next(&claim_request("b1", ClaimKinds::Actions, at(2)))
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(first.job.task, task.id);
+    let second = store
+        .claim_next(&claim_request("b1", ClaimKinds::Actions, at(2)))
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(
+        second.job.task, other.id,
+        "the task's second state move waits for its first"
+    );
+    assert!(store
+        .claim_next(&claim_request("b1", ClaimKinds::Actions, at(2)))
+        .await
+        .expect("claim")
+        .is_none());
+    store
+        .finish_job(
+            first.job.id,
+            &first.attempt,
+            JobResult::Succeeded(JobOutput::default()),
+            at(3),
+        )
+        .await
+        .expect("finish");
+    let third = store
+        .claim_next(&claim_request("b1", ClaimKinds::Actions, at(3)))
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(third.job.task, task.id);
 }

@@ -479,7 +479,16 @@ impl Store for MemStore {
                     let repo = &state.jobs[id].job.repo;
                     state.running_agents_of_repo(repo) < per_repo_limit
                 }
-                ClaimKinds::Actions => true,
+                // A task's state moves run one at a time, so they land in order.
+                ClaimKinds::Actions => {
+                    let job = &state.jobs[id].job;
+                    job.kind() != JobKind::TrackerState
+                        || !state.jobs.values().any(|row| {
+                            row.job.task == job.task
+                                && row.job.kind() == JobKind::TrackerState
+                                && row.job.status == JobStatus::Running
+                        })
+                }
             });
         let Some(id) = chosen else {
             return Ok(None);

@@ -277,7 +277,8 @@ pub trait Store: Send + Sync {
     /// not count, so an outage of Telegram or Plane never holds the pipeline up.
     async fn has_active_job(&self, task: TaskId) -> Result<bool, StoreError>;
 
-    /// Leases the oldest due (`not_before <= now`) queued job of the requested kinds:
+    /// Leases the oldest due (`not_before <= now`) queued job of the requested kinds (a
+    /// `tracker_state` job waits while another of its task runs, so state moves land in order):
     /// status `running`, a fresh `attempt`, `attempts + 1`, lease until `now + lease`.
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<ClaimedJob>, StoreError>;
 
