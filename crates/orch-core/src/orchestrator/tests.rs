@@ -24,6 +24,17 @@ async fn active_agent_jobs(world: &World, item: &WorkItem) -> Vec<JobKind> {
         .collect()
 }
 
+/// Walks `item` to the final verdict, scripts Gitea's merge answer, and approves.
+async fn approve_with_merge_answer(world: &World, item: &WorkItem, answer: MergeOutcome) {
+    world.to_final_verdict(item).await;
+    world.forge.script_merge(answer);
+    world
+        .move_item(item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+}
+
 fn agent_runs(world: &World, agent: Agent) -> usize {
     world
         .agents
@@ -576,13 +587,7 @@ async fn review_rejected_sends_the_task_back_to_development_with_the_comments() 
 async fn merge_of_an_already_merged_pull_request_finishes_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Merged twice");
-    world.to_final_verdict(&item).await;
-    world.forge.script_merge(MergeOutcome::AlreadyMerged);
-    world
-        .move_item(&item, StateRole::Approved)
-        .await
-        .expect("handled");
-    world.run_jobs().await;
+    approve_with_merge_answer(&world, &item, MergeOutcome::AlreadyMerged).await;
     assert_eq!(world.task(&item).await.stage, Stage::Done);
 }
 
@@ -590,15 +595,14 @@ async fn merge_of_an_already_merged_pull_request_finishes_the_task() {
 async fn merge_conflict_sends_the_task_to_development_with_rebase_feedback() {
     let world = World::new();
     let item = world.add_item(1, "Conflicted");
-    world.to_final_verdict(&item).await;
-    world.forge.script_merge(MergeOutcome::NeedsRebase {
-        reason: "merge conflict".to_owned(),
-    });
-    world
-        .move_item(&item, StateRole::Approved)
-        .await
-        .expect("handled");
-    world.run_jobs().await;
+    approve_with_merge_answer(
+        &world,
+        &item,
+        MergeOutcome::NeedsRebase {
+            reason: "merge conflict".to_owned(),
+        },
+    )
+    .await;
     let task = world.task(&item).await;
     assert_eq!(task.stage, Stage::Development);
     let last = world.agents.requests().pop().expect("a request");
@@ -612,15 +616,14 @@ async fn merge_conflict_sends_the_task_to_development_with_rebase_feedback() {
 async fn merge_try_later_is_retried_with_backoff_and_then_merges() {
     let world = World::new();
     let item = world.add_item(1, "Busy forge");
-    world.to_final_verdict(&item).await;
-    world.forge.script_merge(MergeOutcome::TryLater {
-        reason: "please try again later".to_owned(),
-    });
-    world
-        .move_item(&item, StateRole::Approved)
-        .await
-        .expect("handled");
-    world.run_jobs().await;
+    approve_with_merge_answer(
+        &world,
+        &item,
+        MergeOutcome::TryLater {
+            reason: "please try again later".to_owned(),
+        },
+    )
+    .await;
     assert_eq!(
         world.task(&item).await.stage,
         Stage::Review,
@@ -635,15 +638,14 @@ async fn merge_try_later_is_retried_with_backoff_and_then_merges() {
 async fn merge_refused_blocks_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Protected");
-    world.to_final_verdict(&item).await;
-    world.forge.script_merge(MergeOutcome::Refused {
-        reason: "branch is protected".to_owned(),
-    });
-    world
-        .move_item(&item, StateRole::Approved)
-        .await
-        .expect("handled");
-    world.run_jobs().await;
+    approve_with_merge_answer(
+        &world,
+        &item,
+        MergeOutcome::Refused {
+            reason: "branch is protected".to_owned(),
+        },
+    )
+    .await;
     assert!(
         matches!(world.task(&item).await.status, TaskStatus::Blocked { ref reason } if reason.contains("protected"))
     );

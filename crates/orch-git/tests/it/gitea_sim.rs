@@ -170,26 +170,8 @@ async fn commits_a_person_pushed_to_the_task_branch_are_built_on_and_never_force
     workspace.push(&spec).await.expect("push");
 
     // A person adds a commit on top of orch's and pushes it.
-    let person = orch_sim::gitea::LocalClone::new(&sim, "acme/widgets")
-        .await
-        .expect("clone");
     let branch = spec.branch.as_str();
-    person
-        .git(&["fetch", "--quiet", "origin", branch])
-        .await
-        .expect("fetch");
-    person
-        .checkout_new(branch, "FETCH_HEAD")
-        .await
-        .expect("checkout");
-    let theirs = person
-        .commit_file("person.md", "a person's fix\n", "a person's fix")
-        .await
-        .expect("commit");
-    person
-        .push(&format!("{branch}:{branch}"))
-        .await
-        .expect("push");
+    let (person, theirs) = person_pushes(&sim, branch, "a person's fix\n", "a person's fix").await;
 
     // The next agent run starts from the person's commit, and orch's push keeps it.
     let prepared = workspace
@@ -285,25 +267,7 @@ async fn a_push_over_commits_someone_pushed_meanwhile_fails_and_keeps_them() {
         .prepare(&spec, Agent::Developer)
         .await
         .expect("prepare");
-    let person = orch_sim::gitea::LocalClone::new(&sim, "acme/widgets")
-        .await
-        .expect("clone");
-    person
-        .git(&["fetch", "--quiet", "origin", branch])
-        .await
-        .expect("fetch");
-    person
-        .checkout_new(branch, "FETCH_HEAD")
-        .await
-        .expect("checkout");
-    let theirs = person
-        .commit_file("person.md", "mine\n", "a person's commit")
-        .await
-        .expect("commit");
-    person
-        .push(&format!("{branch}:{branch}"))
-        .await
-        .expect("push");
+    let (_person, theirs) = person_pushes(&sim, branch, "mine\n", "a person's commit").await;
     std::fs::write(prepared.path.join("b.md"), "orch again\n").expect("write");
     workspace
         .commit_leftovers(&spec, "ET-101: b")
@@ -317,4 +281,34 @@ async fn a_push_over_commits_someone_pushed_meanwhile_fails_and_keeps_them() {
     assert!(matches!(err, WorkspaceError::Conflict(_)), "{err}");
     let tip = sim.branch_tip("acme/widgets", branch).await.expect("tip");
     assert_eq!(tip.as_deref(), Some(theirs.as_str()));
+}
+
+/// A person clones the repository, adds a commit on top of `branch` and pushes it; returns
+/// the clone and the new commit.
+async fn person_pushes(
+    sim: &GiteaSim,
+    branch: &str,
+    content: &str,
+    message: &str,
+) -> (orch_sim::gitea::LocalClone, String) {
+    let person = orch_sim::gitea::LocalClone::new(sim, "acme/widgets")
+        .await
+        .expect("clone");
+    person
+        .git(&["fetch", "--quiet", "origin", branch])
+        .await
+        .expect("fetch");
+    person
+        .checkout_new(branch, "FETCH_HEAD")
+        .await
+        .expect("checkout");
+    let theirs = person
+        .commit_file("person.md", content, message)
+        .await
+        .expect("commit");
+    person
+        .push(&format!("{branch}:{branch}"))
+        .await
+        .expect("push");
+    (person, theirs)
 }
