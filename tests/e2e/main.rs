@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod flood;
 mod harness;
 mod pipeline;
 mod process;

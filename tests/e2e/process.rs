@@ -52,6 +52,71 @@ async fn wait_ready(port: u16) {
     .await;
 }
 
+/// The answer to `GET path` from orch on `port`, whole (status line, headers, body).
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: orch\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request written");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer read");
+    answer
+}
+
+/// A new user's setup, seen from outside: the reconciler switched off, the daemon under a
+/// supervisor that reads its stderr, and a Plane that puts state names in its activity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_reconciler_off_orch_is_ready_logs_plainly_and_starts_items_from_either_activity_shape(
+) {
+    let (sandbox, _dir) = sandbox(r#"{"default": {}, "items": {}}"#).await;
+    let port = fix_port(&sandbox);
+    let text = std::fs::read_to_string(&sandbox.config_path).expect("config");
+    let text = text.replace("[reconcile]\n", "[reconcile]\nenabled = false\n");
+    std::fs::write(&sandbox.config_path, text).expect("config written");
+    let mut daemon = Command::new(orch_binary())
+        .args(["serve", "--config"])
+        .arg(&sandbox.config_path)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch serve starts");
+    wait_ready(port).await;
+    let ready = get(port, "/readyz");
+    assert!(
+        ready.contains("\"reconciler\":\"disabled\""),
+        "the kill switch shows in /readyz: {ready}"
+    );
+
+    let store =
+        orch_sqlite::SqliteStore::open(&sandbox.config.storage.db_path).expect("store opens");
+    sandbox
+        .plane
+        .set_activity_values(orch_sim::plane::ActivityValues::StateNames);
+    let (item, _) = sandbox.create_item("Named states").await.expect("item");
+    sandbox
+        .move_item(&item, "In Progress")
+        .await
+        .expect("moved");
+    wait_for("the webhook alone to start the task", || async {
+        sandbox.task(&store, &item).await.ok()?.map(|_| ())
+    })
+    .await;
+
+    daemon.kill().expect("orch is killed");
+    let output = daemon.wait_with_output().expect("orch ends");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("task created"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "stderr is not a terminal: no ANSI escape codes in the log: {log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_serve_on_the_same_database_exits_non_zero_within_a_second() {
     let (sandbox, _dir) = sandbox(r#"{"default": {}, "items": {}}"#).await;

@@ -458,24 +458,22 @@ impl Orchestrator {
     /// F-3: the task whose recorded head is `sha`; else the task of the open PR whose head is
     /// `sha` (then `true`: the PR says so); else the single development task of the repo
     /// waiting on CI.
+    ///
+    /// An organisation-wide webhook sends the status of every commit of every repository, so
+    /// resolving costs no outside call unless a task of this repository waits on CI at
+    /// another head: a repository orch does not serve costs nothing at all.
     async fn resolve_sha(
         &self,
         repo: &RepoSlug,
         sha: &CommitSha,
     ) -> Result<Option<(Task, bool)>, HandleError> {
+        if self.config.project_of_repo(repo).is_none() {
+            return Ok(None);
+        }
         if let Some(task) = self.ports.store.task_by_head_sha(repo, sha).await? {
             return Ok(Some((task, false)));
         }
-        if let Some(pull) = self
-            .ports
-            .forge
-            .open_pull_request_for_sha(repo, sha)
-            .await?
-        {
-            if let Some(task) = self.ports.store.task_by_pr(repo, pull.number).await? {
-                return Ok(Some((task, true)));
-            }
-        }
+        // Only a development task without pipeline work in flight waits on CI.
         let mut waiting = Vec::new();
         for task in self
             .ports
@@ -483,12 +481,24 @@ impl Orchestrator {
             .tasks_in_stage(repo, Stage::Development)
             .await?
         {
-            if task.status == TaskStatus::Working
-                && !self.ports.store.has_active_job(task.id).await?
-            {
+            if !self.ports.store.has_active_job(task.id).await? {
                 waiting.push(task);
             }
         }
+        if waiting.iter().any(|task| task.pr.is_some()) {
+            // Someone may have pushed to a task's pull request with the push webhook lost.
+            if let Some(pull) = self
+                .ports
+                .forge
+                .open_pull_request_for_sha(repo, sha)
+                .await?
+            {
+                if let Some(task) = waiting.iter().find(|task| task.pr == Some(pull.number)) {
+                    return Ok(Some((task.clone(), true)));
+                }
+            }
+        }
+        waiting.retain(|task| task.status == TaskStatus::Working);
         if waiting.len() == 1 {
             return Ok(waiting.pop().map(|task| (task, false)));
         }

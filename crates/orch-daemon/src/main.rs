@@ -159,7 +159,11 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    telemetry::init_subscriber(telemetry::get_subscriber(default_filter, format));
+    telemetry::init_subscriber(telemetry::get_subscriber(
+        default_filter,
+        format,
+        telemetry::Colour::for_stderr(),
+    ));
     let outcome = match cli.command {
         Command::Check(args) => check(&args),
         Command::ConfigReference => config_reference(),

@@ -22,6 +22,7 @@ use orch_core::ports::{ClaimKinds, ClaimRequest, Ports, Source, StoreError};
 use orch_core::reconciler::{PassReport, Reconciler, TrackerSide};
 use orch_core::time::Timestamp;
 use orch_core::Executor;
+use orch_http::LoopState;
 
 /// Turns a stored delivery into an event: the adapters' webhook parsers.
 pub type DeliveryParser = Arc<dyn Fn(Source, &str, &[u8]) -> Parsed + Send + Sync>;
@@ -46,18 +47,52 @@ pub trait Observer: Send + Sync {
         let _ = handled;
     }
 
-    /// Loop liveness for `/readyz`.
-    fn alive(&self, worker: bool, reconciler: bool) {
-        let _ = (worker, reconciler);
+    /// A loop started, ended, or is switched off, for `/readyz`.
+    fn loop_changed(&self, which: Loop, state: LoopState) {
+        let _ = (which, state);
     }
 }
 
-/// Tells the observer the loops are no longer alive when dropped.
-struct Liveness(Arc<dyn Observer>);
+/// The runtime's long-running loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loop {
+    Events,
+    AgentDispatcher,
+    ActionDispatcher,
+    Reconciler,
+}
+
+impl Loop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Loop::Events => "event_loop",
+            Loop::AgentDispatcher => "agent_dispatcher",
+            Loop::ActionDispatcher => "action_dispatcher",
+            Loop::Reconciler => "reconciler",
+        }
+    }
+}
+
+/// Reports its loop running while it lives, and stopped when it is dropped: when the loop
+/// ends for any reason, a panic included, `/readyz` goes 503.
+struct Liveness {
+    observer: Arc<dyn Observer>,
+    which: Loop,
+}
+
+impl Liveness {
+    fn running(observer: &Arc<dyn Observer>, which: Loop) -> Liveness {
+        observer.loop_changed(which, LoopState::Running);
+        Liveness {
+            observer: observer.clone(),
+            which,
+        }
+    }
+}
 
 impl Drop for Liveness {
     fn drop(&mut self) {
-        self.0.alive(false, false);
+        self.observer.loop_changed(self.which, LoopState::Stopped);
     }
 }
 
@@ -262,9 +297,8 @@ impl Runtime {
             retries: HashMap::new(),
             sweep_every: settings.sweep_every,
         };
-        let liveness = Liveness(observer.clone());
+        let liveness = Liveness::running(&observer, Loop::Events);
         tasks.spawn(async move {
-            // Dropped when the loop ends for any reason, a panic included: /readyz goes 503.
             let _liveness = liveness;
             event_loop.run(receiver, stopped_for_loop).await;
         });
@@ -279,7 +313,7 @@ impl Runtime {
         });
         let agent_slots = Arc::new(Semaphore::new(settings.agent_concurrency.max(1)));
         let action_slots = Arc::new(Semaphore::new(settings.action_concurrency.max(1)));
-        let liveness = Liveness(observer.clone());
+        let liveness = Liveness::running(&observer, Loop::AgentDispatcher);
         let agents = worker.clone().dispatch(
             ClaimKinds::Agents {
                 per_repo_limit: settings.per_repo_concurrency.max(1),
@@ -290,25 +324,29 @@ impl Runtime {
             let _liveness = liveness;
             agents.await;
         });
-        let liveness = Liveness(observer.clone());
+        let liveness = Liveness::running(&observer, Loop::ActionDispatcher);
         let actions = worker.dispatch(ClaimKinds::Actions, action_slots);
         tasks.spawn(async move {
             let _liveness = liveness;
             actions.await;
         });
 
-        let liveness = Liveness(observer.clone());
-        let reconciling = reconcile_loop(
-            services_watch,
-            settings.reconcile,
-            observer.clone(),
-            stopped,
-        );
-        tasks.spawn(async move {
-            let _liveness = liveness;
-            reconciling.await;
-        });
-        observer.alive(true, settings.reconcile.enabled);
+        if settings.reconcile.enabled {
+            let liveness = Liveness::running(&observer, Loop::Reconciler);
+            let reconciling = reconcile_loop(
+                services_watch,
+                settings.reconcile,
+                observer.clone(),
+                stopped,
+            );
+            tasks.spawn(async move {
+                let _liveness = liveness;
+                reconciling.await;
+            });
+        } else {
+            // A kill switch is not a failure: the loop does not run and readiness holds.
+            observer.loop_changed(Loop::Reconciler, LoopState::Disabled);
+        }
         wakes.work();
         Ok(Runtime {
             sink,
@@ -824,11 +862,6 @@ async fn reconcile_loop(
     observer: Arc<dyn Observer>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    if !settings.enabled {
-        // Disabled is not dead: stay until shutdown, so readiness holds.
-        let _ = stopped.changed().await;
-        return;
-    }
     let side = if settings.plane_enabled {
         TrackerSide::Enabled
     } else {

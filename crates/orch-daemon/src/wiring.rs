@@ -21,14 +21,14 @@ use orch_core::ports::{Clock, Notifier, NotifyError, Ports, Source, Store, Track
 use orch_core::reconciler::PassReport;
 use orch_core::time::Timestamp;
 use orch_http::{
-    AppState, JobOutcome, Metrics, Readiness, ReconcileSettings as HttpReconcile,
+    AppState, JobOutcome, LoopState, Metrics, Readiness, ReconcileSettings as HttpReconcile,
     ReconcileSwitches, WebhookSecrets,
 };
 use orch_sqlite::{OpenError, SqliteStore};
 
 use crate::config::Config;
 use crate::runtime::{
-    DeliveryParser, Observer, ReconcileSettings, Reconfiguration, Runtime, RuntimeParts,
+    DeliveryParser, Loop, Observer, ReconcileSettings, Reconfiguration, Runtime, RuntimeParts,
     RuntimeSettings, StartError,
 };
 
@@ -525,7 +525,7 @@ impl Daemon {
     /// Stops intake first, then the runtime (agents get their grace), then records a clean
     /// shutdown.
     pub async fn shutdown(self) {
-        self.readiness.set_worker_alive(false);
+        self.readiness.set_stopping();
         let _ = self.http_stop.send(());
         match self.http.await {
             Ok(Ok(())) => {}
@@ -625,8 +625,7 @@ impl Observer for DaemonObserver {
         }
     }
 
-    fn alive(&self, worker: bool, reconciler: bool) {
-        self.readiness.set_worker_alive(worker);
-        self.readiness.set_reconciler_alive(reconciler);
+    fn loop_changed(&self, which: Loop, state: LoopState) {
+        self.readiness.set_loop(which.as_str(), state);
     }
 }

@@ -27,11 +27,15 @@ pub(crate) fn is_admin_path(path: &str) -> bool {
 
 pub(crate) fn readyz(state: &AppState) -> Response {
     let readiness = &state.readiness;
+    let loops: Map<String, Value> = readiness
+        .loops()
+        .into_iter()
+        .map(|(name, state)| (name.to_owned(), state.as_str().into()))
+        .collect();
     let body = json_value!({
         "ready": readiness.is_ready(),
         "migrations_applied": readiness.migrations_applied(),
-        "worker_alive": readiness.worker_alive(),
-        "reconciler_alive": readiness.reconciler_alive(),
+        "loops": loops,
     });
     let status = if readiness.is_ready() {
         StatusCode::OK

@@ -24,6 +24,6 @@ pub use ingress::{GITEA_EVENTS, PLANE_EVENTS};
 pub use metrics::{DeliveryOutcome, JobOutcome, Metrics, SignatureFailure, METRICS_CONTENT_TYPE};
 pub use server::serve;
 pub use state::{
-    AppState, Limits, Readiness, ReconcileSettings, ReconcileSwitches, Secret, WebhookSecrets,
-    DEFAULT_MAX_BODY_BYTES,
+    AppState, Limits, LoopState, Readiness, ReconcileSettings, ReconcileSwitches, Secret,
+    WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
 };

@@ -1,8 +1,9 @@
 //! `AppState`: what the server needs from the daemon, with the handles the daemon keeps updating.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use orch_core::orchestrator::EventSink;
@@ -179,12 +180,35 @@ impl fmt::Debug for WebhookSecrets {
     }
 }
 
-/// Liveness flags the daemon sets; `/readyz` answers 200 only when all are up.
+/// The state of one of the daemon's loops, as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopState {
+    /// Configured to run, and running.
+    Running,
+    /// Configured not to run (a kill switch such as `reconcile.enabled = false`): it never
+    /// makes orch unready.
+    Disabled,
+    /// Configured to run, but it ended (a panic, or the runtime stopping).
+    Stopped,
+}
+
+impl LoopState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoopState::Running => "running",
+            LoopState::Disabled => "disabled",
+            LoopState::Stopped => "stopped",
+        }
+    }
+}
+
+/// What `/readyz` answers from, set by the daemon: ready when migrations are applied, the
+/// daemon is not stopping, and every loop it reported is running or disabled.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness {
     migrations_applied: Arc<AtomicBool>,
-    worker_alive: Arc<AtomicBool>,
-    reconciler_alive: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
+    loops: Arc<Mutex<BTreeMap<&'static str, LoopState>>>,
 }
 
 impl Readiness {
@@ -192,28 +216,39 @@ impl Readiness {
         self.migrations_applied.store(value, Ordering::Release);
     }
 
-    pub fn set_worker_alive(&self, value: bool) {
-        self.worker_alive.store(value, Ordering::Release);
+    /// Records the state of the loop `name`; a loop never reported does not count.
+    pub fn set_loop(&self, name: &'static str, state: LoopState) {
+        self.loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, state);
     }
 
-    pub fn set_reconciler_alive(&self, value: bool) {
-        self.reconciler_alive.store(value, Ordering::Release);
+    /// The daemon is shutting down: not ready from now on.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     pub fn migrations_applied(&self) -> bool {
         self.migrations_applied.load(Ordering::Acquire)
     }
 
-    pub fn worker_alive(&self) -> bool {
-        self.worker_alive.load(Ordering::Acquire)
-    }
-
-    pub fn reconciler_alive(&self) -> bool {
-        self.reconciler_alive.load(Ordering::Acquire)
+    /// Every reported loop with its state, by name.
+    pub fn loops(&self) -> Vec<(&'static str, LoopState)> {
+        self.loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, state)| (*name, *state))
+            .collect()
     }
 
     pub fn is_ready(&self) -> bool {
-        self.migrations_applied() && self.worker_alive() && self.reconciler_alive()
+        let loops = self.loops();
+        self.migrations_applied()
+            && !self.stopping.load(Ordering::Acquire)
+            && !loops.is_empty()
+            && loops.iter().all(|(_, state)| *state != LoopState::Stopped)
     }
 }
 

@@ -204,7 +204,7 @@ impl Tracker for PlaneTracker {
             let mut items = Vec::with_capacity(page.results.len());
             for value in &page.results {
                 match serde_json::from_value::<IssueDto>(value.clone())
-                    .map(|dto| dto.into_work_item(None))
+                    .map(IssueDto::into_work_item)
                 {
                     Ok(Ok(item)) => items.push(item),
                     Ok(Err(err)) => {
@@ -235,7 +235,7 @@ impl Tracker for PlaneTracker {
             let call = Call::get(self.item_path(project, issue)).query("expand", "state");
             let answer = expect_success(self.client.send(&call).await?, what)?;
             let dto: IssueDto = answer.json(what)?;
-            dto.into_work_item(None).map_err(|err| {
+            dto.into_work_item().map_err(|err| {
                 TrackerError::other(format!("plane answered {what} with unexpected JSON: {err}"))
             })
         }

@@ -25,8 +25,6 @@ struct Activity {
     #[serde(default)]
     field: Option<String>,
     #[serde(default)]
-    new_value: Option<Value>,
-    #[serde(default)]
     actor: Option<Actor>,
 }
 
@@ -38,9 +36,10 @@ struct Actor {
 
 /// Turns one delivery (its `X-Plane-Event` header and raw body) into an event.
 ///
-/// `issue` deliveries that are `created` (with the item's state) or `updated` with
-/// `activity.field` = `state` (API v1) or `state_id` (web UI) become
-/// `Event::WorkItemMoved`, with the acting user so orch can ignore its own changes. The legacy
+/// `issue` deliveries that are `created` or `updated` with `activity.field` = `state` (API v1)
+/// or `state_id` (web UI) become `Event::WorkItemMoved` in the item's state as `data.state`
+/// says (an object with `id`, or a bare uuid) — never `activity.new_value`, which holds state
+/// names in some Plane versions — with the acting user so orch can ignore its own changes. The legacy
 /// actions `create`/`update` are accepted. `issue_comment` `created` becomes
 /// `Event::CommentAdded` with its author. Everything else is `Parsed::Ignored` with a reason,
 /// including bodies that are not JSON or lack fields. The header wins over the body's `event`;
@@ -62,9 +61,11 @@ pub fn parse(event_header: &str, body: &[u8]) -> Parsed {
     }
     let action = envelope.action.as_deref().unwrap_or("");
     let activity = envelope.activity.as_ref();
-    let state_override = match action {
-        "created" | "create" => None,
+    match action {
+        "created" | "create" => {}
         "updated" | "update" => {
+            // The activity only says that the state changed, and who changed it: its values
+            // hold state ids in some Plane versions and state names in others.
             let field = activity
                 .and_then(|activity| activity.field.as_deref())
                 .unwrap_or("");
@@ -73,17 +74,14 @@ pub fn parse(event_header: &str, body: &[u8]) -> Parsed {
                     "plane issue update of field {field:?} is not a state change"
                 ));
             }
-            activity
-                .and_then(|activity| activity.new_value.as_ref())
-                .and_then(Value::as_str)
         }
         other => return ignored(format!("plane issue action {other:?} is not used")),
-    };
+    }
     let Some(data) = envelope.data.as_ref() else {
         return ignored("plane issue payload has no data".to_owned());
     };
     let item = match IssueDto::deserialize(data) {
-        Ok(dto) => match dto.into_work_item(state_override) {
+        Ok(dto) => match dto.into_work_item() {
             Ok(item) => item,
             Err(err) => return ignored(format!("plane issue payload is invalid: {err}")),
         },

@@ -109,15 +109,11 @@ impl WireError {
 }
 
 impl IssueDto {
-    /// The core work item; `state_override` replaces `state` (a webhook's `new_value`).
-    pub(crate) fn into_work_item(
-        self,
-        state_override: Option<&str>,
-    ) -> Result<WorkItem, WireError> {
-        let state = match (state_override, &self.state) {
-            (Some(state), _) => state.to_owned(),
-            (None, Some(state)) => state.id().to_owned(),
-            (None, None) => return Err(WireError::field("state", "missing")),
+    /// The core work item, in the state `state` names.
+    pub(crate) fn into_work_item(self) -> Result<WorkItem, WireError> {
+        let state = match &self.state {
+            Some(state) => state.id().to_owned(),
+            None => return Err(WireError::field("state", "missing")),
         };
         let description = match (self.description_stripped, self.description_html) {
             (Some(text), _) => text,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use time::{OffsetDateTime, UtcOffset};
 
+pub use crate::plane::model::ActivityValues;
 use crate::plane::model::{
     Activity, CommentRow, Item, Project, Target, User, World, DEFAULT_STATES,
 };
@@ -366,17 +367,11 @@ impl PlaneSim {
                 updated_by: None,
                 assignees: vec![self.human.id.clone()],
             };
-            let activity = Activity {
-                field: None,
-                new_value: None,
-                old_value: None,
-                actor: &self.human.id,
-            };
             let body = world.envelope(
                 "issue",
                 "created",
                 world.issue_webhook_data(&item),
-                activity,
+                Activity::by(&self.human.id),
             );
             let id = item.id.clone();
             world.items.push(item);
@@ -387,6 +382,11 @@ impl PlaneSim {
         };
         hooks::deliver(&self.inner, hook).await;
         Ok(view)
+    }
+
+    /// What state-change webhooks carry in `activity.new_value`/`old_value` from now on.
+    pub fn set_activity_values(&self, values: ActivityValues) {
+        self.inner.world().activity_values = values;
     }
 
     /// Moves an item to `state_name` as the person would in the web UI and sends the `issue`
@@ -656,11 +656,21 @@ pub(crate) fn state_change_hook(
     actor: &str,
 ) -> Option<hooks::Pending> {
     let data = world.issue_webhook_data(world.item(item)?);
-    let activity = Activity {
-        field: Some(field),
-        new_value: Some(new),
-        old_value: Some(old),
-        actor,
+    let activity = match world.activity_values {
+        ActivityValues::StateIds => Activity {
+            field: Some(field),
+            new_value: Some(new),
+            old_value: Some(old),
+            ..Activity::by(actor)
+        },
+        ActivityValues::StateNames => Activity {
+            field: Some(field),
+            new_value: world.state(new).map(|state| state.name.as_str()),
+            old_value: world.state(old).map(|state| state.name.as_str()),
+            old_identifier: Some(old),
+            new_identifier: Some(new),
+            ..Activity::by(actor)
+        },
     };
     Some(hooks::Pending::new(
         "issue",
@@ -691,13 +701,7 @@ pub(crate) fn create_comment(
         external_id,
     };
     let data = world.comment_json(&comment, UtcOffset::UTC);
-    let activity = Activity {
-        field: None,
-        new_value: None,
-        old_value: None,
-        actor,
-    };
-    let body = world.envelope("issue_comment", "created", data, activity);
+    let body = world.envelope("issue_comment", "created", data, Activity::by(actor));
     let id = comment.id.clone();
     world.comments.push(comment);
     (id, body)

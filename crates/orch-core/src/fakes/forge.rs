@@ -27,6 +27,7 @@ struct ForgeState {
     comments: Vec<(RepoSlug, PrNumber, String)>,
     merges: Vec<(RepoSlug, PrNumber, CommitSha)>,
     failures: u32,
+    calls: u64,
 }
 
 impl FakeForge {
@@ -88,12 +89,18 @@ impl FakeForge {
         self.lock().failures = n;
     }
 
+    /// How many port calls were made so far (failed ones included).
+    pub fn calls(&self) -> u64 {
+        self.lock().calls
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ForgeState> {
         self.state.lock().expect("forge mutex")
     }
 
     fn enter(&self) -> Result<std::sync::MutexGuard<'_, ForgeState>, ForgeError> {
         let mut state = self.lock();
+        state.calls += 1;
         if state.failures > 0 {
             state.failures -= 1;
             return Err(ForgeError::unavailable("gitea is down (fake)"));

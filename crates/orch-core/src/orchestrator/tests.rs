@@ -8,7 +8,7 @@ use crate::domain::{
 };
 use crate::event::{Event, Origin};
 use crate::fakes::{FakeStep, World};
-use crate::ids::{CommitSha, UserId};
+use crate::ids::{CommitSha, RepoSlug, UserId};
 use crate::ports::{PrState, Store, WorkItem};
 
 async fn active_agent_jobs(world: &World, item: &WorkItem) -> Vec<JobKind> {
@@ -474,6 +474,47 @@ async fn ci_status_of_an_unknown_sha_with_two_waiting_tasks_is_not_guessed() {
         .await
         .expect("handled");
     assert_eq!(handled.task, None);
+}
+
+#[tokio::test]
+async fn ci_status_for_a_repository_orch_does_not_serve_costs_no_forge_call() {
+    let world = World::new();
+    let item = world.add_item(1, "Waiting on CI");
+    world.to_ci_wait(&item).await;
+    let calls = world.forge.calls();
+    for index in 0..100u32 {
+        let handled = world
+            .deliver(Event::CiStatusReported {
+                repo: RepoSlug::new("acme/not-served").expect("slug"),
+                sha: CommitSha::new(format!("{index:040x}")).expect("sha"),
+                state: CiState::Success,
+            })
+            .await
+            .expect("handled");
+        assert_eq!(handled.task, None);
+    }
+    assert_eq!(world.forge.calls(), calls);
+}
+
+#[tokio::test]
+async fn ci_status_of_an_unknown_sha_costs_no_forge_call_while_no_task_waits_on_ci() {
+    let world = World::new();
+    let item = world.add_item(1, "Still in analysis");
+    world.to_analysis_verdict(&item).await;
+    let repo = world.project().repo.clone();
+    let calls = world.forge.calls();
+    for index in 0..100u32 {
+        let handled = world
+            .deliver(Event::CiStatusReported {
+                repo: repo.clone(),
+                sha: CommitSha::new(format!("{index:040x}")).expect("sha"),
+                state: CiState::Failure,
+            })
+            .await
+            .expect("handled");
+        assert_eq!(handled.task, None);
+    }
+    assert_eq!(world.forge.calls(), calls);
 }
 
 // --- review ---

@@ -262,3 +262,59 @@ async fn shutdown_hands_an_interrupted_agent_job_back_without_counting_the_attem
         "a shutdown does not use up one of the agent's attempts"
     );
 }
+
+/// Readiness as the daemon keeps it, fed by the runtime's loop reports.
+struct ReadinessObserver(orch_http::Readiness);
+
+impl crate::runtime::Observer for ReadinessObserver {
+    fn loop_changed(&self, which: crate::runtime::Loop, state: orch_http::LoopState) {
+        self.0.set_loop(which.as_str(), state);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_switched_off_keeps_orch_ready_and_a_loop_that_dies_does_not() {
+    let world = World::new();
+    let readiness = orch_http::Readiness::default();
+    readiness.set_migrations_applied(true);
+    let mut parts = start_parts(&world);
+    assert!(!parts.settings.reconcile.enabled);
+    parts.observer = Arc::new(ReadinessObserver(readiness.clone()));
+    // A parser bug: this delivery makes the event loop panic.
+    parts.parser = Arc::new(|_source, _event_type, body| {
+        assert!(body != b"boom", "a parser bug");
+        Parsed::Ignored("test delivery".to_owned())
+    });
+    let runtime = Runtime::start(parts).await.expect("starts");
+    assert!(
+        readiness.is_ready(),
+        "every configured loop runs: {:?}",
+        readiness.loops()
+    );
+    assert!(readiness
+        .loops()
+        .contains(&("reconciler", orch_http::LoopState::Disabled)));
+
+    let delivery = NewDelivery {
+        source: Source::Plane,
+        delivery_id: "boom".to_owned(),
+        event_type: "issue".to_owned(),
+        body_sha256: format!("{:064x}", 1),
+        body: b"boom".to_vec(),
+        received_at: world.clock_now(),
+    };
+    world.store.inbox_insert(delivery).await.expect("stored");
+    runtime.inbox_wake().notify_one();
+    let deadline = Instant::now() + CONVERGE;
+    while readiness.is_ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the event loop died but readiness holds"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(readiness
+        .loops()
+        .contains(&("event_loop", orch_http::LoopState::Stopped)));
+    runtime.shutdown().await;
+}

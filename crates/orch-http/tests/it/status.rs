@@ -6,7 +6,7 @@ use orch_core::domain::{Agent, JobSpec, NewTask, Stage};
 use orch_core::fakes::FakeClock;
 use orch_core::ids::{BranchName, IssueId, ProjectId, RepoSlug, WorkItemId};
 use orch_core::ports::{ReconcileRun, Store};
-use orch_http::{ReconcileSettings, ReconcileSwitches, Secret};
+use orch_http::{LoopState, ReconcileSettings, ReconcileSwitches, Secret};
 
 use crate::support::{bearer, plane_headers, HttpClient, TestServer, PLANE_SECRET};
 
@@ -43,19 +43,46 @@ async fn healthz_is_always_200_and_readyz_waits_for_every_loop() {
     assert_eq!(reply.status, 503);
     assert_eq!(
         reply.json(),
-        serde_json::json!({"ready": false, "migrations_applied": false, "worker_alive": false, "reconciler_alive": false})
+        serde_json::json!({"ready": false, "migrations_applied": false, "loops": {}})
     );
     readiness.set_migrations_applied(true);
-    readiness.set_worker_alive(true);
+    assert_eq!(
+        client.get(&server.url("/readyz"), &[]).await.status,
+        503,
+        "no loop has started yet"
+    );
+    readiness.set_loop("event_loop", LoopState::Running);
+    readiness.set_loop("reconciler", LoopState::Stopped);
     assert_eq!(client.get(&server.url("/readyz"), &[]).await.status, 503);
-    readiness.set_reconciler_alive(true);
+    readiness.set_loop("reconciler", LoopState::Running);
     let reply = client.get(&server.url("/readyz"), &[]).await;
     assert_eq!(
-        (reply.status, reply.json()["ready"].clone()),
-        (200, serde_json::json!(true))
+        (reply.status, reply.json()),
+        (
+            200,
+            serde_json::json!({"ready": true, "migrations_applied": true, "loops": {"event_loop": "running", "reconciler": "running"}})
+        )
     );
-    readiness.set_worker_alive(false);
+    readiness.set_loop("event_loop", LoopState::Stopped);
     assert_eq!(client.get(&server.url("/readyz"), &[]).await.status, 503);
+    readiness.set_loop("event_loop", LoopState::Running);
+    readiness.set_stopping();
+    assert_eq!(client.get(&server.url("/readyz"), &[]).await.status, 503);
+}
+
+#[tokio::test]
+async fn a_disabled_loop_never_makes_readyz_unready() {
+    let server = TestServer::start(|_| {}).await;
+    let client = HttpClient::new();
+    let readiness = server.state.readiness.clone();
+    readiness.set_migrations_applied(true);
+    readiness.set_loop("event_loop", LoopState::Running);
+    readiness.set_loop("reconciler", LoopState::Disabled);
+    let reply = client.get(&server.url("/readyz"), &[]).await;
+    assert_eq!(
+        (reply.status, reply.json()["loops"]["reconciler"].clone()),
+        (200, serde_json::json!("disabled"))
+    );
 }
 
 #[tokio::test]

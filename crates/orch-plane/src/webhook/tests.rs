@@ -56,6 +56,12 @@ fn summary(parsed: &Parsed) -> String {
     }
 }
 
+/// A sample of this crate's `test_data/` (shapes derived from the contracts, see its README).
+fn test_data(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/test_data")).join(name);
+    std::fs::read(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
+}
+
 fn check_sample(name: &str, expected: &str) {
     let body = sample(&format!("{name}.body.json"));
     let parsed = parse(&sample_event(name), &body);
@@ -81,6 +87,45 @@ fn api_state_change_sample_becomes_work_item_moved_with_the_api_users_actor() {
          title=\"Rotate signing keys\" description=\"Rotate the webhook signing keys.\" \
          state=3e9d0a6b-4c5f-4d8e-9b2a-6f7e8d9c0b04 updated_at=2026-05-19T11:00:04.120Z \
          actor=7b2c3d4e-5f6a-4b7c-9d8e-0f1a2b3c4d52",
+    );
+}
+
+/// Both activity shapes Plane sends for a state change: ids in `new_value` (the contract
+/// sample) and state names in `new_value` with the ids in `new_identifier`. The state always
+/// comes from `data.state`.
+#[test]
+fn both_activity_shapes_of_a_state_change_give_the_state_of_data() {
+    let moved_to_in_progress = "moved item=b2f3a4b5-c6d7-4e8f-9a0b-1c2d3e4f5a02 project=4f9a2c71-3e5b-4d8a-b6c2-91e0f7a35d12 seq=2 \
+         title=\"Fix login redirect loop\" description=\"Users bounce between /login and /.\" \
+         state=2d8c9f5a-3b4e-4c7d-8a1f-5e6d7c8b9a03 updated_at=2026-05-19T10:15:30.482Z \
+         actor=6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c41";
+    let shapes = [
+        ("state ids", sample("webhook_issue_state_updated.body.json")),
+        (
+            "state names",
+            test_data("webhook_issue_state_updated_state_names.body.json"),
+        ),
+    ];
+    for (shape, body) in shapes {
+        assert_eq!(
+            summary(&parse("issue", &body)),
+            moved_to_in_progress,
+            "activity with {shape}"
+        );
+    }
+}
+
+#[test]
+fn the_state_is_never_taken_from_the_activity() {
+    let body = String::from_utf8(sample("webhook_issue_state_updated.body.json")).expect("UTF-8");
+    let body = body.replace(
+        "\"new_value\": \"2d8c9f5a-3b4e-4c7d-8a1f-5e6d7c8b9a03\"",
+        "\"new_value\": \"ffffffff-3b4e-4c7d-8a1f-5e6d7c8b9a03\"",
+    );
+    let summary = summary(&parse("issue", body.as_bytes()));
+    assert!(
+        summary.contains("state=2d8c9f5a-3b4e-4c7d-8a1f-5e6d7c8b9a03"),
+        "{summary}"
     );
 }
 

@@ -139,6 +139,18 @@ pub(crate) struct World {
     pub(crate) render_offset: UtcOffset,
     pub(crate) target: Option<Target>,
     pub(crate) rate: RateLimit,
+    /// What a state change's `activity.new_value`/`old_value` hold.
+    pub(crate) activity_values: ActivityValues,
+}
+
+/// What Plane puts in `activity.new_value`/`old_value` for a state change. Versions differ:
+/// the commit the contracts were read from sends state ids; others send state *names*, with
+/// the ids in `new_identifier`/`old_identifier`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActivityValues {
+    #[default]
+    StateIds,
+    StateNames,
 }
 
 pub(crate) fn new_id() -> String {
@@ -197,6 +209,7 @@ impl World {
                 window: Duration::from_secs(60),
                 history: HashMap::new(),
             },
+            activity_values: ActivityValues::default(),
         }
     }
 
@@ -499,8 +512,8 @@ impl World {
                     ("new_value", Py::opt_str(activity.new_value)),
                     ("old_value", Py::opt_str(activity.old_value)),
                     ("actor", self.user_lite(activity.actor)),
-                    ("old_identifier", Py::Null),
-                    ("new_identifier", Py::Null),
+                    ("old_identifier", Py::opt_str(activity.old_identifier)),
+                    ("new_identifier", Py::opt_str(activity.new_identifier)),
                 ]),
             ),
         ])
@@ -513,6 +526,22 @@ pub(crate) struct Activity<'a> {
     pub(crate) new_value: Option<&'a str>,
     pub(crate) old_value: Option<&'a str>,
     pub(crate) actor: &'a str,
+    pub(crate) old_identifier: Option<&'a str>,
+    pub(crate) new_identifier: Option<&'a str>,
+}
+
+impl<'a> Activity<'a> {
+    /// The activity of something that is not a field change (a creation, a comment).
+    pub(crate) fn by(actor: &'a str) -> Activity<'a> {
+        Activity {
+            field: None,
+            new_value: None,
+            old_value: None,
+            actor,
+            old_identifier: None,
+            new_identifier: None,
+        }
+    }
 }
 
 /// `description_stripped`: the HTML without tags (Plane uses `strip_tags`).
