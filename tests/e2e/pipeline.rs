@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use orch_core::domain::{Agent, JobKind, JobStatus, Stage, Task};
+use orch_core::domain::{Agent, JobKind, JobStatus, MergeOutcome, Stage, Task};
 use orch_core::ports::Store;
 use orch_daemon::sandbox::{self, Approver, Person, Sandbox, Verdict};
 use orch_sim::gitea::Mutation as GiteaMutation;
@@ -289,6 +289,21 @@ async fn a_merge_conflict_goes_back_to_development_and_then_merges() {
     assert!(
         developer_runs >= 3,
         "the second merge conflicted and the developer caught up ({developer_runs} runs)"
+    );
+    // Gitea refuses a PR its checker knows to conflict with 405 "Please try again later", not
+    // 409: orch found the conflict with its own merge of base and head, not by retrying.
+    let mut decided_locally = false;
+    for (_, task) in &tasks {
+        decided_locally |= jobs_of(&sandbox, task).await.iter().any(|job| {
+            matches!(
+                job.output.as_ref().and_then(|output| output.merge.as_ref()),
+                Some(MergeOutcome::NeedsRebase { reason }) if reason == "conflicts with main"
+            )
+        });
+    }
+    assert!(
+        decided_locally,
+        "a merge answered 405 was sent back to development"
     );
 }
 

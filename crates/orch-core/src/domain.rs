@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{
     AttemptId, BootId, BranchName, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug,
-    TaskId, WorkItemId,
+    StateId, TaskId, WorkItemId,
 };
 use crate::time::Timestamp;
 
@@ -215,8 +215,23 @@ pub struct Task {
     /// A head a reviewer, a person or a merge conflict sent back to development: it can no
     /// longer pass the development gate, and a developer run must move past it.
     pub sent_back_sha: Option<CommitSha>,
-    /// When the current human gate opened; feedback is the comments since then.
+    /// When the current human gate (or block) opened, by orch's clock: for people to read.
     pub gate_opened_at: Option<Timestamp>,
+    /// The work item's state as orch last knew it: a person's move orch acted on, or orch's
+    /// own move once Plane confirmed it. A move orch plans is made only while the item is
+    /// still there, so a person's later state is never overwritten (SPEC §4.1).
+    pub tracker_state: Option<StateId>,
+    /// Plane's `updated_at` of `tracker_state`, by Plane's clock: a person's move is newer
+    /// than what orch knows only when Plane says so (orch's clock is never compared with it).
+    pub tracker_seen_at: Option<Timestamp>,
+    /// By Plane's clock, the time after which a verdict answers the open gate (or block):
+    /// when orch's move to the awaiting state landed (an earlier Approved may have been
+    /// given before the work it approves existed), or what orch knew when the gate opened if
+    /// there is no awaiting state. `None` while the gate is not open in Plane yet.
+    pub verdicts_after: Option<Timestamp>,
+    /// By Plane's clock, `tracker_seen_at` when the gate (or block) opened: a rejection's
+    /// feedback is the comments people wrote since then.
+    pub feedback_after: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -233,6 +248,9 @@ pub struct NewTask {
     pub base_branch: BranchName,
     pub branch: BranchName,
     pub stage: Stage,
+    /// The item's state that started the task, and its `updated_at` by Plane's clock.
+    pub tracker_state: Option<StateId>,
+    pub tracker_seen_at: Option<Timestamp>,
 }
 
 /// The closed set of job kinds (SPEC §4).
@@ -467,9 +485,18 @@ pub struct Job {
     pub repo: RepoSlug,
     pub action: Action,
     pub key: Option<String>,
+    /// The task's stage when the job was written: a job whose task has moved on since (a
+    /// person merged, cancelled, or the stage changed) has no outward effect any more.
+    pub stage: Stage,
     pub status: JobStatus,
-    /// Claims so far (the running one included).
+    /// Claims that counted (the running one included): an attempt cut short by an outage
+    /// or a shutdown is handed back and does not count.
     pub attempts: u32,
+    /// Attempts in a row that an outside service's outage cut short (the backoff exponent
+    /// of `JobResult::Wait`).
+    pub waits: u32,
+    /// The service this job has been waiting on, and since when, while it is out.
+    pub waiting: Option<Waiting>,
     pub not_before: Timestamp,
     pub lease: Option<Lease>,
     pub process: Option<ProcessRecord>,
@@ -486,6 +513,66 @@ impl Job {
     pub fn kind(&self) -> JobKind {
         self.action.kind()
     }
+}
+
+/// An outside service a job depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    /// The tracker (Plane's REST API).
+    Plane,
+    /// The forge (Gitea's REST API and its git hosting).
+    Gitea,
+    /// The notifier (Telegram).
+    Telegram,
+    /// orch's local git (mirrors and worktrees).
+    Git,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [
+        Service::Plane,
+        Service::Gitea,
+        Service::Telegram,
+        Service::Git,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Plane => "plane",
+            Service::Gitea => "gitea",
+            Service::Telegram => "telegram",
+            Service::Git => "git",
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Service {
+    type Err = UnknownName;
+    fn from_str(text: &str) -> Result<Service, UnknownName> {
+        Service::ALL
+            .into_iter()
+            .find(|service| service.as_str() == text)
+            .ok_or_else(|| UnknownName::new("service", text))
+    }
+}
+
+/// How long jobs wait on a service before it counts as out (degraded): `/queue`,
+/// `/metrics` and one notification say so.
+pub const DEGRADED_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A job waiting for an outside service to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub service: Service,
+    /// The first failure of this run of failures.
+    pub since: Timestamp,
 }
 
 /// A claimed job: the job and the attempt that must fence its completion.
@@ -508,6 +595,15 @@ pub struct JobOutput {
     pub head_sha: Option<CommitSha>,
     pub pr: Option<PrNumber>,
     pub merge: Option<MergeOutcome>,
+    /// `tracker_state`: the state Plane confirmed, with its `updated_at` by Plane's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker_state: Option<StateId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker_at: Option<Timestamp>,
+    /// `publish_branch`: the task's pull request is closed and was not merged; nothing was
+    /// pushed or opened (orch never opens a second one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pr_closed: bool,
 }
 
 /// How a merge attempt ended (SPEC §1.1), as the `Forge` classifies Gitea's answer.
@@ -539,10 +635,22 @@ pub enum JobResult {
     Failed {
         error: String,
     },
+    /// An outside service is out: run again at `not_before` without counting this attempt.
+    /// Outages delay work; they never use up a job's attempts or block a task by themselves.
+    Wait {
+        not_before: Timestamp,
+        error: String,
+        service: Service,
+    },
     /// Queue the job again at once without counting this attempt: it was cut short by a
     /// shutdown, not by its own failure.
     HandBack {
         error: String,
+    },
+    /// The job's task moved on (it ended, or left the stage the job was written for): the
+    /// job did nothing outside and ends as cancelled.
+    Obsolete {
+        reason: String,
     },
 }
 
@@ -551,6 +659,14 @@ impl JobResult {
     /// queue.
     pub fn is_end(&self) -> bool {
         matches!(self, JobResult::Succeeded(_) | JobResult::Failed { .. })
+    }
+
+    /// The job's next attempt is queued (a retry, a wait or a hand-back).
+    pub fn is_requeue(&self) -> bool {
+        matches!(
+            self,
+            JobResult::Retry { .. } | JobResult::Wait { .. } | JobResult::HandBack { .. }
+        )
     }
 }
 

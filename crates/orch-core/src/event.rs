@@ -1,10 +1,12 @@
 //! The closed set of facts the serial event loop reacts to.
 
-use crate::domain::CiState;
+use crate::domain::{CiState, Service};
 use crate::ids::{
     BranchName, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, UserId,
 };
+use crate::pipeline::GateReport;
 use crate::ports::{Via, WorkItem};
+use crate::time::Timestamp;
 
 /// Something that happened. Webhook parsers, the worker, the reconciler and admin commands
 /// all produce these; `Orchestrator::handle` is the one consumer.
@@ -42,8 +44,23 @@ pub enum Event {
     },
     /// A job ended (succeeded or failed for good).
     JobFinished { job: JobId },
-    /// F-1 found the task's automatic gate green at `head_sha`.
-    GateGreen { task: TaskId, head_sha: CommitSha },
+    /// The reconciler read the forge's facts of a task whose head was `head_sha`: its pull
+    /// request and, for a stage with an automatic gate, the gate's checks. The orchestrator
+    /// decides what they mean, by the same rules as the webhooks that carry them.
+    ForgeObserved {
+        task: TaskId,
+        head_sha: Option<CommitSha>,
+        report: GateReport,
+    },
+    /// Jobs have waited on `service` since `since` (an outage): people are told once.
+    ServiceDegraded {
+        service: Service,
+        since: Timestamp,
+        /// The task of the job waiting longest (the notification is written with it).
+        task: TaskId,
+        jobs: u64,
+        error: Option<String>,
+    },
     /// `orch task retry`: re-run the stage's agent.
     RetryRequested { task: TaskId },
     /// `orch task cancel`.

@@ -1,23 +1,27 @@
 //! The `Executor`: what one claimed job does through the ports, and how its end is reported.
 //!
 //! The executor decides nothing about the task: it performs the job's action and turns the
-//! result into a `JobResult` (success with output, retry with backoff, or failure). The
-//! worker that calls it owns leases, heartbeats and concurrency.
+//! result into a `JobResult` (success with output, a retry, a wait on a service that is out,
+//! or failure). An outage never uses up a job's attempts and never fails an action: it waits
+//! with capped backoff until the service is back. A job whose task has moved on has no
+//! outward effect (`still_current`). The worker that calls it owns leases, heartbeats and
+//! concurrency.
 
 use std::time::Duration;
 
 use crate::backoff::{jitter_from, Backoff};
 use crate::config::PipelineConfig;
 use crate::domain::{
-    Action, Agent, ClaimedJob, JobKind, JobOutput, JobResult, JobStatus, MergeOutcome,
-    ReviewVerdict, Stage, StateRole, Task,
+    Action, Agent, ClaimedJob, Job, JobKind, JobOutput, JobResult, JobStatus, MergeOutcome,
+    ReviewVerdict, Service, Stage, StateRole, Task, TaskStatus,
 };
+use crate::ids::{CommitSha, PrNumber};
 use crate::ports::{
     AgentOutcome, AgentRequest, ErrorClass, NewPullRequest, Ports, RunningAgent, WorktreeSpec,
 };
 
-/// Attempts of an action job before it fails for good (about two hours at the 5 min cap):
-/// outages delay actions, they do not lose them.
+/// Attempts of an action job that fails for a reason other than an outage before it fails
+/// for good (about two hours at the 5 min cap). Outages never count.
 pub const ACTION_MAX_ATTEMPTS: u32 = 30;
 
 /// Performs jobs.
@@ -30,13 +34,16 @@ pub struct Executor {
 /// A failed step of a job, classified for the retry decision.
 struct StepError {
     class: ErrorClass,
+    /// The service the step talked to.
+    service: Service,
     message: String,
 }
 
 macro_rules! step {
-    ($expr:expr) => {
+    ($service:expr, $expr:expr) => {
         $expr.map_err(|err| StepError {
             class: err.class(),
+            service: $service,
             message: err.to_string(),
         })
     };
@@ -67,7 +74,8 @@ impl Executor {
     }
 
     /// Prepares the worktree and starts the agent of an agent job. `Err` is the job's result
-    /// when the agent could not be started.
+    /// when the agent could not be started: an outage (git hosting, the local disk) waits
+    /// without using up one of the agent's attempts.
     pub async fn start_agent(
         &self,
         claimed: &ClaimedJob,
@@ -78,12 +86,19 @@ impl Executor {
                 error: "not an agent job".to_owned(),
             });
         };
+        if let Err(reason) = still_current(&claimed.job, task) {
+            return Err(obsolete(&reason));
+        }
         let spec = Executor::worktree_spec(task);
         let started: Result<Box<dyn RunningAgent>, StepError> = async {
-            let prepared = step!(self.ports.workspace.prepare(&spec, *agent).await)?;
+            let prepared = step!(
+                Service::Gitea,
+                self.ports.workspace.prepare(&spec, *agent).await
+            )?;
             let analysis = match agent {
                 Agent::Analyst => None,
                 Agent::Developer | Agent::Reviewer => step!(
+                    Service::Git,
                     self.ports
                         .workspace
                         .read_output(&spec, Agent::Analyst, "analysis.md")
@@ -108,10 +123,10 @@ impl Executor {
                 output_dir: prepared.output_dir,
                 analysis_file: prepared.analysis_file,
             };
-            step!(self.ports.agents.start(request).await)
+            step!(Service::Git, self.ports.agents.start(request).await)
         }
         .await;
-        started.map_err(|err| self.retry_or_fail(claimed, self.config.max_attempts, err))
+        started.map_err(|err| self.after_agent_error(claimed, err))
     }
 
     /// Turns an agent's outcome into the job's result, reading its artifacts on success.
@@ -127,20 +142,21 @@ impl Executor {
             };
         };
         if outcome != AgentOutcome::Succeeded {
+            let message = format!("{agent} {outcome}");
+            if outcome == AgentOutcome::Cancelled {
+                return JobResult::Failed { error: message };
+            }
+            // The agent's own failure: it uses up an attempt.
             let error = StepError {
                 class: ErrorClass::Other,
-                message: format!("{agent} {outcome}"),
+                service: Service::Git,
+                message,
             };
-            if outcome == AgentOutcome::Cancelled {
-                return JobResult::Failed {
-                    error: error.message,
-                };
-            }
-            return self.retry_or_fail(claimed, self.config.max_attempts, error);
+            return self.after_error(claimed, self.config.max_attempts, error);
         }
         match self.artifacts(*agent, task).await {
             Ok(output) => JobResult::Succeeded(output),
-            Err(err) => self.retry_or_fail(claimed, self.config.max_attempts, err),
+            Err(err) => self.after_agent_error(claimed, err),
         }
     }
 
@@ -155,6 +171,20 @@ impl Executor {
         }
     }
 
+    /// An infrastructure step of an agent job failed (the worktree, the artifacts, starting
+    /// the process): anything but a refusal is an outage of git, so the agent's attempts are
+    /// not used up and the task is never blocked by it.
+    fn after_agent_error(&self, claimed: &ClaimedJob, err: StepError) -> JobResult {
+        let err = match err.class {
+            ErrorClass::Other => StepError {
+                class: ErrorClass::Unavailable { retry_after: None },
+                ..err
+            },
+            _ => err,
+        };
+        self.after_error(claimed, self.config.max_attempts, err)
+    }
+
     async fn artifacts(&self, agent: Agent, task: &Task) -> Result<JobOutput, StepError> {
         let spec = Executor::worktree_spec(task);
         let workspace = &self.ports.workspace;
@@ -162,6 +192,7 @@ impl Executor {
         match agent {
             Agent::Analyst => {
                 output.analysis = step!(
+                    Service::Git,
                     workspace
                         .read_output(&spec, Agent::Analyst, "analysis.md")
                         .await
@@ -172,17 +203,23 @@ impl Executor {
                     "{}: changes left uncommitted by the developer agent",
                     task.work_item
                 );
-                step!(workspace.commit_leftovers(&spec, &message).await)?;
-                output.commits_ahead = Some(step!(workspace.commits_ahead(&spec).await)?);
-                output.head_sha = Some(step!(workspace.head_sha(&spec).await)?);
+                step!(
+                    Service::Git,
+                    workspace.commit_leftovers(&spec, &message).await
+                )?;
+                output.commits_ahead =
+                    Some(step!(Service::Gitea, workspace.commits_ahead(&spec).await)?);
+                output.head_sha = Some(step!(Service::Git, workspace.head_sha(&spec).await)?);
             }
             Agent::Reviewer => {
                 output.review = step!(
+                    Service::Git,
                     workspace
                         .read_output(&spec, Agent::Reviewer, "review.md")
                         .await
                 )?;
                 let verdict = step!(
+                    Service::Git,
                     workspace
                         .read_output(&spec, Agent::Reviewer, "verdict")
                         .await
@@ -195,11 +232,14 @@ impl Executor {
 
     /// Runs an action job (every kind but agents) to its result.
     pub async fn run_action(&self, claimed: &ClaimedJob, task: &Task) -> JobResult {
+        if let Err(reason) = still_current(&claimed.job, task) {
+            return obsolete(&reason);
+        }
         if let Action::TrackerState { state } = &claimed.job.action {
             match self.tracker_state_is_current(claimed, task, *state).await {
                 Ok(true) => {}
                 Ok(false) => return JobResult::Succeeded(JobOutput::default()),
-                Err(err) => return self.retry_or_fail(claimed, ACTION_MAX_ATTEMPTS, err),
+                Err(err) => return self.after_error(claimed, ACTION_MAX_ATTEMPTS, err),
             }
         }
         // Notifications are delayed by an outage, never lost: they retry for as long as it lasts.
@@ -207,9 +247,10 @@ impl Executor {
             Action::Notify { .. } => u32::MAX,
             _ => ACTION_MAX_ATTEMPTS,
         };
-        match self.action(&claimed.job.action, task).await {
-            Ok(output) => JobResult::Succeeded(output),
-            Err(err) => self.retry_or_fail(claimed, max_attempts, err),
+        match self.action(claimed, task).await {
+            Ok(Some(output)) => JobResult::Succeeded(output),
+            Ok(None) => obsolete("its task moved on while it ran"),
+            Err(err) => self.after_error(claimed, max_attempts, err),
         }
     }
 
@@ -230,15 +271,7 @@ impl Executor {
         if ended_elsewhere {
             return Ok(false);
         }
-        let jobs = self
-            .ports
-            .store
-            .jobs_of_task(task.id)
-            .await
-            .map_err(|err| StepError {
-                class: ErrorClass::Unavailable { retry_after: None },
-                message: err.to_string(),
-            })?;
+        let jobs = self.store_read(self.ports.store.jobs_of_task(task.id).await)?;
         let superseded = jobs.iter().any(|job| {
             job.id > claimed.job.id
                 && job.kind() == JobKind::TrackerState
@@ -247,24 +280,159 @@ impl Executor {
         Ok(!superseded)
     }
 
-    async fn action(&self, action: &Action, task: &Task) -> Result<JobOutput, StepError> {
+    fn store_read<T>(&self, result: Result<T, crate::ports::StoreError>) -> Result<T, StepError> {
+        result.map_err(|err| StepError {
+            class: ErrorClass::Unavailable { retry_after: None },
+            service: Service::Git,
+            message: err.to_string(),
+        })
+    }
+
+    /// `task` as it is now, for a job about to make an outward effect; `None` when the job
+    /// is no longer current.
+    async fn reread(&self, job: &Job) -> Result<Option<Task>, StepError> {
+        let task = self.store_read(self.ports.store.task(job.task).await)?;
+        Ok(task.filter(|task| still_current(job, task).is_ok()))
+    }
+
+    /// Performs the action; `Ok(None)` when the task moved on before its outward effect.
+    async fn action(
+        &self,
+        claimed: &ClaimedJob,
+        task: &Task,
+    ) -> Result<Option<JobOutput>, StepError> {
         let ports = &self.ports;
+        let action = &claimed.job.action;
+        let service = service_of(claimed.job.kind());
         let spec = Executor::worktree_spec(task);
         let mut output = JobOutput::default();
         match action {
             Action::RunAgent { .. } => {
-                return Err(StepError {
-                    class: ErrorClass::Invalid,
-                    message: "agent jobs are not actions".to_owned(),
-                })
+                return Err(invalid("agent jobs are not actions".to_owned()));
             }
-            Action::PublishBranch => {
-                let message = format!(
-                    "{}: changes left uncommitted by the developer agent",
-                    task.work_item
-                );
-                step!(ports.workspace.commit_leftovers(&spec, &message).await)?;
-                let head_sha = step!(ports.workspace.push(&spec).await)?;
+            Action::PublishBranch => return self.publish(claimed, task).await,
+            Action::TrackerComment { external_id, body } => {
+                step!(
+                    service,
+                    ports
+                        .tracker
+                        .add_comment(&task.project, &task.issue, external_id, body)
+                        .await
+                )?;
+            }
+            Action::TrackerState { state } => {
+                return self.move_item(claimed, task, *state).await.map(Some);
+            }
+            Action::ForgeReview { marker, body } => {
+                let pr = task
+                    .pr
+                    .ok_or_else(|| invalid("the task has no pull request".to_owned()))?;
+                step!(
+                    service,
+                    ports.forge.review(&task.repo, pr, marker, body).await
+                )?;
+            }
+            Action::Merge { head_sha } => {
+                let pr = task
+                    .pr
+                    .ok_or_else(|| invalid("the task has no pull request".to_owned()))?;
+                if self.reread(&claimed.job).await?.is_none() {
+                    return Ok(None);
+                }
+                let outcome = step!(service, ports.forge.merge(&task.repo, pr, head_sha).await)?;
+                let outcome = match outcome {
+                    MergeOutcome::TryLater { reason } => {
+                        self.decide_try_later(task, &spec, pr, head_sha, &reason)
+                            .await?
+                    }
+                    outcome => outcome,
+                };
+                output.merge = Some(outcome);
+            }
+            Action::ClosePr { comment } => {
+                // The recorded pull request, or one a publish opened without recording it.
+                let pr = match task.pr {
+                    Some(pr) => Some(pr),
+                    None => step!(
+                        service,
+                        ports
+                            .forge
+                            .open_pull_request_for_branch(
+                                &task.repo,
+                                &task.branch,
+                                &task.base_branch
+                            )
+                            .await
+                    )?
+                    .map(|pull| pull.number),
+                };
+                if let Some(pr) = pr {
+                    let marker = format!("orch:{}:close", task.id);
+                    step!(
+                        service,
+                        ports.forge.comment(&task.repo, pr, &marker, comment).await
+                    )?;
+                    step!(
+                        service,
+                        ports.forge.close_pull_request(&task.repo, pr).await
+                    )?;
+                    output.pr = Some(pr);
+                }
+            }
+            Action::Notify { text } => {
+                step!(service, ports.notifier.notify(text).await)?;
+            }
+            Action::Cleanup => {
+                step!(service, ports.workspace.remove(&spec).await)?;
+            }
+        }
+        Ok(Some(output))
+    }
+
+    /// Commits leftovers, pushes the branch and makes sure the task has one open PR. A PR a
+    /// person closed is never replaced by a second one; the task moving on stops the job
+    /// before each outward step.
+    async fn publish(
+        &self,
+        claimed: &ClaimedJob,
+        task: &Task,
+    ) -> Result<Option<JobOutput>, StepError> {
+        let ports = &self.ports;
+        let spec = Executor::worktree_spec(task);
+        let mut output = JobOutput::default();
+        if let Some(pr) = task.pr {
+            let pull = step!(
+                Service::Gitea,
+                ports.forge.pull_request(&task.repo, pr).await
+            )?;
+            if pull.state == crate::ports::PrState::Closed {
+                output.pr = Some(pr);
+                if pull.merged {
+                    output.merge = Some(MergeOutcome::AlreadyMerged);
+                } else {
+                    output.pr_closed = true;
+                }
+                return Ok(Some(output));
+            }
+        }
+        let message = format!(
+            "{}: changes left uncommitted by the developer agent",
+            task.work_item
+        );
+        step!(
+            Service::Git,
+            ports.workspace.commit_leftovers(&spec, &message).await
+        )?;
+        if self.reread(&claimed.job).await?.is_none() {
+            return Ok(None);
+        }
+        let head_sha = step!(Service::Gitea, ports.workspace.push(&spec).await)?;
+        let Some(current) = self.reread(&claimed.job).await? else {
+            return Ok(None);
+        };
+        let pr = match current.pr {
+            Some(pr) => pr,
+            None => {
                 let new = NewPullRequest {
                     repo: task.repo.clone(),
                     head: task.branch.clone(),
@@ -275,88 +443,165 @@ impl Executor {
                         task.work_item, task.description
                     ),
                 };
-                let pull = step!(ports.forge.ensure_pull_request(&new).await)?;
-                output.head_sha = Some(head_sha);
-                output.pr = Some(pull.number);
+                step!(Service::Gitea, ports.forge.ensure_pull_request(&new).await)?.number
             }
-            Action::TrackerComment { external_id, body } => {
-                step!(
-                    ports
-                        .tracker
-                        .add_comment(&task.project, &task.issue, external_id, body)
-                        .await
-                )?;
-            }
-            Action::TrackerState { state } => {
-                let Some(project) = self.config.project(&task.project) else {
-                    return Err(invalid(format!(
-                        "project {} is no longer configured",
-                        task.project
-                    )));
-                };
-                let states = step!(
-                    ports
-                        .tracker
-                        .project_states(&project.plane_project_id, &project.states)
-                        .await
-                )?;
-                if let Some(state_id) = states.id_of(*state) {
-                    step!(
-                        ports
-                            .tracker
-                            .set_state(&task.project, &task.issue, state_id)
-                            .await
-                    )?;
-                }
-            }
-            Action::ForgeReview { marker, body } => {
-                let pr = task
-                    .pr
-                    .ok_or_else(|| invalid("the task has no pull request".to_owned()))?;
-                step!(ports.forge.review(&task.repo, pr, marker, body).await)?;
-            }
-            Action::Merge { head_sha } => {
-                let pr = task
-                    .pr
-                    .ok_or_else(|| invalid("the task has no pull request".to_owned()))?;
-                let outcome = step!(ports.forge.merge(&task.repo, pr, head_sha).await)?;
-                if let MergeOutcome::TryLater { reason } = &outcome {
-                    return Err(StepError {
-                        class: ErrorClass::Unavailable { retry_after: None },
-                        message: format!("merge: try again later: {reason}"),
-                    });
-                }
-                output.merge = Some(outcome);
-            }
-            Action::ClosePr { comment } => {
-                if let Some(pr) = task.pr {
-                    let marker = format!("orch:{}:close", task.id);
-                    step!(ports.forge.comment(&task.repo, pr, &marker, comment).await)?;
-                    step!(ports.forge.close_pull_request(&task.repo, pr).await)?;
-                }
-            }
-            Action::Notify { text } => {
-                step!(ports.notifier.notify(text).await)?;
-            }
-            Action::Cleanup => {
-                step!(ports.workspace.remove(&spec).await)?;
-            }
+        };
+        output.head_sha = Some(head_sha);
+        output.pr = Some(pr);
+        Ok(Some(output))
+    }
+
+    /// Moves the item to `role`'s state, reading it first: orch moves it only from the state
+    /// it last knew (a person's move it acted on, or its own), so a state a person set since
+    /// wins and is left alone. One exception: a verdict found where orch opens a gate was
+    /// given before the gate opened in Plane, and is reset to the awaiting state.
+    async fn move_item(
+        &self,
+        claimed: &ClaimedJob,
+        task: &Task,
+        role: StateRole,
+    ) -> Result<JobOutput, StepError> {
+        let ports = &self.ports;
+        let mut output = JobOutput::default();
+        let Some(project) = self.config.project(&task.project) else {
+            return Err(invalid(format!(
+                "project {} is no longer configured",
+                task.project
+            )));
+        };
+        let states = step!(
+            Service::Plane,
+            ports
+                .tracker
+                .project_states(&project.plane_project_id, &project.states)
+                .await
+        )?;
+        let Some(target) = states.id_of(role).cloned() else {
+            return Ok(output);
+        };
+        let item = step!(
+            Service::Plane,
+            ports.tracker.work_item(&task.project, &task.issue).await
+        )?;
+        if item.state == target {
+            // Already there (an earlier attempt's answer may have been lost).
+            output.tracker_state = Some(target);
+            output.tracker_at = Some(item.updated_at);
+            return Ok(output);
         }
+        let jobs = self.store_read(ports.store.jobs_of_task(task.id).await)?;
+        let own_last = jobs
+            .iter()
+            .filter(|job| job.id < claimed.job.id && job.kind() == JobKind::TrackerState)
+            .filter_map(|job| job.output.as_ref()?.tracker_state.clone())
+            .next_back();
+        let known = task.tracker_state.is_none()
+            || task.tracker_state.as_ref() == Some(&item.state)
+            || own_last.as_ref() == Some(&item.state);
+        let early_verdict = role == StateRole::Awaiting
+            && matches!(
+                states.role_of(&item.state),
+                Some(StateRole::Approved | StateRole::Rejected)
+            );
+        if !known && !early_verdict {
+            tracing::info!(task = %task.work_item, to = ?role, "a person moved the item since orch last looked; their state stays");
+            output.tracker_at = Some(item.updated_at);
+            return Ok(output);
+        }
+        let at = step!(
+            Service::Plane,
+            ports
+                .tracker
+                .set_state(&task.project, &task.issue, &target)
+                .await
+        )?;
+        output.tracker_state = Some(target);
+        output.tracker_at = Some(at);
         Ok(output)
     }
 
-    fn retry_or_fail(&self, claimed: &ClaimedJob, max_attempts: u32, err: StepError) -> JobResult {
-        let attempts = claimed.job.attempts;
-        let retryable = err.class.is_retryable()
-            || claimed.job.kind().is_agent() && err.class == ErrorClass::Other;
-        if !retryable || attempts >= max_attempts {
-            return JobResult::Failed { error: err.message };
+    /// Gitea answers 405 "Please try again later" whenever its background checker has not
+    /// marked the PR mergeable: while it is still checking, and also when it knows the PR
+    /// conflicts (SPEC §1.1). So orch decides: the PR found merged at our head is
+    /// `AlreadyMerged`; a local merge of base and head that conflicts is `NeedsRebase` (whatever
+    /// Gitea's `mergeable` says: the local merge is decisive); a clean one means the checker is
+    /// catching up, and the merge is retried with backoff. A failed look is retried too.
+    async fn decide_try_later(
+        &self,
+        task: &Task,
+        spec: &WorktreeSpec,
+        pr: PrNumber,
+        head_sha: &CommitSha,
+        reason: &str,
+    ) -> Result<MergeOutcome, StepError> {
+        let pull = self
+            .ports
+            .forge
+            .pull_request(&task.repo, pr)
+            .await
+            .map_err(|err| StepError {
+                class: err.class(),
+                service: Service::Gitea,
+                message: format!(
+                    "merge: try again later ({reason}); re-reading the pull request failed: {err}"
+                ),
+            })?;
+        if pull.merged && &pull.head_sha == head_sha {
+            return Ok(MergeOutcome::AlreadyMerged);
         }
+        let clean = self
+            .ports
+            .workspace
+            .merges_cleanly(spec, head_sha)
+            .await
+            .map_err(|err| StepError {
+                // The local check failing is orch's infrastructure: it waits, never blocks.
+                class: ErrorClass::Unavailable { retry_after: None },
+                service: Service::Git,
+                message: format!(
+                    "merge: try again later ({reason}); the local merge check failed: {err}"
+                ),
+            })?;
+        if !clean {
+            tracing::info!(task = %task.id, pr = pr.get(), base = %task.base_branch, "gitea says try later and the head conflicts with the base");
+            return Ok(MergeOutcome::NeedsRebase {
+                reason: format!("conflicts with {}", task.base_branch),
+            });
+        }
+        // The checker catches up within seconds: retries count, and a PR Gitea still refuses
+        // after all of them blocks the task with the reason.
+        let detail = match pull.mergeable {
+            Some(false) => "it merges cleanly here; gitea's mergeability check has not caught up",
+            _ => "it merges cleanly here",
+        };
+        Err(StepError {
+            class: ErrorClass::Other,
+            service: Service::Gitea,
+            message: format!("merge: try again later ({reason}); {detail}"),
+        })
+    }
+
+    /// The result of a failed step: an outage waits (no attempt used up, `waiting` shows
+    /// it); anything else retryable retries up to `max_attempts`; the rest fails.
+    fn after_error(&self, claimed: &ClaimedJob, max_attempts: u32, err: StepError) -> JobResult {
+        let now = self.ports.clock.now();
         let retry_after = match err.class {
             ErrorClass::Unavailable { retry_after } => retry_after,
             _ => None,
         };
-        let now = self.ports.clock.now();
+        if err.class.is_outage() {
+            let waits = claimed.job.waits + 1;
+            let jitter = jitter_from(&[claimed.job.id.0, i64::from(waits), now.as_millis()]);
+            return JobResult::Wait {
+                not_before: now + self.backoff.delay(waits, retry_after, jitter),
+                error: err.message,
+                service: err.service,
+            };
+        }
+        let attempts = claimed.job.attempts;
+        if !err.class.is_retryable() || attempts >= max_attempts {
+            return JobResult::Failed { error: err.message };
+        }
         let jitter = jitter_from(&[claimed.job.id.0, i64::from(attempts), now.as_millis()]);
         let delay: Duration = self.backoff.delay(attempts, retry_after, jitter);
         JobResult::Retry {
@@ -369,6 +614,63 @@ impl Executor {
 fn invalid(message: String) -> StepError {
     StepError {
         class: ErrorClass::Invalid,
+        service: Service::Git,
         message,
+    }
+}
+
+fn obsolete(reason: &str) -> JobResult {
+    JobResult::Obsolete {
+        reason: format!("not run: {reason}"),
+    }
+}
+
+/// Whether `job` still has something to do for `task`: `Err(reason)` when the task has moved
+/// on since the job was written (it ended, or left the job's stage), so the job must have no
+/// outward effect. A person's merge or cancel ends the task's work this way too.
+pub fn still_current(job: &Job, task: &Task) -> Result<(), String> {
+    let moved_on = |what: &str| {
+        Err(format!(
+            "{} is {} now; the {what} was for {}",
+            task.work_item, task.stage, job.stage
+        ))
+    };
+    match job.kind() {
+        JobKind::Agent(agent) => {
+            if task.stage.is_terminal() || task.stage != job.stage {
+                return moved_on(&format!("{agent} run"));
+            }
+            if task.status != TaskStatus::Working {
+                return Err(format!("{} is {} now", task.work_item, task.status));
+            }
+            Ok(())
+        }
+        JobKind::PublishBranch | JobKind::Merge => {
+            if task.stage.is_terminal() || task.stage != job.stage {
+                return moved_on(job.kind().as_str());
+            }
+            Ok(())
+        }
+        JobKind::TrackerComment | JobKind::ForgeReview if task.stage == Stage::Cancelled => {
+            moved_on(job.kind().as_str())
+        }
+        JobKind::TrackerComment
+        | JobKind::ForgeReview
+        | JobKind::TrackerState
+        | JobKind::ClosePr
+        | JobKind::Notify
+        | JobKind::Cleanup => Ok(()),
+    }
+}
+
+/// The outside service an action talks to, for outages.
+fn service_of(kind: JobKind) -> Service {
+    match kind {
+        JobKind::TrackerComment | JobKind::TrackerState => Service::Plane,
+        JobKind::PublishBranch | JobKind::ForgeReview | JobKind::Merge | JobKind::ClosePr => {
+            Service::Gitea
+        }
+        JobKind::Notify => Service::Telegram,
+        JobKind::Agent(_) | JobKind::Cleanup => Service::Git,
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A handler reads what it needs, decides, and writes one `Transition` (a compare-and-swap on
 //! the task's version carrying the jobs it causes). A handler that finds nothing to do does
-//! nothing, which makes every event safe to replay.
+//! nothing, which makes every event safe to replay. What a stage runs, what its agent must
+//! leave, and what passing or rejecting its gate does come from `STAGE_TRANSITIONS`.
 
 use async_trait::async_trait;
 use tracing::{debug, info};
@@ -10,12 +11,15 @@ use tracing::{debug, info};
 use crate::config::{PipelineConfig, ProjectConfig};
 use crate::domain::{
     Action, Agent, CiState, Job, JobKind, JobOutput, JobSpec, JobStatus, MergeOutcome, NewTask,
-    ReviewVerdict, Stage, StateRole, Task, TaskStatus, Verdict,
+    ReviewVerdict, Service, Stage, StateRole, Task, TaskStatus, Verdict,
 };
 use crate::event::{Event, Origin};
-use crate::ids::{BranchName, CommitSha, PrNumber, RepoSlug, TaskId, UserId, WorkItemId};
-use crate::pipeline::{evaluate_development_gate, transition_of, ExitGate, GateReport};
-use crate::ports::{ForgeError, Ports, StoreError, TrackerError, Transition, WorkItem};
+use crate::ids::{BranchName, CommitSha, JobId, PrNumber, RepoSlug, TaskId, UserId, WorkItemId};
+use crate::pipeline::{
+    check_artifact, evaluate_exit_gate, transition_of, ExitGate, GateReport, OnPass, QgCheck,
+};
+use crate::ports::{ForgeError, Ports, PrState, StoreError, TrackerError, Transition, WorkItem};
+use crate::time::Timestamp;
 
 /// Why an event could not be handled; the event is kept and handled again later.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,10 @@ pub enum HandleError {
     Tracker(#[from] TrackerError),
     #[error(transparent)]
     Forge(#[from] ForgeError),
+    /// The event came before orch can act on it (a verdict before orch's move that opens
+    /// the gate in Plane has been recorded): it is kept and handled again shortly.
+    #[error("too early: {0}")]
+    TooEarly(String),
 }
 
 /// What handling an event did.
@@ -85,11 +93,17 @@ pub struct Orchestrator {
     own_user: Option<UserId>,
 }
 
-/// How much older than a gate a verdict may look: Plane's clock and orch's may differ.
-const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// How often a handler re-reads and retries after losing a compare-and-swap.
 const CAS_ATTEMPTS: u32 = 3;
+
+/// Who cancels a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Canceller {
+    /// `orch task cancel`: orch moves the item to Cancelled too.
+    Admin,
+    /// A person moved the item to Cancelled: it is there already.
+    Person,
+}
 
 /// A decided transition, before the store sees it.
 struct Plan {
@@ -98,7 +112,7 @@ struct Plan {
     was_blocked: bool,
     jobs: Vec<JobSpec>,
     cancel_active_work: bool,
-    consumes_job: Option<crate::ids::JobId>,
+    consumes_job: Option<JobId>,
     note: String,
 }
 
@@ -137,21 +151,72 @@ impl Plan {
         self.job(Action::TrackerState { state }, "state");
     }
 
+    /// The item's state as a person left it, now known to orch (Plane's clock).
+    fn saw_item(&mut self, item: &WorkItem) {
+        self.next.tracker_state = Some(item.state.clone());
+        self.next.tracker_seen_at = Some(item.updated_at);
+    }
+
+    /// Leaves the current gate: the task works again.
+    fn close_gate(&mut self) {
+        self.next.status = TaskStatus::Working;
+        self.next.gate_opened_at = None;
+        self.next.verdicts_after = None;
+        self.next.feedback_after = None;
+    }
+
+    /// Enters `stage` and runs its agent (`STAGE_TRANSITIONS`).
+    fn enter(&mut self, stage: Stage) {
+        self.next.stage = stage;
+        self.close_gate();
+        if stage == Stage::Development {
+            self.next.fix_rounds = 0;
+            self.next.last_fix_sha = None;
+        }
+        if let Some(agent) = transition_of(stage).agent {
+            self.agent(agent, None);
+        }
+    }
+
     /// Back to development for another developer run: the current head was judged and sent
     /// back, so it can no longer pass the gate, and fix rounds start over.
     fn send_back_to_development(&mut self) {
         self.next.stage = Stage::Development;
-        self.next.status = TaskStatus::Working;
-        self.next.gate_opened_at = None;
+        self.close_gate();
         self.next.fix_rounds = 0;
         self.next.last_fix_sha = None;
         self.next.sent_back_sha = self.next.head_sha.clone();
+    }
+
+    /// Opens the stage's human gate. With an awaiting state, verdicts count once orch's
+    /// move there has landed (its job end records Plane's time); without one, from what
+    /// orch knows now.
+    fn open_gate(&mut self, awaiting_configured: bool, now: Timestamp) {
+        self.next.status = TaskStatus::AwaitingVerdict;
+        self.next.gate_opened_at = Some(now);
+        self.next.feedback_after = self.next.tracker_seen_at;
+        self.next.verdicts_after = if awaiting_configured {
+            None
+        } else {
+            Some(self.next.tracker_seen_at.unwrap_or(Timestamp::EPOCH))
+        };
+        if awaiting_configured {
+            self.tracker_state(StateRole::Awaiting);
+        }
     }
 
     /// Blocks the task and tells people, once (the key is unique to this transition).
     fn block(&mut self, reason: String) {
         self.notify(format!("{} is blocked: {reason}", self.next.work_item));
         self.next.status = TaskStatus::Blocked { reason };
+    }
+
+    /// Ends the task in `done`: its running and queued work stops, its worktree goes.
+    fn end_done(&mut self) {
+        self.next.stage = Stage::Done;
+        self.close_gate();
+        self.cancel_active_work = true;
+        self.job(Action::Cleanup, "cleanup");
     }
 }
 
@@ -208,12 +273,32 @@ impl Orchestrator {
                 repo,
                 number,
                 merged,
-            } => self.pr_closed(repo, *number, *merged, origin).await,
+            } => match self.ports.store.task_by_pr(repo, *number).await? {
+                Some(task) => self.pr_closed(&task, *number, *merged, origin).await,
+                None => Ok(Handled::nothing("pull request of no task")),
+            },
             Event::JobFinished { job } => self.job_finished(*job).await,
-            Event::GateGreen { task, head_sha } => self.gate_green(*task, head_sha, origin).await,
+            Event::ForgeObserved {
+                task,
+                head_sha,
+                report,
+            } => {
+                self.forge_observed(*task, head_sha.as_ref(), report, origin)
+                    .await
+            }
+            Event::ServiceDegraded {
+                service,
+                since,
+                task,
+                jobs,
+                error,
+            } => {
+                self.service_degraded(*service, *since, *task, *jobs, error.as_deref())
+                    .await
+            }
             Event::RetryRequested { task } => self.retry(*task).await,
             Event::CancelRequested { task } => match self.ports.store.task(*task).await? {
-                Some(task) => self.cancel(&task, origin, true).await,
+                Some(task) => self.cancel(&task, origin, Canceller::Admin, None).await,
                 None => Ok(Handled::nothing("no such task")),
             },
         }
@@ -241,16 +326,51 @@ impl Orchestrator {
             .tracker
             .project_states(&project.plane_project_id, &project.states)
             .await?;
-        match states.role_of(&item.state) {
-            Some(StateRole::InProgress) => self.status_start(project, item, origin).await,
-            Some(StateRole::Approved) => self.verdict(item, Verdict::Approved, origin).await,
-            Some(StateRole::Rejected) => self.verdict(item, Verdict::Rejected, origin).await,
-            Some(StateRole::Cancelled) => match self.ports.store.task_by_issue(&item.id).await? {
-                Some(task) => self.cancel(&task, origin, false).await,
-                None => Ok(Handled::nothing("cancelled item has no task")),
-            },
-            Some(StateRole::Awaiting | StateRole::Done) | None => {
-                Ok(Handled::nothing("state is not a trigger"))
+        let role = states.role_of(&item.state);
+        let Some(task) = self.ports.store.task_by_issue(&item.id).await? else {
+            return match role {
+                Some(StateRole::InProgress) => self.status_start(project, item, origin).await,
+                Some(StateRole::Cancelled) => Ok(Handled::nothing("cancelled item has no task")),
+                _ => Ok(Handled::nothing("state is not a trigger")),
+            };
+        };
+        if task.stage.is_terminal() {
+            return Ok(Handled::unchanged(&task, "task has ended"));
+        }
+        // Orch's clock is never compared with Plane's; Plane's times are read to the
+        // millisecond, so a move in the same millisecond as the one orch knows is newer only
+        // if it is to another state.
+        let older = task.tracker_seen_at.is_some_and(|seen| {
+            item.updated_at < seen
+                || item.updated_at == seen && task.tracker_state.as_ref() == Some(&item.state)
+        });
+        if older {
+            // A duplicate, or a delivery that arrives after a newer one was handled.
+            return Ok(Handled::unchanged(
+                &task,
+                "not newer than what orch knows of the item",
+            ));
+        }
+        match role {
+            Some(StateRole::InProgress) if task.tracker_state.as_ref() == Some(&item.state) => {
+                Ok(Handled::unchanged(&task, "task exists"))
+            }
+            Some(StateRole::InProgress) => {
+                // A person moved the item (back) to In Progress: orch's next moves start
+                // from there.
+                let mut plan = Plan::new(&task, "the item is in progress");
+                plan.saw_item(item);
+                self.apply(plan, origin).await
+            }
+            Some(StateRole::Approved) => self.verdict(&task, item, Verdict::Approved, origin).await,
+            Some(StateRole::Rejected) => self.verdict(&task, item, Verdict::Rejected, origin).await,
+            Some(StateRole::Cancelled) => {
+                self.cancel(&task, origin, Canceller::Person, Some(item))
+                    .await
+            }
+            Some(StateRole::Done) => self.done_by_person(&task, item, origin).await,
+            Some(StateRole::Awaiting) | None => {
+                Ok(Handled::unchanged(&task, "state is not a trigger"))
             }
         }
     }
@@ -262,9 +382,6 @@ impl Orchestrator {
         item: &WorkItem,
         origin: Origin,
     ) -> Result<Handled, HandleError> {
-        if let Some(task) = self.ports.store.task_by_issue(&item.id).await? {
-            return Ok(Handled::unchanged(&task, "task exists"));
-        }
         let work_item = match WorkItemId::new(&project.work_item_prefix, item.sequence_id) {
             Ok(work_item) => work_item,
             Err(err) => {
@@ -277,49 +394,55 @@ impl Orchestrator {
         let new = NewTask {
             issue: item.id.clone(),
             project: project.plane_project_id.clone(),
-            work_item,
+            work_item: work_item.clone(),
             title: item.title.clone(),
             description: item.description.clone(),
             repo: project.repo.clone(),
             base_branch: project.base_branch.clone(),
             branch,
             stage: Stage::Analysis,
+            tracker_state: Some(item.state.clone()),
+            tracker_seen_at: Some(item.updated_at),
         };
-        let now = self.ports.clock.now();
-        let created = self
-            .ports
-            .store
-            .create_task(new, JobSpec::agent(Agent::Analyst, None), now)
-            .await?;
-        if created.created {
-            info!(task = %created.task.work_item, branch = %created.task.branch, "task created");
-            if let Origin::Reconciler(_) = origin {
-                // F-4: an item the reconciler picked up is logged and told about like any
-                // other unblock; `apply` adds the notification.
-                let plan = Plan::new(&created.task, "picked up by the reconciler");
-                return self.apply(plan, origin).await;
-            }
-            Ok(Handled::changed(&created.task, "task created"))
-        } else {
-            Ok(Handled::unchanged(&created.task, "task exists"))
+        let mut jobs = Vec::new();
+        if let Some(agent) = transition_of(Stage::Analysis).agent {
+            jobs.push(JobSpec::agent(agent, None));
         }
+        if let Origin::Reconciler(via) = origin {
+            // F-4: an item the reconciler picked up is told about like any other unblock, in
+            // the same transaction as the task itself.
+            jobs.push(JobSpec::new(
+                Action::Notify {
+                    text: format!(
+                        "reconcile unblocked {work_item} (analysis → picked up by the reconciler, via {})",
+                        via.as_str()
+                    ),
+                },
+                format!("{}:{work_item}:notify:reconcile-start", project.plane_project_id),
+            ));
+        }
+        let now = self.ports.clock.now();
+        let created = self.ports.store.create_task(new, jobs, now).await?;
+        if !created.created {
+            return Ok(Handled::unchanged(&created.task, "task exists"));
+        }
+        info!(task = %created.task.work_item, branch = %created.task.branch, "task created");
+        if let Origin::Reconciler(via) = origin {
+            info!(task = %created.task.work_item, stage = %created.task.stage, via = via.as_str(), "reconcile unblocked");
+        }
+        Ok(Handled::changed(&created.task, "task created"))
     }
 
     /// `verdict`: the item entered *approved* or *rejected*.
     async fn verdict(
         &self,
+        task: &Task,
         item: &WorkItem,
         verdict: Verdict,
         origin: Origin,
     ) -> Result<Handled, HandleError> {
-        let Some(task) = self.ports.store.task_by_issue(&item.id).await? else {
-            return Ok(Handled::nothing("verdict for an item without a task"));
-        };
-        if task.stage.is_terminal() {
-            return Ok(Handled::unchanged(&task, "task has ended"));
-        }
         if self.ports.store.has_active_job(task.id).await? {
-            return Ok(Handled::unchanged(&task, "a job is active"));
+            return Ok(Handled::unchanged(task, "a job is active"));
         }
         let human_gated = transition_of(task.stage).exit_gate == ExitGate::Human;
         // A person unblocks with Rejected (or Cancelled), never with Approved.
@@ -329,73 +452,115 @@ impl Orchestrator {
             (TaskStatus::Blocked { .. }, Verdict::Approved) | (TaskStatus::Working, _) => false,
         };
         if !applies {
-            return Ok(Handled::unchanged(&task, "no open gate for this verdict"));
+            return Ok(Handled::unchanged(task, "no open gate for this verdict"));
         }
-        // A verdict given before this gate opened (a state orch could not move back, or an
-        // old delivery) belongs to an earlier gate.
-        let gate_since = task.gate_opened_at.unwrap_or(task.updated_at);
-        if item.updated_at + CLOCK_SKEW < gate_since {
-            return Ok(Handled::unchanged(
-                &task,
-                "the verdict is older than the open gate",
-            ));
+        // Plane's time against Plane's time: a verdict counts only if Plane recorded it after
+        // the gate opened in Plane.
+        match self.verdicts_after(task).await? {
+            None => {
+                return Err(HandleError::TooEarly(format!(
+                    "the gate of {} is not open in Plane yet",
+                    task.work_item
+                )))
+            }
+            Some(after) if item.updated_at < after => {
+                return Ok(Handled::unchanged(
+                    task,
+                    "the verdict is older than the open gate",
+                ))
+            }
+            Some(_) => {}
         }
         let mut plan = match verdict {
-            Verdict::Approved => self.approve(&task),
+            Verdict::Approved => self.approve(task),
             Verdict::Rejected => {
-                let feedback = self.human_feedback(&task).await?;
-                self.reject(&task, feedback)
+                let feedback = self.human_feedback(task).await?;
+                self.reject(task, feedback)
             }
         };
+        plan.saw_item(item);
         plan.tracker_state(StateRole::InProgress);
         self.apply(plan, origin).await
     }
 
+    /// Plane's time after which verdicts answer `task`'s open gate: recorded on the task, or
+    /// read from orch's move to the awaiting state when that move has landed but its end is
+    /// not handled yet (the person may be quicker than the event loop).
+    async fn verdicts_after(&self, task: &Task) -> Result<Option<Timestamp>, HandleError> {
+        if task.verdicts_after.is_some() || task.status != TaskStatus::AwaitingVerdict {
+            return Ok(task.verdicts_after);
+        }
+        let opened = task.gate_opened_at.unwrap_or(task.updated_at);
+        let jobs = self.ports.store.jobs_of_task(task.id).await?;
+        Ok(jobs
+            .iter()
+            .rev()
+            .filter(|job| {
+                job.action
+                    == Action::TrackerState {
+                        state: StateRole::Awaiting,
+                    }
+                    && job.status == JobStatus::Succeeded
+                    && job.created_at >= opened
+            })
+            .find_map(|job| job.output.as_ref()?.tracker_at))
+    }
+
+    /// Approved: what passing the stage's gate does (`OnPass`).
     fn approve(&self, task: &Task) -> Plan {
         let mut plan = Plan::new(task, "approved");
-        plan.next.gate_opened_at = None;
-        plan.next.status = TaskStatus::Working;
-        match task.stage {
-            Stage::Analysis => {
-                plan.next.stage = Stage::Development;
-                plan.next.fix_rounds = 0;
-                plan.agent(Agent::Developer, None);
+        match transition_of(task.stage).on_pass {
+            OnPass::Enter(next) => {
+                plan.note = format!("approved; {next}");
+                plan.enter(next);
             }
-            _ => match (task.pr, task.head_sha.clone()) {
-                (Some(_), Some(head_sha)) => {
-                    plan.note = format!("approved; merging at {}", head_sha.short());
-                    plan.job(Action::Merge { head_sha }, "merge");
+            OnPass::MergeThen(_) => {
+                plan.close_gate();
+                match (task.pr, task.head_sha.clone()) {
+                    (Some(_), Some(head_sha)) => {
+                        plan.note = format!("approved; merging at {}", head_sha.short());
+                        plan.job(Action::Merge { head_sha }, "merge");
+                    }
+                    _ => plan.block("approved, but there is no pull request to merge".to_owned()),
                 }
-                _ => plan.block("approved, but there is no pull request to merge".to_owned()),
-            },
+            }
+            OnPass::Nothing => plan.note = "approved; nothing follows".to_owned(),
         }
         plan
     }
 
+    /// Rejected: the stage's `on_reject` runs again with the feedback; a blocked task runs
+    /// its own stage's agent again (a person unblocks it).
     fn reject(&self, task: &Task, feedback: String) -> Plan {
-        let target = transition_of(task.stage).on_reject.unwrap_or(task.stage);
-        let agent = transition_of(target).agent.unwrap_or(Agent::Developer);
+        let target = if task.status.is_blocked() {
+            task.stage
+        } else {
+            transition_of(task.stage).on_reject.unwrap_or(task.stage)
+        };
+        let Some(agent) = transition_of(target).agent else {
+            return Plan::new(task, "rejected; no agent to run");
+        };
         let mut plan = Plan::new(task, format!("rejected; {agent} runs again with feedback"));
         if target == Stage::Development {
             plan.send_back_to_development();
         } else {
             plan.next.stage = target;
-            plan.next.status = TaskStatus::Working;
-            plan.next.gate_opened_at = None;
+            plan.close_gate();
         }
         plan.agent(agent, Some(feedback));
         plan
     }
 
-    /// The comments people (not orch) wrote since the gate opened, oldest first.
+    /// The comments people (not orch) wrote since the gate opened (Plane's clock), oldest
+    /// first.
     async fn human_feedback(&self, task: &Task) -> Result<String, HandleError> {
         let comments = self
             .ports
             .tracker
             .comments(&task.project, &task.issue)
             .await?;
-        let since = task.gate_opened_at.unwrap_or(task.updated_at);
-        let mut texts: Vec<(crate::time::Timestamp, String)> = comments
+        let since = task.feedback_after.unwrap_or(Timestamp::EPOCH);
+        let mut texts: Vec<(Timestamp, String)> = comments
             .into_iter()
             .filter(|comment| comment.created_at >= since)
             .filter(|comment| comment.external_source.as_deref() != Some("orch"))
@@ -410,6 +575,40 @@ impl Orchestrator {
             .map(|(_, text)| text)
             .collect::<Vec<_>>()
             .join("\n\n"))
+    }
+
+    /// A person moved the item to Done: the task ends. Merged already → done as merged;
+    /// otherwise orch stops its work and leaves the pull request as it is.
+    async fn done_by_person(
+        &self,
+        task: &Task,
+        item: &WorkItem,
+        origin: Origin,
+    ) -> Result<Handled, HandleError> {
+        let merged = match task.pr {
+            Some(pr) => self.ports.forge.pull_request(&task.repo, pr).await?.merged,
+            None => false,
+        };
+        let mut plan = if merged {
+            self.finish(task, "merged; the item was moved to Done")
+        } else {
+            let mut plan = Plan::new(task, "moved to Done by a person");
+            plan.end_done();
+            let pr = task
+                .pr
+                .map(|pr| format!("; pull request {pr} is left as it is"))
+                .unwrap_or_default();
+            plan.notify(format!(
+                "{} was moved to Done in Plane; orch stopped working on it{pr}",
+                task.work_item
+            ));
+            plan
+        };
+        plan.saw_item(item);
+        // The item is in Done already.
+        plan.jobs
+            .retain(|job| !matches!(job.action, Action::TrackerState { .. }));
+        self.apply(plan, origin).await
     }
 
     // --- Gitea ---
@@ -452,7 +651,15 @@ impl Orchestrator {
             };
             return Ok(Handled::unchanged(&task, note));
         }
-        self.development_gate(task, origin).await
+        if self.ports.store.has_active_job(task.id).await? {
+            return Ok(Handled::unchanged(&task, "a job is active"));
+        }
+        if !matches!(transition_of(task.stage).exit_gate, ExitGate::Automatic(_)) {
+            return Ok(Handled::unchanged(&task, "no automatic gate in this stage"));
+        }
+        let report =
+            evaluate_exit_gate(&task, self.ports.forge.as_ref(), self.config.require_ci).await?;
+        self.forge_facts(&task, &report, origin).await
     }
 
     /// F-3: the task whose recorded head is `sha`; else the task of the open PR whose head is
@@ -508,28 +715,71 @@ impl Orchestrator {
         Ok(None)
     }
 
-    /// Reads the development gate and acts: green → review; CI failed → a fix round (once
-    /// per head sha); otherwise nothing.
-    async fn development_gate(&self, task: Task, origin: Origin) -> Result<Handled, HandleError> {
-        if task.stage != Stage::Development {
-            return Ok(Handled::unchanged(&task, "not in development"));
+    /// The reconciler read the forge's facts of a task.
+    async fn forge_observed(
+        &self,
+        task: TaskId,
+        head_sha: Option<&CommitSha>,
+        report: &GateReport,
+        origin: Origin,
+    ) -> Result<Handled, HandleError> {
+        let Some(task) = self.ports.store.task(task).await? else {
+            return Ok(Handled::nothing("no such task"));
+        };
+        if task.stage.is_terminal() {
+            return Ok(Handled::unchanged(&task, "task has ended"));
+        }
+        if task.head_sha.as_ref() != head_sha {
+            return Ok(Handled::unchanged(&task, "facts of an earlier head"));
         }
         if self.ports.store.has_active_job(task.id).await? {
             return Ok(Handled::unchanged(&task, "a job is active"));
         }
-        let report =
-            evaluate_development_gate(&task, self.ports.forge.as_ref(), self.config.require_ci)
-                .await?;
-        match self.gate_plan(&task, &report) {
+        self.forge_facts(&task, report, origin).await
+    }
+
+    /// What the forge's facts mean for a task, whichever way they came (a webhook, or the
+    /// reconciler reading them): the one place these rules are written.
+    async fn forge_facts(
+        &self,
+        task: &Task,
+        report: &GateReport,
+        origin: Origin,
+    ) -> Result<Handled, HandleError> {
+        if let Some(pull) = report
+            .pull
+            .as_ref()
+            .filter(|pull| task.pr == Some(pull.number))
+        {
+            if pull.state == PrState::Closed {
+                return self.pr_closed(task, pull.number, pull.merged, origin).await;
+            }
+            if task.stage == Stage::Development && task.head_sha.as_ref() != Some(&pull.head_sha) {
+                // Someone pushed to the task's branch and the push webhook was lost.
+                return self
+                    .branch_pushed(&task.repo, &task.branch, &pull.head_sha, origin)
+                    .await;
+            }
+        }
+        match self.gate_plan(task, report) {
             Some(plan) => self.apply(plan, origin).await,
-            None => Ok(Handled::unchanged(&task, "gate not green")),
+            None => Ok(Handled::unchanged(task, "gate not green")),
         }
     }
 
-    /// What a gate report means for a development task; `None` means wait.
+    /// What a report of a stage's automatic gate means; `None` means wait.
     fn gate_plan(&self, task: &Task, report: &GateReport) -> Option<Plan> {
+        let row = transition_of(task.stage);
+        if !matches!(row.exit_gate, ExitGate::Automatic(_)) || report.pull.is_none() {
+            return None;
+        }
         if report.green && !head_was_sent_back(task) {
-            return Some(self.advance_to_review(task));
+            let OnPass::Enter(next) = row.on_pass else {
+                return None;
+            };
+            let mut plan = Plan::new(task, format!("gate green; {next}"));
+            plan.enter(next);
+            return Some(plan);
         }
         if report.ci != Some(CiState::Failure) || task.status.is_blocked() {
             return None;
@@ -547,45 +797,11 @@ impl Orchestrator {
         plan.next.fix_rounds += 1;
         if plan.next.fix_rounds > self.config.max_fix_rounds {
             plan.block(format!("CI failed {} times", plan.next.fix_rounds));
-        } else {
+        } else if let Some(agent) = row.agent {
             plan.note = format!("CI failed; fix round {}", plan.next.fix_rounds);
-            plan.agent(Agent::Developer, Some(feedback));
+            plan.agent(agent, Some(feedback));
         }
         Some(plan)
-    }
-
-    fn advance_to_review(&self, task: &Task) -> Plan {
-        let mut plan = Plan::new(task, "gate green; review");
-        plan.next.stage = Stage::Review;
-        plan.next.status = TaskStatus::Working;
-        plan.agent(Agent::Reviewer, None);
-        plan
-    }
-
-    /// F-1 found the gate green at `head_sha`.
-    async fn gate_green(
-        &self,
-        task: TaskId,
-        head_sha: &CommitSha,
-        origin: Origin,
-    ) -> Result<Handled, HandleError> {
-        let Some(task) = self.ports.store.task(task).await? else {
-            return Ok(Handled::nothing("no such task"));
-        };
-        if task.stage != Stage::Development || task.head_sha.as_ref() != Some(head_sha) {
-            return Ok(Handled::unchanged(&task, "task moved on"));
-        }
-        if head_was_sent_back(&task) {
-            return Ok(Handled::unchanged(
-                &task,
-                "this head was sent back; a new one is needed",
-            ));
-        }
-        if self.ports.store.has_active_job(task.id).await? {
-            return Ok(Handled::unchanged(&task, "a job is active"));
-        }
-        let plan = self.advance_to_review(&task);
-        self.apply(plan, origin).await
     }
 
     /// A push to a task branch by someone else: follow the head, so its CI statuses resolve.
@@ -620,41 +836,39 @@ impl Orchestrator {
         self.apply(plan, origin).await
     }
 
-    /// `pr_closed`: merged → done; closed unmerged (not by orch) → blocked.
+    /// `pr_closed`: merged → done; closed unmerged (not by orch) → blocked. Either way the
+    /// task's running and queued work stops.
     async fn pr_closed(
         &self,
-        repo: &RepoSlug,
+        task: &Task,
         number: PrNumber,
         merged: bool,
         origin: Origin,
     ) -> Result<Handled, HandleError> {
-        let Some(task) = self.ports.store.task_by_pr(repo, number).await? else {
-            return Ok(Handled::nothing("pull request of no task"));
-        };
         if task.stage.is_terminal() {
-            return Ok(Handled::unchanged(&task, "task has ended"));
+            return Ok(Handled::unchanged(task, "task has ended"));
         }
         if !merged && task.status.is_blocked() {
-            return Ok(Handled::unchanged(&task, "already blocked"));
+            return Ok(Handled::unchanged(task, "already blocked"));
         }
         let plan = if merged {
-            self.finish(&task, "pull request merged")
+            self.finish(task, "pull request merged")
         } else {
-            let mut plan = Plan::new(&task, "pull request closed without merge");
+            let mut plan = Plan::new(task, "pull request closed without merge");
             plan.cancel_active_work = true;
-            plan.block(format!("pull request {number} was closed without merge"));
+            plan.block(format!(
+                "pull request {number} was closed without merge; reopen it in Gitea and reject to continue, or cancel the item"
+            ));
             plan
         };
         self.apply(plan, origin).await
     }
 
+    /// Merged: the task is done, its item moves to Done, its worktree goes.
     fn finish(&self, task: &Task, note: &str) -> Plan {
         let mut plan = Plan::new(task, note);
-        plan.next.stage = Stage::Done;
-        plan.next.status = TaskStatus::Working;
-        plan.next.gate_opened_at = None;
+        plan.end_done();
         plan.tracker_state(StateRole::Done);
-        plan.job(Action::Cleanup, "cleanup");
         let pr = task.pr.map(|pr| format!(" ({pr})")).unwrap_or_default();
         plan.notify(format!("{} is merged{pr}: {}", task.work_item, task.title));
         plan
@@ -663,7 +877,7 @@ impl Orchestrator {
     // --- jobs ---
 
     /// `job_finished`: agent jobs get their artifact check; action jobs record results.
-    async fn job_finished(&self, job_id: crate::ids::JobId) -> Result<Handled, HandleError> {
+    async fn job_finished(&self, job_id: JobId) -> Result<Handled, HandleError> {
         let store = &self.ports.store;
         let Some(job) = store.job(job_id).await? else {
             return Ok(Handled::nothing("no such job"));
@@ -673,9 +887,7 @@ impl Orchestrator {
         }
         let task = store.task(job.task).await?;
         let plan = match &task {
-            Some(task) if !task.stage.is_terminal() && job.status != JobStatus::Cancelled => {
-                self.job_plan(task, &job).await?
-            }
+            Some(task) if job.status != JobStatus::Cancelled => self.job_plan(task, &job).await?,
             _ => None,
         };
         match (plan, task) {
@@ -685,8 +897,8 @@ impl Orchestrator {
             }
             (_, task) => {
                 store.mark_job_handled(job.id).await?;
-                if job.status == JobStatus::Failed && !job.kind().is_agent() {
-                    tracing::warn!(job = %job.id, kind = %job.kind(), error = job.last_error.as_deref().unwrap_or(""), "action job failed for good");
+                if job.status == JobStatus::Failed && job.kind() == JobKind::Notify {
+                    tracing::error!(job = %job.id, error = job.last_error.as_deref().unwrap_or(""), "a notification could not be delivered");
                 }
                 Ok(match task {
                     Some(task) => Handled::unchanged(&task, "job end recorded"),
@@ -706,120 +918,247 @@ impl Orchestrator {
             .clone()
             .unwrap_or_else(|| "unknown error".to_owned());
         match job.kind() {
-            JobKind::Agent(agent) => {
-                if transition_of(task.stage).agent != Some(agent)
-                    || task.status != TaskStatus::Working
-                {
-                    return Ok(None);
-                }
-                let mut plan = Plan::new(task, format!("{agent} finished"));
-                if failed {
-                    plan.block(format!(
-                        "{agent} failed after {} attempts: {error}",
-                        job.attempts
-                    ));
-                    return Ok(Some(plan));
-                }
-                match agent {
-                    Agent::Analyst => self.after_analyst(&mut plan, output),
-                    Agent::Developer => after_developer(&mut plan, output),
-                    Agent::Reviewer => self.after_reviewer(&mut plan, output, job),
-                }
-                Ok(Some(plan))
-            }
-            JobKind::PublishBranch => {
-                if task.stage != Stage::Development {
-                    return Ok(None);
-                }
-                let mut plan = Plan::new(task, "branch pushed, pull request open");
-                match (failed, output.head_sha.clone(), output.pr) {
-                    (false, Some(head_sha), Some(pr)) => {
-                        plan.next.head_sha = Some(head_sha);
-                        plan.next.pr = Some(pr);
-                        plan.next.status = TaskStatus::Working;
-                        // CI may have finished before the push returned: read the gate now.
-                        match evaluate_development_gate(
-                            &plan.next,
-                            self.ports.forge.as_ref(),
-                            self.config.require_ci,
-                        )
-                        .await
-                        {
-                            Ok(report) => {
-                                if let Some(mut gate) = self.gate_plan(&plan.next, &report) {
-                                    gate.note = format!("{}; {}", plan.note, gate.note);
-                                    return Ok(Some(gate));
-                                }
-                            }
-                            Err(err) => {
-                                debug!(error = %err, "gate not readable after push; F-1 will read it")
-                            }
-                        }
-                    }
-                    (false, _, _) => {
-                        plan.block("publishing reported no head sha or pull request".to_owned())
-                    }
-                    (true, _, _) => {
-                        plan.block(format!("could not push or open the pull request: {error}"))
-                    }
-                }
-                Ok(Some(plan))
-            }
-            JobKind::Merge => {
-                if task.stage != Stage::Review {
-                    return Ok(None);
-                }
-                if failed {
-                    let mut plan = Plan::new(task, "merge failed");
-                    plan.block(format!("merge failed: {error}"));
-                    return Ok(Some(plan));
-                }
-                Ok(Some(match output.merge.clone() {
-                    Some(MergeOutcome::Merged | MergeOutcome::AlreadyMerged) => {
-                        self.finish(task, "merged")
-                    }
-                    Some(MergeOutcome::NeedsRebase { reason }) => {
-                        let mut plan = Plan::new(task, "merge needs a rebase; development");
-                        plan.send_back_to_development();
-                        plan.agent(
-                            Agent::Developer,
-                            Some(format!(
-                                "The pull request cannot be merged ({reason}). Rebase onto {} and resolve the conflicts.",
-                                task.base_branch
-                            )),
-                        );
-                        plan
-                    }
-                    Some(MergeOutcome::TryLater { reason } | MergeOutcome::Refused { reason }) => {
-                        let mut plan = Plan::new(task, "merge refused");
-                        plan.block(format!("merge refused: {reason}"));
-                        plan
-                    }
-                    None => {
-                        let mut plan = Plan::new(task, "merge reported no outcome");
-                        plan.block("merge reported no outcome".to_owned());
-                        plan
-                    }
-                }))
+            JobKind::Agent(agent) => Ok(self.agent_ended(task, job, agent, output, &error)),
+            JobKind::PublishBranch => self.publish_ended(task, output, failed, &error).await,
+            JobKind::Merge => Ok(self.merge_ended(task, output, failed, &error)),
+            JobKind::TrackerState => {
+                Ok(self.tracker_state_ended(task, job, output, failed, &error))
             }
             JobKind::TrackerComment
-            | JobKind::TrackerState
             | JobKind::ForgeReview
             | JobKind::ClosePr
-            | JobKind::Notify
-            | JobKind::Cleanup => Ok(None),
+            | JobKind::Cleanup => {
+                if !failed {
+                    return Ok(None);
+                }
+                // Outward actions never give up silently.
+                let what = match job.kind() {
+                    JobKind::TrackerComment => "post a comment in Plane",
+                    JobKind::ForgeReview => "post the review on the pull request",
+                    JobKind::ClosePr => "close the pull request",
+                    _ => "remove the worktree",
+                };
+                let mut plan = Plan::new(task, format!("could not {what}"));
+                plan.notify(format!(
+                    "{}: orch could not {what}, and gave up: {error}",
+                    task.work_item
+                ));
+                Ok(Some(plan))
+            }
+            JobKind::Notify => Ok(None),
         }
     }
 
-    fn after_analyst(&self, plan: &mut Plan, output: &JobOutput) {
-        let Some(analysis) = non_empty(output.analysis.as_deref()) else {
-            plan.block("the analyst wrote no analysis.md".to_owned());
-            return;
+    fn agent_ended(
+        &self,
+        task: &Task,
+        job: &Job,
+        agent: Agent,
+        output: &JobOutput,
+        error: &str,
+    ) -> Option<Plan> {
+        let row = transition_of(task.stage);
+        if task.stage.is_terminal()
+            || row.agent != Some(agent)
+            || task.status != TaskStatus::Working
+            || job.stage != task.stage
+        {
+            return None;
+        }
+        let mut plan = Plan::new(task, format!("{agent} finished"));
+        if job.status == JobStatus::Failed {
+            plan.block(format!(
+                "{agent} failed after {} attempts: {error}",
+                job.attempts
+            ));
+            return Some(plan);
+        }
+        if let Some(check) = row.artifact {
+            if check_artifact(check, output).is_some() {
+                plan.block(missing_artifact(check).to_owned());
+                return Some(plan);
+            }
+        }
+        match agent {
+            Agent::Analyst => self.after_analyst(&mut plan, output),
+            Agent::Developer => after_developer(&mut plan, output),
+            Agent::Reviewer => self.after_reviewer(&mut plan, output, job),
+        }
+        Some(plan)
+    }
+
+    async fn publish_ended(
+        &self,
+        task: &Task,
+        output: &JobOutput,
+        failed: bool,
+        error: &str,
+    ) -> Result<Option<Plan>, HandleError> {
+        if task.stage == Stage::Cancelled {
+            // A publish that was in flight when the task was cancelled: its pull request, if
+            // it opened one, is closed too.
+            return Ok(match output.pr.filter(|pr| task.pr != Some(*pr)) {
+                Some(pr) => {
+                    let mut plan =
+                        Plan::new(task, "closing the pull request opened while cancelling");
+                    plan.next.pr = Some(pr);
+                    plan.jobs.push(JobSpec::new(
+                        Action::ClosePr {
+                            comment: format!(
+                                "{} was cancelled; orch closes this pull request.",
+                                task.work_item
+                            ),
+                        },
+                        format!("{}:close_pr:{pr}", task.id),
+                    ));
+                    Some(plan)
+                }
+                None => None,
+            });
+        }
+        if task.stage != Stage::Development {
+            return Ok(None);
+        }
+        let mut plan = Plan::new(task, "branch pushed, pull request open");
+        if failed {
+            plan.block(format!("could not push or open the pull request: {error}"));
+            return Ok(Some(plan));
+        }
+        if output.merge.is_some() {
+            return Ok(Some(self.finish(task, "pull request merged by a person")));
+        }
+        if output.pr_closed {
+            if task.status.is_blocked() {
+                return Ok(None);
+            }
+            let pr = task.pr.map(|pr| pr.to_string()).unwrap_or_default();
+            plan.note = "the pull request is closed".to_owned();
+            plan.block(format!(
+                "pull request {pr} was closed without merge; reopen it in Gitea and reject to continue, or cancel the item"
+            ));
+            return Ok(Some(plan));
+        }
+        let (Some(head_sha), Some(pr)) = (output.head_sha.clone(), output.pr) else {
+            plan.block("publishing reported no head sha or pull request".to_owned());
+            return Ok(Some(plan));
         };
+        plan.next.head_sha = Some(head_sha);
+        plan.next.pr = Some(pr);
+        plan.next.status = TaskStatus::Working;
+        // CI may have finished before the push returned: read the gate now.
+        match evaluate_exit_gate(
+            &plan.next,
+            self.ports.forge.as_ref(),
+            self.config.require_ci,
+        )
+        .await
+        {
+            Ok(report) => {
+                if let Some(mut gate) = self.gate_plan(&plan.next, &report) {
+                    gate.note = format!("{}; {}", plan.note, gate.note);
+                    return Ok(Some(gate));
+                }
+            }
+            Err(err) => debug!(error = %err, "gate not readable after push; F-1 will read it"),
+        }
+        Ok(Some(plan))
+    }
+
+    fn merge_ended(
+        &self,
+        task: &Task,
+        output: &JobOutput,
+        failed: bool,
+        error: &str,
+    ) -> Option<Plan> {
+        if task.stage.is_terminal() || task.stage != Stage::Review {
+            return None;
+        }
+        if failed {
+            let mut plan = Plan::new(task, "merge failed");
+            plan.block(format!("merge failed: {error}"));
+            return Some(plan);
+        }
+        Some(match output.merge.clone() {
+            Some(MergeOutcome::Merged | MergeOutcome::AlreadyMerged) => self.finish(task, "merged"),
+            Some(MergeOutcome::NeedsRebase { reason }) => {
+                let mut plan = Plan::new(task, "merge needs a rebase; development");
+                plan.send_back_to_development();
+                plan.agent(
+                    Agent::Developer,
+                    Some(format!(
+                        "The pull request cannot be merged ({reason}). Rebase onto {} and resolve the conflicts.",
+                        task.base_branch
+                    )),
+                );
+                plan
+            }
+            Some(MergeOutcome::TryLater { reason } | MergeOutcome::Refused { reason }) => {
+                let mut plan = Plan::new(task, "merge refused");
+                plan.block(format!("merge refused: {reason}"));
+                plan
+            }
+            None => {
+                let mut plan = Plan::new(task, "merge reported no outcome");
+                plan.block("merge reported no outcome".to_owned());
+                plan
+            }
+        })
+    }
+
+    /// A move of the item ended: what Plane confirmed becomes what orch knows; the move to
+    /// the awaiting state opens the gate in Plane (verdicts count after its time).
+    fn tracker_state_ended(
+        &self,
+        task: &Task,
+        job: &Job,
+        output: &JobOutput,
+        failed: bool,
+        error: &str,
+    ) -> Option<Plan> {
+        let Action::TrackerState { state: role } = job.action else {
+            return None;
+        };
+        let gate_waits = role == StateRole::Awaiting
+            && task.status == TaskStatus::AwaitingVerdict
+            && task.verdicts_after.is_none();
+        if failed {
+            let mut plan = Plan::new(task, "could not move the item in Plane");
+            plan.notify(format!(
+                "{}: orch could not move the item to {} in Plane, and gave up: {error}",
+                task.work_item,
+                role_name(role)
+            ));
+            if gate_waits {
+                plan.next.verdicts_after = Some(task.tracker_seen_at.unwrap_or(Timestamp::EPOCH));
+            }
+            return Some(plan);
+        }
+        let mut plan = Plan::new(task, format!("item moved to {}", role_name(role)));
+        let mut changed = false;
+        if let (Some(state), Some(at)) = (&output.tracker_state, output.tracker_at) {
+            if task.tracker_seen_at.is_none_or(|seen| at >= seen) {
+                plan.next.tracker_state = Some(state.clone());
+                plan.next.tracker_seen_at = Some(at);
+                changed = true;
+            }
+        } else {
+            plan.note = format!(
+                "the item was left where a person put it, not moved to {}",
+                role_name(role)
+            );
+        }
+        if gate_waits {
+            plan.next.verdicts_after = output.tracker_at.or(task.tracker_seen_at);
+            changed = true;
+        }
+        changed.then_some(plan)
+    }
+
+    fn after_analyst(&self, plan: &mut Plan, output: &JobOutput) {
+        let analysis = output.analysis.as_deref().unwrap_or("").trim().to_owned();
         let task = plan.next.clone();
         plan.note = "analysis ready; awaiting a verdict".to_owned();
-        plan.next.status = TaskStatus::AwaitingVerdict;
-        plan.next.gate_opened_at = Some(self.ports.clock.now());
         plan.job(
             Action::TrackerComment {
                 external_id: format!("{}:analysis:v{}", task.id, task.version),
@@ -827,7 +1166,7 @@ impl Orchestrator {
             },
             "analysis",
         );
-        plan.tracker_state(StateRole::Awaiting);
+        plan.open_gate(self.awaiting_configured(&task), self.ports.clock.now());
         plan.notify(format!(
             "{}: the analysis is ready; approve or reject it in Plane ({})",
             task.work_item, task.title
@@ -835,15 +1174,12 @@ impl Orchestrator {
     }
 
     fn after_reviewer(&self, plan: &mut Plan, output: &JobOutput, job: &Job) {
-        let Some(review) = non_empty(output.review.as_deref()) else {
-            plan.block("the reviewer wrote no review.md".to_owned());
-            return;
-        };
+        let review = output.review.as_deref().unwrap_or("").trim().to_owned();
         let task = plan.next.clone();
         plan.job(
             Action::ForgeReview {
                 marker: format!("orch:{}:review:{}", task.id, job.id),
-                body: review.to_owned(),
+                body: review.clone(),
             },
             "review",
         );
@@ -859,13 +1195,11 @@ impl Orchestrator {
             plan.note = "the reviewer requests changes; development".to_owned();
             plan.send_back_to_development();
             plan.next.review_rounds += 1;
-            plan.agent(Agent::Developer, Some(review.to_owned()));
+            plan.agent(Agent::Developer, Some(review));
             return;
         }
         plan.note = "review ready; awaiting the final verdict".to_owned();
-        plan.next.status = TaskStatus::AwaitingVerdict;
-        plan.next.gate_opened_at = Some(self.ports.clock.now());
-        plan.tracker_state(StateRole::Awaiting);
+        plan.open_gate(self.awaiting_configured(&task), self.ports.clock.now());
         let remark = if wants_changes {
             " (the reviewer still requests changes)"
         } else {
@@ -875,6 +1209,44 @@ impl Orchestrator {
             "{}: the review is ready{remark}; approve to merge or reject in Plane ({})",
             task.work_item, task.title
         ));
+    }
+
+    /// Whether `task`'s project has an awaiting state for open gates.
+    fn awaiting_configured(&self, task: &Task) -> bool {
+        self.config
+            .project(&task.project)
+            .is_some_and(|project| project.states.awaiting.is_some())
+    }
+
+    // --- outages ---
+
+    /// Jobs have waited on a service for long: people are told once per outage (the key
+    /// names the service and the start of the outage).
+    async fn service_degraded(
+        &self,
+        service: Service,
+        since: Timestamp,
+        task: TaskId,
+        jobs: u64,
+        error: Option<&str>,
+    ) -> Result<Handled, HandleError> {
+        let Some(task) = self.ports.store.task(task).await? else {
+            return Ok(Handled::nothing("no such task"));
+        };
+        let mut plan = Plan::new(&task, format!("{service} is out"));
+        let error = error
+            .map(|error| format!(" Last error: {error}"))
+            .unwrap_or_default();
+        plan.jobs.push(JobSpec::new(
+            Action::Notify {
+                text: format!(
+                    "orch cannot reach {service} since {}: {jobs} job(s) wait, and orch keeps retrying.{error}",
+                    since.to_rfc3339()
+                ),
+            },
+            format!("outage:{service}:{}", since.as_millis()),
+        ));
+        self.apply(plan, Origin::Worker).await
     }
 
     // --- admin ---
@@ -894,8 +1266,7 @@ impl Orchestrator {
         if task.stage == Stage::Development {
             plan.send_back_to_development();
         } else {
-            plan.next.status = TaskStatus::Working;
-            plan.next.gate_opened_at = None;
+            plan.close_gate();
         }
         plan.agent(agent, None);
         self.apply(plan, Origin::Admin).await
@@ -906,29 +1277,33 @@ impl Orchestrator {
         &self,
         task: &Task,
         origin: Origin,
-        move_item: bool,
+        canceller: Canceller,
+        item: Option<&WorkItem>,
     ) -> Result<Handled, HandleError> {
         if task.stage.is_terminal() {
             return Ok(Handled::unchanged(task, "task has ended"));
         }
         let mut plan = Plan::new(task, "cancelled");
         plan.next.stage = Stage::Cancelled;
-        plan.next.status = TaskStatus::Working;
+        plan.close_gate();
         plan.cancel_active_work = true;
-        if task.pr.is_some() {
-            plan.job(
-                Action::ClosePr {
-                    comment: format!(
-                        "{} was cancelled; orch closes this pull request.",
-                        task.work_item
-                    ),
-                },
-                "close",
-            );
-        }
+        // Closes the recorded pull request, or the one a publish opened without recording it.
+        plan.job(
+            Action::ClosePr {
+                comment: format!(
+                    "{} was cancelled; orch closes this pull request.",
+                    task.work_item
+                ),
+            },
+            "close",
+        );
         plan.job(Action::Cleanup, "cleanup");
-        if move_item {
-            plan.tracker_state(StateRole::Cancelled);
+        match canceller {
+            Canceller::Admin => plan.tracker_state(StateRole::Cancelled),
+            Canceller::Person => {}
+        }
+        if let Some(item) = item {
+            plan.saw_item(item);
         }
         plan.notify(format!("{} was cancelled: {}", task.work_item, task.title));
         self.apply(plan, origin).await
@@ -952,9 +1327,12 @@ impl Orchestrator {
         }
         let now = self.ports.clock.now();
         if plan.next.status.is_blocked() && !plan.was_blocked {
-            // A block is a gate a person answers: its time bounds the verdicts that apply
-            // and the comments that are feedback, whatever else changes on the task later.
+            // A block is a gate a person answers: what orch knows of the item now bounds the
+            // verdicts that apply and the comments that are feedback (Plane's clock).
+            let seen = plan.next.tracker_seen_at.unwrap_or(Timestamp::EPOCH);
             plan.next.gate_opened_at = Some(now);
+            plan.next.verdicts_after = Some(seen);
+            plan.next.feedback_after = Some(seen);
         }
         let note = plan.note.clone();
         let transition = Transition {
@@ -963,7 +1341,7 @@ impl Orchestrator {
             cancel_active_work: plan.cancel_active_work,
             consumes_job: plan.consumes_job,
             note: plan.note,
-            now: self.ports.clock.now(),
+            now,
         };
         let task = self.ports.store.transition(transition).await?;
         info!(task = %task.work_item, stage = %task.stage, status = %task.status, note = %note, "task transition");
@@ -987,22 +1365,35 @@ fn after_developer(plan: &mut Plan, output: &JobOutput) {
         ));
         return;
     }
-    match output.commits_ahead {
-        Some(ahead) if ahead > 0 => {
-            plan.note = format!("developer made {ahead} commit(s); publishing");
-            plan.job(Action::PublishBranch, "publish");
-        }
-        _ => plan.block("the developer made no commits".to_owned()),
+    let ahead = output.commits_ahead.unwrap_or(0);
+    plan.note = format!("developer made {ahead} commit(s); publishing");
+    plan.job(Action::PublishBranch, "publish");
+}
+
+/// The blocked reason when an agent's artifact check fails.
+fn missing_artifact(check: QgCheck) -> &'static str {
+    match check {
+        QgCheck::AnalysisPresent => "the analyst wrote no analysis.md",
+        QgCheck::ReviewPresent => "the reviewer wrote no review.md",
+        QgCheck::BranchAhead => "the developer made no commits",
+        QgCheck::PrOpen | QgCheck::CiGreen => "the agent's artifact is missing",
+    }
+}
+
+fn role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::InProgress => "in progress",
+        StateRole::Approved => "approved",
+        StateRole::Rejected => "rejected",
+        StateRole::Awaiting => "awaiting",
+        StateRole::Done => "done",
+        StateRole::Cancelled => "cancelled",
     }
 }
 
 /// Whether the task's head is one that was sent back to development.
 fn head_was_sent_back(task: &Task) -> bool {
     task.sent_back_sha.is_some() && task.sent_back_sha == task.head_sha
-}
-
-fn non_empty(text: Option<&str>) -> Option<&str> {
-    text.map(str::trim).filter(|text| !text.is_empty())
 }
 
 #[async_trait]

@@ -1,6 +1,7 @@
-//! The `Reconciler`: F-1 (gate side) and F-2 (tracker side) passes that replay missed events
-//! through the same handlers as webhooks. It never changes state itself and never raises:
-//! every unit of work that fails is counted and the pass goes on.
+//! The `Reconciler`: F-1 (forge side) and F-2 (tracker side) passes that find candidates and
+//! forward the outside facts they read through the same handlers as webhooks, plus the
+//! outage watch. It decides nothing and changes no state itself, and it never raises: every
+//! unit of work that fails is counted and the pass goes on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use tracing::{info, instrument, warn};
 
 use crate::config::{PipelineConfig, ProjectConfig};
-use crate::domain::{CiState, Stage, StateRole};
+use crate::domain::{Stage, StateRole, DEGRADED_AFTER};
 use crate::event::{Event, Origin};
 use crate::ids::ProjectId;
-use crate::orchestrator::{EventSink, Handled};
-use crate::pipeline::{evaluate_development_gate, transition_of, ExitGate};
-use crate::ports::{Ports, PrState, ProjectStates, ReconcileRun, Unblocked, Via, WorkItem};
+use crate::orchestrator::{EventSink, HandleError, Handled};
+use crate::pipeline::{evaluate_exit_gate, read_pull_request, transition_of, ExitGate};
+use crate::ports::{Ports, ProjectStates, ReconcileRun, Unblocked, Via, WorkItem};
 use crate::time::Timestamp;
 
 /// Whether a pass replays events or only says what it would replay.
@@ -84,6 +85,7 @@ impl Reconciler {
         if tracker == TrackerSide::Enabled {
             report.merge(self.reconcile_tracker_once().await);
         }
+        report.merge(self.watch_outages_once().await);
         if self.mode == ReconcileMode::Apply {
             let run = ReconcileRun {
                 started_at,
@@ -98,13 +100,16 @@ impl Reconciler {
         report
     }
 
-    /// F-1: tasks stuck behind an automatic gate get it read again.
+    /// F-1: every active task without pipeline work in flight, past its stage's grace, gets
+    /// its forge facts read again — its pull request (merged or closed by a person, a head
+    /// someone pushed) and, behind an automatic gate, the gate's checks — and forwarded to
+    /// the orchestrator, which decides what they mean (the same rules as the webhooks).
     #[instrument(skip_all)]
     pub async fn reconcile_gates_once(&self) -> PassReport {
         let mut report = PassReport::default();
         let now = self.ports.clock.now();
         for row in crate::pipeline::STAGE_TRANSITIONS {
-            if !matches!(row.exit_gate, ExitGate::Automatic(_)) {
+            if row.stage.is_terminal() {
                 continue;
             }
             let cutoff = now - self.config.grace.of(row.stage);
@@ -123,63 +128,73 @@ impl Reconciler {
                 }
             };
             for task in candidates {
-                report.candidates_checked += 1;
-                let gate = match evaluate_development_gate(
-                    &task,
-                    self.ports.forge.as_ref(),
-                    self.config.require_ci,
-                )
-                .await
-                {
-                    Ok(gate) => gate,
+                let facts = match row.exit_gate {
+                    ExitGate::Automatic(_) => {
+                        evaluate_exit_gate(&task, self.ports.forge.as_ref(), self.config.require_ci)
+                            .await
+                            .map(Some)
+                    }
+                    ExitGate::Human | ExitGate::Terminal => {
+                        read_pull_request(&task, self.ports.forge.as_ref()).await
+                    }
+                };
+                let facts = match facts {
+                    Ok(Some(facts)) => facts,
+                    // Nothing of the task is in the forge yet.
+                    Ok(None) => continue,
                     Err(err) => {
-                        warn!(task = %task.work_item, error = %err, "gate not readable");
+                        warn!(task = %task.work_item, error = %err, "forge facts not readable");
                         report
                             .errors
-                            .push(format!("gate of {}: {err}", task.work_item));
+                            .push(format!("forge facts of {}: {err}", task.work_item));
                         continue;
                     }
                 };
-                let Some(head_sha) = task.head_sha.clone() else {
-                    continue;
-                };
-                let sent_back = task.sent_back_sha.as_ref() == Some(&head_sha);
-                // Gitea never retries a webhook: what the PR itself says is read here too.
-                let pull = gate.pull.as_ref();
-                let closed = pull.filter(|pull| {
-                    pull.state == PrState::Closed && (pull.merged || !task.status.is_blocked())
-                });
-                let event = if let Some(pull) = closed {
-                    Event::PullRequestClosed {
-                        repo: task.repo.clone(),
-                        number: pull.number,
-                        merged: pull.merged,
-                    }
-                } else if let Some(pull) = pull.filter(|pull| pull.head_sha != head_sha) {
-                    Event::BranchPushed {
-                        repo: task.repo.clone(),
-                        branch: task.branch.clone(),
-                        head_sha: pull.head_sha.clone(),
-                    }
-                } else if gate.green && !sent_back {
-                    Event::GateGreen {
-                        task: task.id,
-                        head_sha,
-                    }
-                } else if gate.ci == Some(CiState::Failure)
-                    && !task.status.is_blocked()
-                    && task.last_fix_sha.as_ref() != Some(&head_sha)
-                {
-                    Event::CiStatusReported {
-                        repo: task.repo.clone(),
-                        sha: head_sha,
-                        state: CiState::Failure,
-                    }
-                } else {
-                    // A red gate is silence: no replay, no notification.
-                    continue;
+                report.candidates_checked += 1;
+                let event = Event::ForgeObserved {
+                    task: task.id,
+                    head_sha: task.head_sha.clone(),
+                    report: facts,
                 };
                 self.replay(event, Via::Gate, &mut report).await;
+            }
+        }
+        report
+    }
+
+    /// Services that jobs have waited on for longer than `DEGRADED_AFTER` (an outage): the
+    /// orchestrator tells people, once per outage.
+    #[instrument(skip_all)]
+    pub async fn watch_outages_once(&self) -> PassReport {
+        let mut report = PassReport::default();
+        let now = self.ports.clock.now();
+        let snapshot = match self.ports.store.queue_snapshot().await {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                report.errors.push(format!("waiting jobs: {err}"));
+                return report;
+            }
+        };
+        for wait in snapshot.waiting {
+            if now.since(wait.since) < DEGRADED_AFTER {
+                continue;
+            }
+            warn!(service = %wait.service, since = %wait.since, jobs = wait.jobs, "service out; jobs wait for it");
+            let event = Event::ServiceDegraded {
+                service: wait.service,
+                since: wait.since,
+                task: wait.oldest_task,
+                jobs: wait.jobs,
+                error: wait.last_error,
+            };
+            report.replays.push(event.clone());
+            if self.mode == ReconcileMode::DryRun {
+                continue;
+            }
+            if let Err(err) = self.sink.submit(event, Origin::Worker).await {
+                report
+                    .errors
+                    .push(format!("outage of {}: {err}", wait.service));
             }
         }
         report
@@ -295,6 +310,7 @@ impl Reconciler {
                 | StateRole::Approved
                 | StateRole::Rejected
                 | StateRole::Cancelled
+                | StateRole::Done
         ) {
             return;
         }
@@ -318,7 +334,7 @@ impl Reconciler {
             (StateRole::Approved | StateRole::Rejected, Some(task)) => {
                 transition_of(task.stage).exit_gate == ExitGate::Human || task.status.is_blocked()
             }
-            (StateRole::Cancelled, Some(task)) => !task.stage.is_terminal(),
+            (StateRole::Cancelled | StateRole::Done, Some(task)) => !task.stage.is_terminal(),
             _ => false,
         };
         if !wanted {
@@ -370,7 +386,8 @@ impl Reconciler {
                     at: self.ports.clock.now(),
                 });
             }
-            Ok(_) => {}
+            // The next pass replays it again.
+            Ok(_) | Err(HandleError::TooEarly(_)) => {}
             Err(err) => {
                 warn!(via = via.as_str(), error = %err, "reconcile replay failed");
                 report

@@ -507,8 +507,41 @@ fn describe(event: &Event) -> String {
         Event::CiStatusReported { repo, sha, state } => {
             format!("ci status {state:?} of {repo}@{}", sha.short())
         }
-        Event::GateGreen { task, head_sha } => {
-            format!("gate green of task {task} at {}", head_sha.short())
+        Event::ForgeObserved {
+            task,
+            head_sha,
+            report,
+        } => {
+            let head = head_sha.as_ref().map_or("no head", |sha| sha.short());
+            let pull = report
+                .pull
+                .as_ref()
+                .map_or("no pull request".to_owned(), |pull| {
+                    let state = match (pull.state, pull.merged) {
+                        (_, true) => "merged",
+                        (orch_core::ports::PrState::Open, false) => "open",
+                        (orch_core::ports::PrState::Closed, false) => "closed",
+                    };
+                    format!(
+                        "pull request {} {state} at {}",
+                        pull.number,
+                        pull.head_sha.short()
+                    )
+                });
+            let gate = match (report.green, report.ci) {
+                (true, _) => "gate green".to_owned(),
+                (false, Some(ci)) => format!("ci {ci:?}"),
+                (false, None) => "no automatic gate".to_owned(),
+            };
+            format!("forge facts of task {task} at {head}: {pull}, {gate}")
+        }
+        Event::ServiceDegraded {
+            service,
+            since,
+            jobs,
+            ..
+        } => {
+            format!("{service} out since {since}: {jobs} job(s) wait")
         }
         other => format!("{other:?}"),
     }

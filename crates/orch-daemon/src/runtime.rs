@@ -22,7 +22,7 @@ use orch_core::ports::{ClaimKinds, ClaimRequest, Ports, Source, StoreError};
 use orch_core::reconciler::{PassReport, Reconciler, TrackerSide};
 use orch_core::time::Timestamp;
 use orch_core::Executor;
-use orch_http::LoopState;
+use orch_http::{JobOutcome, LoopState};
 
 /// Turns a stored delivery into an event: the adapters' webhook parsers.
 pub type DeliveryParser = Arc<dyn Fn(Source, &str, &[u8]) -> Parsed + Send + Sync>;
@@ -32,8 +32,8 @@ pub type Reaper = Arc<dyn Fn(&[ProcessRecord]) + Send + Sync>;
 
 /// What the runtime tells the outside (metrics, readiness, progress lines).
 pub trait Observer: Send + Sync {
-    /// A job attempt ended with `outcome` (`succeeded`, `retry`, `failed`).
-    fn job_ended(&self, kind: JobKind, outcome: &str) {
+    /// A job attempt ended with `outcome`.
+    fn job_ended(&self, kind: JobKind, outcome: JobOutcome) {
         let _ = (kind, outcome);
     }
 
@@ -59,6 +59,7 @@ pub enum Loop {
     Events,
     AgentDispatcher,
     ActionDispatcher,
+    LeaseKeeper,
     Reconciler,
 }
 
@@ -68,6 +69,7 @@ impl Loop {
             Loop::Events => "event_loop",
             Loop::AgentDispatcher => "agent_dispatcher",
             Loop::ActionDispatcher => "action_dispatcher",
+            Loop::LeaseKeeper => "lease_keeper",
             Loop::Reconciler => "reconciler",
         }
     }
@@ -255,21 +257,9 @@ impl Runtime {
             observer,
             settings,
         } = parts;
-        let now = ports.clock.now();
-        let reclaimed = ports
-            .store
-            .reclaim_leases(&settings.boot, now)
+        reclaim(&ports, &settings.boot, &reaper)
             .await
             .map_err(StartError::Reclaim)?;
-        let orphans: Vec<ProcessRecord> = reclaimed.iter().filter_map(|job| job.process).collect();
-        if !reclaimed.is_empty() {
-            info!(
-                jobs = reclaimed.len(),
-                orphans = orphans.len(),
-                "reclaimed jobs of an earlier boot"
-            );
-        }
-        reaper(&orphans);
 
         let wakes = Arc::new(Wakes::default());
         let (stop, stopped) = watch::channel(false);
@@ -310,6 +300,7 @@ impl Runtime {
             observer: observer.clone(),
             settings: settings.clone(),
             stopped: stopped.clone(),
+            reaper: reaper.clone(),
         });
         let agent_slots = Arc::new(Semaphore::new(settings.agent_concurrency.max(1)));
         let action_slots = Arc::new(Semaphore::new(settings.action_concurrency.max(1)));
@@ -329,6 +320,19 @@ impl Runtime {
         tasks.spawn(async move {
             let _liveness = liveness;
             actions.await;
+        });
+
+        let liveness = Liveness::running(&observer, Loop::LeaseKeeper);
+        let keeping = keep_leases(
+            ports.clone(),
+            settings.clone(),
+            reaper,
+            wakes.clone(),
+            stopped.clone(),
+        );
+        tasks.spawn(async move {
+            let _liveness = liveness;
+            keeping.await;
         });
 
         if settings.reconcile.enabled {
@@ -562,13 +566,23 @@ impl EventLoop {
         let entry = self.retries.entry(key).or_insert((0, now));
         entry.0 += 1;
         let attempts = entry.0;
+        let too_early = matches!(err, HandleError::TooEarly(_));
         if key.0 == 'd' && attempts >= HANDLE_ATTEMPTS {
+            if too_early {
+                // The reconciler reads the fact again from the outside when it matters.
+                info!(source = source_name(key), id = key.1, reason = %err, "event still too early; left to the reconciler");
+                return Some(format!("ignored: {err}"));
+            }
             error!(source = source_name(key), id = key.1, error = %err, attempts, "event given up after repeated failures");
             return Some(format!("error: {err}"));
         }
         let delay = orch_core::backoff::Backoff::default().delay(attempts, None, 1.0);
         entry.1 = now + delay;
-        warn!(source = source_name(key), id = key.1, error = %err, attempts, "event not handled; will try again");
+        if too_early {
+            debug!(source = source_name(key), id = key.1, reason = %err, attempts, "event came too early; handling it again shortly");
+        } else {
+            warn!(source = source_name(key), id = key.1, error = %err, attempts, "event not handled; will try again");
+        }
         None
     }
 }
@@ -590,6 +604,7 @@ struct Worker {
     observer: Arc<dyn Observer>,
     settings: RuntimeSettings,
     stopped: watch::Receiver<bool>,
+    reaper: Reaper,
 }
 
 /// How often a dispatcher looks again while a due job waits for its repository's limit.
@@ -625,7 +640,19 @@ impl Worker {
                 Ok(Some(claimed)) => {
                     let worker = self.clone();
                     running.spawn(async move {
-                        worker.run(claimed).await;
+                        let job = claimed.job.clone();
+                        let attempt = claimed.attempt.clone();
+                        // A panic in a job's run is a bug: it must not leave the job running
+                        // until its lease expires, nor its agent behind.
+                        let run = tokio::spawn({
+                            let worker = worker.clone();
+                            async move { worker.run(claimed).await }
+                        });
+                        if let Err(err) = run.await {
+                            if err.is_panic() {
+                                worker.panicked(&job, &attempt).await;
+                            }
+                        }
                         drop(permit);
                     });
                     while running.try_join_next().is_some() {}
@@ -743,6 +770,31 @@ impl Worker {
         }
     }
 
+    /// The run of `job` panicked: its agent (if any) is killed and the attempt ends as a
+    /// failure, retried later like any other (three panics fail the job for good).
+    async fn panicked(&self, job: &orch_core::domain::Job, attempt: &orch_core::ids::AttemptId) {
+        error!(job = %job.id, kind = %job.kind(), "a job's worker panicked; its attempt ends as failed");
+        if let Ok(Some(current)) = self.ports.store.job(job.id).await {
+            if let Some(process) = current.process {
+                (self.reaper)(&[process]);
+            }
+        }
+        let error = "orch's worker panicked while running this job".to_owned();
+        let result = if job.attempts >= PANICS_BEFORE_FAILING {
+            JobResult::Failed { error }
+        } else {
+            JobResult::Retry {
+                not_before: self.ports.clock.now() + self.settings.lease,
+                error,
+            }
+        };
+        let claimed = ClaimedJob {
+            job: job.clone(),
+            attempt: attempt.clone(),
+        };
+        self.finish(&claimed, result).await;
+    }
+
     fn hand_back(&self) -> JobResult {
         JobResult::HandBack {
             error: "interrupted by shutdown".to_owned(),
@@ -811,15 +863,25 @@ impl Worker {
     async fn finish(&self, claimed: &ClaimedJob, result: JobResult) {
         let kind = claimed.job.kind();
         let outcome = match &result {
-            JobResult::Succeeded(_) => "succeeded",
-            JobResult::Retry { .. } | JobResult::HandBack { .. } => "retry",
-            JobResult::Failed { .. } => "failed",
+            JobResult::Succeeded(_) => JobOutcome::Succeeded,
+            JobResult::Retry { .. } | JobResult::HandBack { .. } => JobOutcome::Retried,
+            JobResult::Wait { .. } => JobOutcome::Waited,
+            JobResult::Failed { .. } => JobOutcome::Failed,
+            JobResult::Obsolete { .. } => JobOutcome::Skipped,
         };
-        if let JobResult::Retry { error, .. }
-        | JobResult::Failed { error }
-        | JobResult::HandBack { error } = &result
-        {
-            warn!(job = %claimed.job.id, kind = %kind, outcome, error = %error, "job attempt did not succeed");
+        match &result {
+            JobResult::Retry { error, .. }
+            | JobResult::Failed { error }
+            | JobResult::HandBack { error } => {
+                warn!(job = %claimed.job.id, kind = %kind, outcome = outcome.as_str(), error = %error, "job attempt did not succeed");
+            }
+            JobResult::Wait { error, service, .. } => {
+                warn!(job = %claimed.job.id, kind = %kind, service = %service, error = %error, "job waits for a service to come back");
+            }
+            JobResult::Obsolete { reason } => {
+                info!(job = %claimed.job.id, kind = %kind, reason = %reason, "job skipped: its task moved on");
+            }
+            JobResult::Succeeded(_) => {}
         }
         let ended = result.is_end();
         let now = self.ports.clock.now();
@@ -843,6 +905,50 @@ impl Worker {
             Err(err) => {
                 error!(job = %claimed.job.id, error = %err, "job result not recorded; the lease will expire and the job run again")
             }
+        }
+    }
+}
+
+/// Attempts after which a job whose worker keeps panicking fails for good.
+const PANICS_BEFORE_FAILING: u32 = 3;
+
+/// Re-queues jobs whose lease expired or belongs to an earlier boot, and kills the agent
+/// process groups they left: at start-up, and while running (a worker died, or a result
+/// could not be recorded), so no job stays `running` for ever.
+async fn reclaim(ports: &Ports, boot: &BootId, reaper: &Reaper) -> Result<usize, StoreError> {
+    let now = ports.clock.now();
+    let reclaimed = ports.store.reclaim_leases(boot, now).await?;
+    let orphans: Vec<ProcessRecord> = reclaimed.iter().filter_map(|job| job.process).collect();
+    if !reclaimed.is_empty() {
+        info!(
+            jobs = reclaimed.len(),
+            orphans = orphans.len(),
+            "reclaimed jobs whose lease expired or belonged to an earlier boot"
+        );
+    }
+    reaper(&orphans);
+    Ok(reclaimed.len())
+}
+
+/// Reclaims expired leases every half lease, so a job whose worker is gone runs again
+/// within about one and a half leases (SPEC §4.1: within 2 × lease).
+async fn keep_leases(
+    ports: Ports,
+    settings: RuntimeSettings,
+    reaper: Reaper,
+    wakes: Arc<Wakes>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let every = (settings.lease / 2).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+        match reclaim(&ports, &settings.boot, &reaper).await {
+            Ok(0) => {}
+            Ok(_) => wakes.work(),
+            Err(err) => warn!(error = %err, "expired leases not reclaimed; trying again"),
         }
     }
 }

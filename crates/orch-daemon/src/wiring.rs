@@ -599,15 +599,10 @@ struct DaemonObserver {
 }
 
 impl Observer for DaemonObserver {
-    fn job_ended(&self, kind: JobKind, outcome: &str) {
-        let outcome = match outcome {
-            "succeeded" => JobOutcome::Succeeded,
-            "retry" => JobOutcome::Retried,
-            _ => JobOutcome::Failed,
-        };
+    fn job_ended(&self, kind: JobKind, outcome: JobOutcome) {
         self.metrics.count_job(kind, outcome);
         if let Some(extra) = &self.extra {
-            extra.job_ended(kind, outcome.as_str());
+            extra.job_ended(kind, outcome);
         }
     }
 

@@ -570,6 +570,49 @@ impl GitWorkspace {
             })
     }
 
+    /// Fetches the base and the task branch, then asks `git merge-tree --write-tree` (git >=
+    /// 2.38) whether `head` merges into the remote base: exit 0 clean, 1 conflicts. It writes
+    /// only objects, never a ref or a worktree.
+    async fn do_merges_cleanly(
+        &self,
+        spec: &WorktreeSpec,
+        head: &CommitSha,
+    ) -> Result<bool, GitError> {
+        paths::branch(spec.branch.as_str())?;
+        let base = paths::branch(spec.base_branch.as_str())?;
+        let lock = self.mirror_lock(&spec.repo);
+        let _guard = lock.lock().await;
+        let mirror = self.ensure_mirror(&spec.repo).await?;
+        self.fetch(&mirror, spec).await?;
+        let base_ref = format!("refs/remotes/origin/{base}");
+        let base_sha = self.resolve(&mirror, &base_ref).await?.ok_or_else(|| {
+            GitError::NotFound(format!("base branch {base} not found on the remote"))
+        })?;
+        if self.resolve(&mirror, head.as_str()).await?.is_none() {
+            return Err(GitError::NotFound(format!(
+                "commit {} is not in the mirror",
+                head.short()
+            )));
+        }
+        let args = git_args![
+            "merge-tree",
+            "--write-tree",
+            "--no-messages",
+            "--name-only",
+            base_sha.as_str(),
+            head.as_str()
+        ];
+        let output = self.git.output(&mirror, &args, Network::Local).await?;
+        match output.code {
+            Some(0) => Ok(true),
+            Some(1) => {
+                tracing::info!(base = %base, head = %head.short(), "the head conflicts with the base");
+                Ok(false)
+            }
+            _ => Err(self.git.failure(&args, &output)),
+        }
+    }
+
     async fn do_push(&self, spec: &WorktreeSpec) -> Result<CommitSha, GitError> {
         let branch = paths::branch(spec.branch.as_str())?;
         let lock = self.mirror_lock(&spec.repo);
@@ -677,6 +720,15 @@ impl Workspace for GitWorkspace {
     async fn head_sha(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError> {
         let mirror = self.existing_mirror(spec).await?;
         Ok(self.branch_head(&mirror, spec).await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item))]
+    async fn merges_cleanly(
+        &self,
+        spec: &WorktreeSpec,
+        head: &CommitSha,
+    ) -> Result<bool, WorkspaceError> {
+        Ok(self.do_merges_cleanly(spec, head).await?)
     }
 
     #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item))]

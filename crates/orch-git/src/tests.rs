@@ -988,3 +988,106 @@ async fn a_worktree_whose_mirror_was_lost_is_made_anew() {
         "refs/heads/feature/ET-041-add-a-thing"
     );
 }
+
+/// A person commits `content` to `file` on the remote's `refspec` (from the seed clone, whose
+/// HEAD follows `main`), and returns the new commit.
+fn person_commits(fixture: &Fixture, file: &str, content: &str, refspec: &str) -> String {
+    let seed = fixture.dir.path().join("seed");
+    std::fs::write(seed.join(file), content).expect("write");
+    sh(&seed, &["add", file]);
+    sh(&seed, &["commit", "--quiet", "-m", "a person's change"]);
+    let remote = fixture.remote();
+    sh(
+        &seed,
+        &[
+            "push",
+            "--quiet",
+            remote.to_str().expect("utf-8 path"),
+            refspec,
+        ],
+    );
+    sh(&seed, &["rev-parse", "HEAD"])
+}
+
+#[tokio::test]
+async fn merges_cleanly_tells_a_clean_merge_from_a_conflict_and_moves_nothing() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-050");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    std::fs::write(prepared.path.join("README.md"), "widgets, said the task\n").expect("write");
+    fixture
+        .workspace
+        .commit_leftovers(&spec, "task")
+        .await
+        .expect("commit");
+    let head = fixture.workspace.push(&spec).await.expect("push");
+    assert!(fixture
+        .workspace
+        .merges_cleanly(&spec, &head)
+        .await
+        .expect("checked"));
+
+    person_commits(&fixture, "other.md", "other\n", "HEAD:refs/heads/main");
+    assert!(
+        fixture
+            .workspace
+            .merges_cleanly(&spec, &head)
+            .await
+            .expect("checked"),
+        "the base moved without touching the task's file"
+    );
+
+    person_commits(
+        &fixture,
+        "README.md",
+        "widgets, said a person\n",
+        "HEAD:refs/heads/main",
+    );
+    let snapshot = || {
+        (
+            sh(&prepared.path, &["for-each-ref", "refs/heads"]),
+            sh(&prepared.path, &["rev-parse", "HEAD"]),
+            sh(&prepared.path, &["status", "--porcelain"]),
+        )
+    };
+    let before = snapshot();
+    assert!(
+        !fixture
+            .workspace
+            .merges_cleanly(&spec, &head)
+            .await
+            .expect("checked"),
+        "the base changed the task's file"
+    );
+    assert_eq!(snapshot(), before, "no branch, HEAD or file changed");
+}
+
+#[tokio::test]
+async fn merges_cleanly_fetches_a_head_pushed_elsewhere_and_an_unknown_head_is_not_found() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-051");
+    let pushed = person_commits(
+        &fixture,
+        "pushed.md",
+        "pushed\n",
+        "HEAD:refs/heads/feature/ET-051-add-a-thing",
+    );
+    let pushed = orch_core::ids::CommitSha::new(pushed).expect("sha");
+    assert!(fixture
+        .workspace
+        .merges_cleanly(&spec, &pushed)
+        .await
+        .expect("checked without a prepared mirror"));
+
+    let unknown = orch_core::ids::CommitSha::new("1".repeat(40)).expect("sha");
+    let err = fixture
+        .workspace
+        .merges_cleanly(&spec, &unknown)
+        .await
+        .expect_err("no such commit");
+    assert!(matches!(err, WorkspaceError::NotFound(_)), "{err}");
+}

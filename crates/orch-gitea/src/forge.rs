@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orch_core::domain::{CiState, MergeOutcome};
-use orch_core::ids::{CommitSha, PrNumber, RepoSlug};
+use orch_core::ids::{BranchName, CommitSha, PrNumber, RepoSlug};
 use orch_core::ports::{
     CombinedStatus, Forge, ForgeError, NewPullRequest, PrState, PullRequest, StatusCheck,
 };
@@ -123,13 +123,16 @@ impl GiteaForge {
 }
 
 #[derive(Deserialize)]
-struct PullDto {
+pub(crate) struct PullDto {
     number: u64,
     state: String,
     #[serde(default)]
     merged: bool,
     #[serde(default)]
     html_url: String,
+    /// Absent or null: Gitea does not say.
+    #[serde(default)]
+    mergeable: Option<bool>,
     head: BranchDto,
     base: BranchDto,
 }
@@ -142,7 +145,7 @@ struct BranchDto {
 }
 
 impl PullDto {
-    fn into_domain(self) -> Result<PullRequest, ApiError> {
+    pub(crate) fn into_domain(self) -> Result<PullRequest, ApiError> {
         let number = PrNumber::new(self.number).map_err(|err| ApiError::Decode(err.to_string()))?;
         let head_sha =
             CommitSha::new(self.head.sha).map_err(|err| ApiError::Decode(err.to_string()))?;
@@ -158,6 +161,7 @@ impl PullDto {
             head_sha,
             base_branch: self.base.name,
             url: self.html_url,
+            mergeable: self.mergeable,
         })
     }
 }
@@ -436,6 +440,20 @@ impl Forge for GiteaForge {
         let repo = repo.clone();
         self.retrying("pull_request", move |client| {
             get_pull(client, &repo, number)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %repo, head = %head))]
+    async fn open_pull_request_for_branch(
+        &self,
+        repo: &RepoSlug,
+        head: &BranchName,
+        base: &BranchName,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        let (repo, head, base) = (repo.clone(), head.clone(), base.clone());
+        self.retrying("open_pull_request_for_branch", move |client| {
+            find_open_for_branch(client, &repo, head.as_str(), base.as_str())
         })
         .await
     }

@@ -7,7 +7,7 @@ use orch_core::ports::ForgeError;
 
 use crate::client::{encode, ApiError};
 use crate::config::{GiteaConfig, MergeStyle, RetryPolicy};
-use crate::forge::ci_state;
+use crate::forge::{ci_state, PullDto};
 
 fn status(status: u16) -> ApiError {
     ApiError::Status {
@@ -109,4 +109,28 @@ fn merge_styles_round_trip_their_config_words() {
 fn path_pieces_are_percent_encoded() {
     assert_eq!(encode("feature/ET-001-a b", true), "feature/ET-001-a%20b");
     assert_eq!(encode("release/1.0", false), "release%2F1.0");
+}
+
+#[test]
+fn a_pull_requests_mergeable_is_read_and_a_missing_or_null_one_is_unknown() {
+    let read = |mergeable: Option<serde_json::Value>| {
+        let mut pull = serde_json::json!({
+            "number": 3,
+            "state": "open",
+            "head": { "ref": "feature/x", "sha": "ab".repeat(20) },
+            "base": { "ref": "main", "sha": "cd".repeat(20) },
+        });
+        if let Some(value) = mergeable {
+            pull["mergeable"] = value;
+        }
+        serde_json::from_value::<PullDto>(pull)
+            .expect("decodes")
+            .into_domain()
+            .expect("valid")
+            .mergeable
+    };
+    assert_eq!(read(Some(serde_json::json!(false))), Some(false));
+    assert_eq!(read(Some(serde_json::json!(true))), Some(true));
+    assert_eq!(read(Some(serde_json::Value::Null)), None);
+    assert_eq!(read(None), None);
 }

@@ -3,7 +3,9 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use orch_core::domain::{HistoryEntry, Job, JobKind, Stage, Task, TaskStatus};
+use orch_core::domain::{
+    HistoryEntry, Job, JobKind, Service, Stage, Task, TaskStatus, DEGRADED_AFTER,
+};
 use orch_core::event::{Event, Origin};
 use orch_core::ids::{TaskId, WorkItemId};
 use orch_core::orchestrator::HandleError;
@@ -67,14 +69,22 @@ async fn queue(state: &AppState) -> Result<Response, StoreError> {
     let snapshot = state.store.queue_snapshot().await?;
     let inbox = state.store.inbox_stats(state.clock.now()).await?;
     let reconcile = state.store.reconcile_stats().await?;
-    let body = queue_json(&snapshot, &inbox, &reconcile, state.reconcile.get());
+    let body = queue_json(
+        &snapshot,
+        &inbox,
+        &reconcile,
+        state.reconcile.get(),
+        state.clock.now(),
+    );
     Ok(json(StatusCode::OK, &body))
 }
 
 async fn metrics(state: &AppState) -> Result<Response, StoreError> {
     let snapshot = state.store.queue_snapshot().await?;
     let inbox = state.store.inbox_stats(state.clock.now()).await?;
-    state.metrics.set_store_gauges(&snapshot, &inbox);
+    state
+        .metrics
+        .set_store_gauges(&snapshot, &inbox, state.clock.now());
     Ok(text(
         StatusCode::OK,
         METRICS_CONTENT_TYPE,
@@ -198,6 +208,7 @@ fn is_unavailable(err: &HandleError) -> bool {
             matches!(tracker.class(), ErrorClass::Unavailable { .. })
         }
         HandleError::Forge(forge) => matches!(forge.class(), ErrorClass::Unavailable { .. }),
+        HandleError::TooEarly(_) => true,
     }
 }
 
@@ -244,7 +255,21 @@ pub(crate) fn queue_json(
     inbox: &InboxStats,
     reconcile: &ReconcileStats,
     settings: ReconcileSettings,
+    now: Timestamp,
 ) -> Value {
+    let mut services = Map::new();
+    for service in Service::ALL {
+        let wait = snapshot.waiting.iter().find(|wait| wait.service == service);
+        services.insert(
+            service.as_str().to_owned(),
+            json_value!({
+                "degraded": wait.is_some_and(|wait| now.since(wait.since) >= DEGRADED_AFTER),
+                "waiting_jobs": wait.map_or(0, |wait| wait.jobs),
+                "waiting_since": wait.map(|wait| wait.since.to_rfc3339()),
+                "last_error": wait.and_then(|wait| wait.last_error.clone()),
+            }),
+        );
+    }
     let running: Vec<Value> = snapshot
         .running
         .iter()
@@ -292,6 +317,7 @@ pub(crate) fn queue_json(
         .collect();
     json_value!({
         "jobs": { "queued": snapshot.queued, "running": running },
+        "services": services,
         "tasks": { "by_stage": by_stage, "awaiting_verdict": awaiting, "blocked": blocked },
         "inbox": {
             "pending": inbox.pending,

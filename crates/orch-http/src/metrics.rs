@@ -6,8 +6,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orch_core::domain::{JobKind, Stage};
+use orch_core::domain::{JobKind, Service, Stage, DEGRADED_AFTER};
 use orch_core::ports::{InboxStats, QueueSnapshot, Source};
+use orch_core::time::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -89,8 +90,12 @@ impl fmt::Display for SignatureFailure {
 pub enum JobOutcome {
     Succeeded,
     Retried,
+    /// An outside service was out: the job waits for it without using up an attempt.
+    Waited,
     Failed,
     Cancelled,
+    /// The job's task moved on before it ran: it did nothing.
+    Skipped,
 }
 
 impl JobOutcome {
@@ -98,8 +103,10 @@ impl JobOutcome {
         match self {
             JobOutcome::Succeeded => "succeeded",
             JobOutcome::Retried => "retried",
+            JobOutcome::Waited => "waited",
             JobOutcome::Failed => "failed",
             JobOutcome::Cancelled => "cancelled",
+            JobOutcome::Skipped => "skipped",
         }
     }
 }
@@ -130,6 +137,8 @@ struct Inner {
     tasks_awaiting_verdict: Gauge,
     inbox_pending: Gauge,
     inbox_lag_seconds: Gauge<f64, AtomicU64>,
+    jobs_waiting: Family<ServiceLabel, Gauge>,
+    service_degraded: Family<ServiceLabel, Gauge>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -158,6 +167,11 @@ struct KindOutcome {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HostLabel {
     host: Cow<'static, str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -254,6 +268,18 @@ impl Metrics {
             "Age of the oldest unprocessed webhook delivery (0 when none)",
             inbox_lag_seconds.clone(),
         );
+        let jobs_waiting = Family::<ServiceLabel, Gauge>::default();
+        registry.register(
+            "jobs_waiting",
+            "Jobs waiting for an outside service to come back, by service",
+            jobs_waiting.clone(),
+        );
+        let service_degraded = Family::<ServiceLabel, Gauge>::default();
+        registry.register(
+            "service_degraded",
+            "1 while jobs have waited on the service for longer than 5 minutes (an outage)",
+            service_degraded.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -273,6 +299,8 @@ impl Metrics {
                 tasks_awaiting_verdict,
                 inbox_pending,
                 inbox_lag_seconds,
+                jobs_waiting,
+                service_degraded,
             }),
         }
     }
@@ -354,7 +382,22 @@ impl Metrics {
     }
 
     /// Sets the gauges read from the `Store` (done by the server before each scrape).
-    pub fn set_store_gauges(&self, queue: &QueueSnapshot, inbox: &InboxStats) {
+    pub fn set_store_gauges(&self, queue: &QueueSnapshot, inbox: &InboxStats, now: Timestamp) {
+        for service in Service::ALL {
+            let wait = queue.waiting.iter().find(|wait| wait.service == service);
+            let label = ServiceLabel {
+                service: service.as_str(),
+            };
+            self.inner
+                .jobs_waiting
+                .get_or_create(&label)
+                .set(saturating_i64(wait.map_or(0, |wait| wait.jobs)));
+            let degraded = wait.is_some_and(|wait| now.since(wait.since) >= DEGRADED_AFTER);
+            self.inner
+                .service_degraded
+                .get_or_create(&label)
+                .set(i64::from(degraded));
+        }
         self.inner.jobs_queued.set(saturating_i64(queue.queued));
         self.inner
             .jobs_running

@@ -8,13 +8,14 @@ use orch_core::ids::{IssueId, ProjectId, StateId, UserId};
 use orch_core::ports::{
     Comment, ProjectStates, StateNames, Tracker, TrackerError, WorkItem, WorkItemPage,
 };
+use orch_core::time::Timestamp;
 use serde_json::json;
 use tracing::instrument;
 
 use crate::client::{Answer, Call, Client, Method, PlaneStats};
 use crate::config::PlaneConfig;
 use crate::html;
-use crate::wire::{CommentDto, IssueDto, Page, StateDto, UserDto};
+use crate::wire::{updated_at, CommentDto, IssueDto, Page, StateDto, UpdatedAt, UserDto};
 
 /// Work items per page, as SPEC §3 asks.
 const PER_PAGE: &str = "100";
@@ -249,14 +250,20 @@ impl Tracker for PlaneTracker {
         project: &ProjectId,
         issue: &IssueId,
         state: &StateId,
-    ) -> Result<(), TrackerError> {
+    ) -> Result<Timestamp, TrackerError> {
         let result = async {
+            let what = "the state change";
             let call = Call::with_body(
                 Method::Patch,
                 self.item_path(project, issue),
                 json!({ "state": state.as_str() }),
             );
-            expect_success(self.client.send(&call).await?, "the state change").map(drop)
+            let answer = expect_success(self.client.send(&call).await?, what)?;
+            // Plane's own time of the move: orch compares Plane's times with Plane's times.
+            let moved: UpdatedAt = answer.json(what)?;
+            updated_at(&moved.updated_at).map_err(|err| {
+                TrackerError::other(format!("plane answered {what} with unexpected JSON: {err}"))
+            })
         }
         .await;
         self.counted(result)

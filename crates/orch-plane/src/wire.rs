@@ -151,6 +151,17 @@ impl CommentDto {
     }
 }
 
+/// The one field of an answer orch reads back after changing an item.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UpdatedAt {
+    pub(crate) updated_at: String,
+}
+
+/// An item's `updated_at` as Plane writes it.
+pub(crate) fn updated_at(text: &str) -> Result<Timestamp, WireError> {
+    timestamp("updated_at", text)
+}
+
 fn timestamp(field: &'static str, text: &str) -> Result<Timestamp, WireError> {
     Timestamp::parse_rfc3339(text)
         .ok_or_else(|| WireError::field(field, format!("not an RFC 3339 time: {text:?}")))

@@ -8,6 +8,7 @@
 //! injected into REST answers and into deliveries.
 
 mod api;
+mod checker;
 mod clone;
 mod git;
 mod hooks;
@@ -149,6 +150,8 @@ pub struct PullSnapshot {
     pub merge_commit_sha: Option<String>,
     pub title: String,
     pub body: String,
+    /// What the PR's `mergeable` says: false while the checker runs and when it conflicts.
+    pub mergeable: bool,
 }
 
 /// Why a test-API call failed.
@@ -400,6 +403,7 @@ impl GiteaSim {
                 merge_commit_sha: pull.merge_commit_sha.clone(),
                 title: pull.title.clone(),
                 body: pull.body.clone(),
+                mergeable: !pull.checking && !pull.conflicted,
             })
             .collect()
     }
@@ -459,7 +463,21 @@ impl GiteaSim {
             .map_err(|err| SimError(err.1))
     }
 
-    /// Marks a pull request as "checking mergeability": merges answer 405 "Please try again later".
+    /// How long Gitea's background mergeability checker takes after a push to a pull request's
+    /// head or base, or its creation: meanwhile the PR is "checking" (`mergeable` false, merges
+    /// answer 405 "Please try again later"). Zero, the default, checks before the push answers.
+    pub fn set_mergeability_check_delay(&self, delay: Duration) {
+        self.inner.lock().checker.delay = delay;
+    }
+
+    /// Turns the background mergeability checker on or off. Off, pull requests keep what it
+    /// last concluded, so a conflict it has not seen is found while merging: 409.
+    pub fn set_mergeability_checker_enabled(&self, enabled: bool) {
+        self.inner.lock().checker.enabled = enabled;
+    }
+
+    /// Marks a pull request as "checking mergeability" until the checker next runs on it:
+    /// merges answer 405 "Please try again later".
     pub fn set_pull_checking(&self, full_name: &str, number: u64, checking: bool) {
         if let Some(pull) = self
             .inner

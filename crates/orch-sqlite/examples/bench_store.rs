@@ -87,6 +87,8 @@ fn new_task(number: u32) -> Result<NewTask, Box<dyn std::error::Error>> {
         repo: RepoSlug::new("bench/repo")?,
         base_branch: BranchName::new("main")?,
         stage: Stage::Analysis,
+        tracker_state: None,
+        tracker_seen_at: None,
     })
 }
 
@@ -136,7 +138,9 @@ async fn bench_jobs(
             },
             format!("notify-{number}"),
         );
-        store.create_task(new_task(number)?, job, now()).await?;
+        store
+            .create_task(new_task(number)?, vec![job], now())
+            .await?;
     }
     let request = ClaimRequest {
         owner: BootId::new("bench")?,

@@ -3,11 +3,12 @@
 use std::str::FromStr;
 
 use orch_core::domain::{
-    Action, Job, JobOutput, JobStatus, Lease, ProcessRecord, Stage, Task, TaskStatus,
+    Action, Job, JobOutput, JobStatus, Lease, ProcessRecord, Service, Stage, Task, TaskStatus,
+    Waiting,
 };
 use orch_core::ids::{
     AttemptId, BootId, BranchName, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug,
-    TaskId, WorkItemId,
+    StateId, TaskId, WorkItemId,
 };
 use orch_core::ports::{Delivery, Source};
 use orch_core::time::Timestamp;
@@ -17,11 +18,12 @@ use crate::error::Error;
 
 pub(crate) const TASK_COLUMNS: &str = "id, version, issue_id, project_id, work_item, title, description, repo, \
      base_branch, branch, stage, status, blocked_reason, head_sha, pr_number, fix_rounds, review_rounds, \
-     last_fix_sha, gate_opened_at, created_at, updated_at, sent_back_sha";
+     last_fix_sha, gate_opened_at, created_at, updated_at, sent_back_sha, tracker_state, tracker_seen_at, \
+     verdicts_after, feedback_after";
 
 pub(crate) const JOB_COLUMNS: &str = "id, task_id, repo, payload, idem_key, status, attempts, not_before, \
      attempt_id, lease_owner, lease_expires_at, heartbeat_at, process_pid, process_pgid, process_start_time, \
-     last_error, output, handled, created_at, updated_at";
+     last_error, output, handled, created_at, updated_at, stage, waits, waiting_service, waiting_since";
 
 pub(crate) const DELIVERY_COLUMNS: &str = "id, source, delivery_id, event_type, body, received_at";
 
@@ -97,6 +99,10 @@ pub(crate) fn task(row: &Row<'_>) -> Result<Task, Error> {
         created_at: ts(row.get(19)?),
         updated_at: ts(row.get(20)?),
         sent_back_sha: optional("sent back sha", row.get(21)?, CommitSha::new)?,
+        tracker_state: optional("tracker state", row.get(22)?, StateId::new)?,
+        tracker_seen_at: row.get::<_, Option<i64>>(23)?.map(ts),
+        verdicts_after: row.get::<_, Option<i64>>(24)?.map(ts),
+        feedback_after: row.get::<_, Option<i64>>(25)?.map(ts),
     })
 }
 
@@ -131,14 +137,26 @@ pub(crate) fn job(row: &Row<'_>) -> Result<Job, Error> {
     };
     let output: Option<String> = row.get(16)?;
     let output: Option<JobOutput> = output.map(|text| serde_json::from_str(&text)).transpose()?;
+    let service: Option<String> = row.get(22)?;
+    let since: Option<i64> = row.get(23)?;
+    let waiting = match (service, since) {
+        (Some(service), Some(since)) => Some(Waiting {
+            service: parse("waiting service", Service::from_str(&service))?,
+            since: ts(since),
+        }),
+        _ => None,
+    };
     Ok(Job {
         id: JobId(row.get(0)?),
         task: TaskId(row.get(1)?),
         repo: parse("repo", RepoSlug::new(&row.get::<_, String>(2)?))?,
         action,
         key: row.get(4)?,
+        stage: parse("job stage", Stage::from_str(&row.get::<_, String>(20)?))?,
         status,
         attempts: parse("attempts", u32::try_from(row.get::<_, i64>(6)?))?,
+        waits: parse("waits", u32::try_from(row.get::<_, i64>(21)?))?,
+        waiting,
         not_before: ts(row.get(7)?),
         lease,
         process,

@@ -18,7 +18,26 @@ pub struct Migrated {
 }
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Never edit a released one; append.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// What orch knows of each work item by Plane's clock (`Task::tracker_state`, …), the stage a
+/// job was written for (`Job::stage`), and outage waits (`Job::waits`, `Job::waiting`).
+/// Tasks waiting for a verdict or blocked at the upgrade accept any later verdict, as before.
+const V3: &str = "
+ALTER TABLE tasks ADD COLUMN tracker_state TEXT;
+ALTER TABLE tasks ADD COLUMN tracker_seen_at INTEGER;
+ALTER TABLE tasks ADD COLUMN verdicts_after INTEGER;
+ALTER TABLE tasks ADD COLUMN feedback_after INTEGER;
+UPDATE tasks SET verdicts_after = 0, feedback_after = gate_opened_at
+    WHERE status IN ('awaiting_verdict', 'blocked');
+ALTER TABLE jobs ADD COLUMN stage TEXT NOT NULL DEFAULT 'analysis';
+UPDATE jobs SET stage = (SELECT tasks.stage FROM tasks WHERE tasks.id = jobs.task_id);
+ALTER TABLE jobs ADD COLUMN waits INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN waiting_service TEXT;
+ALTER TABLE jobs ADD COLUMN waiting_since INTEGER;
+CREATE INDEX jobs_waiting ON jobs (waiting_service, waiting_since, id)
+    WHERE waiting_service IS NOT NULL AND status IN ('queued', 'running');
+";
 
 /// A head sent back to development can no longer pass the gate (`Task::sent_back_sha`).
 const V2: &str = "ALTER TABLE tasks ADD COLUMN sent_back_sha TEXT;";

@@ -8,12 +8,13 @@ use orch_core::domain::{
     ClaimedJob, HistoryEntry, Job, JobKind, JobResult, JobSpec, NewTask, ProcessRecord, Stage, Task,
 };
 use orch_core::ids::{
-    AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId,
+    AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, StateId, TaskId,
+    WorkItemId,
 };
 use orch_core::ports::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, Store, StoreError, Transition,
-    Unblocked, Via,
+    QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait, Store, StoreError,
+    Transition, Unblocked, Via,
 };
 use orch_core::time::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -147,11 +148,13 @@ fn load_task(conn: &Connection, id: i64) -> Result<Task, Error> {
 /// the task already has an active one.
 fn insert_job(
     tx: &Transaction<'_>,
-    task: i64,
-    repo: &str,
+    task: &Task,
     spec: &JobSpec,
     now: Timestamp,
 ) -> Result<(), Error> {
+    let repo = task.repo.to_string();
+    let stage = task.stage.as_str();
+    let task = task.id.0;
     if let Some(key) = spec.key.as_deref() {
         let exists: bool = tx
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM jobs WHERE idem_key = ?1)")?
@@ -176,10 +179,10 @@ fn insert_job(
     let not_before = spec.not_before.unwrap_or(now).as_millis();
     tx.prepare_cached(
         "INSERT INTO jobs (task_id, repo, kind, is_agent, payload, idem_key, status, attempts, not_before, \
-         handled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, 0, ?8, ?8) \
+         handled, created_at, updated_at, stage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, 0, ?8, ?8, ?9) \
          ON CONFLICT (idem_key) DO NOTHING",
     )?
-    .execute(params![task, repo, kind.as_str(), kind.is_agent(), payload, spec.key, not_before, now.as_millis()])?;
+    .execute(params![task, repo, kind.as_str(), kind.is_agent(), payload, spec.key, not_before, now.as_millis(), stage])?;
     Ok(())
 }
 
@@ -251,15 +254,16 @@ impl Store for SqliteStore {
     async fn create_task(
         &self,
         new: NewTask,
-        first_job: JobSpec,
+        jobs: Vec<JobSpec>,
         now: Timestamp,
     ) -> Result<Created, StoreError> {
         self.write("create_task", move |tx| {
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO tasks (version, issue_id, project_id, work_item, title, description, repo, \
-                     base_branch, branch, stage, status, fix_rounds, review_rounds, created_at, updated_at) \
-                     VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'working', 0, 0, ?10, ?10) \
+                     base_branch, branch, stage, status, fix_rounds, review_rounds, created_at, updated_at, \
+                     tracker_state, tracker_seen_at) \
+                     VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'working', 0, 0, ?10, ?10, ?11, ?12) \
                      ON CONFLICT (issue_id) DO NOTHING",
                 )?
                 .execute(params![
@@ -273,6 +277,8 @@ impl Store for SqliteStore {
                     new.branch.as_str(),
                     new.stage.as_str(),
                     now.as_millis(),
+                    new.tracker_state.as_ref().map(StateId::as_str),
+                    new.tracker_seen_at.map(Timestamp::as_millis),
                 ])?;
             if inserted == 0 {
                 let task = query_task(tx, "issue_id = ?1", [new.issue.as_str()])?
@@ -280,7 +286,9 @@ impl Store for SqliteStore {
                 return Ok(Created { task, created: false });
             }
             let task = load_task(tx, tx.last_insert_rowid())?;
-            insert_job(tx, task.id.0, &task.repo.to_string(), &first_job, now)?;
+            for job in &jobs {
+                insert_job(tx, &task, job, now)?;
+            }
             insert_history(tx, &task, "created", now)?;
             Ok(Created { task, created: true })
         })
@@ -401,7 +409,7 @@ impl Store for SqliteStore {
                 let sql = format!(
                     "UPDATE jobs SET status = 'cancelled', attempt_id = NULL, lease_owner = NULL, \
                      lease_expires_at = NULL, heartbeat_at = NULL, claimed_at = NULL, handled = 1, updated_at = ?2 \
-                     WHERE task_id = ?1 AND status IN {ACTIVE} AND kind IN {}",
+                     WHERE task_id = ?1 AND kind IN {} AND (status = 'queued' OR (status = 'running' AND is_agent = 1))",
                     pipeline_kinds()
                 );
                 tx.execute(&sql, params![next.id.0, now.as_millis()])?;
@@ -410,7 +418,8 @@ impl Store for SqliteStore {
                 "UPDATE tasks SET version = version + 1, project_id = ?2, work_item = ?3, title = ?4, \
                  description = ?5, repo = ?6, base_branch = ?7, branch = ?8, stage = ?9, status = ?10, \
                  blocked_reason = ?11, head_sha = ?12, pr_number = ?13, fix_rounds = ?14, review_rounds = ?15, \
-                 last_fix_sha = ?16, gate_opened_at = ?17, updated_at = ?18, sent_back_sha = ?19 WHERE id = ?1",
+                 last_fix_sha = ?16, gate_opened_at = ?17, updated_at = ?18, sent_back_sha = ?19, \
+                 tracker_state = ?20, tracker_seen_at = ?21, verdicts_after = ?22, feedback_after = ?23 WHERE id = ?1",
             )?
             .execute(params![
                 next.id.0,
@@ -432,11 +441,14 @@ impl Store for SqliteStore {
                 next.gate_opened_at.map(Timestamp::as_millis),
                 now.as_millis(),
                 next.sent_back_sha.as_ref().map(CommitSha::as_str),
+                next.tracker_state.as_ref().map(StateId::as_str),
+                next.tracker_seen_at.map(Timestamp::as_millis),
+                next.verdicts_after.map(Timestamp::as_millis),
+                next.feedback_after.map(Timestamp::as_millis),
             ])?;
             let task = load_task(tx, next.id.0)?;
-            let repo = task.repo.to_string();
             for spec in &jobs {
-                insert_job(tx, task.id.0, &repo, spec, now)?;
+                insert_job(tx, &task, spec, now)?;
             }
             if let Some(job) = consumes_job {
                 tx.prepare_cached("UPDATE jobs SET handled = 1 WHERE id = ?1")?.execute([job.0])?;
@@ -592,20 +604,37 @@ impl Store for SqliteStore {
             check_attempt(tx, job.0, &attempt)?;
             let end_lease = "attempt_id = NULL, lease_owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL, \
                              claimed_at = NULL";
+            let end_waiting = "waits = 0, waiting_service = NULL, waiting_since = NULL";
             match result {
                 JobResult::Succeeded(output) => {
                     let output = serde_json::to_string(&output)?;
-                    let sql = format!("UPDATE jobs SET status = 'succeeded', output = ?2, {end_lease}, updated_at = ?3 WHERE id = ?1");
+                    let sql = format!("UPDATE jobs SET status = 'succeeded', output = ?2, {end_lease}, {end_waiting}, updated_at = ?3 WHERE id = ?1");
                     tx.prepare_cached(&sql)?.execute(params![job.0, output, now.as_millis()])?;
                 }
                 JobResult::Retry { not_before, error } => {
                     let sql = format!(
-                        "UPDATE jobs SET status = 'queued', not_before = ?2, last_error = ?3, {end_lease}, updated_at = ?4 WHERE id = ?1"
+                        "UPDATE jobs SET status = 'queued', not_before = ?2, last_error = ?3, {end_lease}, {end_waiting}, updated_at = ?4 WHERE id = ?1"
                     );
                     tx.prepare_cached(&sql)?.execute(params![job.0, not_before.as_millis(), error, now.as_millis()])?;
                 }
+                JobResult::Wait { not_before, error, service } => {
+                    // The first failure of a run of failures on one service is the outage's start.
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'queued', not_before = ?2, last_error = ?3, \
+                         attempts = max(attempts - 1, 0), waits = waits + 1, \
+                         waiting_since = CASE WHEN waiting_service = ?5 THEN waiting_since ELSE ?4 END, \
+                         waiting_service = ?5, {end_lease}, updated_at = ?4 WHERE id = ?1"
+                    );
+                    tx.prepare_cached(&sql)?.execute(params![
+                        job.0,
+                        not_before.as_millis(),
+                        error,
+                        now.as_millis(),
+                        service.as_str()
+                    ])?;
+                }
                 JobResult::Failed { error } => {
-                    let sql = format!("UPDATE jobs SET status = 'failed', last_error = ?2, {end_lease}, updated_at = ?3 WHERE id = ?1");
+                    let sql = format!("UPDATE jobs SET status = 'failed', last_error = ?2, {end_lease}, {end_waiting}, updated_at = ?3 WHERE id = ?1");
                     tx.prepare_cached(&sql)?.execute(params![job.0, error, now.as_millis()])?;
                 }
                 JobResult::HandBack { error } => {
@@ -614,6 +643,12 @@ impl Store for SqliteStore {
                          last_error = ?2, {end_lease}, updated_at = ?3 WHERE id = ?1"
                     );
                     tx.prepare_cached(&sql)?.execute(params![job.0, error, now.as_millis()])?;
+                }
+                JobResult::Obsolete { reason } => {
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'cancelled', handled = 1, last_error = ?2, {end_lease}, {end_waiting}, updated_at = ?3 WHERE id = ?1"
+                    );
+                    tx.prepare_cached(&sql)?.execute(params![job.0, reason, now.as_millis()])?;
                 }
             }
             Ok(())
@@ -867,9 +902,28 @@ impl Store for SqliteStore {
                     WorkItemId::parse(&row.get::<_, String>(0)?).map_err(|err| Error::corrupt("work item", err))?;
                 Ok((work_item, row.get::<_, String>(1)?))
             })?;
+            let sql = format!(
+                "SELECT j.waiting_service, j.waiting_since, j.task_id, j.last_error, \
+                 (SELECT count(*) FROM jobs w WHERE w.waiting_service = j.waiting_service AND w.status IN {ACTIVE}) \
+                 FROM jobs j WHERE j.waiting_service IS NOT NULL AND j.status IN {ACTIVE} \
+                 AND j.id = (SELECT w.id FROM jobs w WHERE w.waiting_service = j.waiting_service \
+                             AND w.status IN {ACTIVE} ORDER BY w.waiting_since, w.id LIMIT 1)"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut waiting = rows::collect(&mut stmt, [], |row| {
+                Ok(ServiceWait {
+                    service: row.get::<_, String>(0)?.parse().map_err(|err| Error::corrupt("waiting service", err))?,
+                    since: ts(row.get(1)?),
+                    oldest_task: TaskId(row.get(2)?),
+                    last_error: row.get(3)?,
+                    jobs: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+                })
+            })?;
+            waiting.sort_by_key(|wait| wait.service);
             Ok(QueueSnapshot {
                 queued: u64::try_from(queued).unwrap_or(0),
                 running,
+                waiting,
                 by_stage,
                 awaiting_verdict,
                 blocked,

@@ -30,6 +30,8 @@ pub enum FakeStep {
     WriteNothing,
     /// Developer: changes left uncommitted (orch must commit them).
     LeaveUncommitted,
+    /// A bug: waiting for the run panics (the worker running it must cope).
+    Panic,
 }
 
 /// Runs fake agents against a `FakeWorkspace`.
@@ -148,6 +150,7 @@ impl RunningAgent for FakeRun {
                 return AgentOutcome::Cancelled;
             }
             (FakeStep::Fail, _) => return AgentOutcome::Failed { code: Some(1) },
+            (FakeStep::Panic, _) => panic!("a fake agent run panicked (FakeStep::Panic)"),
             (FakeStep::WriteNothing, _) => {}
             (_, Agent::Analyst) => {
                 workspace.write_output(

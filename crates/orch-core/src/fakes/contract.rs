@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use crate::domain::{
     Action, Agent, JobOutput, JobResult, JobSpec, JobStatus, MergeOutcome, NewTask, ProcessRecord,
-    ReviewVerdict, Stage, StateRole, Task, TaskStatus,
+    ReviewVerdict, Service, Stage, StateRole, Task, TaskStatus, Waiting,
 };
 use crate::ids::{
     AttemptId, BootId, BranchName, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug,
-    TaskId, WorkItemId,
+    StateId, TaskId, WorkItemId,
 };
 use crate::ports::{
-    ClaimKinds, ClaimRequest, InboxInsert, NewDelivery, ReconcileRun, Source, Store, StoreError,
-    Transition, Unblocked, Via,
+    ClaimKinds, ClaimRequest, InboxInsert, NewDelivery, ReconcileRun, ServiceWait, Source, Store,
+    StoreError, Transition, Unblocked, Via,
 };
 use crate::time::Timestamp;
 
@@ -43,6 +43,7 @@ macro_rules! store_contract_tests {
             second_active_agent_job_conflicts_and_nothing_is_written,
             concurrent_agent_enqueues_for_one_task_leave_one_active_agent_job,
             cancel_active_work_cancels_agent_publish_and_merge_jobs_only,
+            cancel_active_work_lets_a_running_publish_or_merge_finish,
             consumed_job_is_marked_handled_in_the_transition,
             claim_takes_the_oldest_due_job_and_honours_not_before,
             claim_separates_agent_jobs_from_action_jobs,
@@ -58,6 +59,10 @@ macro_rules! store_contract_tests {
             gate_candidates_are_old_idle_tasks_of_the_stage_oldest_first,
             only_pipeline_work_makes_a_task_busy,
             handed_back_job_is_queued_at_once_without_counting_the_attempt,
+            create_task_writes_every_first_job_and_jobs_remember_their_stage,
+            waits_count_no_attempt_and_keep_the_start_of_the_outage,
+            queue_snapshot_shows_each_service_jobs_wait_on,
+            obsolete_job_ends_cancelled_and_handled,
             state_moves_of_one_task_are_claimed_one_at_a_time,
             inbox_dedupes_by_source_and_delivery_id,
             inbox_dedupes_the_same_body_within_seven_days_only,
@@ -110,6 +115,8 @@ fn new_task(number: u32, repo_name: &str) -> NewTask {
         repo: repo(repo_name),
         base_branch: BranchName::new("main").expect("valid branch"),
         stage: Stage::Analysis,
+        tracker_state: Some(StateId::new("state-in-progress").expect("valid state id")),
+        tracker_seen_at: Some(Timestamp::from_millis(1_000)),
     }
 }
 
@@ -130,7 +137,7 @@ async fn create(
     now: Timestamp,
 ) -> Task {
     let created = store
-        .create_task(new_task(number, repo_name), first, now)
+        .create_task(new_task(number, repo_name), vec![first], now)
         .await
         .expect("create_task");
     assert!(created.created, "task {number} should be new");
@@ -221,11 +228,11 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 
 pub async fn first_create_of_an_issue_is_the_only_one_created(store: &dyn Store) {
     let first = store
-        .create_task(new_task(1, "app"), notify("first"), at(0))
+        .create_task(new_task(1, "app"), vec![notify("first")], at(0))
         .await
         .expect("create");
     let second = store
-        .create_task(new_task(1, "app"), notify("second"), at(1))
+        .create_task(new_task(1, "app"), vec![notify("second")], at(1))
         .await
         .expect("create again");
     assert!(first.created);
@@ -235,7 +242,7 @@ pub async fn first_create_of_an_issue_is_the_only_one_created(store: &dyn Store)
     assert_eq!(jobs.len(), 1, "only the creator's job is written");
     assert_eq!(jobs[0].key.as_deref(), Some("first"));
     let other = store
-        .create_task(new_task(2, "app"), notify("other"), at(2))
+        .create_task(new_task(2, "app"), vec![notify("other")], at(2))
         .await
         .expect("create other");
     assert!(other.created);
@@ -290,7 +297,7 @@ pub async fn concurrent_creates_of_one_issue_give_exactly_one_created(store: &dy
         .map(|n| {
             store.create_task(
                 new_task(7, "app"),
-                JobSpec::agent(Agent::Analyst, Some(format!("{n}"))),
+                vec![JobSpec::agent(Agent::Analyst, Some(format!("{n}")))],
                 at(0),
             )
         })
@@ -497,6 +504,10 @@ pub async fn task_fields_round_trip_through_a_transition(store: &dyn Store) {
         last_fix_sha: Some(sha('d')),
         sent_back_sha: Some(sha('e')),
         gate_opened_at: Some(at(9)),
+        tracker_state: Some(StateId::new("state-approved").expect("valid state id")),
+        tracker_seen_at: Some(at(8)),
+        verdicts_after: Some(at(7)),
+        feedback_after: Some(at(6)),
         ..task.clone()
     };
     let after = store
@@ -740,6 +751,56 @@ pub async fn cancel_active_work_cancels_agent_publish_and_merge_jobs_only(store:
             .finish_job(claimed.job.id, &claimed.attempt, finish, at(4))
             .await,
         "finish of a cancelled job",
+    );
+}
+
+pub async fn cancel_active_work_lets_a_running_publish_or_merge_finish(store: &dyn Store) {
+    let task = create(
+        store,
+        1,
+        "app",
+        JobSpec::new(Action::PublishBranch, "publish"),
+        at(0),
+    )
+    .await;
+    let claimed = store
+        .claim_next(&claim_request("b1", ClaimKinds::Actions, at(1)))
+        .await
+        .expect("claim")
+        .expect("publish job");
+    let mut tr = transition(&task, vec![], at(2));
+    tr.cancel_active_work = true;
+    store.transition(tr).await.expect("cancel");
+    let job = store
+        .job(claimed.job.id)
+        .await
+        .expect("job")
+        .expect("exists");
+    assert_eq!(
+        job.status,
+        JobStatus::Running,
+        "a running publish finishes; its end is handled (a pull request it opened gets closed)"
+    );
+    let output = JobOutput {
+        pr: Some(PrNumber::new(3).expect("pr")),
+        ..JobOutput::default()
+    };
+    store
+        .finish_job(
+            claimed.job.id,
+            &claimed.attempt,
+            JobResult::Succeeded(output),
+            at(3),
+        )
+        .await
+        .expect("its result is recorded");
+    assert_eq!(
+        store
+            .unhandled_finished_jobs(10)
+            .await
+            .expect("unhandled")
+            .len(),
+        1
     );
 }
 
@@ -1226,6 +1287,9 @@ pub async fn job_payload_and_output_round_trip(store: &dyn Store) {
         merge: Some(MergeOutcome::NeedsRebase {
             reason: "head out of date".to_owned(),
         }),
+        tracker_state: Some(StateId::new("state-awaiting").expect("valid state id")),
+        tracker_at: Some(Timestamp::from_millis(7_000)),
+        pr_closed: true,
     };
     store
         .finish_job(
@@ -1931,4 +1995,226 @@ pub async fn state_moves_of_one_task_are_claimed_one_at_a_time(store: &dyn Store
         .expect("claim")
         .expect("job");
     assert_eq!(third.job.task, task.id);
+}
+
+// --- outages, stages and obsolete jobs ---
+
+pub async fn create_task_writes_every_first_job_and_jobs_remember_their_stage(store: &dyn Store) {
+    let created = store
+        .create_task(
+            new_task(1, "app"),
+            vec![
+                JobSpec::agent(Agent::Analyst, None),
+                notify("first"),
+                notify("first"),
+            ],
+            at(0),
+        )
+        .await
+        .expect("create");
+    let jobs = store.jobs_of_task(created.task.id).await.expect("jobs");
+    assert_eq!(jobs.len(), 2, "a repeated key is written once");
+    assert!(jobs.iter().all(|job| job.stage == Stage::Analysis));
+    assert_eq!(
+        (
+            created.task.tracker_state.clone(),
+            created.task.tracker_seen_at
+        ),
+        (
+            Some(StateId::new("state-in-progress").expect("valid state id")),
+            Some(Timestamp::from_millis(1_000))
+        )
+    );
+    let next = Task {
+        stage: Stage::Development,
+        ..created.task.clone()
+    };
+    store
+        .transition(transition(&next, vec![notify("later")], at(1)))
+        .await
+        .expect("transition");
+    let later = store
+        .jobs_of_task(created.task.id)
+        .await
+        .expect("jobs")
+        .into_iter()
+        .find(|job| job.key.as_deref() == Some("later"))
+        .expect("written");
+    assert_eq!(
+        later.stage,
+        Stage::Development,
+        "the stage after the transition"
+    );
+}
+
+pub async fn waits_count_no_attempt_and_keep_the_start_of_the_outage(store: &dyn Store) {
+    create(store, 1, "app", notify("n"), at(0)).await;
+    let wait = |seconds: i64, service: Service| JobResult::Wait {
+        not_before: at(seconds + 5),
+        error: format!("{service} is down"),
+        service,
+    };
+    let claim = |seconds: i64| async move {
+        store
+            .claim_next(&claim_request("b1", ClaimKinds::Actions, at(seconds)))
+            .await
+            .expect("claim")
+            .expect("job")
+    };
+    let first = claim(1).await;
+    store
+        .finish_job(
+            first.job.id,
+            &first.attempt,
+            wait(1, Service::Telegram),
+            at(1),
+        )
+        .await
+        .expect("wait");
+    let second = claim(6).await;
+    assert_eq!(
+        second.job.attempts, 1,
+        "a wait does not count as an attempt"
+    );
+    store
+        .finish_job(
+            second.job.id,
+            &second.attempt,
+            wait(6, Service::Telegram),
+            at(6),
+        )
+        .await
+        .expect("wait");
+    let job = store.job(first.job.id).await.expect("job").expect("exists");
+    assert_eq!(
+        (
+            job.status,
+            job.attempts,
+            job.waits,
+            job.waiting,
+            job.not_before
+        ),
+        (
+            JobStatus::Queued,
+            0,
+            2,
+            Some(Waiting {
+                service: Service::Telegram,
+                since: at(1)
+            }),
+            at(11)
+        )
+    );
+    assert_eq!(job.last_error.as_deref(), Some("telegram is down"));
+    let third = claim(11).await;
+    store
+        .finish_job(
+            third.job.id,
+            &third.attempt,
+            wait(11, Service::Plane),
+            at(11),
+        )
+        .await
+        .expect("wait");
+    let job = store.job(first.job.id).await.expect("job").expect("exists");
+    assert_eq!(
+        job.waiting,
+        Some(Waiting {
+            service: Service::Plane,
+            since: at(11)
+        }),
+        "another service starts another outage"
+    );
+    let fourth = claim(16).await;
+    let retry = JobResult::Retry {
+        not_before: at(20),
+        error: "bad answer".to_owned(),
+    };
+    store
+        .finish_job(fourth.job.id, &fourth.attempt, retry, at(16))
+        .await
+        .expect("retry");
+    let job = store.job(first.job.id).await.expect("job").expect("exists");
+    assert_eq!(
+        (job.attempts, job.waits, job.waiting),
+        (1, 0, None),
+        "a retry counts and ends the waiting"
+    );
+}
+
+pub async fn queue_snapshot_shows_each_service_jobs_wait_on(store: &dyn Store) {
+    let first = create(store, 1, "app", notify("a"), at(0)).await;
+    create(store, 2, "app", notify("b"), at(0)).await;
+    create(store, 3, "app", notify("c"), at(0)).await;
+    for (seconds, service) in [
+        (1, Service::Plane),
+        (2, Service::Plane),
+        (3, Service::Gitea),
+    ] {
+        let claimed = store
+            .claim_next(&claim_request("b1", ClaimKinds::Actions, at(seconds)))
+            .await
+            .expect("claim")
+            .expect("job");
+        let wait = JobResult::Wait {
+            not_before: at(100),
+            error: format!("{service} {seconds}"),
+            service,
+        };
+        store
+            .finish_job(claimed.job.id, &claimed.attempt, wait, at(seconds))
+            .await
+            .expect("wait");
+    }
+    let snapshot = store.queue_snapshot().await.expect("snapshot");
+    assert_eq!(
+        snapshot.waiting,
+        vec![
+            ServiceWait {
+                service: Service::Plane,
+                since: at(1),
+                jobs: 2,
+                oldest_task: first.id,
+                last_error: Some("plane 1".to_owned()),
+            },
+            ServiceWait {
+                service: Service::Gitea,
+                since: at(3),
+                jobs: 1,
+                oldest_task: TaskId(first.id.0 + 2),
+                last_error: Some("gitea 3".to_owned()),
+            },
+        ]
+    );
+}
+
+pub async fn obsolete_job_ends_cancelled_and_handled(store: &dyn Store) {
+    create(store, 1, "app", JobSpec::agent(Agent::Analyst, None), at(0)).await;
+    let claimed = store
+        .claim_next(&claim_request("b1", AGENTS, at(1)))
+        .await
+        .expect("claim")
+        .expect("job");
+    let obsolete = JobResult::Obsolete {
+        reason: "task moved on".to_owned(),
+    };
+    store
+        .finish_job(claimed.job.id, &claimed.attempt, obsolete, at(2))
+        .await
+        .expect("finish");
+    let job = store
+        .job(claimed.job.id)
+        .await
+        .expect("job")
+        .expect("exists");
+    assert_eq!(
+        (job.status, job.handled, job.last_error.as_deref()),
+        (JobStatus::Cancelled, true, Some("task moved on"))
+    );
+    assert!(store
+        .unhandled_finished_jobs(10)
+        .await
+        .expect("jobs")
+        .is_empty());
+    assert!(!store.has_active_job(job.task).await.expect("busy"));
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::{CiState, MergeOutcome};
-use crate::ids::{CommitSha, PrNumber, RepoSlug};
+use crate::ids::{BranchName, CommitSha, PrNumber, RepoSlug};
 use crate::ports::{
     CombinedStatus, Forge, ForgeError, NewPullRequest, PrState, PullRequest, StatusCheck,
 };
@@ -65,6 +65,13 @@ impl FakeForge {
         if let Some(pull) = self.lock().pulls.get_mut(&(repo.clone(), number.get())) {
             pull.state = PrState::Closed;
             pull.merged = merged;
+        }
+    }
+
+    /// What Gitea's mergeability checker says about the PR from now on.
+    pub fn set_mergeable(&self, repo: &RepoSlug, number: PrNumber, mergeable: Option<bool>) {
+        if let Some(pull) = self.lock().pulls.get_mut(&(repo.clone(), number.get())) {
+            pull.mergeable = mergeable;
         }
     }
 
@@ -155,6 +162,7 @@ impl Forge for FakeForge {
             head_sha,
             base_branch: new.base.to_string(),
             url: format!("http://forge.invalid/{}/pulls/{number}", new.repo),
+            mergeable: Some(true),
         };
         state.pulls.insert((new.repo.clone(), number), pull.clone());
         Ok(pull)
@@ -167,6 +175,25 @@ impl Forge for FakeForge {
     ) -> Result<PullRequest, ForgeError> {
         let mut state = self.enter()?;
         pull_of(&mut state, repo, number).cloned()
+    }
+
+    async fn open_pull_request_for_branch(
+        &self,
+        repo: &RepoSlug,
+        head: &BranchName,
+        base: &BranchName,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        let state = self.enter()?;
+        Ok(state
+            .pulls
+            .iter()
+            .find(|((pull_repo, _), pull)| {
+                pull_repo == repo
+                    && pull.head_branch == head.as_str()
+                    && pull.base_branch == base.as_str()
+                    && pull.state == PrState::Open
+            })
+            .map(|(_, pull)| pull.clone()))
     }
 
     async fn open_pull_request_for_sha(

@@ -8,15 +8,15 @@ use async_trait::async_trait;
 
 use crate::domain::{
     ClaimedJob, HistoryEntry, Job, JobKind, JobResult, JobSpec, JobStatus, Lease, NewTask,
-    ProcessRecord, Stage, Task, TaskStatus,
+    ProcessRecord, Stage, Task, TaskStatus, Waiting,
 };
 use crate::ids::{
     AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId,
 };
 use crate::ports::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, Store, StoreError, Transition,
-    Unblocked,
+    QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait, Store, StoreError,
+    Transition, Unblocked,
 };
 use crate::time::Timestamp;
 
@@ -47,6 +47,12 @@ impl MemStore {
         self.lock().fail_inbox_writes = fail;
     }
 
+    /// Test hook: the next `n` calls of `finish_job` fail with `StoreError::Unavailable` and
+    /// write nothing (a result that could not be recorded).
+    pub fn fail_next_job_finishes(&self, n: u32) {
+        self.lock().failing_finishes = n;
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave half-applied state: every method
         // validates before it mutates, so the data is still consistent.
@@ -70,6 +76,7 @@ struct State {
     next_inbox_id: i64,
     next_attempt: u64,
     fail_inbox_writes: bool,
+    failing_finishes: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -108,8 +115,11 @@ impl State {
             repo: task.repo.clone(),
             action: spec.action,
             key: spec.key,
+            stage: task.stage,
             status: JobStatus::Queued,
             attempts: 0,
+            waits: 0,
+            waiting: None,
             not_before: spec.not_before.unwrap_or(now),
             lease: None,
             process: None,
@@ -184,7 +194,7 @@ impl Store for MemStore {
     async fn create_task(
         &self,
         new: NewTask,
-        first_job: JobSpec,
+        jobs: Vec<JobSpec>,
         now: Timestamp,
     ) -> Result<Created, StoreError> {
         let mut state = self.lock();
@@ -215,16 +225,19 @@ impl Store for MemStore {
             last_fix_sha: None,
             sent_back_sha: None,
             gate_opened_at: None,
+            tracker_state: new.tracker_state,
+            tracker_seen_at: new.tracker_seen_at,
+            verdicts_after: None,
+            feedback_after: None,
             created_at: now,
             updated_at: now,
         };
         state.tasks.insert(task.id.0, task.clone());
-        let skip = first_job
-            .key
-            .as_deref()
-            .is_some_and(|key| state.key_exists(key));
-        if !skip {
-            state.insert_job(&task, first_job, now);
+        for job in jobs {
+            let skip = job.key.as_deref().is_some_and(|key| state.key_exists(key));
+            if !skip {
+                state.insert_job(&task, job, now);
+            }
         }
         state.history.push(HistoryEntry {
             task: task.id,
@@ -362,8 +375,9 @@ impl Store for MemStore {
                 .values()
                 .filter(|row| {
                     row.job.task == current.id
-                        && row.job.status.is_active()
                         && JobKind::is_pipeline_work(row.job.kind())
+                        && (row.job.status == JobStatus::Queued
+                            || row.job.status == JobStatus::Running && row.job.kind().is_agent())
                 })
                 .map(|row| row.job.id.0)
                 .collect()
@@ -563,26 +577,60 @@ impl Store for MemStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
+        if state.failing_finishes > 0 {
+            state.failing_finishes -= 1;
+            return Err(StoreError::Unavailable(
+                "the job's result could not be written (fake)".to_owned(),
+            ));
+        }
         let row = state.running_attempt(job, attempt)?;
         match result {
             JobResult::Succeeded(output) => {
                 row.job.status = JobStatus::Succeeded;
                 row.job.output = Some(output);
+                row.job.waiting = None;
             }
             JobResult::Retry { not_before, error } => {
                 row.job.status = JobStatus::Queued;
                 row.job.not_before = not_before;
                 row.job.last_error = Some(error);
+                row.job.waits = 0;
+                row.job.waiting = None;
+            }
+            JobResult::Wait {
+                not_before,
+                error,
+                service,
+            } => {
+                row.job.status = JobStatus::Queued;
+                row.job.not_before = not_before;
+                row.job.attempts = row.job.attempts.saturating_sub(1);
+                row.job.waits += 1;
+                row.job.last_error = Some(error);
+                row.job.waiting = Some(match row.job.waiting {
+                    Some(waiting) if waiting.service == service => waiting,
+                    _ => Waiting {
+                        service,
+                        since: now,
+                    },
+                });
             }
             JobResult::Failed { error } => {
                 row.job.status = JobStatus::Failed;
                 row.job.last_error = Some(error);
+                row.job.waiting = None;
             }
             JobResult::HandBack { error } => {
                 row.job.status = JobStatus::Queued;
                 row.job.not_before = now;
                 row.job.attempts = row.job.attempts.saturating_sub(1);
                 row.job.last_error = Some(error);
+            }
+            JobResult::Obsolete { reason } => {
+                row.job.status = JobStatus::Cancelled;
+                row.job.handled = true;
+                row.job.last_error = Some(reason);
+                row.job.waiting = None;
             }
         }
         row.job.lease = None;
@@ -805,9 +853,37 @@ impl Store for MemStore {
                 _ => None,
             })
             .collect();
+        let mut waiting: Vec<ServiceWait> = Vec::new();
+        let mut waiting_jobs: Vec<&Job> = state
+            .jobs
+            .values()
+            .map(|row| &row.job)
+            .filter(|job| job.status.is_active() && job.waiting.is_some())
+            .collect();
+        waiting_jobs.sort_by_key(|job| (job.waiting.map(|waiting| waiting.since), job.id));
+        for job in waiting_jobs {
+            let Some(job_waiting) = job.waiting else {
+                continue;
+            };
+            match waiting
+                .iter_mut()
+                .find(|entry| entry.service == job_waiting.service)
+            {
+                Some(entry) => entry.jobs += 1,
+                None => waiting.push(ServiceWait {
+                    service: job_waiting.service,
+                    since: job_waiting.since,
+                    jobs: 1,
+                    oldest_task: job.task,
+                    last_error: job.last_error.clone(),
+                }),
+            }
+        }
+        waiting.sort_by_key(|entry| entry.service);
         Ok(QueueSnapshot {
             queued,
             running,
+            waiting,
             by_stage,
             awaiting_verdict,
             blocked,

@@ -1,13 +1,13 @@
 //! `FakeTracker`: Plane in memory — projects, states, work items, comments, and failures.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 use crate::ids::{IssueId, ProjectId, StateId, UserId};
 use crate::ports::{
-    Comment, ProjectStates, StateNames, Tracker, TrackerError, WorkItem, WorkItemPage,
+    Clock, Comment, ProjectStates, StateNames, Tracker, TrackerError, WorkItem, WorkItemPage,
 };
 use crate::time::Timestamp;
 
@@ -34,6 +34,18 @@ struct TrackerState {
     listing_failures: u32,
     calls: Vec<String>,
     state_changes: Vec<(IssueId, StateId)>,
+    /// Plane's clock: orch's clock plus a skew (Plane's server may be ahead or behind).
+    clock: Option<PlaneClock>,
+    skew_ms: i64,
+}
+
+/// The clock Plane's timestamps come from.
+struct PlaneClock(Arc<dyn Clock>);
+
+impl std::fmt::Debug for PlaneClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlaneClock")
+    }
 }
 
 impl FakeTracker {
@@ -47,6 +59,23 @@ impl FakeTracker {
 
     pub fn own_user(&self) -> UserId {
         self.own_user.clone()
+    }
+
+    /// Plane's timestamps (orch's moves, comments) come from `clock`; without one they are
+    /// the epoch.
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        self.lock().clock = Some(PlaneClock(clock));
+    }
+
+    /// Plane's clock runs `skew_ms` milliseconds ahead of orch's (negative: behind).
+    pub fn set_skew_ms(&self, skew_ms: i64) {
+        self.lock().skew_ms = skew_ms;
+    }
+
+    /// The time by Plane's clock.
+    pub fn plane_now(&self) -> Timestamp {
+        let state = self.lock();
+        plane_time(&state)
     }
 
     /// Adds `project` with a state for every name in `names`.
@@ -82,12 +111,13 @@ impl FakeTracker {
         self.lock().items.get(issue).cloned()
     }
 
-    /// Moves an item as a person would (no webhook: tests feed events themselves).
+    /// Moves an item as a person would (no webhook: tests feed events themselves). Plane's
+    /// `updated_at` of an item only moves forward: a later change is at least 1 ms later.
     pub fn move_item(&self, issue: &IssueId, state: StateId, at: Timestamp) -> Option<WorkItem> {
         let mut guard = self.lock();
         let item = guard.items.get_mut(issue)?;
         item.state = state;
-        item.updated_at = at;
+        item.updated_at = later_than(item.updated_at, at);
         Some(item.clone())
     }
 
@@ -156,6 +186,18 @@ impl FakeTracker {
             return Err(TrackerError::unavailable("plane is down (fake)"));
         }
         Ok(state)
+    }
+}
+
+/// `at`, or 1 ms after `previous` if that is later: one item's changes are ordered in time.
+fn later_than(previous: Timestamp, at: Timestamp) -> Timestamp {
+    at.max(Timestamp::from_millis(previous.as_millis() + 1))
+}
+
+fn plane_time(state: &TrackerState) -> Timestamp {
+    match &state.clock {
+        Some(PlaneClock(clock)) => Timestamp::from_millis(clock.now().as_millis() + state.skew_ms),
+        None => Timestamp::EPOCH,
     }
 }
 
@@ -253,14 +295,17 @@ impl Tracker for FakeTracker {
         project: &ProjectId,
         issue: &IssueId,
         state_id: &StateId,
-    ) -> Result<(), TrackerError> {
+    ) -> Result<Timestamp, TrackerError> {
         let mut state = self.enter(format!("set_state {project}"))?;
+        let now = plane_time(&state);
         let Some(item) = state.items.get_mut(issue) else {
             return Err(TrackerError::NotFound(format!("work item {issue}")));
         };
         item.state = state_id.clone();
+        item.updated_at = later_than(item.updated_at, now);
+        let updated_at = item.updated_at;
         state.state_changes.push((issue.clone(), state_id.clone()));
-        Ok(())
+        Ok(updated_at)
     }
 
     async fn comments(
@@ -289,11 +334,13 @@ impl Tracker for FakeTracker {
         {
             return Ok(());
         }
+        let created_at = plane_time(&state);
+        let comments = state.comments.entry(issue.clone()).or_default();
         comments.push(Comment {
             id: external_id.to_owned(),
             author: Some(self.own_user.clone()),
             text: text.to_owned(),
-            created_at: Timestamp::EPOCH,
+            created_at,
             external_source: Some("orch".to_owned()),
         });
         Ok(())

@@ -32,6 +32,8 @@ struct Tree {
     commits_ahead: u32,
     head: Option<CommitSha>,
     uncommitted: bool,
+    /// The task branch conflicts with the base (`merges_cleanly` says false).
+    conflicts_with_base: bool,
     outputs: BTreeMap<(Agent, String), String>,
 }
 
@@ -74,6 +76,16 @@ impl FakeWorkspace {
             .entry(work_item.clone())
             .or_default()
             .uncommitted = true;
+    }
+
+    /// What the base moving under the task branch does: from now on the branch conflicts with
+    /// it (`true`) or merges cleanly again (`false`, the default).
+    pub fn set_conflicts_with_base(&self, work_item: &WorkItemId, conflicts: bool) {
+        self.lock()
+            .trees
+            .entry(work_item.clone())
+            .or_default()
+            .conflicts_with_base = conflicts;
     }
 
     pub fn exists(&self, work_item: &WorkItemId) -> bool {
@@ -199,6 +211,18 @@ impl Workspace for FakeWorkspace {
             .get(&spec.work_item)
             .and_then(|tree| tree.head.clone())
             .unwrap_or_else(base_sha))
+    }
+
+    async fn merges_cleanly(
+        &self,
+        spec: &WorktreeSpec,
+        _head: &CommitSha,
+    ) -> Result<bool, WorkspaceError> {
+        let state = self.enter()?;
+        Ok(!state
+            .trees
+            .get(&spec.work_item)
+            .is_some_and(|tree| tree.conflicts_with_base))
     }
 
     async fn push(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError> {

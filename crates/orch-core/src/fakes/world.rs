@@ -79,6 +79,7 @@ impl World {
         let clock = Arc::new(FakeClock::new());
         let store = Arc::new(MemStore::new());
         let tracker = Arc::new(FakeTracker::new());
+        tracker.set_clock(clock.clone());
         for project in &config.projects {
             tracker.add_project(&project.plane_project_id, &project.states);
         }
@@ -138,7 +139,7 @@ impl World {
             title: title.to_owned(),
             description: format!("Description of {title}"),
             state: FakeTracker::state_id_for(project, "Backlog"),
-            updated_at: self.clock.now(),
+            updated_at: self.tracker.plane_now(),
         };
         self.tracker.put_item(item.clone());
         item
@@ -166,7 +167,7 @@ impl World {
     pub fn move_silently(&self, item: &WorkItem, role: StateRole) -> WorkItem {
         let state = self.state_of_role(item, role);
         self.tracker
-            .move_item(&item.id, state, self.clock.now())
+            .move_item(&item.id, state, self.tracker.plane_now())
             .expect("item exists")
     }
 
@@ -220,13 +221,19 @@ impl World {
     /// Runs every due job to its end, feeding each end to the orchestrator, until none is due.
     /// Returns how many jobs ran.
     pub async fn run_jobs(&self) -> u32 {
+        self.run_jobs_of(&[
+            ClaimKinds::Actions,
+            ClaimKinds::Agents { per_repo_limit: 1 },
+        ])
+        .await
+    }
+
+    /// `run_jobs` for the given kinds only.
+    pub async fn run_jobs_of(&self, kinds_in_order: &[ClaimKinds]) -> u32 {
         let mut ran = 0;
         for _ in 0..10_000 {
             let mut claimed = None;
-            for kinds in [
-                ClaimKinds::Actions,
-                ClaimKinds::Agents { per_repo_limit: 1 },
-            ] {
+            for &kinds in kinds_in_order {
                 let request = ClaimRequest {
                     owner: self.boot.clone(),
                     kinds,
@@ -269,6 +276,16 @@ impl World {
             ran += 1;
         }
         ran
+    }
+
+    /// Runs due jobs, then moves the clock on by the backoff cap (5 min) so waiting and
+    /// retried jobs come due, `rounds` times.
+    pub async fn run_jobs_over_time(&self, rounds: u32) {
+        for _ in 0..rounds {
+            self.run_jobs().await;
+            self.clock.advance(Duration::from_secs(301));
+        }
+        self.run_jobs().await;
     }
 
     /// Telegram messages so far.

@@ -11,6 +11,8 @@ use crate::fakes::{FakeStep, World};
 use crate::ids::{CommitSha, RepoSlug, UserId};
 use crate::ports::{PrState, Store, WorkItem};
 
+mod convergence;
+
 async fn active_agent_jobs(world: &World, item: &WorkItem) -> Vec<JobKind> {
     let task = world.task(item).await;
     world
@@ -675,6 +677,116 @@ async fn merge_try_later_is_retried_with_backoff_and_then_merges() {
     assert_eq!(world.task(&item).await.stage, Stage::Done);
 }
 
+/// Walks `item` to the final verdict, lets `before` change the world, scripts Gitea's 405
+/// "Please try again later", approves and runs the jobs.
+async fn approve_into_try_later(world: &World, item: &WorkItem, before: impl FnOnce(&World)) {
+    world.to_final_verdict(item).await;
+    before(world);
+    world.forge.script_merge(MergeOutcome::TryLater {
+        reason: "Please try again later".to_owned(),
+    });
+    world
+        .move_item(item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+}
+
+fn merge_job_error(jobs: &[crate::domain::Job]) -> String {
+    jobs.iter()
+        .find(|job| job.kind() == JobKind::Merge)
+        .and_then(|job| job.last_error.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn merge_try_later_with_a_head_that_conflicts_locally_goes_to_development_to_rebase() {
+    let world = World::new();
+    let item = world.add_item(1, "Conflicts quietly");
+    let work_item = world.task_work_item(1);
+    approve_into_try_later(&world, &item, |world| {
+        world.workspace.set_conflicts_with_base(&work_item, true);
+    })
+    .await;
+    let task = world.task(&item).await;
+    assert_eq!(task.stage, Stage::Development, "not retried for an hour");
+    let last = world.agents.requests().pop().expect("a request");
+    let feedback = last.feedback.unwrap_or_default();
+    assert!(
+        last.agent == Agent::Developer
+            && feedback.contains("conflicts with main")
+            && feedback.contains("Rebase onto main"),
+        "{feedback}"
+    );
+    assert!(world.forge.merges().is_empty());
+}
+
+#[tokio::test]
+async fn merge_try_later_with_a_clean_local_merge_is_retried_while_gitea_catches_up() {
+    let world = World::new();
+    let item = world.add_item(1, "Checker lags");
+    approve_into_try_later(&world, &item, |world| {
+        for pull in world.forge.pulls() {
+            let repo = world.project().repo.clone();
+            world.forge.set_mergeable(&repo, pull.number, Some(false));
+        }
+    })
+    .await;
+    let task = world.task(&item).await;
+    assert_eq!(task.stage, Stage::Review, "the retry waits for its backoff");
+    let jobs = world
+        .store
+        .jobs_of_task(task.id)
+        .await
+        .expect("store works");
+    assert!(
+        merge_job_error(&jobs).contains("has not caught up"),
+        "{jobs:?}"
+    );
+    world.clock.advance(Duration::from_secs(301));
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.stage, Stage::Done);
+}
+
+#[tokio::test]
+async fn merge_try_later_whose_local_check_fails_is_retried() {
+    let world = World::new();
+    let item = world.add_item(1, "Git hiccup");
+    approve_into_try_later(&world, &item, |world| world.workspace.fail_next(1)).await;
+    let task = world.task(&item).await;
+    assert_eq!(
+        task.stage,
+        Stage::Review,
+        "an infrastructure error is retried"
+    );
+    let jobs = world
+        .store
+        .jobs_of_task(task.id)
+        .await
+        .expect("store works");
+    assert!(
+        merge_job_error(&jobs).contains("local merge check failed"),
+        "{jobs:?}"
+    );
+    world.clock.advance(Duration::from_secs(301));
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.stage, Stage::Done);
+}
+
+#[tokio::test]
+async fn merge_try_later_of_a_pull_request_found_merged_at_our_head_finishes_the_task() {
+    let world = World::new();
+    let item = world.add_item(1, "Merged meanwhile");
+    approve_into_try_later(&world, &item, |world| {
+        for pull in world.forge.pulls() {
+            let repo = world.project().repo.clone();
+            world.forge.close_by_person(&repo, pull.number, true);
+        }
+    })
+    .await;
+    assert_eq!(world.task(&item).await.stage, Stage::Done);
+}
+
 #[tokio::test]
 async fn merge_refused_blocks_the_task() {
     let world = World::new();
@@ -1009,7 +1121,7 @@ async fn a_head_the_reviewer_sent_back_cannot_pass_the_gate_again() {
     assert!(task.status.is_blocked(), "{:?}", task.status);
     let report = world.reconciler.reconcile_gates_once().await;
     assert!(
-        report.replays.is_empty(),
+        report.unblocked.is_empty(),
         "the old green head must not undo the block"
     );
     assert_eq!(world.task(&item).await.stage, Stage::Development);
@@ -1047,24 +1159,34 @@ async fn a_state_move_overtaken_by_a_later_one_is_skipped() {
         .move_item(&item, StateRole::InProgress)
         .await
         .expect("handled");
-    // Plane fails the analysis comment and the move to In Review; both retry later.
-    world.tracker.fail_next(2);
     world.run_jobs().await;
     assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+    // The person approves; Plane then fails orch's move back to In Progress once.
     world
         .move_item(&item, StateRole::Approved)
         .await
         .expect("handled");
+    world.tracker.fail_next(1);
     world.run_jobs().await;
-    assert_eq!(
-        world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::InProgress)
-    );
+    // The developer runs; before the move back lands, a newer move is planned (cancel).
+    let task = world.task(&item).await;
+    world
+        .deliver(Event::CancelRequested { task: task.id })
+        .await
+        .expect("handled");
     world.clock.advance(Duration::from_secs(301));
     world.run_jobs().await;
     assert_eq!(
         world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::InProgress),
-        "the stale move to In Review must not land after the approval"
+        world.state_of_role(&item, StateRole::Cancelled),
+        "the stale move to In Progress must not land after the cancel"
+    );
+    assert!(
+        !world
+            .tracker
+            .state_changes()
+            .iter()
+            .any(|(_, state)| state == &world.state_of_role(&item, StateRole::InProgress)),
+        "the overtaken move never ran"
     );
 }

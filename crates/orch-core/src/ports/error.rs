@@ -17,6 +17,15 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The service is out (down, overloaded, or refusing orch's credential): waiting for it
+    /// to come back is all orch can do, and it never counts against a job.
+    pub fn is_outage(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Unavailable { .. } | ErrorClass::Unauthorized
+        )
+    }
+
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorClass::Unavailable { .. } | ErrorClass::Other)
     }

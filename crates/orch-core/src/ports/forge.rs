@@ -29,6 +29,9 @@ pub struct PullRequest {
     pub head_sha: CommitSha,
     pub base_branch: String,
     pub url: String,
+    /// Gitea's `mergeable`: false while its background checker runs and when the PR conflicts
+    /// with its base; `None` when Gitea does not say.
+    pub mergeable: Option<bool>,
 }
 
 /// What `ensure_pull_request` opens if none is open.
@@ -72,6 +75,14 @@ pub trait Forge: Send + Sync {
         repo: &RepoSlug,
         number: PrNumber,
     ) -> Result<PullRequest, ForgeError>;
+
+    /// The open PR from `head` into `base`, if any (without opening one).
+    async fn open_pull_request_for_branch(
+        &self,
+        repo: &RepoSlug,
+        head: &BranchName,
+        base: &BranchName,
+    ) -> Result<Option<PullRequest>, ForgeError>;
 
     /// The open PR whose head is `sha`, if any (F-3, second step).
     async fn open_pull_request_for_sha(

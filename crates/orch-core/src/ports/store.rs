@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ClaimedJob, HistoryEntry, Job, JobKind, JobResult, JobSpec, NewTask, ProcessRecord, Stage, Task,
+    ClaimedJob, HistoryEntry, Job, JobKind, JobResult, JobSpec, NewTask, ProcessRecord, Service,
+    Stage, Task,
 };
 use crate::ids::{
     AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId,
@@ -90,7 +91,10 @@ pub struct Transition {
     pub next: Task,
     /// Jobs to write in the same transaction. A job whose `key` already exists is skipped.
     pub jobs: Vec<JobSpec>,
-    /// Cancel the task's active pipeline work (agent, `publish_branch` and `merge` jobs) first.
+    /// Cancel the task's active pipeline work first: its agent jobs, queued or running (a
+    /// running agent is killed when its heartbeat is refused), and its queued `publish_branch`
+    /// and `merge` jobs. A running publish or merge finishes (it checks its task before each
+    /// outward step), and its end is handled like any other.
     pub cancel_active_work: bool,
     /// The job whose end this transition handles (marked handled in the same transaction).
     pub consumes_job: Option<JobId>,
@@ -197,11 +201,26 @@ pub struct RunningJobInfo {
     pub started_at: Timestamp,
 }
 
+/// The jobs waiting for one outside service to come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceWait {
+    pub service: Service,
+    /// The oldest first failure among them.
+    pub since: Timestamp,
+    pub jobs: u64,
+    /// The task of the job waiting longest.
+    pub oldest_task: TaskId,
+    /// That job's last error.
+    pub last_error: Option<String>,
+}
+
 /// Jobs and tasks at a glance, for `/queue` and `orch status`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueSnapshot {
     pub queued: u64,
     pub running: Vec<RunningJobInfo>,
+    /// Per outside service with active jobs waiting on it, in `Service` order.
+    pub waiting: Vec<ServiceWait>,
     /// Non-zero counts only, in `Stage` order.
     pub by_stage: Vec<(Stage, u64)>,
     pub awaiting_verdict: Vec<WorkItemId>,
@@ -216,13 +235,13 @@ pub struct QueueSnapshot {
 pub trait Store: Send + Sync {
     // --- tasks ---
 
-    /// Creates the task for `new.issue` with its first job, or returns the existing one.
+    /// Creates the task for `new.issue` with its first jobs, or returns the existing one.
     /// Atomic: under any concurrency exactly one caller per issue gets `created = true`, and
-    /// only that caller's job is written.
+    /// only that caller's jobs are written (a job whose key exists already is skipped).
     async fn create_task(
         &self,
         new: NewTask,
-        first_job: JobSpec,
+        jobs: Vec<JobSpec>,
         now: Timestamp,
     ) -> Result<Created, StoreError>;
 
@@ -304,9 +323,13 @@ pub trait Store: Send + Sync {
         process: ProcessRecord,
     ) -> Result<(), StoreError>;
 
-    /// Ends an attempt. `Retry` queues the job again at `not_before`; `Succeeded` and
-    /// `Failed` end it (unhandled, for the event loop). Errors: `Conflict` if `attempt` is not
-    /// the job's current running attempt; nothing is written then.
+    /// Ends an attempt. `Retry` queues the job again at `not_before`; `Wait` too, without
+    /// counting the attempt, counting a wait and recording the service it waits on (since
+    /// the first wait of a run of waits on that service); `HandBack` queues it at once without
+    /// counting the attempt; `Succeeded` and `Failed` end it (unhandled, for the event loop);
+    /// `Obsolete` ends it as cancelled and handled. Every result but `Wait` and `HandBack`
+    /// clears the waiting. Errors: `Conflict` if `attempt` is not the job's current running
+    /// attempt; nothing is written then.
     async fn finish_job(
         &self,
         job: JobId,

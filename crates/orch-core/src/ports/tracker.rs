@@ -141,13 +141,14 @@ pub trait Tracker: Send + Sync {
         issue: &IssueId,
     ) -> Result<WorkItem, TrackerError>;
 
-    /// Moves the item to `state`. Idempotent: moving to the current state succeeds.
+    /// Moves the item to `state` and returns the item's `updated_at` afterwards, by Plane's
+    /// clock. Idempotent: moving to the current state succeeds.
     async fn set_state(
         &self,
         project: &ProjectId,
         issue: &IssueId,
         state: &StateId,
-    ) -> Result<(), TrackerError>;
+    ) -> Result<Timestamp, TrackerError>;
 
     /// The item's comments, newest first.
     async fn comments(

@@ -66,6 +66,16 @@ pub trait Workspace: Send + Sync {
     /// The task branch's head commit.
     async fn head_sha(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError>;
 
+    /// Whether `head` merges into the base branch without conflicts, tested locally: fetches
+    /// the base (and the task branch, so `head` is there), then `git merge-tree --write-tree
+    /// <base> <head>` in the mirror (git >= 2.38): exit 0 is clean, exit 1 conflicts, any other
+    /// exit is an error. Read-only: it moves no ref and touches no worktree.
+    async fn merges_cleanly(
+        &self,
+        spec: &WorktreeSpec,
+        head: &CommitSha,
+    ) -> Result<bool, WorkspaceError>;
+
     /// Pushes the task branch to the forge (forced: the branch is orch's own) and returns the
     /// pushed sha. Credentials MUST NOT appear in argv, a URL or a log.
     async fn push(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError>;

@@ -236,19 +236,25 @@ async fn f1_leaves_a_task_within_grace_alone() {
 }
 
 #[tokio::test]
-async fn f1_red_gate_sends_no_notification_and_replays_nothing() {
+async fn f1_red_gate_changes_nothing_and_sends_no_notification() {
     let world = World::new();
     let item = world.add_item(1, "Pending forever");
     world.to_ci_wait(&item).await;
     world.run_jobs().await;
     let before = world.messages().len();
+    let task = world.task(&item).await;
     world.clock.advance(PAST_GRACE);
     for _ in 0..3 {
         let report = world.reconciler.reconcile_gates_once().await;
-        assert!(report.replays.is_empty());
+        assert!(report.unblocked.is_empty());
+        assert_eq!(
+            report.candidates_checked, 1,
+            "the facts are read and forwarded"
+        );
         world.run_jobs().await;
     }
     assert_eq!(world.messages().len(), before);
+    assert_eq!(world.task(&item).await.version, task.version);
 }
 
 #[tokio::test]
@@ -373,8 +379,9 @@ async fn f1_finishes_a_task_whose_pull_request_a_person_merged_while_the_webhook
     let report = world.reconciler.reconcile_gates_once().await;
     assert!(matches!(
         report.replays.as_slice(),
-        [Event::PullRequestClosed { merged: true, .. }]
+        [Event::ForgeObserved { report, .. }] if report.pull.as_ref().is_some_and(|pull| pull.merged)
     ));
+    assert_eq!(report.unblocked.len(), 1);
     assert_eq!(world.task(&item).await.stage, Stage::Done);
 }
 

@@ -256,9 +256,11 @@ pub(crate) async fn seed_done_tasks(
             repo: repo.clone(),
             base_branch: base_branch.clone(),
             stage: Stage::Analysis,
+            tracker_state: None,
+            tracker_seen_at: None,
         };
         let created = store
-            .create_task(new, JobSpec::agent(Agent::Analyst, None), now)
+            .create_task(new, vec![JobSpec::agent(Agent::Analyst, None)], now)
             .await?;
         let mut next = created.task;
         next.stage = Stage::Done;

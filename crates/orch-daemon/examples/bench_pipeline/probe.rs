@@ -157,6 +157,14 @@ impl Workspace for TimedWorkspace {
         self.inner.commits_ahead(spec).await
     }
 
+    async fn merges_cleanly(
+        &self,
+        spec: &WorktreeSpec,
+        head: &CommitSha,
+    ) -> Result<bool, WorkspaceError> {
+        self.inner.merges_cleanly(spec, head).await
+    }
+
     async fn head_sha(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError> {
         self.inner.head_sha(spec).await
     }

@@ -318,3 +318,86 @@ async fn the_reconciler_switched_off_keeps_orch_ready_and_a_loop_that_dies_does_
         .contains(&("event_loop", orch_http::LoopState::Stopped)));
     runtime.shutdown().await;
 }
+
+/// Waits until `item`'s task awaits its analysis verdict, moving the fake clock on 50 ms
+/// at each look so leases expire and backoffs come due; fails after `CONVERGE`.
+async fn converge(world: &World, item: &orch_core::ports::WorkItem, what: &str) {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let task = world
+            .store
+            .task_by_issue(&item.id)
+            .await
+            .expect("store works");
+        if task
+            .as_ref()
+            .is_some_and(|task| task.status == TaskStatus::AwaitingVerdict)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            task.map(|task| (task.stage, task.status))
+        );
+        world.clock.advance(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_result_could_not_be_recorded_runs_again_while_the_daemon_runs() {
+    let world = World::new();
+    let item = world.add_item(1, "Result lost once");
+    let mut parts = start_parts(&world);
+    parts.settings.lease = Duration::from_millis(300);
+    parts.settings.heartbeat_every = Duration::from_millis(100);
+    // The analyst's result cannot be written: the job stays `running` with a lease nobody
+    // renews. The lease keeper reclaims it without a restart.
+    world.store.fail_next_job_finishes(1);
+    let runtime = Runtime::start(parts).await.expect("starts");
+    deliver(&world, &runtime, &item, StateRole::InProgress, 1).await;
+    converge(&world, &item, "the analyst to run again and succeed").await;
+    let task = world.task(&item).await;
+    let analyst = world
+        .store
+        .jobs_of_task(task.id)
+        .await
+        .expect("jobs")
+        .into_iter()
+        .find(|job| {
+            job.kind() == orch_core::domain::JobKind::Agent(orch_core::domain::Agent::Analyst)
+        })
+        .expect("analyst job");
+    assert_eq!(analyst.status, orch_core::domain::JobStatus::Succeeded);
+    assert_eq!(
+        analyst.attempts, 2,
+        "the lost attempt and the one that counted"
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_worker_ends_its_attempt_and_the_job_runs_again() {
+    let world = World::new();
+    let item = world.add_item(1, "Worker panics once");
+    world.agents.script(
+        &world.task_work_item(1),
+        orch_core::domain::Agent::Analyst,
+        &[orch_core::fakes::FakeStep::Panic],
+    );
+    let mut parts = start_parts(&world);
+    parts.settings.lease = Duration::from_millis(300);
+    let readiness = orch_http::Readiness::default();
+    readiness.set_migrations_applied(true);
+    parts.observer = Arc::new(ReadinessObserver(readiness.clone()));
+    let runtime = Runtime::start(parts).await.expect("starts");
+    deliver(&world, &runtime, &item, StateRole::InProgress, 1).await;
+    converge(&world, &item, "the analyst to run again after the panic").await;
+    assert!(
+        readiness.is_ready(),
+        "a job's panic does not take a loop down: {:?}",
+        readiness.loops()
+    );
+    runtime.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! Merges pinned to the head sha, with SPEC §1.1's outcome mapping, against real git merges.
 
 use orch_core::domain::MergeOutcome;
+use orch_core::ids::{CommitSha, PrNumber};
 use orch_core::ports::Forge;
 use orch_gitea::MergeStyle;
 use orch_sim::gitea::Mutation;
@@ -124,9 +125,9 @@ async fn merge_of_a_moved_head_is_mapped_to_needs_rebase() {
     assert_eq!(merges(&fixture), 0);
 }
 
-#[tokio::test]
-async fn a_real_conflict_is_mapped_to_needs_rebase() {
-    let fixture = Fixture::start().await;
+/// Opens two PRs that both change README.md and merges the first: the second now conflicts.
+/// Returns the second PR and its head.
+async fn conflicting_second_pull(fixture: &Fixture) -> (PrNumber, CommitSha) {
     let first = fixture
         .push_branch("feature/ET-013-a", "README.md", "# widgets, said A\n")
         .await;
@@ -151,9 +152,39 @@ async fn a_real_conflict_is_mapped_to_needs_rebase() {
             .expect("answered"),
         MergeOutcome::Merged
     );
+    (pull_b.number, second)
+}
+
+#[tokio::test]
+async fn a_pull_request_gitea_knows_to_conflict_is_try_later_and_reads_not_mergeable() {
+    let fixture = Fixture::start().await;
+    let (number, head) = conflicting_second_pull(&fixture).await;
     let outcome = fixture
         .forge
-        .merge(&fixture.repo, pull_b.number, &second)
+        .merge(&fixture.repo, number, &head)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(&outcome, MergeOutcome::TryLater { reason } if reason == "Please try again later"),
+        "{outcome:?}"
+    );
+    let read = fixture
+        .forge
+        .pull_request(&fixture.repo, number)
+        .await
+        .expect("get");
+    assert_eq!((read.merged, read.mergeable), (false, Some(false)));
+    assert_eq!(merges(&fixture), 1);
+}
+
+#[tokio::test]
+async fn a_conflict_found_while_merging_is_mapped_to_needs_rebase() {
+    let fixture = Fixture::start().await;
+    fixture.sim.set_mergeability_checker_enabled(false);
+    let (number, head) = conflicting_second_pull(&fixture).await;
+    let outcome = fixture
+        .forge
+        .merge(&fixture.repo, number, &head)
         .await
         .expect("answered");
     assert!(
@@ -163,7 +194,7 @@ async fn a_real_conflict_is_mapped_to_needs_rebase() {
     assert!(
         !fixture
             .forge
-            .pull_request(&fixture.repo, pull_b.number)
+            .pull_request(&fixture.repo, number)
             .await
             .expect("get")
             .merged
@@ -181,7 +212,19 @@ async fn merge_while_gitea_checks_mergeability_is_try_later() {
         .ensure_pull_request(&fixture.new_pull("feature/ET-014-later"))
         .await
         .expect("opened");
+    let read = fixture
+        .forge
+        .pull_request(&fixture.repo, pull.number)
+        .await
+        .expect("get");
+    assert_eq!(read.mergeable, Some(true), "checked and clean");
     fixture.sim.set_pull_checking(REPO, pull.number.get(), true);
+    let read = fixture
+        .forge
+        .pull_request(&fixture.repo, pull.number)
+        .await
+        .expect("get");
+    assert_eq!(read.mergeable, Some(false), "still checking");
     let outcome = fixture
         .forge
         .merge(&fixture.repo, pull.number, &sha)

@@ -1,7 +1,7 @@
 //! Pull requests: ensure (exactly once), get, find by sha, review, comment, close.
 
 use orch_core::ids::PrNumber;
-use orch_core::ports::{Forge, ForgeError, PrState};
+use orch_core::ports::{Forge, ForgeError, PrState, PullRequest};
 use orch_sim::gitea::Mutation;
 
 use crate::{Fixture, REPO};
@@ -31,7 +31,22 @@ async fn ensure_pull_request_twice_opens_exactly_one_pull_request() {
         .ensure_pull_request(&fixture.new_pull("feature/ET-001-one"))
         .await
         .expect("found");
-    assert_eq!(first, second);
+    assert_eq!(
+        first.mergeable,
+        Some(false),
+        "gitea answers a new pull request before its mergeability check ran"
+    );
+    assert_eq!(second.mergeable, Some(true));
+    assert_eq!(
+        PullRequest {
+            mergeable: None,
+            ..first.clone()
+        },
+        PullRequest {
+            mergeable: None,
+            ..second.clone()
+        }
+    );
     assert_eq!(first.state, PrState::Open);
     assert_eq!(first.head_sha, sha);
     assert_eq!(
@@ -45,7 +60,7 @@ async fn ensure_pull_request_twice_opens_exactly_one_pull_request() {
             .pull_request(&fixture.repo, first.number)
             .await
             .expect("get"),
-        first
+        second
     );
 }
 

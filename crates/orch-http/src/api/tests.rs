@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
-use orch_core::domain::{Agent, JobKind, Stage};
+use orch_core::domain::{Agent, JobKind, Service, Stage};
 use orch_core::ids::{JobId, TaskId, WorkItemId};
-use orch_core::ports::{InboxStats, QueueSnapshot, ReconcileStats, RunningJobInfo, Unblocked, Via};
+use orch_core::ports::{
+    InboxStats, QueueSnapshot, ReconcileStats, RunningJobInfo, ServiceWait, Unblocked, Via,
+};
 use orch_core::time::Timestamp;
 use serde_json::json;
 
@@ -28,9 +30,13 @@ fn queue_document_of_an_empty_store_has_every_documented_key() {
             plane_enabled: false,
             interval: Duration::from_secs(60),
         },
+        AT,
     );
+    let idle =
+        json!({ "degraded": false, "waiting_jobs": 0, "waiting_since": null, "last_error": null });
     let expected = json!({
         "jobs": { "queued": 0, "running": [] },
+        "services": { "plane": idle, "gitea": idle, "telegram": idle, "git": idle },
         "tasks": {
             "by_stage": { "analysis": 0, "development": 0, "review": 0, "done": 0, "cancelled": 0 },
             "awaiting_verdict": [],
@@ -73,6 +79,22 @@ fn queue_document_names_tasks_by_work_item_and_agents_by_role() {
                 started_at: AT,
             },
         ],
+        waiting: vec![
+            ServiceWait {
+                service: Service::Plane,
+                since: AT - Duration::from_secs(301),
+                jobs: 2,
+                oldest_task: TaskId(1),
+                last_error: Some("plane: unavailable: 502".to_owned()),
+            },
+            ServiceWait {
+                service: Service::Telegram,
+                since: AT - Duration::from_secs(10),
+                jobs: 1,
+                oldest_task: TaskId(2),
+                last_error: None,
+            },
+        ],
         by_stage: vec![(Stage::Development, 1), (Stage::Review, 2)],
         awaiting_verdict: vec![work_item("ET-003")],
         blocked: vec![(work_item("ET-004"), "agent failed 3 times".to_owned())],
@@ -101,7 +123,9 @@ fn queue_document_names_tasks_by_work_item_and_agents_by_role() {
         plane_enabled: true,
         interval: Duration::from_secs(30),
     };
-    let document = queue_json(&snapshot, &inbox, &reconcile, settings);
+    let document = queue_json(&snapshot, &inbox, &reconcile, settings, AT);
+    let idle =
+        json!({ "degraded": false, "waiting_jobs": 0, "waiting_since": null, "last_error": null });
     let expected = json!({
         "jobs": {
             "queued": 3,
@@ -109,6 +133,12 @@ fn queue_document_names_tasks_by_work_item_and_agents_by_role() {
                 { "id": 7, "task": "ET-001", "kind": "agent", "agent": "developer", "started_at": "2026-01-01T00:00:00.000Z" },
                 { "id": 8, "task": "ET-002", "kind": "merge", "agent": null, "started_at": "2026-01-01T00:00:00.000Z" },
             ],
+        },
+        "services": {
+            "plane": { "degraded": true, "waiting_jobs": 2, "waiting_since": "2025-12-31T23:54:59.000Z", "last_error": "plane: unavailable: 502" },
+            "gitea": idle,
+            "telegram": { "degraded": false, "waiting_jobs": 1, "waiting_since": "2025-12-31T23:59:50.000Z", "last_error": null },
+            "git": idle,
         },
         "tasks": {
             "by_stage": { "analysis": 0, "development": 1, "review": 2, "done": 0, "cancelled": 0 },

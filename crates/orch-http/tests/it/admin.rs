@@ -84,9 +84,15 @@ async fn add_task(store: &dyn Store, sequence: u32) -> Task {
         base_branch: BranchName::new("main").expect("branch"),
         branch: BranchName::for_work_item(&work_item, "Task"),
         stage: Stage::Analysis,
+        tracker_state: None,
+        tracker_seen_at: None,
     };
     store
-        .create_task(new, JobSpec::agent(Agent::Analyst, None), FakeClock::START)
+        .create_task(
+            new,
+            vec![JobSpec::agent(Agent::Analyst, None)],
+            FakeClock::START,
+        )
         .await
         .expect("task")
         .task

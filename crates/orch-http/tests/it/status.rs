@@ -24,9 +24,15 @@ async fn add_task(store: &dyn Store, sequence: u32) {
         base_branch: BranchName::new("main").expect("branch"),
         branch: BranchName::for_work_item(&work_item, "Task"),
         stage: Stage::Analysis,
+        tracker_state: None,
+        tracker_seen_at: None,
     };
     let created = store
-        .create_task(new, JobSpec::agent(Agent::Analyst, None), FakeClock::START)
+        .create_task(
+            new,
+            vec![JobSpec::agent(Agent::Analyst, None)],
+            FakeClock::START,
+        )
         .await
         .expect("task");
     assert!(created.created);
@@ -127,8 +133,10 @@ async fn queue_has_the_documented_shape_built_from_the_store() {
             .map(|value| value.as_bytes()),
         Some(&b"application/json"[..])
     );
+    let idle = serde_json::json!({ "degraded": false, "waiting_jobs": 0, "waiting_since": null, "last_error": null });
     let expected = serde_json::json!({
         "jobs": { "queued": 2, "running": [] },
+        "services": { "plane": idle, "gitea": idle, "telegram": idle, "git": idle },
         "tasks": {
             "by_stage": { "analysis": 2, "development": 0, "review": 0, "done": 0, "cancelled": 0 },
             "awaiting_verdict": [],

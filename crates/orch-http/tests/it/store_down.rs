@@ -35,7 +35,7 @@ impl Store for DownStore {
     async fn create_task(
         &self,
         _: NewTask,
-        _: JobSpec,
+        _: Vec<JobSpec>,
         _: Timestamp,
     ) -> Result<Created, StoreError> {
         down()

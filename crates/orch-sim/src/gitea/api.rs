@@ -475,6 +475,7 @@ impl Inner {
             .unwrap_or_default();
         let (number, response) = {
             let mut state = self.lock();
+            let checker_enabled = state.checker.enabled;
             let id = state.fresh_id();
             let repo = state.repos.get_mut(full).ok_or((404, String::new()))?;
             if let Some(existing) = repo
@@ -508,7 +509,10 @@ impl Inner {
                 merged_at: None,
                 merged_by: None,
                 merge_commit_sha: None,
-                checking: false,
+                // Gitea checks a new PR in the background, like after a push.
+                checking: checker_enabled,
+                conflicted: false,
+                check_generation: 0,
                 created_at: stamp.clone(),
                 updated_at: stamp,
                 closed_at: None,
@@ -527,6 +531,7 @@ impl Inner {
             (number, response)
         };
         self.send_pull_event(full, number, "opened", "pull_request", &api_user());
+        self.check_pulls(full, vec![number]).await;
         Ok(crate::server::json(201, &response))
     }
 
@@ -650,7 +655,9 @@ impl Inner {
         if !pull.open {
             return MergeResult::Closed;
         }
-        if pull.checking {
+        // `CheckPullMergeable`: a PR the checker has not marked mergeable (still checking, or
+        // known to conflict) is refused before any merge is tried.
+        if pull.checking || pull.conflicted {
             return MergeResult::TryLater;
         }
         if head_commit_id

@@ -379,6 +379,15 @@ pub(crate) async fn merge(
     Ok(Merged::Done { sha: new_tip })
 }
 
+/// Whether merging `head_sha` into `base_sha` conflicts (what Gitea's checker tests).
+pub(crate) async fn conflicts(
+    repo: &Path,
+    base_sha: &str,
+    head_sha: &str,
+) -> Result<bool, GitError> {
+    Ok(merge_tree(repo, None, base_sha, head_sha).await?.is_err())
+}
+
 /// The merged tree of `one` and `two`, or the conflict.
 async fn merge_tree(
     repo: &Path,

@@ -254,13 +254,14 @@ impl Inner {
             if !is_branch {
                 continue;
             }
-            let synchronized: Vec<u64> = {
+            let (synchronized, to_check) = {
                 let mut state = self.lock();
                 let Some(repo) = state.repos.get_mut(full) else {
                     return;
                 };
                 let stamp = now();
                 let mut moved = Vec::new();
+                let mut touched = Vec::new();
                 for pull in repo.pulls.iter_mut().filter(|pull| pull.open) {
                     if pull.head == short && pull.head_sha != change.new {
                         pull.head_sha = change.new.clone();
@@ -270,12 +271,17 @@ impl Inner {
                     if pull.base == short {
                         pull.base_sha = change.new.clone();
                     }
+                    if pull.head == short || pull.base == short {
+                        touched.push(pull.number);
+                    }
                 }
-                moved
+                (moved, touched)
             };
             for number in synchronized {
                 self.send_pull_event(full, number, "synchronized", "pull_request_sync", &pusher);
             }
+            // Gitea re-checks the mergeability of every open PR whose head or base moved.
+            self.check_pulls(full, to_check).await;
             if short != default_branch {
                 self.start_ci(full, short, &change.new);
             }

@@ -157,7 +157,8 @@ pub(crate) fn pull(base: &str, repo_state: &RepoState, pull: &Pull) -> Value {
         "patch_url": format!("{base}/{full}/pulls/{}.patch", pull.number),
     });
     let rest = json!({
-        "mergeable": pull.open && !pull.checking,
+        // Gitea's `Mergeable`: false while its checker runs and when the PR conflicts.
+        "mergeable": !pull.checking && !pull.conflicted,
         "merged": pull.merged,
         "merged_at": pull.merged_at,
         "merge_commit_sha": pull.merge_commit_sha,

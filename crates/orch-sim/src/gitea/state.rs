@@ -22,6 +22,7 @@ pub(crate) struct State {
     pub(crate) hook_faults: HookFaults,
     pub(crate) webhook: Option<WebhookTarget>,
     pub(crate) ci: CiConfig,
+    pub(crate) checker: CheckerConfig,
 }
 
 impl State {
@@ -88,6 +89,24 @@ impl Default for CiConfig {
     }
 }
 
+/// How Gitea's background mergeability checker behaves (`services/pull/check.go`).
+pub(crate) struct CheckerConfig {
+    /// Off: pull requests keep what it last concluded, so a new conflict is found only while
+    /// merging (409).
+    pub(crate) enabled: bool,
+    /// How long a check takes; zero checks before the push (or the PR creation) answers.
+    pub(crate) delay: Duration,
+}
+
+impl Default for CheckerConfig {
+    fn default() -> CheckerConfig {
+        CheckerConfig {
+            enabled: true,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
 /// One hosted repository.
 pub(crate) struct RepoState {
     pub(crate) id: u64,
@@ -137,6 +156,12 @@ pub(crate) struct Pull {
     pub(crate) merge_commit_sha: Option<String>,
     /// Gitea's asynchronous mergeability check is still running: merges answer 405 "try again later".
     pub(crate) checking: bool,
+    /// The checker found that the head conflicts with the base: merges answer 405 "try again
+    /// later" too, before trying.
+    pub(crate) conflicted: bool,
+    /// Bumped whenever a check starts; a check whose generation is no longer current is stale
+    /// and its result is dropped.
+    pub(crate) check_generation: u64,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
     pub(crate) closed_at: Option<String>,

@@ -532,3 +532,146 @@ async fn merge_answers_use_gitea_statuses_and_bodies() {
         (&serde_json::json!("pending"), &serde_json::Value::Null)
     );
 }
+
+/// Two open PRs `feature/a` and `feature/b` that both change README.md: merging one makes the
+/// other conflict. Returns (clone, number of a, head of a, number of b, head of b).
+async fn two_conflicting_pulls(sim: &GiteaSim) -> (LocalClone, u64, String, u64, String) {
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    sim.set_ci_enabled(false);
+    let clone = LocalClone::new(sim, "acme/widgets").await.expect("clone");
+    let mut heads = Vec::new();
+    for side in ["a", "b"] {
+        clone
+            .checkout_new(&format!("feature/{side}"), "origin/main")
+            .await
+            .expect("branch");
+        let sha = clone
+            .commit_file("README.md", &format!("# widgets, said {side}\n"), side)
+            .await
+            .expect("commit");
+        clone
+            .push(&format!("HEAD:refs/heads/feature/{side}"))
+            .await
+            .expect("push");
+        heads.push(sha);
+    }
+    let first = create_pull(sim, "feature/a").await;
+    let second = create_pull(sim, "feature/b").await;
+    let second_head = heads.pop().expect("two heads");
+    let first_head = heads.pop().expect("two heads");
+    (clone, first, first_head, second, second_head)
+}
+
+async fn merge_call(sim: &GiteaSim, number: u64, sha: &str) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({ "Do": "merge", "head_commit_id": sha }).to_string();
+    api(
+        sim,
+        "POST",
+        &format!("/api/v1/repos/acme/widgets/pulls/{number}/merge"),
+        Some(body),
+    )
+    .await
+}
+
+async fn mergeable(sim: &GiteaSim, number: u64) -> serde_json::Value {
+    let (status, answer) = api(
+        sim,
+        "GET",
+        &format!("/api/v1/repos/acme/widgets/pulls/{number}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["mergeable"].clone()
+}
+
+fn merged_count(sim: &GiteaSim) -> usize {
+    sim.mutations()
+        .iter()
+        .filter(|mutation| matches!(mutation, Mutation::PullMerged { .. }))
+        .count()
+}
+
+#[tokio::test]
+async fn a_pull_request_known_to_conflict_answers_405_try_again_later_until_its_head_is_fixed() {
+    let sim = GiteaSim::start().await.expect("sim starts");
+    let (clone, first, first_head, second, second_head) = two_conflicting_pulls(&sim).await;
+    assert_eq!(mergeable(&sim, second).await, serde_json::json!(true));
+    let (status, _) = merge_call(&sim, first, &first_head).await;
+    assert_eq!(status, 200);
+
+    assert_eq!(
+        mergeable(&sim, second).await,
+        serde_json::json!(false),
+        "the checker re-checked the PR after the push to its base"
+    );
+    let (status, answer) = merge_call(&sim, second, &second_head).await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (405, Some("Please try again later"))
+    );
+    assert_eq!(merged_count(&sim), 1, "nothing was merged");
+
+    clone
+        .git(&["fetch", "--quiet", "origin"])
+        .await
+        .expect("fetch");
+    clone
+        .git(&["merge", "--quiet", "--no-edit", "-X", "ours", "origin/main"])
+        .await
+        .expect("resolve");
+    let fixed = clone.git(&["rev-parse", "HEAD"]).await.expect("head");
+    clone.push("HEAD:refs/heads/feature/b").await.expect("push");
+    assert_eq!(mergeable(&sim, second).await, serde_json::json!(true));
+    let (status, _) = merge_call(&sim, second, &fixed).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn while_the_checker_runs_a_pull_request_is_not_mergeable_and_merges_answer_405() {
+    let sim = GiteaSim::start().await.expect("sim starts");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    sim.set_ci_enabled(false);
+    sim.set_mergeability_check_delay(Duration::from_millis(1500));
+    let clone = LocalClone::new(&sim, "acme/widgets").await.expect("clone");
+    let sha = clone
+        .commit_file("a.txt", "a\n", "A")
+        .await
+        .expect("commit");
+    clone.push("HEAD:refs/heads/feature/a").await.expect("push");
+    let number = create_pull(&sim, "feature/a").await;
+    assert_eq!(mergeable(&sim, number).await, serde_json::json!(false));
+    let (status, answer) = merge_call(&sim, number, &sha).await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (405, Some("Please try again later"))
+    );
+    wait_for(|| {
+        sim.pulls("acme/widgets")
+            .iter()
+            .any(|pull| pull.number == number && pull.mergeable)
+            .then_some(())
+    })
+    .await;
+    let (status, _) = merge_call(&sim, number, &sha).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_conflict_the_checker_has_not_seen_is_found_while_merging_with_409() {
+    let sim = GiteaSim::start().await.expect("sim starts");
+    let (_clone, first, first_head, second, second_head) = two_conflicting_pulls(&sim).await;
+    sim.set_mergeability_checker_enabled(false);
+    let (status, _) = merge_call(&sim, first, &first_head).await;
+    assert_eq!(status, 200);
+    assert_eq!(mergeable(&sim, second).await, serde_json::json!(true));
+    let (status, answer) = merge_call(&sim, second, &second_head).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["StdOut"]
+            .as_str()
+            .is_some_and(|out| out.contains("README.md")),
+        "{answer}"
+    );
+    assert_eq!(merged_count(&sim), 1);
+}

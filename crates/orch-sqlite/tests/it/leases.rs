@@ -25,7 +25,7 @@ async fn leases_of_a_previous_boot_are_reclaimed_after_reopening() {
     let fixture = temp_store();
     let path = fixture.db_path();
     fixture
-        .create_task(new_task(1), analyst(), at(0))
+        .create_task(new_task(1), vec![analyst()], at(0))
         .await
         .expect("create");
     let first_boot = SqliteStore::open_exclusive(&path).expect("first boot");
@@ -93,14 +93,14 @@ async fn a_busy_database_is_reported_unavailable() {
     blocker
         .execute_batch("BEGIN IMMEDIATE")
         .expect("hold the write lock");
-    let result = store.create_task(new_task(1), analyst(), at(0)).await;
+    let result = store.create_task(new_task(1), vec![analyst()], at(0)).await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),
         "got {result:?}"
     );
     blocker.execute_batch("ROLLBACK").expect("release");
     store
-        .create_task(new_task(1), analyst(), at(0))
+        .create_task(new_task(1), vec![analyst()], at(0))
         .await
         .expect("works once the lock is gone");
 }

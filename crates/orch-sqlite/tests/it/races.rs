@@ -25,7 +25,7 @@ fn eight_threads_racing_create_task_make_one_row_and_one_created() {
                     .expect("runtime");
                 barrier.wait();
                 runtime
-                    .block_on(store.create_task(new_task(99), analyst(), at(0)))
+                    .block_on(store.create_task(new_task(99), vec![analyst()], at(0)))
                     .expect("create_task")
             })
         })
@@ -70,7 +70,7 @@ async fn sixty_four_concurrent_agent_enqueues_leave_one_active_job() {
     let store: Arc<dyn Store> =
         Arc::new(orch_sqlite::SqliteStore::open(fixture.db_path()).expect("open"));
     let task = store
-        .create_task(new_task(1), JobSpec::new(notify(), "first"), at(0))
+        .create_task(new_task(1), vec![JobSpec::new(notify(), "first")], at(0))
         .await
         .expect("create")
         .task;
@@ -119,7 +119,7 @@ fn partial_unique_index_refuses_a_second_active_agent_job_written_behind_the_sto
         .build()
         .expect("runtime");
     let task = runtime
-        .block_on(fixture.create_task(new_task(1), analyst(), at(0)))
+        .block_on(fixture.create_task(new_task(1), vec![analyst()], at(0)))
         .expect("create")
         .task;
     let conn = Connection::open(fixture.db_path()).expect("raw connection");

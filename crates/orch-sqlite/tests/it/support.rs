@@ -50,6 +50,8 @@ pub(crate) fn new_task(number: u32) -> NewTask {
         repo: RepoSlug::new("acme/enduro-trails").expect("repo"),
         base_branch: BranchName::new("main").expect("branch"),
         stage: Stage::Analysis,
+        tracker_state: None,
+        tracker_seen_at: None,
     }
 }
 
