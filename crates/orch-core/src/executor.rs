@@ -107,6 +107,7 @@ impl Executor {
                 worktree: prepared.path,
                 output_dir: prepared.output_dir,
                 analysis_file: prepared.analysis_file,
+                mounts: prepared.mounts,
             };
             step!(self.ports.agents.start(request).await)
         }

@@ -104,6 +104,27 @@ impl JobOutcome {
     }
 }
 
+/// Why the server closed or refused a connection to protect the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ConnectionShed {
+    /// Closed to make room: it had been stalled or idle the longest when a cap was reached.
+    Evicted,
+    /// Refused: its peer was at its cap with every connection busy.
+    Refused,
+    /// Closed: the client did not read an answer within the write deadline.
+    WriteTimeout,
+}
+
+impl ConnectionShed {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConnectionShed::Evicted => "evicted",
+            ConnectionShed::Refused => "refused",
+            ConnectionShed::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
 /// orch's metrics. Clones share one registry. The server counts deliveries and signature
 /// failures; the daemon counts jobs, reconcile passes and API calls; queue and inbox gauges
 /// are refreshed from the `Store` on every scrape.
@@ -130,6 +151,7 @@ struct Inner {
     tasks_awaiting_verdict: Gauge,
     inbox_pending: Gauge,
     inbox_lag_seconds: Gauge<f64, AtomicU64>,
+    connections_shed: Family<ReasonLabel, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -158,6 +180,11 @@ struct KindOutcome {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HostLabel {
     host: Cow<'static, str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -254,6 +281,12 @@ impl Metrics {
             "Age of the oldest unprocessed webhook delivery (0 when none)",
             inbox_lag_seconds.clone(),
         );
+        let connections_shed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "http_connections_shed",
+            "HTTP connections the server closed or refused to protect the others, by reason",
+            connections_shed.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -273,6 +306,7 @@ impl Metrics {
                 tasks_awaiting_verdict,
                 inbox_pending,
                 inbox_lag_seconds,
+                connections_shed,
             }),
         }
     }
@@ -349,6 +383,15 @@ impl Metrics {
             .api_rate_limited
             .get_or_create(&HostLabel {
                 host: Cow::Owned(host.to_owned()),
+            })
+            .inc();
+    }
+
+    pub(crate) fn count_connection_shed(&self, reason: ConnectionShed) {
+        self.inner
+            .connections_shed
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
             })
             .inc();
     }
