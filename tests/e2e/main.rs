@@ -5,5 +5,6 @@
 
 mod flood;
 mod harness;
+mod hostile;
 mod pipeline;
 mod process;

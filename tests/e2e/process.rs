@@ -146,8 +146,26 @@ async fn serve_killed_while_an_agent_runs_recovers_on_restart_with_one_pr_and_no
     if std::env::var_os("RUN_SLOW_TESTS").is_none() {
         return;
     }
+    serve_killed_while_an_agent_runs("bwrap").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_while_an_unsandboxed_agent_runs_reaps_it_on_restart() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    serve_killed_while_an_agent_runs("none").await;
+}
+
+/// `kill -9` of `orch serve` while the developer hangs, then a restart: one PR, merged, and no
+/// agent left. A sandboxed agent dies with orch (`--die-with-parent`); an unsandboxed one
+/// outlives it in its own process group and is reaped at boot.
+async fn serve_killed_while_an_agent_runs(agent_sandbox: &str) {
     let script = r#"{"default": {"developer": {"hang_times": 1}}, "items": {}}"#;
-    let (sandbox, _dir) = sandbox(script).await;
+    let (mut sandbox, _dir) = sandbox(script).await;
+    sandbox
+        .set_agent_sandbox(agent_sandbox)
+        .expect("sandbox mode set");
     let port = fix_port(&sandbox);
     let mut daemon = serve(&sandbox);
     wait_ready(port).await;
@@ -185,10 +203,17 @@ async fn serve_killed_while_an_agent_runs_recovers_on_restart_with_one_pr_and_no
     .await;
     daemon.kill().expect("kill -9");
     let _ = daemon.wait();
-    assert!(
-        alive(orphan.pid),
-        "the agent outlives a kill -9 of orch (its own process group)"
-    );
+    if agent_sandbox == "none" {
+        assert!(
+            alive(orphan.pid),
+            "the agent outlives a kill -9 of orch (its own process group)"
+        );
+    } else {
+        wait_for("the sandbox to die with orch", || async {
+            (!alive(orphan.pid)).then_some(())
+        })
+        .await;
+    }
 
     let mut restarted = serve(&sandbox);
     wait_ready(port).await;

@@ -81,6 +81,33 @@ pub(crate) fn group_members(pgid: u32) -> io::Result<Vec<(u32, ProcStat)>> {
     Ok(members)
 }
 
+/// The children of `pid` (from `/proc/{pid}/task/{pid}/children`, else by a scan of `/proc`).
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        let listed: Vec<u32> = text
+            .split_whitespace()
+            .filter_map(|child| child.parse().ok())
+            .collect();
+        if !listed.is_empty() {
+            return listed;
+        }
+    }
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|candidate| parent_of(*candidate) == Some(pid))
+        .collect()
+}
+
+/// Field 4 of `/proc/{pid}/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &text[text.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Whether `pid`'s environment shows it was started by orch's agent contract. `false` when
 /// the environment cannot be read (another user's process).
 pub(crate) fn has_agent_environment(pid: u32) -> bool {

@@ -4,29 +4,26 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use orch_core::domain::{Agent, ProcessRecord};
 use orch_core::ports::{
     AgentError, AgentOutcome, AgentRequest, AgentRunner, CancelHandle, RunningAgent,
 };
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 
-use crate::config::{ConfigError, Role, RunnerConfig};
-use crate::procfs::{group_members, process_record};
+use crate::config::{AgentSandbox, ConfigError, Role, RunnerConfig};
+use crate::launch::{launch, LaunchSpec, Launched, Unit};
+use crate::procfs::process_record;
 use crate::prompt::PromptValues;
-use crate::reap::safe_group;
 
 /// The variables taken from orch's own environment; everything else starts empty.
 const INHERITED_VARIABLES: [&str; 3] = ["PATH", "HOME", "LANG"];
@@ -36,14 +33,18 @@ const DRAIN_AFTER_KILL: Duration = Duration::from_millis(500);
 /// While waiting for a signalled group to empty, how often to look.
 const GROUP_POLL: Duration = Duration::from_millis(20);
 
-/// Runs agents as child processes, each in a process group of its own.
+/// Runs agents as child processes, each in a process group (or a sandbox) of its own.
 #[derive(Debug)]
 pub struct ProcessAgentRunner {
-    roles: BTreeMap<Agent, Role>,
+    pub(crate) roles: BTreeMap<Agent, Role>,
     stall_timeout: Duration,
     kill_grace: Duration,
     logs_dir: PathBuf,
-    scratch_dir: PathBuf,
+    pub(crate) scratch_dir: PathBuf,
+    pub(crate) homes_dir: PathBuf,
+    pub(crate) sandbox: AgentSandbox,
+    /// What no sandbox shows: the configured paths plus the runner's own directories.
+    pub(crate) protected: Vec<PathBuf>,
 }
 
 impl ProcessAgentRunner {
@@ -51,13 +52,40 @@ impl ProcessAgentRunner {
     /// problem at once.
     pub fn new(config: RunnerConfig) -> Result<ProcessAgentRunner, Vec<ConfigError>> {
         let roles = config.validate()?;
+        let mut protected = config.protected_paths;
+        protected.extend([
+            config.logs_dir.clone(),
+            config.scratch_dir.clone(),
+            config.homes_dir.clone(),
+        ]);
         Ok(ProcessAgentRunner {
             roles,
             stall_timeout: config.stall_timeout,
             kill_grace: config.kill_grace,
             logs_dir: config.logs_dir,
             scratch_dir: config.scratch_dir,
+            homes_dir: config.homes_dir,
+            sandbox: config.sandbox,
+            protected,
         })
+    }
+
+    /// `{homes}/{work item}`: the private `HOME` of a work item's sandboxed agents, created
+    /// (mode 0700) if missing. Without a sandbox it is not used.
+    pub(crate) async fn private_home(&self, request: &AgentRequest) -> io::Result<PathBuf> {
+        let home = std::path::absolute(self.homes_dir.join(request.work_item.to_string()))?;
+        if self.sandbox != AgentSandbox::None {
+            create_private_dir(&home).await?;
+        }
+        Ok(home)
+    }
+
+    /// The `HOME` an agent gets: its private one in a sandbox, orch's own without.
+    pub(crate) fn sandbox_home<'h>(&self, home: &'h Path) -> Option<&'h Path> {
+        match self.sandbox {
+            AgentSandbox::Bwrap { .. } => Some(home),
+            AgentSandbox::None => None,
+        }
     }
 
     /// `{logs}/{work item}/{job}-{agent}.log`.
@@ -82,29 +110,43 @@ impl AgentRunner for ProcessAgentRunner {
             AgentError::other(format!("opening the agent's log file failed: {err}"))
         })?;
 
-        let program = &role.command[0];
-        let mut command = Command::new(program);
-        command
-            .args(&role.command[1..])
-            .env_clear()
-            .envs(agent_environment(role, &request, &files))
-            .current_dir(&files.worktree)
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(false);
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(err) => {
-                let reason = format!("{program}: {err}");
-                tracing::warn!(error = %err, "agent could not start");
+        let home = self
+            .private_home(&request)
+            .await
+            .map_err(|err| AgentError::other(format!("creating the agent's home failed: {err}")))?;
+        let environment = agent_environment(role, &request, &files, self.sandbox_home(&home));
+        let launched = launch(LaunchSpec {
+            sandbox: &self.sandbox,
+            program: &role.command[0],
+            args: &role.command[1..],
+            command_args: &role.command[1..],
+            env: environment,
+            worktree: &files.worktree,
+            output_dir: &files.output_dir,
+            home: &home,
+            run_dir: Some(&files.run_dir),
+            analysis_file: files.analysis_file.as_deref(),
+            worktree_mounts: &request.mounts,
+            network: role.network,
+            read_only_paths: &role.read_only_paths,
+            writable_paths: &role.writable_paths,
+            protected: &self.protected,
+        });
+        let Launched {
+            mut child,
+            unit,
+            notes,
+        } = match launched {
+            Ok(launched) => launched,
+            Err(reason) => {
+                tracing::warn!(reason = %reason, "agent could not start");
                 return Ok(Box::new(NotStarted { reason }));
             }
         };
+        for note in notes {
+            tracing::debug!(note = %note, "the agent's sandbox leaves a path out");
+        }
         let record = child.id().and_then(process_record);
-        // `process_group(0)` made the child the leader of a group named by its pid.
-        let group = child.id().and_then(safe_group);
         tracing::info!(pid = record.map(|record| record.pid), "agent started");
 
         if let Some(mut stdin) = child.stdin.take() {
@@ -125,7 +167,7 @@ impl AgentRunner for ProcessAgentRunner {
             }
         });
         let supervisor = Supervisor {
-            group,
+            unit,
             timeout: role.timeout,
             stall_timeout: self.stall_timeout,
             kill_grace: self.kill_grace,
@@ -143,7 +185,9 @@ impl AgentRunner for ProcessAgentRunner {
 }
 
 /// The files of one run, all absolute paths.
-struct RunFiles {
+pub(crate) struct RunFiles {
+    /// The directory of the files below (the sandbox shows it read-only).
+    run_dir: PathBuf,
     prompt: String,
     prompt_file: PathBuf,
     description_file: PathBuf,
@@ -202,6 +246,7 @@ impl ProcessAgentRunner {
         let output_dir = std::path::absolute(&request.output_dir)?;
         fs::create_dir_all(&output_dir).await?;
         Ok(RunFiles {
+            run_dir: dir,
             prompt,
             prompt_file,
             description_file,
@@ -211,6 +256,13 @@ impl ProcessAgentRunner {
             output_dir,
         })
     }
+}
+
+/// Creates `dir` and its parents if missing; `dir` itself is made private (mode 0700).
+pub(crate) async fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::create_dir_all(dir).await?;
+    fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await
 }
 
 async fn open_log(path: &Path) -> io::Result<File> {
@@ -224,22 +276,16 @@ async fn open_log(path: &Path) -> io::Result<File> {
         .await
 }
 
-/// The agent's whole environment (SPEC §5.4): inherited basics, the role's `env`, then the
+/// The agent's whole environment (SPEC §5.4): inherited basics, the role's `env`, the
+/// variables it passes through from orch's environment, the sandbox's private `HOME`, then the
 /// contract's `ORCH_*` variables, later entries winning.
 fn agent_environment(
     role: &Role,
     request: &AgentRequest,
     files: &RunFiles,
+    home: Option<&Path>,
 ) -> BTreeMap<String, OsString> {
-    let mut environment = BTreeMap::new();
-    for name in INHERITED_VARIABLES {
-        if let Some(value) = std::env::var_os(name) {
-            environment.insert(name.to_owned(), value);
-        }
-    }
-    for (name, value) in &role.env {
-        environment.insert(name.clone(), OsString::from(value));
-    }
+    let mut environment = base_environment(role, home);
     let mut contract = |name: &str, value: OsString| {
         environment.insert(name.to_owned(), value);
     };
@@ -264,6 +310,31 @@ fn agent_environment(
     }
     contract("ORCH_OUTPUT_DIR", files.output_dir.clone().into());
     contract("ORCH_PROMPT_FILE", files.prompt_file.clone().into());
+    environment
+}
+
+/// Everything of the agent's environment but the contract's `ORCH_*` variables.
+pub(crate) fn base_environment(role: &Role, home: Option<&Path>) -> BTreeMap<String, OsString> {
+    let mut environment = BTreeMap::new();
+    for name in INHERITED_VARIABLES {
+        if let Some(value) = std::env::var_os(name) {
+            environment.insert(name.to_owned(), value);
+        }
+    }
+    for (name, value) in &role.env {
+        environment.insert(name.clone(), OsString::from(value));
+    }
+    for name in &role.pass_env {
+        if name.starts_with("ORCH_") {
+            continue;
+        }
+        if let Some(value) = std::env::var_os(name) {
+            environment.insert(name.clone(), value);
+        }
+    }
+    if let Some(home) = home {
+        environment.insert("HOME".to_owned(), home.as_os_str().to_owned());
+    }
     environment
 }
 
@@ -320,7 +391,7 @@ impl RunningAgent for NotStarted {
 /// Watches one agent: copies its output to the log, enforces the timeouts and the cancel
 /// request, and ends its process group.
 struct Supervisor {
-    group: Option<Pid>,
+    unit: Option<Unit>,
     timeout: Duration,
     stall_timeout: Duration,
     kill_grace: Duration,
@@ -356,7 +427,7 @@ impl Supervisor {
                     exit = Some(status);
                     // The leader is gone: end what it left behind in its group.
                     if terminated_at.is_none() {
-                        self.signal(Signal::SIGTERM);
+                        self.terminate();
                         terminated_at = Some(Instant::now());
                     }
                 }
@@ -386,7 +457,7 @@ impl Supervisor {
                     }
                 }
                 () = sleep_until(kill_at.unwrap_or(deadline)), if kill_at.is_some() && killed_at.is_none() => {
-                    self.signal(Signal::SIGKILL);
+                    self.kill();
                     killed_at = Some(Instant::now());
                 }
                 () = sleep(GROUP_POLL), if exit.is_some() && pipes_closed && killed_at.is_none() => {}
@@ -397,7 +468,7 @@ impl Supervisor {
             }
             if let (Some(reason), None) = (&reason, terminated_at) {
                 tracing::info!(reason = %reason, "ending agent process group");
-                self.signal(Signal::SIGTERM);
+                self.terminate();
                 terminated_at = Some(Instant::now());
             }
         }
@@ -424,30 +495,20 @@ impl Supervisor {
         }
     }
 
-    fn signal(&self, signal: Signal) {
-        let Some(group) = self.group else { return };
-        match killpg(group, signal) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(errno) => {
-                tracing::warn!(error = %errno, signal = %signal, "signalling the agent group failed")
-            }
+    fn terminate(&self) {
+        if let Some(unit) = self.unit {
+            unit.terminate();
         }
     }
 
-    /// Whether no live process is left in the group. Linux does not reuse a pid that is still
-    /// a group's id, so this holds even after the leader is reaped. Zombies count as ended:
-    /// members orphaned by the leader's death wait for init to reap them.
-    fn group_is_empty(&self) -> bool {
-        let Some(group) = self.group else { return true };
-        if matches!(killpg(group, None), Err(Errno::ESRCH)) {
-            return true;
+    fn kill(&self) {
+        if let Some(unit) = self.unit {
+            unit.kill();
         }
-        let Ok(pgid) = u32::try_from(group.as_raw()) else {
-            return true;
-        };
-        group_members(pgid)
-            .map(|members| members.is_empty())
-            .unwrap_or(false)
+    }
+
+    fn group_is_empty(&self) -> bool {
+        self.unit.is_none_or(Unit::has_ended)
     }
 }
 

@@ -122,6 +122,7 @@ impl Executor {
                 worktree: prepared.path,
                 output_dir: prepared.output_dir,
                 analysis_file: prepared.analysis_file,
+                mounts: prepared.mounts,
             };
             step!(Service::Git, self.ports.agents.start(request).await)
         }

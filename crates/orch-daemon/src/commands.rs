@@ -1,13 +1,14 @@
 //! The read-only and admin commands: `status`, `task show|retry|cancel` (in process, or sent
-//! to the running daemon over HTTP), `reconcile --once`.
+//! to the running daemon over its admin socket), `reconcile --once`.
 
-use std::fmt;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 use orch_core::domain::{Job, Task};
 use orch_core::event::{Event, Origin};
@@ -17,6 +18,7 @@ use orch_core::reconciler::{PassReport, ReconcileMode, Reconciler, TrackerSide};
 use orch_core::Orchestrator;
 
 use crate::config::Config;
+use crate::wiring::admin_socket_path;
 
 /// Everything `orch status` shows.
 pub struct StatusView {
@@ -245,27 +247,17 @@ impl AdminCommand {
 
 /// How long `orch task retry|cancel` waits for the running daemon's answer.
 pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long it waits for the connection to the daemon.
-pub const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest answer read from the daemon.
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 
-/// A client of the running daemon's admin API (`server.listen`, `server.admin_token`), for
-/// admin commands while the daemon holds the database lock: they must go through its serial
-/// event loop (SPEC §2).
-#[derive(Clone)]
+/// A client of the running daemon's admin socket (`{db_path}.sock`), for admin commands
+/// while the daemon holds the database lock: they must go through its serial event loop
+/// (SPEC §2). The socket is mode 0600 and owned by the daemon's user, who alone may use it;
+/// no token is needed or sent.
+#[derive(Debug, Clone)]
 pub struct DaemonClient {
-    addr: SocketAddr,
-    token: Option<String>,
+    socket: PathBuf,
     timeout: Duration,
-}
-
-impl fmt::Debug for DaemonClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DaemonClient")
-            .field("addr", &self.addr)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// What the daemon did with an admin command.
@@ -281,55 +273,56 @@ pub struct RemoteAnswer {
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     /// 400 or 404: the id names no task.
-    #[error("the daemon at {addr} has no task {id:?} ({message}); give a work item id like ET-001 or a task number")]
-    NoSuchTask {
-        addr: SocketAddr,
-        id: String,
-        message: String,
-    },
-    /// 401 or 403: the admin token is missing or wrong.
-    #[error("the daemon at {addr} refused the command ({status}: {message}); set server.admin_token or ORCH_ADMIN_TOKEN to the daemon's token")]
+    #[error("the daemon has no task {id:?} ({message}); give a work item id like ET-001 or a task number")]
+    NoSuchTask { id: String, message: String },
+    /// The socket belongs to another user (it is mode 0600).
+    #[error("the admin socket {} belongs to the daemon's user: run orch as that user", socket.display())]
+    NotPermitted { socket: PathBuf },
+    /// 401 or 403: something that is not orch's daemon answers on the socket, or a proxy
+    /// relays it.
+    #[error("the daemon on {} refused the command ({status}: {message})", socket.display())]
     Refused {
-        addr: SocketAddr,
+        socket: PathBuf,
         status: u16,
         message: String,
     },
-    /// No answer: nothing listens, a timeout, a reset.
-    #[error("no orch daemon answers at {addr} (server.listen): {message}")]
-    Unreachable { addr: SocketAddr, message: String },
+    /// No answer: no socket, nothing accepts on it, a timeout, a reset.
+    #[error("no orch daemon answers on its admin socket {}: {message}", socket.display())]
+    Unreachable { socket: PathBuf, message: String },
     /// Any other answer (503 while the loop is stopping, 500, an unexpected body).
-    #[error("the daemon at {addr} answered {status}: {message}")]
+    #[error("the daemon on {} answered {status}: {message}", socket.display())]
     Failed {
-        addr: SocketAddr,
+        socket: PathBuf,
         status: u16,
         message: String,
     },
 }
 
 impl RemoteError {
-    /// Whether the user must fix the command or the config (exit 2) rather than retry (exit 1).
+    /// Whether the user must fix the command or how it is run (exit 2) rather than retry
+    /// (exit 1).
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            RemoteError::NoSuchTask { .. } | RemoteError::Refused { .. }
+            RemoteError::NoSuchTask { .. }
+                | RemoteError::NotPermitted { .. }
+                | RemoteError::Refused { .. }
         )
     }
 }
 
 impl DaemonClient {
-    /// A client of the daemon listening on `listen`; an unspecified address (`0.0.0.0`,
-    /// `[::]`) is reached on loopback. An empty token counts as none.
-    pub fn new(listen: SocketAddr, token: Option<&str>) -> DaemonClient {
-        let ip = match listen.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
+    /// A client of the daemon serving the admin socket `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> DaemonClient {
         DaemonClient {
-            addr: SocketAddr::new(ip, listen.port()),
-            token: token.filter(|token| !token.is_empty()).map(str::to_owned),
+            socket: socket.into(),
             timeout: REMOTE_TIMEOUT,
         }
+    }
+
+    /// A client of the daemon that holds the database at `db_path` (`{db_path}.sock`).
+    pub fn for_database(db_path: &Path) -> DaemonClient {
+        DaemonClient::new(admin_socket_path(db_path))
     }
 
     /// The same client with another answer deadline.
@@ -339,66 +332,29 @@ impl DaemonClient {
     }
 
     /// Where the daemon is reached.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// Sends `command` for the task `id` (a work item id or a task number) and waits for
     /// the daemon's event loop to handle it.
     pub async fn send(&self, command: AdminCommand, id: &str) -> Result<RemoteAnswer, RemoteError> {
-        let client = self.clone();
-        let id = id.to_owned();
-        let addr = self.addr;
-        tokio::task::spawn_blocking(move || client.send_blocking(command, &id))
-            .await
-            .unwrap_or_else(|err| {
-                Err(RemoteError::Unreachable {
-                    addr,
-                    message: format!("the request did not finish: {err}"),
-                })
-            })
-    }
-
-    fn send_blocking(&self, command: AdminCommand, id: &str) -> Result<RemoteAnswer, RemoteError> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(self.timeout))
-            .timeout_connect(Some(REMOTE_CONNECT_TIMEOUT.min(self.timeout)))
-            .http_status_as_error(false)
-            // The daemon is on this host or a known address: never through a proxy.
-            .proxy(None)
-            .build()
-            .into();
-        let url = format!(
-            "http://{}/api/tasks/{}/{}",
-            self.addr,
-            encode_segment(id),
-            command.as_str()
-        );
-        let mut request = agent.post(&url).header("Accept", "application/json");
-        if let Some(token) = &self.token {
-            request = request.header("Authorization", &format!("Bearer {token}"));
-        }
-        let addr = self.addr;
-        let mut response = request
-            .send_empty()
-            .map_err(|err| RemoteError::Unreachable {
-                addr,
-                message: err.to_string(),
-            })?;
-        let status = response.status().as_u16();
-        let body =
-            response
-                .body_mut()
-                .read_to_string()
-                .map_err(|err| RemoteError::Unreachable {
-                    addr,
-                    message: format!("reading the answer: {err}"),
-                })?;
+        let exchange = tokio::time::timeout(self.timeout, self.exchange(command, id)).await;
+        let (status, body) = match exchange {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(err)) => return Err(err),
+            Err(_elapsed) => {
+                return Err(
+                    self.unreachable(format!("no answer within {} s", self.timeout.as_secs_f64()))
+                )
+            }
+        };
         let parsed: Option<Value> = serde_json::from_str(&body).ok();
         let message = parsed
             .as_ref()
             .and_then(|value| value["error"].as_str())
             .map_or_else(|| body.chars().take(200).collect(), str::to_owned);
+        let socket = self.socket.clone();
         match status {
             200 => {
                 let answer = parsed.as_ref().and_then(|value| {
@@ -409,28 +365,102 @@ impl DaemonClient {
                     })
                 });
                 answer.ok_or(RemoteError::Failed {
-                    addr,
+                    socket,
                     status,
                     message: "an answer without task, changed and note".to_owned(),
                 })
             }
             400 | 404 => Err(RemoteError::NoSuchTask {
-                addr,
                 id: id.to_owned(),
                 message,
             }),
             401 | 403 => Err(RemoteError::Refused {
-                addr,
+                socket,
                 status,
                 message,
             }),
             _ => Err(RemoteError::Failed {
-                addr,
+                socket,
                 status,
                 message,
             }),
         }
     }
+
+    /// One HTTP/1.1 exchange over the socket: the status and body of the answer. The daemon
+    /// answers with a `Content-Length` and closes the connection (`Connection: close`).
+    async fn exchange(
+        &self,
+        command: AdminCommand,
+        id: &str,
+    ) -> Result<(u16, String), RemoteError> {
+        let mut stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|err| connect_error(&self.socket, &err))?;
+        let request = format!(
+            "POST /api/tasks/{}/{} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            encode_segment(id),
+            command.as_str()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|err| self.unreachable(format!("sending the command: {err}")))?;
+        let mut raw = Vec::new();
+        stream
+            .take(MAX_ANSWER_BYTES)
+            .read_to_end(&mut raw)
+            .await
+            .map_err(|err| self.unreachable(format!("reading the answer: {err}")))?;
+        parse_answer(&raw)
+            .ok_or_else(|| self.unreachable("the answer is not an HTTP/1.1 response".to_owned()))
+    }
+
+    fn unreachable(&self, message: String) -> RemoteError {
+        RemoteError::Unreachable {
+            socket: self.socket.clone(),
+            message,
+        }
+    }
+}
+
+/// Why connecting to the admin socket failed: not permitted (another user's socket), or no
+/// daemon there.
+pub(crate) fn connect_error(socket: &Path, err: &std::io::Error) -> RemoteError {
+    match err.kind() {
+        std::io::ErrorKind::PermissionDenied => RemoteError::NotPermitted {
+            socket: socket.to_path_buf(),
+        },
+        _ => RemoteError::Unreachable {
+            socket: socket.to_path_buf(),
+            message: err.to_string(),
+        },
+    }
+}
+
+/// The status and body of a whole HTTP/1.1 response, the body cut to its `Content-Length`.
+pub(crate) fn parse_answer(raw: &[u8]) -> Option<(u16, String)> {
+    let head_end = raw.windows(4).position(|window| window == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..head_end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let mut status_line = lines.next()?.split(' ');
+    if !status_line.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status = status_line.next()?.parse().ok()?;
+    let body = &raw[head_end + 4..];
+    let length = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    let body = match length {
+        Some(length) => body.get(..length)?,
+        None => body,
+    };
+    Some((status, String::from_utf8_lossy(body).into_owned()))
 }
 
 /// Percent-encodes a path segment: only unreserved characters stay as they are.
@@ -546,3 +576,6 @@ fn describe(event: &Event) -> String {
         other => format!("{other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,11 +4,16 @@
 //! (`process_env` collects the real one), so tests are hermetic. Unknown keys are errors and
 //! every error is reported at once, each with its key path. The doc comments of the structs
 //! below are the source of `docs/config.md` (`reference_markdown`).
+//!
+//! Every secret can also come from a file: its `*_file` key, or a systemd credential named
+//! after its key path in `$CREDENTIALS_DIRECTORY`. The order is: the environment variable,
+//! then the `*_file` or the value in the file (giving both is an error), then the credential.
 
 #[macro_use]
 mod schema;
 mod error;
 mod reference;
+mod secrets;
 mod values;
 mod walk;
 
@@ -20,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orch_agent::RoleConfig;
+use orch_agent::{AgentSandbox, RoleConfig, SandboxPath};
 use orch_core::config::{Grace, PipelineConfig, ProjectConfig};
 use orch_core::domain::Agent;
 
@@ -28,6 +33,7 @@ use crate::config::schema::Fallback;
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
 pub use crate::config::reference::reference_markdown;
+pub use crate::config::secrets::{permission_warnings, SecretFile, CREDENTIALS_ENV};
 pub use crate::config::values::{BaseUrl, MergeStyle, Prompt, Secret};
 
 /// The environment variable naming the config file when `--config` is not given.
@@ -41,6 +47,16 @@ pub const DEFAULT_CONFIG_PATH: &str = "orch.toml";
 /// Relative prompt paths are resolved against the file's directory. Errors: every problem at
 /// once, each with its key path; an unreadable file or invalid TOML is a single error.
 pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
+    load_with_secret_files(path, env).map(|(config, _)| config)
+}
+
+/// `load`, also returning every file a secret came from (for `orch check`'s
+/// `permission_warnings`): the `*_file`s and credentials read, and `path` itself when it holds
+/// a secret.
+pub fn load_with_secret_files(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<(Config, Vec<SecretFile>), ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         ConfigErrors::single(
             path.display().to_string(),
@@ -51,25 +67,32 @@ pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Config, Confi
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    walk::parse(&text, &path.display().to_string(), &base_dir, env)
+    walk::parse(
+        &text,
+        &path.display().to_string(),
+        Some(path),
+        &base_dir,
+        env,
+    )
 }
 
-/// Checks `text` as a config file; `base_dir` resolves relative prompt paths and `origin`
-/// names the text in TOML syntax errors.
+/// Checks `text` as a config file; `base_dir` resolves relative prompt and secret file paths
+/// and `origin` names the text in TOML syntax errors.
 pub fn parse(
     text: &str,
     origin: &str,
     base_dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<Config, ConfigErrors> {
-    walk::parse(text, origin, base_dir, env)
+    walk::parse(text, origin, None, base_dir, env).map(|(config, _)| config)
 }
 
-/// The `ORCH_*` variables of this process (others are never read; non-UTF-8 values are skipped).
+/// The `ORCH_*` variables of this process and `$CREDENTIALS_DIRECTORY` (others are never
+/// read; non-UTF-8 values are skipped).
 pub fn process_env() -> BTreeMap<String, String> {
     std::env::vars_os()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
-        .filter(|(name, _)| name.starts_with("ORCH_"))
+        .filter(|(name, _)| name.starts_with("ORCH_") || name == CREDENTIALS_ENV)
         .collect()
 }
 
@@ -104,7 +127,7 @@ config_section! {
         #[key = "gitea", ty = "table", default = Fallback::Table]
         pub gitea: GiteaConfig,
         /// Telegram notifications.
-        /// When the section is absent (and neither `ORCH_TELEGRAM_BOT_TOKEN` nor `ORCH_TELEGRAM_CHAT_ID` is set), notifications are only logged.
+        /// When the section is absent (and neither `ORCH_TELEGRAM_BOT_TOKEN` nor `ORCH_TELEGRAM_CHAT_ID` is set, nor the credential `telegram.bot_token` given), notifications are only logged.
         #[key = "telegram", ty = "table", default = Fallback::Unset]
         pub telegram: Option<TelegramConfig>,
         /// The job worker: concurrency, timeouts, attempts.
@@ -130,10 +153,16 @@ config_section! {
         /// Plane and Gitea must be able to reach it for webhooks.
         #[key = "listen", ty = "socket address", default = Fallback::Value("\"127.0.0.1:8787\""), env = "ORCH_LISTEN"]
         pub listen: SocketAddr,
-        /// A bearer token for `/queue`, `/metrics` and `/api/*`: when set, they need `Authorization: Bearer <token>`.
-        /// Unset or empty: they are open (the webhooks are always protected by their signatures).
+        /// The bearer token that admits a request over TCP to what shows work items (`/queue`, `/api/tasks`, `/api/tasks/{id}`) and to the commands (`POST /api/tasks/{id}/retry|cancel`): they need `Authorization: Bearer <token>`.
+        /// Unset or empty: over TCP those routes answer `403`, and only the admin socket `{db_path}.sock` (mode 0600, used by the `orch` CLI) reaches them; a source address is never a credential (behind a reverse proxy every request comes from 127.0.0.1).
+        /// `/metrics` (counts, no work items) needs the token when one is set and is open otherwise; `/healthz`, `/readyz` and the webhooks (checked by their signatures) never need it.
+        /// Also read from `admin_token_file`, or from the credential `server.admin_token`.
         #[key = "admin_token", ty = "secret string", default = Fallback::Unset, env = "ORCH_ADMIN_TOKEN"]
         pub admin_token: Option<Secret>,
+        /// A file holding `admin_token` (one line; a trailing newline is dropped), relative to the config file's directory.
+        /// Not together with `admin_token`.
+        #[key = "admin_token_file", ty = "path", default = Fallback::Unset]
+        pub admin_token_file: Option<PathBuf>,
         /// The largest webhook body accepted, in bytes; a larger one is answered `413` and reading stops at the cap.
         #[key = "max_body_bytes", ty = "integer (1 to 1073741824)", default = Fallback::Value("1048576")]
         pub max_body_bytes: u64,
@@ -144,7 +173,7 @@ config_section! {
     /// The SQLite database.
     pub struct StorageConfig as "storage" {
         /// The database file; relative paths are relative to the working directory.
-        /// The daemon holds an exclusive lock on `{db_path}.lock`, so two daemons never share a database.
+        /// The daemon holds an exclusive lock on `{db_path}.lock`, so two daemons never share a database, and serves its API to its own user on the Unix socket `{db_path}.sock` (mode 0600), where the `orch` CLI sends `task retry|cancel`.
         #[key = "db_path", ty = "path", default = Fallback::Value("\"data/orch.db\""), env = "ORCH_DB_PATH"]
         pub db_path: PathBuf,
     }
@@ -170,13 +199,23 @@ config_section! {
         pub workspace_slug: String,
         /// An API token of the Plane user orch acts as (Profile settings, API tokens).
         /// Changes made with it are recognised as orch's own and ignored.
+        /// Also read from `api_token_file`, or from the credential `plane.api_token`.
         #[key = "api_token", ty = "secret string", default = Fallback::Required, env = "ORCH_PLANE_API_TOKEN"]
         pub api_token: Secret,
+        /// A file holding `api_token` (one line; a trailing newline is dropped), relative to the config file's directory.
+        /// Not together with `api_token`.
+        #[key = "api_token_file", ty = "path", default = Fallback::Unset]
+        pub api_token_file: Option<PathBuf>,
         /// The secrets of orch's Plane webhook; a delivery is accepted when any of them signs it.
         /// Give two while rotating.
         /// The environment variable takes them comma-separated.
+        /// Also read from `webhook_secrets_file`, or from the credential `plane.webhook_secrets`, one secret per line.
         #[key = "webhook_secrets", ty = "list of secret strings", default = Fallback::Required, env = "ORCH_PLANE_WEBHOOK_SECRET"]
         pub webhook_secrets: Vec<Secret>,
+        /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
+        /// Not together with `webhook_secrets`.
+        #[key = "webhook_secrets_file", ty = "path", default = Fallback::Unset]
+        pub webhook_secrets_file: Option<PathBuf>,
         /// The API rate limit of the Plane instance, in requests per minute.
         /// orch stays under 80 % of it, and the reconciler uses at most half of that.
         #[key = "rate_limit_per_min", ty = "integer (1 to 100000)", default = Fallback::Value("60")]
@@ -192,13 +231,23 @@ config_section! {
         pub base_url: BaseUrl,
         /// An access token of the Gitea user orch acts as, with read and write access to the repositories (scopes `repository` and `issue`).
         /// Git pushes use it too, through git's config environment, never in a URL.
+        /// Also read from `token_file`, or from the credential `gitea.token`.
         #[key = "token", ty = "secret string", default = Fallback::Required, env = "ORCH_GITEA_TOKEN"]
         pub token: Secret,
+        /// A file holding `token` (one line; a trailing newline is dropped), relative to the config file's directory.
+        /// Not together with `token`.
+        #[key = "token_file", ty = "path", default = Fallback::Unset]
+        pub token_file: Option<PathBuf>,
         /// The secrets of orch's Gitea webhooks; a delivery is accepted when any of them signs it.
         /// Give two while rotating.
         /// The environment variable takes them comma-separated.
+        /// Also read from `webhook_secrets_file`, or from the credential `gitea.webhook_secrets`, one secret per line.
         #[key = "webhook_secrets", ty = "list of secret strings", default = Fallback::Required, env = "ORCH_GITEA_WEBHOOK_SECRET"]
         pub webhook_secrets: Vec<Secret>,
+        /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
+        /// Not together with `webhook_secrets`.
+        #[key = "webhook_secrets_file", ty = "path", default = Fallback::Unset]
+        pub webhook_secrets_file: Option<PathBuf>,
         /// How pull requests are merged: `merge`, `squash`, `rebase` or `rebase-merge`.
         /// The repository must allow the style.
         #[key = "merge_style", ty = "string", default = Fallback::Value("\"merge\"")]
@@ -214,8 +263,13 @@ config_section! {
     /// Telegram notifications through the Bot API: what needs a person, blocks, unblocks, merges.
     pub struct TelegramConfig as "telegram" {
         /// The bot's token from @BotFather.
+        /// Also read from `bot_token_file`, or from the credential `telegram.bot_token`.
         #[key = "bot_token", ty = "secret string", default = Fallback::Required, env = "ORCH_TELEGRAM_BOT_TOKEN"]
         pub bot_token: Secret,
+        /// A file holding `bot_token` (one line; a trailing newline is dropped), relative to the config file's directory.
+        /// Not together with `bot_token`.
+        #[key = "bot_token_file", ty = "path", default = Fallback::Unset]
+        pub bot_token_file: Option<PathBuf>,
         /// The chat to write to: a numeric id (negative for groups) or `@channelname`.
         #[key = "chat_id", ty = "string or integer", default = Fallback::Required, env = "ORCH_TELEGRAM_CHAT_ID"]
         pub chat_id: String,
@@ -282,8 +336,17 @@ config_section! {
 }
 
 config_section! {
-    /// The agents, one table per role.
+    /// The agents: how they are isolated, and one table per role.
+    /// Agents are untrusted (they follow instructions found in work items, comments and repositories), so by default each run is a bubblewrap sandbox (SPEC §5.4).
     pub struct AgentsConfig as "agents" {
+        /// `"bwrap"`: each run in a bubblewrap sandbox with its own PID namespace, the system read-only, write access only to its worktree, its output directory and a private home (`{data}/homes/{work item}`) and tmp; orch's config, database, logs, mirrors and other tasks are not visible, and everything the agent starts ends with it.
+        /// `"none"`: agents run as orch's user and see what it sees (`orch check` warns); an orch running as root still starts them without capabilities.
+        #[key = "sandbox", ty = "string", default = Fallback::Value("\"bwrap\"")]
+        pub sandbox: SandboxMode,
+        /// The bubblewrap program, an absolute path.
+        /// Unset: `bwrap` is looked up on `PATH` (Debian: `apt-get install bubblewrap`).
+        #[key = "bwrap_path", ty = "path", default = Fallback::Unset]
+        pub bwrap_path: Option<PathBuf>,
         /// Writes `analysis.md` for a work item.
         #[key = "analyst", ty = "table", default = Fallback::Table]
         pub analyst: AgentConfig,
@@ -315,7 +378,35 @@ config_section! {
         /// Names starting with `ORCH_` are reserved for orch.
         #[key = "env", ty = "table of strings", default = Fallback::Value("{}")]
         pub env: BTreeMap<String, Secret>,
+        /// Names of variables of orch's own environment the agent gets too, for example `["ANTHROPIC_API_KEY"]` (so the key stays out of this file).
+        /// Names starting with `ORCH_` are refused: they are orch's own secrets and the agent contract, never an agent's.
+        #[key = "pass_env", ty = "list of strings", default = Fallback::Value("[]")]
+        pub pass_env: Vec<String>,
+        /// With the sandbox: whether the agent reaches the network (its model's API needs it).
+        /// `false` gives it no network at all.
+        #[key = "network", ty = "boolean", default = Fallback::Value("true")]
+        pub network: bool,
+        /// With the sandbox: more paths the agent may read, absolute or `~/…`.
+        /// The program, its installation (the directory holding its `bin/`), the interpreter of a script and every absolute path in `command` are shown without being listed.
+        /// `~/x` is taken from the home of the user orch runs as and shown at `~/x` of the agent's private home.
+        /// A path that holds orch's data, database or repositories is refused.
+        #[key = "read_only_paths", ty = "list of strings", default = Fallback::Value("[]")]
+        pub read_only_paths: Vec<SandboxPath>,
+        /// With the sandbox: more paths the agent may change, absolute or `~/…`, for example a CLI's login and settings (`["~/.claude", "~/.claude.json"]` for Claude Code) or a package cache.
+        /// Paths that do not exist are left out (`orch check` says so).
+        #[key = "writable_paths", ty = "list of strings", default = Fallback::Value("[]")]
+        pub writable_paths: Vec<SandboxPath>,
+        /// The arguments `orch check` starts the program with, in the sandbox, to see that it runs and what it lacks.
+        #[key = "probe", ty = "list of strings", default = Fallback::Value("[\"--version\"]")]
+        pub probe: Vec<String>,
     }
+}
+
+/// `agents.sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    Bwrap,
+    None,
 }
 
 config_section! {
@@ -388,11 +479,26 @@ impl AgentConfig {
                 .iter()
                 .map(|(name, value)| (name.clone(), value.expose().to_owned()))
                 .collect(),
+            network: self.network,
+            read_only_paths: self.read_only_paths.clone(),
+            writable_paths: self.writable_paths.clone(),
+            pass_env: self.pass_env.clone(),
+            probe: self.probe.clone(),
         }
     }
 }
 
 impl AgentsConfig {
+    /// `sandbox` and `bwrap_path` as the runner of `orch_agent` takes them.
+    pub fn sandbox(&self) -> AgentSandbox {
+        match self.sandbox {
+            SandboxMode::Bwrap => AgentSandbox::Bwrap {
+                program: self.bwrap_path.clone(),
+            },
+            SandboxMode::None => AgentSandbox::None,
+        }
+    }
+
     pub fn get(&self, agent: Agent) -> &AgentConfig {
         match agent {
             Agent::Analyst => &self.analyst,

@@ -123,17 +123,27 @@ pub async fn run(options: DemoOptions, out: Output) -> Result<DemoSummary, Sandb
     ))?;
     let orch_binary = std::env::current_exe()
         .map_err(|err| SandboxError::Setup(format!("cannot find the orch binary: {err}")))?;
-    let sandbox = Sandbox::new(SandboxSetup {
+    let mut sandbox = Sandbox::new(SandboxSetup {
         dir: &dir,
         orch_binary: &orch_binary,
         agent_script: r#"{"default": {}, "items": {}}"#,
         reconcile_interval_s: 1,
     })
     .await?;
+    match orch_agent::check_sandbox(&sandbox.config.agents.sandbox()).await {
+        Ok(bwrap) => printer.say(&format!("agents run in a bubblewrap sandbox ({bwrap})"))?,
+        Err(err) => {
+            // The demo shows the pipeline; on a machine without bubblewrap it runs the scripted
+            // agent unsandboxed rather than not at all (`orch serve` refuses instead).
+            printer.say(&format!("agents run WITHOUT a sandbox: {err}"))?;
+            sandbox.set_agent_sandbox("none")?;
+        }
+    }
     let daemon = sandbox.start_daemon(Some(printer.clone())).await?;
     printer.say(&format!(
-        "orch serves on http://{} (webhooks, /queue, /metrics)",
-        daemon.addr()
+        "orch serves on http://{} (webhooks, /metrics; /queue over its admin socket {})",
+        daemon.addr(),
+        crate::wiring::admin_socket_path(&sandbox.config.storage.db_path).display()
     ))?;
 
     let mut items = Vec::new();

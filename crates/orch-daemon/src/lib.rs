@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_check;
 pub mod commands;
 pub mod config;
 pub mod demo;

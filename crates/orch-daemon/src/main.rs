@@ -134,6 +134,10 @@ struct CheckArgs {
     /// no setting is wrong.
     #[arg(long)]
     online: bool,
+    /// Validate the file only: do not start the sandbox or the agents' programs (by default
+    /// each role's program is started in the sandbox with its probe, and a failure exits 2).
+    #[arg(long)]
+    no_probe: bool,
 }
 
 /// How a command failed, which decides the exit code.
@@ -148,8 +152,12 @@ enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::ScriptedAgent = cli.command {
+        // Not orch but the demo's agent: orch reads its environment to reap it.
         return orch_sim::agent::run_from_env();
     }
+    // Before any secret is read: other processes of orch's user (an agent running with
+    // `sandbox = "none"`) can neither read orch's environment or memory nor ptrace it.
+    let dumpable = nix::sys::prctl::set_dumpable(false);
     let format = match cli.log_format {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
@@ -164,6 +172,9 @@ fn main() -> ExitCode {
         format,
         telemetry::Colour::for_stderr(),
     ));
+    if let Err(err) = dumpable {
+        tracing::debug!(error = %err, "cannot make the process non-dumpable");
+    }
     let outcome = match cli.command {
         Command::Check(args) => check(&args),
         Command::ConfigReference => config_reference(),
@@ -321,25 +332,20 @@ async fn task(command: TaskCommand) -> Result<(), Failure> {
     ))
 }
 
-/// `orch task retry|cancel` while the daemon holds the database: sent to its admin API at
-/// `server.listen` (with `server.admin_token`), handled by its event loop.
+/// `orch task retry|cancel` while the daemon holds the database: sent over its admin socket
+/// `{db_path}.sock` (no token: the socket is for the daemon's user only), handled by its
+/// event loop.
 async fn task_through_daemon(
     loaded: &config::Config,
     action: commands::AdminCommand,
     id: &str,
 ) -> Result<(), Failure> {
-    let token = loaded
-        .server
-        .admin_token
-        .as_ref()
-        .map(|token| token.expose());
-    let client = commands::DaemonClient::new(loaded.server.listen, token);
+    let client = commands::DaemonClient::for_database(&loaded.storage.db_path);
     match client.send(action, id).await {
         Ok(answer) => print_stdout(&format!(
-            "{}: {} (handled by the running daemon at {})\n",
+            "{}: {} (handled by the running daemon)\n",
             answer.task,
             commands::handled_text(answer.changed, &answer.note),
-            client.addr()
         )),
         Err(err) if err.is_usage() => Err(Failure::Usage(format!("task: {err}"))),
         Err(err @ commands::RemoteError::Unreachable { .. }) => Err(Failure::Runtime(format!(
@@ -391,7 +397,11 @@ fn load_config(args: &ConfigArgs) -> Result<(PathBuf, config::Config), Failure> 
 }
 
 fn check(args: &CheckArgs) -> Result<(), Failure> {
-    let (path, loaded) = load_config(&args.config)?;
+    let env = config::process_env();
+    let path = config::resolve_path(args.config.config.as_deref(), &env);
+    let (loaded, secret_files) = config::load_with_secret_files(&path, &env)
+        .map_err(|errors| Failure::Usage(errors.to_string()))?;
+    print_warnings(&config::permission_warnings(&secret_files));
     let projects: Vec<&str> = loaded
         .projects
         .iter()
@@ -409,8 +419,26 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
         projects.join(", "),
         loaded.server.listen,
     ))?;
+    print_warnings(&orch_daemon::agent_check::config_warnings(&loaded));
+    let agent_problems = if args.no_probe {
+        Vec::new()
+    } else {
+        let agents = block_on(async { Ok(orch_daemon::agent_check::check_agents(&loaded).await) })?;
+        print_warnings(&agents.warnings);
+        print_stdout(
+            &agents
+                .ok
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>(),
+        )?;
+        agents.problems
+    };
     if !args.online {
-        return Ok(());
+        return match agent_problems.is_empty() {
+            true => Ok(()),
+            false => Err(Failure::Usage(agent_problems.join("\n"))),
+        };
     }
     let report = block_on(async {
         Ok(
@@ -424,16 +452,31 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
         ok_lines.push('\n');
     }
     print_stdout(&ok_lines)?;
-    let problems = report
-        .problems
-        .iter()
-        .map(|problem| format!("online: {problem}"))
+    let agents_failed = !agent_problems.is_empty();
+    let problems = agent_problems
+        .into_iter()
+        .chain(
+            report
+                .problems
+                .iter()
+                .map(|problem| format!("online: {problem}")),
+        )
         .collect::<Vec<_>>()
         .join("\n");
     match report.worst() {
+        _ if agents_failed => Err(Failure::Usage(problems)),
         None => Ok(()),
         Some(orch_daemon::online::ProblemKind::Config) => Err(Failure::Usage(problems)),
         Some(orch_daemon::online::ProblemKind::Unreachable) => Err(Failure::Runtime(problems)),
+    }
+}
+
+/// Writes each warning to stderr as `warning: …`; they never change the exit code.
+fn print_warnings(warnings: &[String]) {
+    let mut stderr = std::io::stderr().lock();
+    for warning in warnings {
+        // Nothing more can be done if stderr is gone.
+        let _ = writeln!(stderr, "warning: {warning}");
     }
 }
 

@@ -117,6 +117,24 @@ impl Sandbox {
         Ok(daemon)
     }
 
+    /// Sets `agents.sandbox` (`"bwrap"` or `"none"`) in the written config and reloads it.
+    pub fn set_agent_sandbox(&mut self, mode: &str) -> Result<(), SandboxError> {
+        let text = std::fs::read_to_string(&self.config_path)?;
+        let mut rewritten = String::with_capacity(text.len());
+        for line in text.lines() {
+            if line.starts_with("sandbox = ") {
+                rewritten.push_str(&format!("sandbox = {mode:?}"));
+            } else {
+                rewritten.push_str(line);
+            }
+            rewritten.push('\n');
+        }
+        std::fs::write(&self.config_path, rewritten)?;
+        self.config = config::load(&self.config_path, &BTreeMap::new())
+            .map_err(|errors| SandboxError::Config(errors.to_string()))?;
+        Ok(())
+    }
+
     /// Points Plane's and Gitea's webhooks at `base` (`http://127.0.0.1:PORT`).
     pub fn point_webhooks_at(&self, base: &str) {
         self.plane
@@ -294,7 +312,7 @@ fn write_config(
     std::fs::create_dir_all(&agent_state)?;
     let agent = |role: &str| {
         format!(
-            "[agents.{role}]\ncommand = [{exe:?}, \"scripted-agent\"]\nprompt = \"prompts/{role}.md\"\ntimeout_s = 120\nenv = {{ SIM_AGENT_SCRIPT = {script:?}, SIM_AGENT_STATE_DIR = {state:?} }}\n",
+            "[agents.{role}]\ncommand = [{exe:?}, \"scripted-agent\"]\nprompt = \"prompts/{role}.md\"\ntimeout_s = 120\nenv = {{ SIM_AGENT_SCRIPT = {script:?}, SIM_AGENT_STATE_DIR = {state:?} }}\nread_only_paths = [{script:?}]\nwritable_paths = [{state:?}]\n",
             exe = setup_.orch_binary.display().to_string(),
             script = script.display().to_string(),
             state = agent_state.display().to_string(),
@@ -341,6 +359,9 @@ max_fix_rounds = 3
 [reconcile]
 interval_s = {grace}
 grace_s = {{ analysis = {grace}, development = {grace}, review = {grace} }}
+
+[agents]
+sandbox = "bwrap"
 
 {analyst}
 {developer}

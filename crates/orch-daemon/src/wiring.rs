@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +53,18 @@ pub enum RunError {
     Adapter(String),
     #[error(transparent)]
     Runtime(#[from] StartError),
+    #[error(transparent)]
+    AdminSocket(#[from] orch_http::AdminSocketError),
+    #[error("agents.sandbox: {0}")]
+    Sandbox(String),
+}
+
+/// The admin socket of the database at `db_path`, `{db_path}.sock`: the daemon serves its
+/// API there to orch's own user (mode 0600), and the CLI sends `task retry|cancel` there.
+pub fn admin_socket_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(".sock");
+    PathBuf::from(name)
 }
 
 /// The wall clock.
@@ -146,26 +158,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
     let workspace =
         orch_git::GitWorkspace::new(git).map_err(|err| RunError::Adapter(err.to_string()))?;
 
-    let data = data_dir(config);
-    let runner = orch_agent::RunnerConfig {
-        roles: Agent::ALL
-            .into_iter()
-            .map(|agent| (agent, config.agent(agent).role_config()))
-            .collect(),
-        stall_timeout: config.worker.stall_timeout,
-        kill_grace: orch_agent::DEFAULT_KILL_GRACE,
-        logs_dir: data.join("logs"),
-        scratch_dir: data.join("scratch"),
-    };
-    let agents = orch_agent::ProcessAgentRunner::new(runner).map_err(|errors| {
-        RunError::Adapter(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let agents = agent_runner(config)?;
 
     let notifier: Arc<dyn Notifier> = match &config.telegram {
         Some(telegram) => {
@@ -191,6 +184,39 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
         ports,
         plane: tracker,
         gitea: forge,
+    })
+}
+
+/// The agent runner the config describes (SPEC §5.4): logs, scratch files and the agents'
+/// private homes under the data directory; no sandbox ever shows the data directory, the
+/// database or the repositories.
+pub fn agent_runner(config: &Config) -> Result<orch_agent::ProcessAgentRunner, RunError> {
+    let data = data_dir(config);
+    let runner = orch_agent::RunnerConfig {
+        roles: Agent::ALL
+            .into_iter()
+            .map(|agent| (agent, config.agent(agent).role_config()))
+            .collect(),
+        stall_timeout: config.worker.stall_timeout,
+        kill_grace: orch_agent::DEFAULT_KILL_GRACE,
+        logs_dir: data.join("logs"),
+        scratch_dir: data.join("scratch"),
+        homes_dir: data.join("homes"),
+        sandbox: config.agents.sandbox(),
+        protected_paths: vec![
+            data,
+            config.storage.db_path.clone(),
+            config.workspace.repos_dir.clone(),
+        ],
+    };
+    orch_agent::ProcessAgentRunner::new(runner).map_err(|errors| {
+        RunError::Adapter(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     })
 }
 
@@ -293,7 +319,14 @@ impl Daemon {
             source,
         })?;
         let store = Arc::new(SqliteStore::open_exclusive(&config.storage.db_path)?);
+        // With the database lock held, a socket file left at the path is stale.
+        let admin_socket =
+            orch_http::AdminSocket::bind(admin_socket_path(&config.storage.db_path))?;
         let adapters = build_adapters(config, store.clone())?;
+        // Agents are untrusted: with the sandbox configured, orch does not start without one.
+        orch_agent::check_sandbox(&config.agents.sandbox())
+            .await
+            .map_err(RunError::Sandbox)?;
         let mut ports = adapters.ports.clone();
         let mut reconciler_tracker: Option<Arc<dyn Tracker>> =
             Some(Arc::new(adapters.plane.half_budget_share()));
@@ -383,10 +416,15 @@ impl Daemon {
         state.wake = Some(runtime.inbox_wake());
         state.admin = Some(runtime.sink());
         let (http_stop, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(orch_http::serve(listener, state, async move {
+        let socket_path = admin_socket.path().to_path_buf();
+        let listeners = orch_http::Listeners {
+            tcp: listener,
+            admin_socket: Some(admin_socket),
+        };
+        let http = tokio::spawn(orch_http::serve(listeners, state, async move {
             let _ = stopped.await;
         }));
-        info!(addr = %addr, "orch is serving");
+        info!(addr = %addr, admin_socket = %socket_path.display(), "orch is serving");
         Ok(Daemon {
             addr,
             started_with: config.clone(),

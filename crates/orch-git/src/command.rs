@@ -1,4 +1,5 @@
-//! Running one `git` process: a clean environment, credentials only in git's config environment, a deadline.
+//! Running one `git` process: a clean environment, a private HOME and no user or system git config,
+//! credentials only in git's config environment, a deadline.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -24,8 +25,10 @@ pub(crate) use git_args;
 pub(crate) const ORCH_NAME: &str = "orch";
 pub(crate) const ORCH_EMAIL: &str = "orch@localhost";
 
-/// The only variables of orch's own environment a git process sees.
-const INHERITED_VARS: [&str; 3] = ["PATH", "HOME", "LANG"];
+/// The only variables of orch's own environment a git process sees. `HOME` is not one of them:
+/// git gets orch's private one, and `XDG_CONFIG_HOME` stays unset, so nothing of the user's
+/// (`~/.gitconfig`, `~/.config/git/`, `~/.netrc`) applies to orch's git.
+const INHERITED_VARS: [&str; 2] = ["PATH", "LANG"];
 
 /// How much of git's stderr an error message keeps (its tail).
 const MAX_STDERR_CHARS: usize = 2000;
@@ -64,6 +67,19 @@ pub(crate) struct Invocation {
     pub(crate) cwd: Option<PathBuf>,
 }
 
+/// A worktree of the mirror as orch's own git sees it: its git directory and the mirror are
+/// named in the environment (`GIT_DIR`, `GIT_COMMON_DIR`, `GIT_WORK_TREE`), so the files an
+/// agent can change (the worktree's `.git` file, the `commondir` and `gitdir` files of its
+/// admin directory) never decide which repository, config or hooks orch's git uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Worktree<'a> {
+    pub(crate) work_tree: &'a Path,
+    /// `{mirror}/worktrees/{name}`.
+    pub(crate) git_dir: &'a Path,
+    /// The mirror.
+    pub(crate) common_dir: &'a Path,
+}
+
 /// Spawns git processes.
 pub(crate) struct Git {
     timeout: Duration,
@@ -75,6 +91,15 @@ pub(crate) struct Git {
     /// The config key carrying the token: `http.<remote base>/.extraHeader` for an HTTP
     /// remote, so a URL rewritten by repository config (which an agent can edit) never gets it.
     header_key: String,
+    /// `HOME` of every git process: a directory only orch's git uses, never the user's
+    /// nor the agents'.
+    home: PathBuf,
+    /// The `INHERITED_VARS` of orch's environment, read once.
+    inherited: Vec<(&'static str, OsString)>,
+    /// `protocol.file.allow`: `never` when the remote is http(s), so no config can reroute
+    /// orch's fetch or push to a local repository, whose hooks would see the config
+    /// environment (git drops `GIT_CONFIG_COUNT` for local transports, not the values).
+    file_protocol: &'static str,
     /// Records every spawned command when set (tests only).
     recorder: Option<Arc<Mutex<Vec<Invocation>>>>,
 }
@@ -84,19 +109,23 @@ impl Git {
         timeout: Duration,
         token: Option<String>,
         ceiling: PathBuf,
+        home: PathBuf,
         remote_base: &str,
     ) -> Git {
-        let header_key =
-            if remote_base.starts_with("http://") || remote_base.starts_with("https://") {
-                format!("http.{}/.extraHeader", remote_base.trim_end_matches('/'))
-            } else {
-                "http.extraHeader".to_owned()
-            };
+        let http = remote_base.starts_with("http://") || remote_base.starts_with("https://");
+        let header_key = if http {
+            format!("http.{}/.extraHeader", remote_base.trim_end_matches('/'))
+        } else {
+            "http.extraHeader".to_owned()
+        };
         Git {
             timeout,
             ceiling,
             token: token.filter(|token| !token.is_empty()),
             header_key,
+            home,
+            inherited: inherited_vars(|name| std::env::var_os(name)),
+            file_protocol: if http { "never" } else { "always" },
             recorder: None,
         }
     }
@@ -106,17 +135,32 @@ impl Git {
         self.recorder = Some(recorder);
     }
 
+    /// Replaces the environment orch was started with, as git processes would inherit it
+    /// (tests only: the test process's own environment is shared by every test).
+    #[cfg(test)]
+    pub(crate) fn set_process_env(&mut self, vars: &[(&str, &str)]) {
+        self.inherited = inherited_vars(|name| {
+            vars.iter()
+                .find(|(var, _)| *var == name)
+                .map(|(_, value)| OsString::from(value))
+        });
+    }
+
     /// The command for `git {args}` in `cwd`: environment built from nothing, stdin closed,
     /// output captured, in its own process group, killed when dropped.
     pub(crate) fn command(&self, cwd: &Path, args: &[OsString], network: Network) -> Command {
         let mut command = Command::new("git");
         command.args(args).current_dir(cwd).env_clear();
-        for name in INHERITED_VARS {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
+        for (name, value) in &self.inherited {
+            command.env(name, value);
         }
+        // The user's and the system's git config could reroute orch's traffic (a URL-specific
+        // `http.<url>.proxy` or `url.<base>.insteadOf` beats what the config environment pins)
+        // or run code: git reads neither.
         command
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("LC_ALL", "C")
             .env("GIT_CEILING_DIRECTORIES", &self.ceiling)
             .env("GIT_TERMINAL_PROMPT", "0")
@@ -140,7 +184,7 @@ impl Git {
             ("protocol.allow", "never".to_owned()),
             ("protocol.http.allow", "always".to_owned()),
             ("protocol.https.allow", "always".to_owned()),
-            ("protocol.file.allow", "always".to_owned()),
+            ("protocol.file.allow", self.file_protocol.to_owned()),
         ];
         if network == Network::Remote {
             // Let curl give up on a silent server before our own deadline kills git.
@@ -178,8 +222,47 @@ impl Git {
         args: &[OsString],
         network: Network,
     ) -> Result<GitOutput, GitError> {
+        self.execute(self.command(cwd, args, network), args).await
+    }
+
+    /// Runs `git {args}` in a worktree of the mirror, whose git directories are named in the
+    /// environment; returns its output whatever its exit code.
+    pub(crate) async fn output_in(
+        &self,
+        worktree: &Worktree<'_>,
+        args: &[OsString],
+        network: Network,
+    ) -> Result<GitOutput, GitError> {
+        let mut command = self.command(worktree.work_tree, args, network);
+        command
+            .env("GIT_DIR", worktree.git_dir)
+            .env("GIT_COMMON_DIR", worktree.common_dir)
+            .env("GIT_WORK_TREE", worktree.work_tree);
+        self.execute(command, args).await
+    }
+
+    /// `output_in`, with a non-zero exit an error carrying git's stderr.
+    pub(crate) async fn run_in(
+        &self,
+        worktree: &Worktree<'_>,
+        args: &[OsString],
+        network: Network,
+    ) -> Result<String, GitError> {
+        let output = self.output_in(worktree, args, network).await?;
+        if output.success() {
+            Ok(output.stdout)
+        } else {
+            Err(self.failure(args, &output))
+        }
+    }
+
+    /// Spawns `command` (`git {args}`) and waits for it, killing it at the deadline.
+    async fn execute(
+        &self,
+        mut command: Command,
+        args: &[OsString],
+    ) -> Result<GitOutput, GitError> {
         let subcommand = subcommand(args);
-        let mut command = self.command(cwd, args, network);
         self.record(&command);
         tracing::debug!(command = %subcommand, args = ?args, "running git");
         let child = command.spawn().map_err(GitError::Spawn)?;
@@ -270,6 +353,14 @@ impl Git {
             invocations.push(invocation);
         }
     }
+}
+
+/// The `INHERITED_VARS` that `lookup` finds.
+fn inherited_vars(lookup: impl Fn(&str) -> Option<OsString>) -> Vec<(&'static str, OsString)> {
+    INHERITED_VARS
+        .into_iter()
+        .filter_map(|name| Some((name, lookup(name)?)))
+        .collect()
 }
 
 /// The git subcommand of an argument list, for messages (never the arguments: they hold paths).

@@ -4,12 +4,20 @@
 //! task branch.
 //!
 //! It deliberately is not a git library: every operation is a `git` process with a clean
-//! environment and a deadline, and credentials reach git only through its config environment
+//! environment, a private `HOME` (`{repos_dir}/.git-home`), no user or system git config, and a
+//! deadline; credentials reach git only through its config environment
 //! (`GIT_CONFIG_COUNT`/`http.extraHeader`), never argv, a URL or a log. Every path it touches
 //! stays inside `repos_dir`. Main types: `GitWorkspace` and its `GitConfig`.
+//!
+//! Agents are untrusted. orch's git names a worktree's git directories in its environment, so
+//! files an agent can rewrite never choose what orch's git reads; and `prepare` tells a sandbox
+//! what to mount (`PreparedWorktree::mounts`): a private copy of the mirror's git directory in
+//! which the agent can commit on its task branch and change nothing else of orch's, whose
+//! commits orch then adopts (`agent_view`).
 
 #![forbid(unsafe_code)]
 
+mod agent_view;
 mod command;
 mod error;
 mod paths;
@@ -25,7 +33,7 @@ use orch_core::domain::Agent;
 use orch_core::ids::{CommitSha, RepoSlug};
 use orch_core::ports::{PreparedWorktree, Workspace, WorkspaceError, WorktreeSpec};
 
-use crate::command::{git_args, Git, Network};
+use crate::command::{git_args, Git, Network, Worktree};
 use crate::error::GitError;
 use crate::paths::Layout;
 
@@ -103,24 +111,30 @@ impl GitWorkspace {
                 "the remote base url must be a url or a path".to_owned(),
             ));
         }
-        std::fs::create_dir_all(&config.repos_dir)
+        let root = std::fs::create_dir_all(&config.repos_dir)
             .and_then(|()| std::fs::canonicalize(&config.repos_dir))
-            .map(|root| GitWorkspace {
-                git: Git::new(
-                    config.command_timeout,
-                    config.token,
-                    root.clone(),
-                    &config.remote_base,
-                ),
-                layout: Layout::new(root),
-                remote_base: config.remote_base.trim_end_matches('/').to_owned(),
-                mirror_locks: Mutex::new(HashMap::new()),
-            })
             .map_err(|err| {
                 WorkspaceError::Other(
                     format!("create repos_dir {}: {err}", config.repos_dir.display()).into(),
                 )
-            })
+            })?;
+        let layout = Layout::new(root.clone());
+        let home = layout.git_home();
+        ensure_private_dir(&home).map_err(|err| {
+            WorkspaceError::Other(format!("create git's home {}: {err}", home.display()).into())
+        })?;
+        Ok(GitWorkspace {
+            git: Git::new(
+                config.command_timeout,
+                config.token,
+                root,
+                home,
+                &config.remote_base,
+            ),
+            layout,
+            remote_base: config.remote_base.trim_end_matches('/').to_owned(),
+            mirror_locks: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The canonical `repos_dir`.
@@ -296,10 +310,16 @@ impl GitWorkspace {
             tracing::debug!(branch = %branch, "the task branch is ahead of or diverged from the remote; keeping it");
             return Ok(());
         }
+        let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
+        let dirs = Worktree {
+            work_tree: worktree,
+            git_dir: &admin,
+            common_dir: mirror,
+        };
         let merged = self
             .git
-            .output(
-                worktree,
+            .output_in(
+                &dirs,
                 &git_args!["merge", "--ff-only", "--quiet", remote],
                 Network::Local,
             )
@@ -336,22 +356,29 @@ impl GitWorkspace {
     ) -> Result<PathBuf, GitError> {
         let branch = paths::branch(spec.branch.as_str())?;
         let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
+        let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
         self.layout.ensure_inside(&worktree).await?;
-        if tokio::fs::try_exists(worktree.join(".git"))
-            .await
-            .unwrap_or(false)
-        {
-            match self.current_branch(&worktree).await {
-                Ok(Some(head)) if head == format!("refs/heads/{branch}") => return Ok(worktree),
+        let dirs = Worktree {
+            work_tree: &worktree,
+            git_dir: &admin,
+            common_dir: mirror,
+        };
+        if is_registered(&dirs).await {
+            match self.current_branch(&dirs).await {
+                Ok(Some(head)) if head == format!("refs/heads/{branch}") => {
+                    repair_links(&dirs).await?;
+                    return Ok(worktree);
+                }
                 Ok(_) => {
                     // An agent left it on another branch or detached: put it back.
                     self.git
-                        .run(
-                            &worktree,
+                        .run_in(
+                            &dirs,
                             &git_args!["switch", "--quiet", branch],
                             Network::Local,
                         )
                         .await?;
+                    repair_links(&dirs).await?;
                     return Ok(worktree);
                 }
                 // Not a working git checkout any more (its mirror was lost): make it anew.
@@ -362,10 +389,17 @@ impl GitWorkspace {
         self.git
             .run(mirror, &git_args!["worktree", "prune"], Network::Local)
             .await?;
-        if tokio::fs::try_exists(&worktree).await.unwrap_or(false) {
-            tokio::fs::remove_dir_all(&worktree)
-                .await
-                .map_err(GitError::io("remove a broken worktree"))?;
+        for (dir, what) in [
+            (&worktree, "remove a broken worktree"),
+            // An admin directory left by a broken registration would make git name the new
+            // one differently.
+            (&admin, "remove a stale worktree registration"),
+        ] {
+            if tokio::fs::try_exists(dir).await.unwrap_or(false) {
+                tokio::fs::remove_dir_all(dir)
+                    .await
+                    .map_err(GitError::io(what))?;
+            }
         }
         if let Some(parent) = worktree.parent() {
             tokio::fs::create_dir_all(parent)
@@ -379,14 +413,20 @@ impl GitWorkspace {
                 Network::Local,
             )
             .await?;
+        if !is_registered(&dirs).await {
+            return Err(GitError::Unexpected {
+                command: "worktree",
+                output: format!("no admin directory worktrees/{}", spec.work_item),
+            });
+        }
         tracing::info!(branch = %branch, "worktree added");
         Ok(worktree)
     }
 
     /// The ref the worktree's HEAD is attached to; `None` when detached.
-    async fn current_branch(&self, worktree: &Path) -> Result<Option<String>, GitError> {
+    async fn current_branch(&self, dirs: &Worktree<'_>) -> Result<Option<String>, GitError> {
         let args = git_args!["symbolic-ref", "--quiet", "HEAD"];
-        let output = self.git.output(worktree, &args, Network::Local).await?;
+        let output = self.git.output_in(dirs, &args, Network::Local).await?;
         match output.code {
             Some(0) => Ok(Some(output.stdout.trim().to_owned())),
             Some(1) => Ok(None),
@@ -394,20 +434,24 @@ impl GitWorkspace {
         }
     }
 
-    /// The worktree of `spec`, which must exist.
-    async fn existing_worktree(&self, spec: &WorktreeSpec) -> Result<PathBuf, GitError> {
+    /// The worktree of `spec` and its admin directory, which must exist.
+    async fn existing_worktree(&self, spec: &WorktreeSpec) -> Result<(PathBuf, PathBuf), GitError> {
         let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
+        let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
         self.layout.ensure_inside(&worktree).await?;
-        if !tokio::fs::try_exists(worktree.join(".git"))
+        let registered = tokio::fs::try_exists(admin.join("HEAD"))
             .await
             .unwrap_or(false)
-        {
+            && tokio::fs::metadata(&worktree)
+                .await
+                .is_ok_and(|metadata| metadata.is_dir());
+        if !registered {
             return Err(GitError::NotFound(format!(
                 "no worktree for {}",
                 spec.work_item
             )));
         }
-        Ok(worktree)
+        Ok((worktree, admin))
     }
 
     /// The mirror of `spec.repo`, which must exist.
@@ -421,6 +465,17 @@ impl GitWorkspace {
             return Err(GitError::NotFound(format!("no mirror of {}", spec.repo)));
         }
         Ok(mirror)
+    }
+
+    /// `adopt_agent_branch` under the mirror lock.
+    async fn adopt_agent_branch_locked(
+        &self,
+        mirror: &Path,
+        spec: &WorktreeSpec,
+    ) -> Result<(), GitError> {
+        let lock = self.mirror_lock(&spec.repo);
+        let _guard = lock.lock().await;
+        self.adopt_agent_branch(mirror, spec).await
     }
 
     async fn branch_head(&self, mirror: &Path, spec: &WorktreeSpec) -> Result<CommitSha, GitError> {
@@ -438,14 +493,16 @@ impl GitWorkspace {
         paths::branch(spec.branch.as_str())?;
         paths::branch(spec.base_branch.as_str())?;
         let lock = self.mirror_lock(&spec.repo);
-        let worktree = {
+        let (worktree, mounts) = {
             let _guard = lock.lock().await;
             let mirror = self.ensure_mirror(&spec.repo).await?;
+            self.adopt_agent_branch(&mirror, spec).await?;
             self.fetch(&mirror, spec).await?;
             self.ensure_branch(&mirror, spec).await?;
             let worktree = self.ensure_worktree(&mirror, spec).await?;
             self.follow_remote_branch(&mirror, &worktree, spec).await?;
-            worktree
+            let mounts = self.seed_agent_view(&mirror, spec).await?;
+            (worktree, mounts)
         };
         let output_dir = self.layout.output_dir(&spec.repo, &spec.work_item, agent)?;
         self.layout.ensure_inside(&output_dir).await?;
@@ -469,6 +526,7 @@ impl GitWorkspace {
             path: worktree,
             output_dir,
             analysis_file,
+            mounts,
         })
     }
 
@@ -497,9 +555,16 @@ impl GitWorkspace {
         spec: &WorktreeSpec,
         message: &str,
     ) -> Result<Option<CommitSha>, GitError> {
-        let worktree = self.existing_worktree(spec).await?;
+        let mirror = self.existing_mirror(spec).await?;
+        let (worktree, admin) = self.existing_worktree(spec).await?;
+        self.adopt_agent_branch_locked(&mirror, spec).await?;
+        let dirs = Worktree {
+            work_tree: &worktree,
+            git_dir: &admin,
+            common_dir: &mirror,
+        };
         let expected = format!("refs/heads/{}", paths::branch(spec.branch.as_str())?);
-        let head = self.current_branch(&worktree).await?;
+        let head = self.current_branch(&dirs).await?;
         if head.as_deref() != Some(expected.as_str()) {
             return Err(GitError::WrongBranch {
                 expected,
@@ -507,18 +572,18 @@ impl GitWorkspace {
             });
         }
         self.git
-            .run(&worktree, &git_args!["add", "--all"], Network::Local)
+            .run_in(&dirs, &git_args!["add", "--all"], Network::Local)
             .await?;
         let args = git_args!["diff", "--cached", "--quiet"];
-        let diff = self.git.output(&worktree, &args, Network::Local).await?;
+        let diff = self.git.output_in(&dirs, &args, Network::Local).await?;
         match diff.code {
             Some(0) => return Ok(None),
             Some(1) => {}
             _ => return Err(self.git.failure(&args, &diff)),
         }
         self.git
-            .run(
-                &worktree,
+            .run_in(
+                &dirs,
                 &git_args![
                     "commit",
                     "--quiet",
@@ -531,7 +596,7 @@ impl GitWorkspace {
             .await?;
         let head = self
             .git
-            .run(&worktree, &git_args!["rev-parse", "HEAD"], Network::Local)
+            .run_in(&dirs, &git_args!["rev-parse", "HEAD"], Network::Local)
             .await?;
         let sha = parse_sha(&head, "rev-parse")?;
         tracing::info!(sha = %sha.short(), "leftovers committed");
@@ -540,6 +605,7 @@ impl GitWorkspace {
 
     async fn do_commits_ahead(&self, spec: &WorktreeSpec) -> Result<u32, GitError> {
         let mirror = self.existing_mirror(spec).await?;
+        self.adopt_agent_branch_locked(&mirror, spec).await?;
         let branch = paths::branch(spec.branch.as_str())?;
         let base = paths::branch(spec.base_branch.as_str())?;
         self.branch_head(&mirror, spec).await?;
@@ -618,6 +684,7 @@ impl GitWorkspace {
         let lock = self.mirror_lock(&spec.repo);
         let _guard = lock.lock().await;
         let mirror = self.ensure_mirror(&spec.repo).await?;
+        self.adopt_agent_branch(&mirror, spec).await?;
         // Push the sha read here, so the sha returned is exactly the one pushed even if an
         // agent commits meanwhile.
         let sha = self.branch_head(&mirror, spec).await?;
@@ -652,11 +719,16 @@ impl GitWorkspace {
         let has_mirror = tokio::fs::try_exists(mirror.join("HEAD"))
             .await
             .unwrap_or(false);
-        if has_mirror
-            && tokio::fs::try_exists(worktree.join(".git"))
-                .await
-                .unwrap_or(false)
-        {
+        let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
+        let dirs = Worktree {
+            work_tree: &worktree,
+            git_dir: &admin,
+            common_dir: &mirror,
+        };
+        if has_mirror && is_registered(&dirs).await {
+            // The links name the registration `worktree remove` looks for; an agent may have
+            // changed them.
+            repair_links(&dirs).await?;
             let args = git_args!["worktree", "remove", "--force", "--force", worktree];
             let output = self.git.output(&mirror, &args, Network::Local).await?;
             if !output.success() {
@@ -676,6 +748,8 @@ impl GitWorkspace {
                 .run(&mirror, &git_args!["worktree", "prune"], Network::Local)
                 .await?;
         }
+        self.remove_agent_view(has_mirror.then_some(mirror.as_path()), spec)
+            .await?;
         tracing::info!("worktree removed");
         Ok(())
     }
@@ -719,6 +793,7 @@ impl Workspace for GitWorkspace {
     #[tracing::instrument(skip_all, fields(repo = %spec.repo, work_item = %spec.work_item))]
     async fn head_sha(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError> {
         let mirror = self.existing_mirror(spec).await?;
+        self.adopt_agent_branch_locked(&mirror, spec).await?;
         Ok(self.branch_head(&mirror, spec).await?)
     }
 
@@ -747,6 +822,76 @@ fn parse_sha(text: &str, command: &'static str) -> Result<CommitSha, GitError> {
         command,
         output: text.trim().to_owned(),
     })
+}
+
+/// Creates `dir` if missing and makes it a directory only its owner can enter (mode 0700); a
+/// symbolic link or a file in its place is replaced.
+fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::symlink_metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => {
+            std::fs::remove_file(dir)?;
+            std::fs::create_dir(dir)?;
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(dir)?,
+        Err(err) => return Err(err),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Whether the worktree is a registered checkout: its directory and its admin directory exist.
+async fn is_registered(dirs: &Worktree<'_>) -> bool {
+    tokio::fs::try_exists(dirs.git_dir.join("HEAD"))
+        .await
+        .unwrap_or(false)
+        && tokio::fs::metadata(dirs.work_tree)
+            .await
+            .is_ok_and(|metadata| metadata.is_dir())
+}
+
+/// Rewrites the files that tie a worktree to its admin directory and the mirror (the
+/// worktree's `.git`, the admin directory's `gitdir` and `commondir`), which an agent may have
+/// changed: orch's own git never reads them (`Worktree` names the directories), but the
+/// agent's git and `git worktree` do. A link or directory in their place is removed, never
+/// written through.
+async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
+    let links = [
+        (
+            dirs.work_tree.join(".git"),
+            format!("gitdir: {}\n", dirs.git_dir.display()),
+        ),
+        (
+            dirs.git_dir.join("gitdir"),
+            format!("{}\n", dirs.work_tree.join(".git").display()),
+        ),
+        (dirs.git_dir.join("commondir"), "../..\n".to_owned()),
+    ];
+    for (path, text) in links {
+        match tokio::fs::symlink_metadata(&path).await {
+            Ok(metadata) if metadata.is_file() => {
+                if tokio::fs::read(&path).await.ok().as_deref() == Some(text.as_bytes()) {
+                    continue;
+                }
+                tokio::fs::remove_file(&path).await
+            }
+            Ok(metadata) if metadata.is_dir() => tokio::fs::remove_dir_all(&path).await,
+            Ok(_) => tokio::fs::remove_file(&path).await,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        }
+        .map_err(GitError::io("repair the worktree's links"))?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(GitError::io("repair the worktree's links"))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, text.as_bytes())
+            .await
+            .map_err(GitError::io("repair the worktree's links"))?;
+    }
+    Ok(())
 }
 
 /// True for `scheme://user[:password]@host/…`.

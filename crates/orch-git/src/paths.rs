@@ -8,8 +8,10 @@ use orch_core::ids::{RepoSlug, WorkItemId};
 use crate::error::GitError;
 
 /// The directory layout under the canonical `repos_dir`:
-/// `{owner}/{repo}/mirror.git`, `{owner}/{repo}/worktrees/{work item}` and
-/// `{owner}/{repo}/outputs/{work item}/{agent}/`.
+/// `{owner}/{repo}/mirror.git`, `{owner}/{repo}/worktrees/{work item}`,
+/// `{owner}/{repo}/outputs/{work item}/{agent}/`, `{owner}/{repo}/agent-git/{work item}` (what a
+/// sandboxed agent sees in place of the mirror), and `.git-home`, the private `HOME` of
+/// orch's git (no owner starts with `.`).
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     root: PathBuf,
@@ -25,8 +27,17 @@ impl Layout {
         &self.root
     }
 
+    /// The `HOME` of orch's git processes.
+    pub(crate) fn git_home(&self) -> PathBuf {
+        self.root.join(".git-home")
+    }
+
     pub(crate) fn repo_dir(&self, repo: &RepoSlug) -> Result<PathBuf, GitError> {
         let mut path = self.root.clone();
+        if repo.owner().starts_with('.') {
+            // Names starting with '.' are orch's own (`.git-home`); Gitea has no such owner.
+            return Err(refused("repository owner", "must not start with '.'"));
+        }
         path.push(component("repository owner", repo.owner())?);
         path.push(component("repository name", repo.name())?);
         Ok(path)
@@ -45,6 +56,33 @@ impl Layout {
         Ok(self
             .repo_dir(repo)?
             .join("worktrees")
+            .join(component("work item", &name)?))
+    }
+
+    /// `{mirror}/worktrees/{work item}`: the worktree's admin directory (its HEAD and index).
+    pub(crate) fn worktree_admin(
+        &self,
+        repo: &RepoSlug,
+        work_item: &WorkItemId,
+    ) -> Result<PathBuf, GitError> {
+        let name = work_item.to_string();
+        Ok(self
+            .mirror(repo)?
+            .join("worktrees")
+            .join(component("work item", &name)?))
+    }
+
+    /// `{owner}/{repo}/agent-git/{work item}`: the private git directory a sandboxed agent sees
+    /// in place of the mirror.
+    pub(crate) fn agent_git(
+        &self,
+        repo: &RepoSlug,
+        work_item: &WorkItemId,
+    ) -> Result<PathBuf, GitError> {
+        let name = work_item.to_string();
+        Ok(self
+            .repo_dir(repo)?
+            .join("agent-git")
             .join(component("work item", &name)?))
     }
 

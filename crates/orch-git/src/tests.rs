@@ -548,6 +548,20 @@ async fn the_token_is_in_no_argv_url_or_log_only_in_the_config_environment_of_ne
                 || name.starts_with("GIT_");
             assert!(allowed, "unexpected variable {name} in {invocation:?}");
         }
+        let env_of = |name: &str| {
+            invocation
+                .envs
+                .iter()
+                .find(|(var, _)| var == name)
+                .map(|(_, value)| value.clone())
+        };
+        assert_eq!(
+            env_of("HOME").map(PathBuf::from),
+            Some(fixture.repos().join(".git-home")),
+            "{invocation:?}"
+        );
+        assert_eq!(env_of("GIT_CONFIG_GLOBAL").as_deref(), Some("/dev/null"));
+        assert_eq!(env_of("GIT_CONFIG_NOSYSTEM").as_deref(), Some("1"));
         let header_key = invocation
             .envs
             .iter()
@@ -588,6 +602,234 @@ async fn the_token_is_in_no_argv_url_or_log_only_in_the_config_environment_of_ne
     );
     assert!(!captured.contains(TOKEN), "token in logs");
     assert!(!format!("{:?}", fixture.workspace).contains(TOKEN));
+}
+
+/// The directory orch was started with as `HOME` (and `XDG_CONFIG_HOME`, and a system config),
+/// written by someone who wants the token: `config` goes into `~/.gitconfig` through an
+/// `[include]`, and into the XDG and system config files as it is.
+struct HostileHome {
+    dir: tempfile::TempDir,
+}
+
+impl HostileHome {
+    fn new(config: &str) -> HostileHome {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".config/git")).expect("home");
+        let included = dir.path().join("included.gitconfig");
+        std::fs::write(&included, config).expect("included config");
+        std::fs::write(
+            home.join(".gitconfig"),
+            format!("[include]\n\tpath = {}\n", included.display()),
+        )
+        .expect(".gitconfig");
+        std::fs::write(home.join(".config/git/config"), config).expect("xdg config");
+        std::fs::write(dir.path().join("system.gitconfig"), config).expect("system config");
+        HostileHome { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The environment orch is started with: the real `PATH`, everything else hostile.
+    fn process_env(&self) -> Vec<(&'static str, String)> {
+        let root = self.path().display().to_string();
+        vec![
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("LANG", "C.UTF-8".to_owned()),
+            ("HOME", format!("{root}/home")),
+            ("XDG_CONFIG_HOME", format!("{root}/home/.config")),
+            ("GIT_CONFIG_SYSTEM", format!("{root}/system.gitconfig")),
+            ("GIT_CONFIG_GLOBAL", format!("{root}/home/.gitconfig")),
+        ]
+    }
+
+    /// Writes an executable script that appends its environment to `dump` and then runs its
+    /// arguments, if any.
+    fn dumping_script(&self, path: &Path, dump: &Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(
+            path,
+            format!(
+                "#!/bin/sh\nenv >> '{}'\ncat > /dev/null\n[ $# -gt 0 ] && exec \"$@\" < /dev/null\nexit 0\n",
+                dump.display()
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}
+
+/// A workspace on `sim` whose git processes inherit `home`'s environment.
+fn workspace_started_in(home: &HostileHome, sim: &orch_sim::gitea::GiteaSim) -> GitWorkspace {
+    let mut config = GitConfig::new(home.path().join("repos"), sim.base_url());
+    config.token = Some(TOKEN.to_owned());
+    config.command_timeout = Duration::from_secs(60);
+    let mut workspace = GitWorkspace::new(config).expect("workspace");
+    let env = home.process_env();
+    let vars: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    workspace.git.set_process_env(&vars);
+    workspace
+}
+
+/// Prepares, commits and pushes one task branch; returns the pushed sha.
+async fn prepare_commit_push(
+    workspace: &GitWorkspace,
+    spec: &WorktreeSpec,
+) -> Result<String, WorkspaceError> {
+    let prepared = workspace.prepare(spec, Agent::Developer).await?;
+    std::fs::write(prepared.path.join("change.md"), "a change\n").expect("write");
+    workspace.commit_leftovers(spec, "a change").await?;
+    Ok(workspace.push(spec).await?.as_str().to_owned())
+}
+
+#[tokio::test]
+async fn a_hostile_user_git_config_cannot_reroute_orchs_git_to_a_local_repository_with_hooks() {
+    let sim = orch_sim::gitea::GiteaSim::start_with_token(TOKEN)
+        .await
+        .expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    // A local copy of the repository whose every hook, and git's pack-objects hook, writes
+    // the environment it gets (the config environment included) to a file.
+    let evil_base = scratch.path().join("evil");
+    let evil = evil_base.join("acme/widgets.git");
+    let source = sim.repo_path("acme/widgets");
+    sh(
+        scratch.path(),
+        &[
+            "clone",
+            "--bare",
+            "--quiet",
+            source.to_str().expect("utf-8"),
+            evil.to_str().expect("utf-8"),
+        ],
+    );
+    let dump = scratch.path().join("dumped-env");
+    let pack_hook = scratch.path().join("pack-objects-hook");
+    let config = format!(
+        "[url \"{}/\"]\n\tinsteadOf = {}/\n[uploadpack]\n\tpackObjectsHook = {}\n",
+        evil_base.display(),
+        sim.base_url(),
+        pack_hook.display()
+    );
+    let home = HostileHome::new(&config);
+    home.dumping_script(&pack_hook, &dump);
+    for hook in [
+        "pre-receive",
+        "update",
+        "post-receive",
+        "post-update",
+        "reference-transaction",
+        "proc-receive",
+    ] {
+        home.dumping_script(&evil.join("hooks").join(hook), &dump);
+    }
+    let workspace = workspace_started_in(&home, &sim);
+    let spec = spec("ET-050");
+
+    let pushed = prepare_commit_push(&workspace, &spec).await;
+
+    let dumped = std::fs::read_to_string(&dump).unwrap_or_default();
+    assert!(
+        !dumped.contains(TOKEN),
+        "a hook of the rerouted repository got the token"
+    );
+    assert!(dumped.is_empty(), "a hook ran: {dumped}");
+    let pushed = pushed.expect("orch's git reached gitea");
+    let tip = sim
+        .branch_tip("acme/widgets", spec.branch.as_str())
+        .await
+        .expect("tip");
+    assert_eq!(tip.as_deref(), Some(pushed.as_str()));
+    assert!(sh(&evil, &["for-each-ref", "refs/heads/feature"]).is_empty());
+}
+
+#[tokio::test]
+async fn a_hostile_user_git_config_cannot_send_orchs_traffic_through_a_proxy() {
+    let sim = orch_sim::gitea::GiteaSim::start_with_token(TOKEN)
+        .await
+        .expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let proxy = OneShotHttp::start(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let home = HostileHome::new(&format!(
+        "[http \"{}/\"]\n\tproxy = {}\n[http]\n\tproxy = {}\n",
+        sim.base_url(),
+        proxy.base_url(),
+        proxy.base_url()
+    ));
+    let workspace = workspace_started_in(&home, &sim);
+    let spec = spec("ET-051");
+
+    let pushed = prepare_commit_push(&workspace, &spec).await;
+
+    let request = proxy.request();
+    assert!(!request.contains(TOKEN), "the proxy got the token");
+    assert!(request.is_empty(), "the proxy got a request: {request}");
+    let pushed = pushed.expect("orch's git went straight to gitea");
+    let tip = sim
+        .branch_tip("acme/widgets", spec.branch.as_str())
+        .await
+        .expect("tip");
+    assert_eq!(tip.as_deref(), Some(pushed.as_str()));
+}
+
+#[tokio::test]
+async fn an_http_remote_turns_the_file_protocol_off_and_a_local_one_keeps_it() {
+    let server = OneShotHttp::start(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    for (fixture, expected) in [
+        (
+            Fixture::with_remote_base(Some(server.base_url()), Duration::from_secs(30)),
+            "never",
+        ),
+        (Fixture::new(), "always"),
+    ] {
+        let _ = fixture
+            .workspace
+            .prepare(&spec("ET-052"), Agent::Analyst)
+            .await;
+        let invocations = fixture.invocations();
+        assert!(!invocations.is_empty());
+        for invocation in invocations {
+            let key = invocation
+                .envs
+                .iter()
+                .find(|(_, value)| value == "protocol.file.allow")
+                .map(|(name, _)| name.replace("KEY", "VALUE"))
+                .expect("protocol.file.allow is pinned");
+            let value = invocation.envs.iter().find(|(name, _)| *name == key);
+            assert_eq!(value.map(|(_, value)| value.as_str()), Some(expected));
+        }
+    }
+}
+
+#[test]
+fn gits_home_is_private_and_replaces_whatever_took_its_place() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repos = dir.path().join("repos");
+    std::fs::create_dir_all(&repos).expect("repos");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, repos.join(".git-home")).expect("symlink");
+
+    GitWorkspace::new(GitConfig::new(&repos, "http://127.0.0.1:3000")).expect("workspace");
+
+    let metadata = std::fs::symlink_metadata(repos.join(".git-home")).expect("home");
+    assert!(metadata.is_dir(), "a real directory, not the link");
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o700);
+    let err = paths::Layout::new(repos)
+        .repo_dir(&RepoSlug::new(".git-home/x").expect("slug"))
+        .expect_err("a dot owner");
+    assert!(matches!(err, GitError::Refused { .. }), "{err}");
 }
 
 #[test]
@@ -784,6 +1026,7 @@ fn git_stderr_is_scrubbed_of_the_token() {
         Duration::from_secs(1),
         Some(TOKEN.to_owned()),
         PathBuf::from("/"),
+        PathBuf::from("/nonexistent"),
         "http://127.0.0.1:3000",
     );
     assert_eq!(

@@ -23,8 +23,9 @@ const DEFAULT_TASK_LIMIT: u32 = 100;
 /// The largest `limit` of `/api/tasks`.
 const MAX_TASK_LIMIT: u32 = 1000;
 
-pub(crate) fn is_admin_path(path: &str) -> bool {
-    matches!(path, "/queue" | "/metrics" | "/api/tasks") || path.starts_with("/api/tasks/")
+/// Whether `path` shows work items or commands them: it needs admin access (SPEC §5.3).
+pub(crate) fn is_work_item_path(path: &str) -> bool {
+    matches!(path, "/queue" | "/api/tasks") || path.starts_with("/api/tasks/")
 }
 
 pub(crate) fn readyz(state: &AppState) -> Response {
@@ -47,7 +48,7 @@ pub(crate) fn readyz(state: &AppState) -> Response {
     json(status, &body)
 }
 
-/// One admin route; the caller checked the method and the token.
+/// `/metrics` or a work item route; the caller checked the method and the access.
 pub(crate) async fn handle(state: &AppState, request: &Request<Incoming>) -> Response {
     let path = request.uri().path();
     let result = match path {
@@ -147,8 +148,14 @@ pub(crate) fn admin_command(path: &str) -> Option<(&str, AdminCommand)> {
 }
 
 /// Submits `command` for the task `id` names to the daemon's serial event loop and answers
-/// `{"task", "changed", "note"}` with what the loop did; the caller checked method and token.
-pub(crate) async fn command(state: &AppState, id: &str, command: AdminCommand) -> Response {
+/// `{"task", "changed", "note"}` with what the loop did; the caller checked method and
+/// access, and `via` says how the sender was admitted (for the log).
+pub(crate) async fn command(
+    state: &AppState,
+    id: &str,
+    command: AdminCommand,
+    via: &'static str,
+) -> Response {
     let Some(sink) = state.admin.clone() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -172,6 +179,7 @@ pub(crate) async fn command(state: &AppState, id: &str, command: AdminCommand) -
             info!(
                 task = %task.work_item,
                 command = command.as_str(),
+                via,
                 changed = handled.changed,
                 "admin command handled"
             );

@@ -10,6 +10,7 @@ use orch_core::ports::{InboxInsert, NewDelivery, Source};
 use sha2::{Digest, Sha256};
 use tracing::{debug, error, warn};
 
+use crate::connections::Worker;
 use crate::metrics::DeliveryOutcome;
 use crate::server::{error, error_and_close, json, Response};
 use crate::signature::{verify_gitea, verify_plane};
@@ -32,10 +33,13 @@ pub const GITEA_EVENTS: [&str; 6] = [
 /// The longest delivery id accepted.
 const MAX_DELIVERY_ID_LEN: usize = 128;
 
+/// Handles one delivery. The request counts as work on `worker`'s connection (which is then
+/// never closed to make room for another) only once its body has arrived.
 pub(crate) async fn handle(
     state: &AppState,
     source: Source,
     request: Request<Incoming>,
+    worker: &Worker,
 ) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
@@ -67,6 +71,10 @@ pub(crate) async fn handle(
                 .count_delivery(source, DeliveryOutcome::Incomplete);
             return error_and_close(StatusCode::REQUEST_TIMEOUT, "request body too slow");
         }
+    };
+
+    let Some(_work) = worker.begin_work() else {
+        return error_and_close(StatusCode::SERVICE_UNAVAILABLE, "the connection is closing");
     };
 
     // Authenticity first: nothing below runs for a forged request.

@@ -8,21 +8,33 @@
 //! `/healthz`, `/readyz`, `/queue`, `/metrics` and `/api/tasks[/{id}]` from the `Store`; the
 //! admin commands `POST /api/tasks/{id}/retry|cancel` decide nothing here: they are submitted
 //! to the daemon's serial event loop through `AppState::admin` (an `EventSink`).
-//! Main items: `serve`, `AppState` (with `WebhookSecrets`, `Readiness`, `ReconcileSwitches`,
-//! `Limits`) and `Metrics`, the Prometheus registry the daemon updates too.
+//!
+//! A source address is never a credential. Webhooks prove themselves by signature; work
+//! items, tasks and commands need the admin token (Bearer) or come over the `AdminSocket`
+//! (`{db_path}.sock`, mode 0600), which the CLI uses; requests relayed by a proxy (forwarding
+//! headers) get no trust from the socket. Slow or stalled clients cannot hold the server:
+//! heads, bodies and answers have deadlines, connections a maximum age, and when the global
+//! or per-peer cap is reached the connection stalled the longest makes room (`Limits`).
+//! Main items: `serve` (on `Listeners`), `AdminSocket`, `AppState` (with `WebhookSecrets`,
+//! `Readiness`, `ReconcileSwitches`, `Limits`) and `Metrics`, the Prometheus registry the
+//! daemon updates too.
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod api;
+mod connections;
 mod ingress;
 mod metrics;
 mod server;
 mod signature;
+mod socket;
 mod state;
 
 pub use ingress::{GITEA_EVENTS, PLANE_EVENTS};
 pub use metrics::{DeliveryOutcome, JobOutcome, Metrics, SignatureFailure, METRICS_CONTENT_TYPE};
-pub use server::serve;
+pub use server::{serve, Listeners};
+pub use socket::{AdminSocket, AdminSocketError};
 pub use state::{
     AppState, Limits, LoopState, Readiness, ReconcileSettings, ReconcileSwitches, Secret,
     WebhookSecrets, DEFAULT_MAX_BODY_BYTES,

@@ -111,6 +111,27 @@ impl JobOutcome {
     }
 }
 
+/// Why the server closed or refused a connection to protect the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ConnectionShed {
+    /// Closed to make room: it had been stalled or idle the longest when a cap was reached.
+    Evicted,
+    /// Refused: its peer was at its cap with every connection busy.
+    Refused,
+    /// Closed: the client did not read an answer within the write deadline.
+    WriteTimeout,
+}
+
+impl ConnectionShed {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConnectionShed::Evicted => "evicted",
+            ConnectionShed::Refused => "refused",
+            ConnectionShed::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
 /// orch's metrics. Clones share one registry. The server counts deliveries and signature
 /// failures; the daemon counts jobs, reconcile passes and API calls; queue and inbox gauges
 /// are refreshed from the `Store` on every scrape.
@@ -139,6 +160,7 @@ struct Inner {
     inbox_lag_seconds: Gauge<f64, AtomicU64>,
     jobs_waiting: Family<ServiceLabel, Gauge>,
     service_degraded: Family<ServiceLabel, Gauge>,
+    connections_shed: Family<ReasonLabel, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,6 +194,11 @@ struct HostLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabel {
     service: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -280,6 +307,12 @@ impl Metrics {
             "1 while jobs have waited on the service for longer than 5 minutes (an outage)",
             service_degraded.clone(),
         );
+        let connections_shed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "http_connections_shed",
+            "HTTP connections the server closed or refused to protect the others, by reason",
+            connections_shed.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -301,6 +334,7 @@ impl Metrics {
                 inbox_lag_seconds,
                 jobs_waiting,
                 service_degraded,
+                connections_shed,
             }),
         }
     }
@@ -377,6 +411,15 @@ impl Metrics {
             .api_rate_limited
             .get_or_create(&HostLabel {
                 host: Cow::Owned(host.to_owned()),
+            })
+            .inc();
+    }
+
+    pub(crate) fn count_connection_shed(&self, reason: ConnectionShed) {
+        self.inner
+            .connections_shed
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
             })
             .inc();
     }

@@ -23,8 +23,9 @@ pub struct AppState {
     pub gitea_secrets: WebhookSecrets,
     /// `server.max_body_bytes`: a longer webhook body is refused with 413 and not read further.
     pub max_body_bytes: usize,
-    /// `server.admin_token`: when set, `/queue`, `/metrics` and `/api/*` need
-    /// `Authorization: Bearer <token>`.
+    /// `server.admin_token`: over TCP, `/queue` and `/api/*` need
+    /// `Authorization: Bearer <token>` and are refused without one set; `/metrics` needs it
+    /// when it is set. The admin socket needs no token.
     pub admin_token: Option<Secret>,
     pub readiness: Readiness,
     pub reconcile: ReconcileSwitches,
@@ -77,17 +78,32 @@ impl fmt::Debug for AppState {
 /// `server.max_body_bytes`'s default, 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Timeouts and bounds of the server itself.
+/// Timeouts and bounds of the server itself (SPEC §5.3, reliability anchor S2). They are not
+/// configuration keys: the defaults are the contract, and tests shorten them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// A request head (line and headers) must arrive within this time of the connection
-    /// becoming ready for it; the connection is closed otherwise.
+    /// becoming ready for it; the connection is closed otherwise. The wait for the next
+    /// request on a kept-alive connection counts too, so this is also the idle keep-alive
+    /// timeout.
     pub header_read_timeout: Duration,
     /// A request body must arrive in full within this time of its head; 408 otherwise.
     pub body_read_timeout: Duration,
-    /// Connections served at once; further ones wait in the listen backlog. With the body
-    /// cap this bounds the memory held by request bodies.
+    /// An answer that cannot be handed to the kernel within this time of its first blocked
+    /// write (the client does not read) closes the connection.
+    pub write_timeout: Duration,
+    /// A connection is asked to close after its current answer once it is this old, and is
+    /// dropped `write_timeout` later if it has not.
+    pub max_connection_age: Duration,
+    /// TCP connections served at once. When the table is full, a new connection takes the
+    /// place of the one that has been stalled (blocked writing) or idle the longest; only when
+    /// every connection is busy handling a request does it wait in the listen backlog.
     pub max_connections: usize,
+    /// TCP connections one peer address may hold at once. When a peer reaches it, its own
+    /// most stalled or idle connection makes room, and a new connection is refused only when
+    /// all of the peer's connections are busy handling requests. Behind a reverse proxy every
+    /// connection has the proxy's address, so this is then the whole server's effective cap.
+    pub max_connections_per_peer: usize,
     /// How long `serve` lets open requests finish after the shutdown future completes.
     pub shutdown_grace: Duration,
 }
@@ -95,9 +111,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(120),
             max_connections: 256,
+            max_connections_per_peer: 128,
             shutdown_grace: Duration::from_secs(5),
         }
     }

@@ -25,7 +25,9 @@ pub(crate) const JOB_COLUMNS: &str = "id, task_id, repo, payload, idem_key, stat
      attempt_id, lease_owner, lease_expires_at, heartbeat_at, process_pid, process_pgid, process_start_time, \
      last_error, output, handled, created_at, updated_at, stage, waits, waiting_service, waiting_since";
 
-pub(crate) const DELIVERY_COLUMNS: &str = "id, source, delivery_id, event_type, body, received_at";
+/// The body is read as bytes even if it was stored as text.
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "id, source, delivery_id, event_type, CAST(body AS BLOB), received_at";
 
 pub(crate) fn ts(millis: i64) -> Timestamp {
     Timestamp::from_millis(millis)

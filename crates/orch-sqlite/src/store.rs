@@ -709,12 +709,38 @@ impl Store for SqliteStore {
     }
 
     async fn inbox_pending(&self, max: u32) -> Result<Vec<Delivery>, StoreError> {
-        self.read("inbox_pending", move |conn| {
-            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM inbox WHERE processed_at IS NULL ORDER BY id LIMIT ?1");
-            let mut stmt = conn.prepare_cached(&sql)?;
-            rows::collect(&mut stmt, [limit(max)], rows::delivery)
-        })
-        .await
+        let (deliveries, unreadable) = self
+            .read("inbox_pending", move |conn| {
+                let sql = format!("SELECT {DELIVERY_COLUMNS} FROM inbox WHERE processed_at IS NULL ORDER BY id LIMIT ?1");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query([limit(max)])?;
+                let mut deliveries = Vec::new();
+                let mut unreadable = Vec::new();
+                while let Some(row) = rows.next()? {
+                    match rows::delivery(row) {
+                        Ok(delivery) => deliveries.push(delivery),
+                        Err(err) => unreadable.push((row.get::<_, i64>(0)?, err.to_string())),
+                    }
+                }
+                Ok((deliveries, unreadable))
+            })
+            .await?;
+        // A row orch did not write (edited by hand, or by something that could write the
+        // file) must not stall every delivery behind it: it is set aside with the reason.
+        if !unreadable.is_empty() {
+            self.write("inbox_set_aside", move |tx| {
+                let mut set_aside = tx.prepare_cached(
+                    "UPDATE inbox SET processed_at = received_at, outcome = ?2 WHERE id = ?1",
+                )?;
+                for (id, reason) in &unreadable {
+                    tracing::error!(delivery = id, error = %reason, "an inbox row is unreadable; it is set aside");
+                    set_aside.execute(params![id, format!("error: unreadable row: {reason}")])?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(deliveries)
     }
 
     async fn inbox_mark_processed(

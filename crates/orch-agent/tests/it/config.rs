@@ -65,3 +65,28 @@ async fn starting_an_unconfigured_role_is_invalid() {
         "{err}"
     );
 }
+
+#[test]
+fn passing_an_orch_variable_through_is_refused() {
+    let fixture = Fixture::new();
+    let mut config = fixture.sandboxed(Agent::Developer, &["/bin/true"]);
+    config
+        .roles
+        .get_mut(&Agent::Developer)
+        .expect("configured")
+        .pass_env = vec![
+        "ANTHROPIC_API_KEY".to_owned(),
+        "ORCH_GITEA_TOKEN".to_owned(),
+    ];
+    let errors = ProcessAgentRunner::new(config).expect_err("ORCH_ names are orch's own");
+    assert_eq!(
+        errors,
+        vec![ConfigError::ReservedPassEnv {
+            role: Agent::Developer,
+            name: "ORCH_GITEA_TOKEN".to_owned()
+        }]
+    );
+    assert!(errors[0]
+        .to_string()
+        .starts_with("agents.developer.pass_env: ORCH_GITEA_TOKEN: "));
+}

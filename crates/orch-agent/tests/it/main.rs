@@ -4,13 +4,14 @@ mod config;
 mod environment;
 mod lifecycle;
 mod reap;
+mod sandbox;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orch_agent::{ProcessAgentRunner, RoleConfig, RunnerConfig};
+use orch_agent::{AgentSandbox, ProcessAgentRunner, RoleConfig, RunnerConfig};
 use orch_core::domain::{Agent, Stage};
 use orch_core::ids::{BranchName, JobId, RepoSlug, TaskId, WorkItemId};
 use orch_core::ports::AgentRequest;
@@ -55,19 +56,39 @@ impl Fixture {
         std::fs::read_to_string(self.log_file(agent)).expect("the log file exists")
     }
 
+    /// `{dir}/data`: where orch's database would be; no sandbox may show it.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub(crate) fn homes_dir(&self) -> PathBuf {
+        self.dir.path().join("homes")
+    }
+
+    /// A runner for `agent` without a sandbox.
     pub(crate) fn config(&self, agent: Agent, command: &[&str]) -> RunnerConfig {
-        let role = RoleConfig {
-            command: command.iter().map(|arg| (*arg).to_owned()).collect(),
-            prompt_template: "Work on {{task}}: {{title}} in {{repo}} on {{branch}}.".to_owned(),
-            timeout: Duration::from_secs(20),
-            env: BTreeMap::new(),
-        };
+        let role = RoleConfig::new(
+            command.iter().map(|arg| (*arg).to_owned()).collect(),
+            "Work on {{task}}: {{title}} in {{repo}} on {{branch}}.".to_owned(),
+            Duration::from_secs(20),
+        );
         RunnerConfig {
             roles: BTreeMap::from([(agent, role)]),
             stall_timeout: Duration::from_secs(20),
             kill_grace: Duration::from_secs(2),
             logs_dir: self.logs_dir(),
             scratch_dir: self.dir.path().join("scratch"),
+            homes_dir: self.homes_dir(),
+            sandbox: AgentSandbox::None,
+            protected_paths: vec![self.data_dir()],
+        }
+    }
+
+    /// A runner for `agent` with each run in a bubblewrap sandbox.
+    pub(crate) fn sandboxed(&self, agent: Agent, command: &[&str]) -> RunnerConfig {
+        RunnerConfig {
+            sandbox: AgentSandbox::Bwrap { program: None },
+            ..self.config(agent, command)
         }
     }
 
@@ -97,6 +118,7 @@ impl Fixture {
             worktree: self.worktree(),
             output_dir: self.output_dir(),
             analysis_file: None,
+            mounts: Vec::new(),
         }
     }
 }

@@ -159,6 +159,7 @@ impl Workspace for FakeWorkspace {
                 spec.repo, spec.work_item
             )),
             analysis_file,
+            mounts: Vec::new(),
         })
     }
 

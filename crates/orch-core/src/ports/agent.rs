@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::domain::{Agent, ProcessRecord, Stage};
 use crate::ids::{BranchName, JobId, RepoSlug, TaskId, WorkItemId};
 use crate::ports::error::port_error;
+use crate::ports::SandboxMount;
 
 port_error!(
     /// Why an agent could not be started (a bad prompt template is `Invalid`).
@@ -36,6 +37,8 @@ pub struct AgentRequest {
     pub worktree: PathBuf,
     pub output_dir: PathBuf,
     pub analysis_file: Option<PathBuf>,
+    /// The worktree's own mounts (`PreparedWorktree::mounts`), for a runner with a sandbox.
+    pub mounts: Vec<SandboxMount>,
 }
 
 /// How an agent run ended.

@@ -28,7 +28,9 @@ pub use store::{
 pub use tracker::{
     Comment, ProjectStates, StateNames, Tracker, TrackerError, WorkItem, WorkItemPage,
 };
-pub use workspace::{PreparedWorktree, Workspace, WorkspaceError, WorktreeSpec};
+pub use workspace::{
+    MountAccess, PreparedWorktree, SandboxMount, Workspace, WorkspaceError, WorktreeSpec,
+};
 
 use std::sync::Arc;
 

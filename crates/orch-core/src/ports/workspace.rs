@@ -32,6 +32,25 @@ pub struct PreparedWorktree {
     pub output_dir: PathBuf,
     /// The analyst's `analysis.md`, when it exists (`ORCH_ANALYSIS_FILE`).
     pub analysis_file: Option<PathBuf>,
+    /// What an agent's sandbox must show besides the worktree and the output directory for
+    /// the worktree to work (SPEC §5.4), in mount order: for a git worktree, the git
+    /// directories it points into. Paths the agent may change only through these mounts.
+    pub mounts: Vec<SandboxMount>,
+}
+
+/// One directory (or file) an agent's sandbox shows: `source` on the host appears at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxMount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub access: MountAccess,
+}
+
+/// Whether the agent may change what a `SandboxMount` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountAccess {
+    ReadOnly,
+    Writable,
 }
 
 /// Local git state. Every path MUST stay inside the configured `repos_dir`.

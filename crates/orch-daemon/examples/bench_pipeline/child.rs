@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,7 +58,8 @@ impl Rss {
 /// A running `orch serve`.
 pub(crate) struct Child {
     process: std::process::Child,
-    addr: SocketAddr,
+    /// The admin socket: `/queue` and `/api/*` show work items, so they are not open on TCP.
+    socket: PathBuf,
     log: PathBuf,
 }
 
@@ -115,7 +117,13 @@ impl Child {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        let mut child = Child { process, addr, log };
+        let dir = config.parent().unwrap_or(Path::new("."));
+        let socket = orch_daemon::wiring::admin_socket_path(&db_path(dir));
+        let mut child = Child {
+            process,
+            socket,
+            log,
+        };
         loop {
             if let Ok((200, _)) = get(addr, "/readyz") {
                 return Ok((child, started.elapsed()));
@@ -135,7 +143,7 @@ impl Child {
     pub(crate) fn wait_reconciled(&mut self) -> BenchResult<serde_json::Value> {
         let started = Instant::now();
         loop {
-            if let Ok((200, body)) = get(self.addr, "/queue") {
+            if let Ok((200, body)) = self.get("/queue") {
                 let queue: serde_json::Value = serde_json::from_str(&body)?;
                 let runs = queue["reconcile"]["runs_total"].as_u64().unwrap_or(0);
                 let pending = queue["inbox"]["pending"].as_u64().unwrap_or(0);
@@ -166,8 +174,11 @@ impl Child {
     }
 
     /// GETs `path` from the child; its status and body.
+    /// `GET path` over the admin socket.
     pub(crate) fn get(&self, path: &str) -> BenchResult<(u16, String)> {
-        get(self.addr, path)
+        let stream = UnixStream::connect(&self.socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        exchange(stream, path, "localhost")
     }
 
     /// SIGTERM, then SIGKILL if it does not exit in time.
@@ -208,9 +219,14 @@ impl Drop for Child {
 
 /// A plain HTTP/1.0 GET on loopback (no client library needed): the status and the body.
 fn get(addr: SocketAddr, path: &str) -> BenchResult<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    exchange(stream, path, &addr.to_string())
+}
+
+/// One HTTP/1.0 `GET` on `stream`: the status and the body.
+fn exchange(mut stream: impl Read + Write, path: &str, host: &str) -> BenchResult<(u16, String)> {
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response

@@ -43,6 +43,13 @@ pub fn reference_markdown() -> String {
     out.push_str("Environment variables override the file; an empty variable counts as not set.\n");
     out.push_str("Unknown keys are errors, and `orch check` reports every error at once, each with its key path.\n");
     out.push_str("`deploy/orch.toml` is a complete, commented example.\n");
+    out.push_str("\nEvery secret can also come from a file, which keeps it out of orch's environment: its `*_file` key names a file holding it, and under systemd's `LoadCredential=` the credential named after its key path (`plane.api_token`, `plane.webhook_secrets`, `gitea.token`, `gitea.webhook_secrets`, `telegram.bot_token`, `server.admin_token`) in `$CREDENTIALS_DIRECTORY` is read.\n");
+    out.push_str("A secret is taken from the first place that gives it: its environment variable, then its `*_file` or its value in the config file (giving both is an error), then its credential.\n");
+    out.push_str("A secret file holds one line, and a trailing newline is dropped; a file of webhook secrets holds one per line, and blank lines are skipped.\n");
+    out.push_str(
+        "An empty or unreadable file is an error naming the key and the file, never the secret.\n",
+    );
+    out.push_str("`orch check` warns about every file holding secrets (a `*_file`, a credential, or the config file itself when it holds a secret) whose group or others have any access to it (a mode bit of 0o077): `chmod 600` it.\n");
     for section in SECTIONS.iter() {
         write_section(&mut out, section);
     }

@@ -305,10 +305,10 @@ fn missing_secrets_name_their_environment_variables() {
         MINIMAL,
         &BTreeMap::new(),
         &[
-            "config: plane.api_token: required; set it in the file or in ORCH_PLANE_API_TOKEN",
-            "config: plane.webhook_secrets: required; set it in the file or in ORCH_PLANE_WEBHOOK_SECRET",
-            "config: gitea.token: required; set it in the file or in ORCH_GITEA_TOKEN",
-            "config: gitea.webhook_secrets: required; set it in the file or in ORCH_GITEA_WEBHOOK_SECRET",
+            "config: plane.api_token: required; set it in the file (or api_token_file), in ORCH_PLANE_API_TOKEN, or as the credential plane.api_token",
+            "config: plane.webhook_secrets: required; set it in the file (or webhook_secrets_file), in ORCH_PLANE_WEBHOOK_SECRET, or as the credential plane.webhook_secrets",
+            "config: gitea.token: required; set it in the file (or token_file), in ORCH_GITEA_TOKEN, or as the credential gitea.token",
+            "config: gitea.webhook_secrets: required; set it in the file (or webhook_secrets_file), in ORCH_GITEA_WEBHOOK_SECRET, or as the credential gitea.webhook_secrets",
         ],
     );
 }
@@ -454,7 +454,7 @@ fn telegram_section_needs_its_token_and_chat() {
     check_errors(
         &format!("{MINIMAL}\n[telegram]\n"),
         &[
-            "config: telegram.bot_token: required; set it in the file or in ORCH_TELEGRAM_BOT_TOKEN",
+            "config: telegram.bot_token: required; set it in the file (or bot_token_file), in ORCH_TELEGRAM_BOT_TOKEN, or as the credential telegram.bot_token",
             "config: telegram.chat_id: required; set it in the file or in ORCH_TELEGRAM_CHAT_ID",
         ],
     );
@@ -711,4 +711,451 @@ fn base_urls_are_http_or_https_without_credentials() {
     for (input, reason) in refused {
         assert_eq!(BaseUrl::parse(input), Err(reason), "{input}");
     }
+}
+
+/// Writes `text` to `name` in `dir` with `mode`; returns its path.
+fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write secret file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+/// The config's secrets by key path, exposed, in a fixed order.
+fn exposed_secrets(config: &Config) -> Vec<(&'static str, String)> {
+    let joined = |secrets: &[crate::config::Secret]| {
+        secrets
+            .iter()
+            .map(|secret| secret.expose())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    vec![
+        (
+            "server.admin_token",
+            config
+                .server
+                .admin_token
+                .as_ref()
+                .map(|token| token.expose().to_owned())
+                .unwrap_or_default(),
+        ),
+        (
+            "plane.api_token",
+            config.plane.api_token.expose().to_owned(),
+        ),
+        (
+            "plane.webhook_secrets",
+            joined(&config.plane.webhook_secrets),
+        ),
+        ("gitea.token", config.gitea.token.expose().to_owned()),
+        (
+            "gitea.webhook_secrets",
+            joined(&config.gitea.webhook_secrets),
+        ),
+        (
+            "telegram.bot_token",
+            config
+                .telegram
+                .as_ref()
+                .map(|telegram| telegram.bot_token.expose().to_owned())
+                .unwrap_or_default(),
+        ),
+    ]
+}
+
+/// Every secret of the file, as `(key path, what the file gives)`.
+const FILE_SECRETS: [(&str, &str); 6] = [
+    ("server.admin_token", "admin-from-file\n"),
+    ("plane.api_token", "plane-from-file\r\n"),
+    ("plane.webhook_secrets", "old-hook\n\n  new-hook  \n"),
+    ("gitea.token", "gitea-from-file"),
+    ("gitea.webhook_secrets", "gitea-hook\n"),
+    ("telegram.bot_token", "1:bot-from-file\n"),
+];
+
+const SECRETS_AS_READ: [(&str, &str); 6] = [
+    ("server.admin_token", "admin-from-file"),
+    ("plane.api_token", "plane-from-file"),
+    ("plane.webhook_secrets", "old-hook,new-hook"),
+    ("gitea.token", "gitea-from-file"),
+    ("gitea.webhook_secrets", "gitea-hook"),
+    ("telegram.bot_token", "1:bot-from-file"),
+];
+
+fn owned(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    pairs
+        .iter()
+        .map(|(key, value)| (*key, (*value).to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_secret_can_come_from_its_file_key() {
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path().join("secrets")).expect("secrets dir");
+    for (key, text) in FILE_SECRETS {
+        secret_file(&dir.path().join("secrets"), key, text, 0o600);
+    }
+    let absolute = dir.path().join("secrets/gitea.token");
+    let text = MINIMAL
+        .replace(
+            "[plane]\n",
+            "[plane]\napi_token_file = \"secrets/plane.api_token\"\n\
+             webhook_secrets_file = \"secrets/plane.webhook_secrets\"\n",
+        )
+        .replace(
+            "[gitea]\n",
+            &format!(
+                "[gitea]\ntoken_file = {:?}\nwebhook_secrets_file = \"secrets/gitea.webhook_secrets\"\n",
+                absolute.display().to_string()
+            ),
+        )
+        + "[server]\nadmin_token_file = \"secrets/server.admin_token\"\n\
+           [telegram]\nbot_token_file = \"secrets/telegram.bot_token\"\nchat_id = \"1\"\n";
+
+    let config = dir.parse(&text, &BTreeMap::new()).expect("valid");
+
+    assert_eq!(exposed_secrets(&config), owned(&SECRETS_AS_READ));
+    assert_eq!(
+        config.plane.api_token_file,
+        Some(dir.path().join("secrets/plane.api_token"))
+    );
+    assert_eq!(config.gitea.token_file, Some(absolute));
+    assert_eq!(
+        config.server.admin_token_file,
+        Some(dir.path().join("secrets/server.admin_token"))
+    );
+    let debug = format!("{config:?}");
+    for (_, secret) in SECRETS_AS_READ {
+        for part in secret.split(',') {
+            assert!(!debug.contains(part), "{part} shown in {debug}");
+        }
+    }
+}
+
+#[test]
+fn credentials_directory_supplies_secrets_named_after_their_key_paths() {
+    let dir = Dir::new();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).expect("credentials dir");
+    for (key, text) in FILE_SECRETS {
+        secret_file(&credentials, key, text, 0o400);
+    }
+    let env = env(&[
+        (
+            "CREDENTIALS_DIRECTORY",
+            credentials.to_str().expect("utf-8"),
+        ),
+        ("ORCH_TELEGRAM_CHAT_ID", "-100"),
+    ]);
+
+    let config = dir.parse(MINIMAL, &env).expect("valid");
+
+    assert_eq!(exposed_secrets(&config), owned(&SECRETS_AS_READ));
+    assert_eq!(config.plane.api_token_file, None);
+
+    // The bot token's credential alone turns Telegram on, so a missing chat is reported.
+    let env = env_without(&env, "ORCH_TELEGRAM_CHAT_ID");
+    assert_eq!(
+        dir.parse(MINIMAL, &env).expect_err("no chat"),
+        "config: telegram.chat_id: required; set it in the file or in ORCH_TELEGRAM_CHAT_ID"
+    );
+    // Without the credentials, nothing is there.
+    std::fs::remove_file(credentials.join("telegram.bot_token")).expect("remove");
+    let config = dir.parse(MINIMAL, &env).expect("valid");
+    assert_eq!(config.telegram, None);
+}
+
+fn env_without(env: &BTreeMap<String, String>, name: &str) -> BTreeMap<String, String> {
+    let mut env = env.clone();
+    env.remove(name);
+    env
+}
+
+#[test]
+fn a_secret_comes_from_the_environment_then_its_file_or_inline_value_then_its_credential() {
+    let dir = Dir::new();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).expect("credentials dir");
+    secret_file(&credentials, "plane.api_token", "from-credential\n", 0o400);
+    secret_file(dir.path(), "token", "from-file\n", 0o600);
+    let others = [
+        ("ORCH_PLANE_WEBHOOK_SECRET", "plane-hook"),
+        ("ORCH_GITEA_TOKEN", "gitea-token"),
+        ("ORCH_GITEA_WEBHOOK_SECRET", "gitea-hook"),
+        (
+            "CREDENTIALS_DIRECTORY",
+            credentials.to_str().expect("utf-8"),
+        ),
+    ];
+    let check = |plane_keys: &str, variable: Option<&str>, expected: &str| {
+        let mut env = env(&others);
+        if let Some(value) = variable {
+            env.insert("ORCH_PLANE_API_TOKEN".to_owned(), value.to_owned());
+        }
+        let text = MINIMAL.replace("[plane]\n", &format!("[plane]\n{plane_keys}"));
+        let config = dir
+            .parse(&text, &env)
+            .unwrap_or_else(|report| panic!("{report}"));
+        assert_eq!(
+            config.plane.api_token.expose(),
+            expected,
+            "{plane_keys} with {variable:?}"
+        );
+    };
+    let file = "api_token_file = \"token\"\n";
+    let inline = "api_token = \"inline\"\n";
+    check(file, Some("from-env"), "from-env");
+    check(inline, Some("from-env"), "from-env");
+    check(file, None, "from-file");
+    check(inline, None, "inline");
+    check(
+        "api_token = \"\"\napi_token_file = \"token\"\n",
+        None,
+        "from-file",
+    );
+    check("", None, "from-credential");
+    check("api_token = \"\"\n", None, "from-credential");
+
+    // A value and a file for the same key is ambiguous, whatever else is set.
+    check_errors(
+        &MINIMAL.replace("[plane]\n", &format!("[plane]\n{inline}{file}")),
+        &["config: plane.api_token_file: give api_token or api_token_file, not both"],
+    );
+    check_errors(
+        &MINIMAL.replace(
+            "[gitea]\n",
+            "[gitea]\nwebhook_secrets = [\"a\"]\nwebhook_secrets_file = \"hooks\"\n",
+        ),
+        &["config: gitea.webhook_secrets_file: give webhook_secrets or webhook_secrets_file, not both"],
+    );
+}
+
+#[test]
+fn unusable_secret_files_are_errors_naming_the_key_and_the_file_but_never_the_secret() {
+    let dir = Dir::new();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    secret_file(dir.path(), "empty", "", 0o600);
+    secret_file(dir.path(), "newline", "\n", 0o600);
+    secret_file(dir.path(), "two-lines", "s3cret-one\ns3cret-two\n", 0o600);
+    secret_file(dir.path(), "blank-lines", "\n  \n\n", 0o600);
+    std::fs::write(dir.path().join("binary"), [0xff, 0xfe, b's']).expect("binary");
+    std::fs::create_dir(dir.path().join("a-directory")).expect("dir");
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).expect("credentials dir");
+    secret_file(&credentials, "gitea.token", "", 0o400);
+    let text = r#"
+[server]
+admin_token_file = "absent"
+
+[plane]
+base_url = "https://plane.test"
+workspace_slug = "acme"
+api_token_file = "two-lines"
+webhook_secrets_file = "blank-lines"
+
+[gitea]
+base_url = "https://gitea.test"
+webhook_secrets_file = "a-directory"
+
+[telegram]
+bot_token_file = 7
+chat_id = "1"
+
+[[projects]]
+key = "widgets"
+plane_project_id = "p1"
+repo = "acme/widgets"
+work_item_prefix = "WI"
+"#;
+    let env = env(&[(
+        "CREDENTIALS_DIRECTORY",
+        credentials.to_str().expect("utf-8"),
+    )]);
+    let report = dir.parse(text, &env).expect_err("refused");
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "config: server.admin_token_file: cannot read {}: No such file or directory (os error 2)",
+                path("absent")
+            ),
+            format!(
+                "config: plane.api_token_file: {} holds more than one line",
+                path("two-lines")
+            ),
+            format!(
+                "config: plane.webhook_secrets_file: {} is empty",
+                path("blank-lines")
+            ),
+            format!(
+                "config: gitea.token ($CREDENTIALS_DIRECTORY): {} is empty",
+                credentials.join("gitea.token").display()
+            ),
+            format!(
+                "config: gitea.webhook_secrets_file: {} is not a file",
+                path("a-directory")
+            ),
+            "config: telegram.bot_token_file: expected the path of a file".to_owned(),
+        ],
+        "full report:\n{report}"
+    );
+    assert!(!report.contains("s3cret"), "{report}");
+
+    for (name, reason) in [
+        ("empty", "is empty"),
+        ("newline", "is empty"),
+        ("binary", "is not UTF-8 text"),
+    ] {
+        let text = format!("{MINIMAL}[server]\nadmin_token_file = {name:?}\n");
+        assert_eq!(
+            dir.parse(&text, &secrets_env()).expect_err(name),
+            format!("config: server.admin_token_file: {} {reason}", path(name))
+        );
+    }
+}
+
+#[test]
+fn check_warns_about_secret_files_their_group_or_others_can_access() {
+    let dir = Dir::new();
+    let private = secret_file(dir.path(), "gitea-token", "gitea\n", 0o600);
+    let shared = secret_file(dir.path(), "plane-hooks", "hook\n", 0o640);
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).expect("credentials dir");
+    let credential = secret_file(&credentials, "gitea.webhook_secrets", "hook\n", 0o444);
+    let text = MINIMAL
+        .replace(
+            "[plane]\n",
+            "[plane]\napi_token = \"inline-s3cret\"\nwebhook_secrets_file = \"plane-hooks\"\n",
+        )
+        .replace("[gitea]\n", "[gitea]\ntoken_file = \"gitea-token\"\n")
+        + "[server]\nadmin_token = \"inline-admin\"\n";
+    let config_path = secret_file(dir.path(), "orch.toml", &text, 0o644);
+    // The environment overrides the inline admin token, which still sits in the file.
+    let env = env(&[
+        (
+            "CREDENTIALS_DIRECTORY",
+            credentials.to_str().expect("utf-8"),
+        ),
+        ("ORCH_ADMIN_TOKEN", "from-env"),
+    ]);
+
+    let (_, files) = crate::config::load_with_secret_files(&config_path, &env).expect("valid");
+    let warnings = crate::config::permission_warnings(&files);
+
+    let read: Vec<(&str, &Path)> = files
+        .iter()
+        .map(|file| (file.key.as_str(), file.path.as_path()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("server.admin_token", config_path.as_path()),
+            ("plane.api_token", config_path.as_path()),
+            ("plane.webhook_secrets", shared.as_path()),
+            ("gitea.token", private.as_path()),
+            ("gitea.webhook_secrets", credential.as_path()),
+        ]
+    );
+    let fix = "(owned by the user orch runs as), or hand it to orch with systemd's LoadCredential=";
+    let mut expected = vec![
+        format!(
+            "{} holds gitea.webhook_secrets and its mode 0444 gives its group or others access: run `chmod 600 {}` {fix}",
+            credential.display(),
+            credential.display()
+        ),
+        format!(
+            "{} holds server.admin_token, plane.api_token and its mode 0644 gives its group or others access: run `chmod 600 {}` {fix}",
+            config_path.display(),
+            config_path.display()
+        ),
+        format!(
+            "{} holds plane.webhook_secrets and its mode 0640 gives its group or others access: run `chmod 600 {}` {fix}",
+            shared.display(),
+            shared.display()
+        ),
+    ];
+    expected.sort();
+    assert_eq!(warnings, expected);
+
+    // A config file whose secrets all come from elsewhere may be readable by everyone.
+    let plain = secret_file(dir.path(), "plain.toml", MINIMAL, 0o644);
+    let (_, files) = crate::config::load_with_secret_files(&plain, &secrets_env()).expect("valid");
+    assert_eq!(files, []);
+    assert!(crate::config::permission_warnings(&files).is_empty());
+}
+
+#[test]
+fn agents_run_in_the_sandbox_by_default_with_the_network_and_a_version_probe() {
+    let config = Dir::new().parse(MINIMAL, &secrets_env()).expect("valid");
+    assert_eq!(config.agents.sandbox, crate::config::SandboxMode::Bwrap);
+    assert_eq!(
+        config.agents.sandbox(),
+        orch_agent::AgentSandbox::Bwrap { program: None }
+    );
+    for agent in Agent::ALL {
+        let role = config.agent(agent).role_config();
+        assert!(role.network);
+        assert!(role.read_only_paths.is_empty() && role.writable_paths.is_empty());
+        assert!(role.pass_env.is_empty());
+        assert_eq!(role.probe, ["--version"]);
+    }
+}
+
+#[test]
+fn sandbox_settings_reach_the_runner() {
+    let text = format!(
+        "{MINIMAL}\n[agents]\nsandbox = \"none\"\nbwrap_path = \"/opt/bwrap/bin/bwrap\"\n\
+         [agents.developer]\nnetwork = false\npass_env = [\"ANTHROPIC_API_KEY\"]\n\
+         read_only_paths = [\"/opt/models\", \"~/.config/agent\"]\nwritable_paths = [\"~/.claude\"]\n\
+         probe = [\"doctor\", \"--quiet\"]\n"
+    );
+    let config = Dir::new().parse(&text, &secrets_env()).expect("valid");
+    assert_eq!(config.agents.sandbox(), orch_agent::AgentSandbox::None);
+    assert_eq!(
+        config.agents.bwrap_path,
+        Some(PathBuf::from("/opt/bwrap/bin/bwrap"))
+    );
+    let role = config.agent(Agent::Developer).role_config();
+    assert!(!role.network);
+    assert_eq!(role.pass_env, ["ANTHROPIC_API_KEY"]);
+    assert_eq!(
+        role.read_only_paths,
+        [
+            orch_agent::SandboxPath::Absolute(PathBuf::from("/opt/models")),
+            orch_agent::SandboxPath::InHome(PathBuf::from(".config/agent")),
+        ]
+    );
+    assert_eq!(
+        role.writable_paths,
+        [orch_agent::SandboxPath::InHome(PathBuf::from(".claude"))]
+    );
+    assert_eq!(role.probe, ["doctor", "--quiet"]);
+    assert!(config.agent(Agent::Reviewer).role_config().network);
+}
+
+#[test]
+fn sandbox_settings_are_checked() {
+    let text = format!(
+        "{MINIMAL}\n[agents]\nsandbox = \"firejail\"\nbwrap_path = \"bwrap\"\n\
+         [agents.developer]\nnetwork = \"off\"\npass_env = [\"ORCH_GITEA_TOKEN\", \"1BAD\", \"OK_KEY\"]\n\
+         read_only_paths = [\"relative\", \"~\"]\nwritable_paths = [\"/a/../b\"]\nprobe = [1]\n"
+    );
+    check_errors(
+        &text,
+        &[
+            "config: agents.sandbox: expected \"bwrap\" or \"none\", got \"firejail\"",
+            "config: agents.bwrap_path: expected an absolute path, got \"bwrap\"",
+            "config: agents.developer.pass_env[0]: ORCH_GITEA_TOKEN: names starting with ORCH_ are orch's own (its secrets and the agent contract) and never reach an agent",
+            "config: agents.developer.pass_env[1]: expected a variable name of letters, digits and '_', got \"1BAD\"",
+            "config: agents.developer.network: expected true or false, got \"off\"",
+            "config: agents.developer.read_only_paths[0]: expected an absolute path or ~/…, got \"relative\"",
+            "config: agents.developer.read_only_paths[1]: the whole home is not shown to agents; name what they need, such as ~/.claude",
+            "config: agents.developer.writable_paths[0]: expected a path without '.', '..' or empty parts, got \"/a/../b\"",
+            "config: agents.developer.probe[0]: expected a string, got 1",
+        ],
+    );
 }

@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orch_agent::PromptTemplate;
+use orch_agent::{PromptTemplate, SandboxPath};
 use orch_core::config::{Grace, ProjectConfig};
 use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
 use orch_core::ports::StateNames;
@@ -15,11 +15,12 @@ use toml::{Table, Value};
 
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
+use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
 use crate::config::values::{BaseUrl, MergeStyle, Prompt, Secret};
 use crate::config::{
-    AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, ServerConfig,
-    StorageConfig, TelegramConfig, WorkerConfig, WorkspaceConfig, GRACE_SECTION, PROJECT_SECTION,
-    STATES_SECTION,
+    AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, SandboxMode,
+    ServerConfig, StorageConfig, TelegramConfig, WorkerConfig, WorkspaceConfig, GRACE_SECTION,
+    PROJECT_SECTION, STATES_SECTION,
 };
 
 /// The largest prompt template read, in bytes.
@@ -31,12 +32,15 @@ const MAX_SHOWN_CHARS: usize = 80;
 const WEEK_S: u64 = 7 * 24 * 3600;
 const DAY_S: u64 = 24 * 3600;
 
+/// Checks `text`; `config_file` is where it was read from, if from a file (a secret given in
+/// it makes it one of the returned secret files).
 pub(crate) fn parse(
     text: &str,
     origin: &str,
+    config_file: Option<&Path>,
     base_dir: &Path,
     env: &BTreeMap<String, String>,
-) -> Result<Config, ConfigErrors> {
+) -> Result<(Config, Vec<SecretFile>), ConfigErrors> {
     let document: Table = toml::from_str(text).map_err(|err| {
         let place = match err.span() {
             Some(span) => {
@@ -50,7 +54,9 @@ pub(crate) fn parse(
     let mut walker = Walker {
         env,
         base_dir,
+        config_file,
         errors: Vec::new(),
+        secret_files: Vec::new(),
     };
     let root = Section::new(
         String::new(),
@@ -61,7 +67,7 @@ pub(crate) fn parse(
     let config = walker.config(&root);
     root.finish(&mut walker);
     match config {
-        Some(config) if walker.errors.is_empty() => Ok(config),
+        Some(config) if walker.errors.is_empty() => Ok((config, walker.secret_files)),
         _ => Err(ConfigErrors::new(walker.errors)),
     }
 }
@@ -80,7 +86,10 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 struct Walker<'e> {
     env: &'e BTreeMap<String, String>,
     base_dir: &'e Path,
+    config_file: Option<&'e Path>,
     errors: Vec<ConfigError>,
+    /// Every file a secret came from, in the order read.
+    secret_files: Vec<SecretFile>,
 }
 
 /// Where a key's value came from.
@@ -91,6 +100,18 @@ enum Lookup<'v> {
     Toml(Cow<'v, Value>),
     /// From the key's environment variable (non-empty).
     Env(String),
+}
+
+/// Where a secret's text came from, after the precedence rules.
+enum SecretLookup<'v> {
+    /// Given nowhere.
+    Missing,
+    /// From the key's environment variable (non-empty).
+    Env(String),
+    /// The secrets of a `*_file` or of a credential, one per line.
+    File(Vec<String>),
+    /// From the config file (not empty).
+    Toml(&'v Value),
 }
 
 /// One table of the document being read, with the description of its keys.
@@ -116,6 +137,16 @@ impl<'e> Walker<'e> {
             .get(var)
             .map(String::as_str)
             .filter(|value| !value.is_empty())
+    }
+
+    /// The file of the credential `name` in `$CREDENTIALS_DIRECTORY`, when that is set.
+    fn credential(&self, name: &str) -> Option<PathBuf> {
+        self.env_value(CREDENTIALS_ENV)
+            .map(|dir| Path::new(dir).join(name))
+    }
+
+    fn secret_file(&mut self, key: String, path: PathBuf) {
+        self.secret_files.push(SecretFile { key, path });
     }
 
     fn config(&mut self, root: &Section<'_>) -> Option<Config> {
@@ -161,6 +192,7 @@ impl<'e> Walker<'e> {
         Some(ServerConfig {
             listen: listen?,
             admin_token: admin_token?,
+            admin_token_file: section.secret_file_path(self, "admin_token"),
             max_body_bytes: max_body_bytes?,
         })
     }
@@ -208,7 +240,9 @@ impl<'e> Walker<'e> {
             base_url: base_url??,
             workspace_slug: workspace_slug?,
             api_token: api_token?,
+            api_token_file: section.secret_file_path(self, "api_token"),
             webhook_secrets: webhook_secrets?,
+            webhook_secrets_file: section.secret_file_path(self, "webhook_secrets"),
             rate_limit_per_min: u32::try_from(rate_limit_per_min?).ok()?,
         })
     }
@@ -236,7 +270,9 @@ impl<'e> Walker<'e> {
         Some(GiteaConfig {
             base_url: base_url??,
             token: token?,
+            token_file: section.secret_file_path(self, "token"),
             webhook_secrets: webhook_secrets?,
+            webhook_secrets_file: section.secret_file_path(self, "webhook_secrets"),
             merge_style: merge_style?,
             require_ci: require_ci??,
         })
@@ -244,12 +280,16 @@ impl<'e> Walker<'e> {
 
     /// `Some(None)` when Telegram is not configured at all.
     fn telegram(&mut self, root: &Section<'_>) -> Option<Option<TelegramConfig>> {
-        let from_env = ["ORCH_TELEGRAM_BOT_TOKEN", "ORCH_TELEGRAM_CHAT_ID"]
+        // The variables or the bot token's credential turn Telegram on without a section.
+        let given_elsewhere = ["ORCH_TELEGRAM_BOT_TOKEN", "ORCH_TELEGRAM_CHAT_ID"]
             .into_iter()
-            .any(|var| self.env_value(var).is_some());
+            .any(|var| self.env_value(var).is_some())
+            || self
+                .credential("telegram.bot_token")
+                .is_some_and(|path| path.exists());
         let section = match root.table(self, "telegram", &TelegramConfig::SECTION) {
             Ok(Some(section)) => section,
-            Ok(None) if from_env => Section::new(
+            Ok(None) if given_elsewhere => Section::new(
                 "telegram".to_owned(),
                 Cow::Owned(Table::new()),
                 &TelegramConfig::SECTION,
@@ -291,6 +331,7 @@ impl<'e> Walker<'e> {
         section.finish(self);
         Some(Some(TelegramConfig {
             bot_token: bot_token?,
+            bot_token_file: section.secret_file_path(self, "bot_token"),
             chat_id: chat_id?,
             api_base: api_base??,
         }))
@@ -354,11 +395,43 @@ impl<'e> Walker<'e> {
             };
             walker.agent(&agent_section, worker)
         };
+        let sandbox =
+            section
+                .string(self, "sandbox")
+                .and_then(|mode| match mode.as_deref().map(str::trim) {
+                    Some("bwrap") => Some(SandboxMode::Bwrap),
+                    Some("none") => Some(SandboxMode::None),
+                    other => {
+                        self.error(
+                            section.label(self, "sandbox"),
+                            format!(
+                                "expected \"bwrap\" or \"none\", got {}",
+                                shown_str(other.unwrap_or_default())
+                            ),
+                        );
+                        None
+                    }
+                });
+        let bwrap_path = section
+            .string(self, "bwrap_path")
+            .and_then(|path| match path {
+                None => Some(None),
+                Some(path) if Path::new(&path).is_absolute() => Some(Some(PathBuf::from(path))),
+                Some(path) => {
+                    self.error(
+                        section.label(self, "bwrap_path"),
+                        format!("expected an absolute path, got {}", shown_str(&path)),
+                    );
+                    None
+                }
+            });
         let analyst = read(self, "analyst");
         let developer = read(self, "developer");
         let reviewer = read(self, "reviewer");
         section.finish(self);
         Some(AgentsConfig {
+            sandbox: sandbox?,
+            bwrap_path: bwrap_path?,
             analyst: analyst?,
             developer: developer?,
             reviewer: reviewer?,
@@ -391,13 +464,69 @@ impl<'e> Walker<'e> {
                 }
             });
         let env = self.agent_env(section);
+        let pass_env = self.pass_env(section);
+        let network = section.bool(self, "network");
+        let read_only_paths = self.sandbox_paths(section, "read_only_paths");
+        let writable_paths = self.sandbox_paths(section, "writable_paths");
+        let probe = section.strings(self, "probe");
         section.finish(self);
         Some(AgentConfig {
             command: command?,
             prompt: prompt?,
             timeout: timeout?,
             env: env?,
+            pass_env: pass_env?,
+            network: network??,
+            read_only_paths: read_only_paths?,
+            writable_paths: writable_paths?,
+            probe: probe?,
         })
+    }
+
+    /// `agents.<role>.pass_env`: variable names, never orch's own `ORCH_*`.
+    fn pass_env(&mut self, section: &Section<'_>) -> Option<Vec<String>> {
+        let label = section.label(self, "pass_env");
+        let names = section.strings(self, "pass_env")?;
+        let mut ok = true;
+        for (idx, name) in names.iter().enumerate() {
+            let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !name_ok {
+                self.error(
+                    format!("{label}[{idx}]"),
+                    format!(
+                        "expected a variable name of letters, digits and '_', got {}",
+                        shown_str(name)
+                    ),
+                );
+                ok = false;
+            } else if name.starts_with("ORCH_") {
+                self.error(
+                    format!("{label}[{idx}]"),
+                    format!("{name}: names starting with ORCH_ are orch's own (its secrets and the agent contract) and never reach an agent"),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(names)
+    }
+
+    /// `agents.<role>.read_only_paths` or `writable_paths`: absolute or `~/…` paths.
+    fn sandbox_paths(&mut self, section: &Section<'_>, key: &str) -> Option<Vec<SandboxPath>> {
+        let label = section.label(self, key);
+        let texts = section.strings(self, key)?;
+        let mut paths = Vec::with_capacity(texts.len());
+        let mut ok = true;
+        for (idx, text) in texts.iter().enumerate() {
+            match SandboxPath::parse(text) {
+                Ok(path) => paths.push(path),
+                Err(reason) => {
+                    self.error(format!("{label}[{idx}]"), reason);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(paths)
     }
 
     fn prompt(&mut self, section: &Section<'_>) -> Option<Prompt> {
@@ -900,14 +1029,109 @@ impl<'d> Section<'d> {
         }
     }
 
+    /// Where the secret `key` comes from, in the order of precedence: its environment
+    /// variable; its `{key}_file` or its value in the file (an empty value counts as not
+    /// given; both given is an error); the credential named after its key path in
+    /// `$CREDENTIALS_DIRECTORY`. `None` after an error; no error quotes a secret.
+    fn secret_lookup(
+        &self,
+        walker: &mut Walker<'_>,
+        key: &str,
+        shape: Shape,
+    ) -> Option<SecretLookup<'_>> {
+        let file_key = format!("{key}_file");
+        let inline = self.table.get(key).filter(|value| !is_unset_secret(value));
+        let file = match self.table.get(&file_key) {
+            None => None,
+            Some(Value::String(text)) if !text.trim().is_empty() => {
+                Some(walker.base_dir.join(text))
+            }
+            Some(_) => {
+                walker.error(self.key_path(&file_key), "expected the path of a file");
+                return None;
+            }
+        };
+        if inline.is_some() && file.is_some() {
+            walker.error(
+                self.key_path(&file_key),
+                format!("give {key} or {file_key}, not both"),
+            );
+            return None;
+        }
+        if let (Some(_), Some(config_file)) = (inline, walker.config_file) {
+            // The file holds the secret even when the environment overrides it.
+            walker.secret_file(self.key_path(key), config_file.to_path_buf());
+        }
+        if let Some(text) = self.key_doc(key).env.and_then(|var| walker.env_value(var)) {
+            return Some(SecretLookup::Env(text.to_owned()));
+        }
+        if let Some(path) = file {
+            return match secrets::read(&path, shape) {
+                Ok(lines) => {
+                    walker.secret_file(self.key_path(key), path);
+                    Some(SecretLookup::File(lines))
+                }
+                Err(reason) => {
+                    walker.error(self.key_path(&file_key), reason);
+                    None
+                }
+            };
+        }
+        if let Some(value) = inline {
+            return Some(SecretLookup::Toml(value));
+        }
+        let Some(path) = walker.credential(&self.key_path(key)) else {
+            return Some(SecretLookup::Missing);
+        };
+        match secrets::read_if_present(&path, shape) {
+            Ok(Some(lines)) => {
+                walker.secret_file(self.key_path(key), path);
+                Some(SecretLookup::File(lines))
+            }
+            Ok(None) => Some(SecretLookup::Missing),
+            Err(reason) => {
+                walker.error(
+                    format!("{} (${CREDENTIALS_ENV})", self.key_path(key)),
+                    reason,
+                );
+                None
+            }
+        }
+    }
+
+    /// The `{key}_file` of a secret as given, resolved against the config file's directory.
+    fn secret_file_path(&self, walker: &Walker<'_>, key: &str) -> Option<PathBuf> {
+        match self.table.get(&format!("{key}_file")) {
+            Some(Value::String(text)) if !text.trim().is_empty() => {
+                Some(walker.base_dir.join(text))
+            }
+            _ => None,
+        }
+    }
+
+    /// "required; set …" for a secret, naming every place it can come from.
+    fn secret_required(&self, walker: &mut Walker<'_>, key: &str) {
+        let env = match self.key_doc(key).env {
+            Some(var) => format!(", in {var}"),
+            None => String::new(),
+        };
+        walker.error(
+            self.key_path(key),
+            format!(
+                "required; set it in the file (or {key}_file){env}, or as the credential {}",
+                self.key_path(key)
+            ),
+        );
+    }
+
     /// An optional secret: absent or empty is `None`. Its text is never shown in errors.
     fn secret(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<Secret>> {
         let label = self.label(walker, key);
-        match self.lookup(walker, key) {
-            Lookup::Missing => Some(None),
-            Lookup::Env(text) => Some(Some(Secret::new(text))),
-            Lookup::Toml(value) => match value.as_ref() {
-                Value::String(text) if text.is_empty() => Some(None),
+        match self.secret_lookup(walker, key, Shape::OneLine)? {
+            SecretLookup::Missing => Some(None),
+            SecretLookup::Env(text) => Some(Some(Secret::new(text))),
+            SecretLookup::File(lines) => Some(lines.into_iter().next().map(Secret::new)),
+            SecretLookup::Toml(value) => match value {
                 Value::String(text) => Some(Some(Secret::new(text.clone()))),
                 _ => {
                     walker.error(label, "expected a string");
@@ -920,23 +1144,25 @@ impl<'d> Section<'d> {
     fn required_secret(&self, walker: &mut Walker<'_>, key: &str) -> Option<Secret> {
         let secret = self.secret(walker, key)?;
         if secret.is_none() {
-            walker.error(self.label(walker, key), required_message(self.key_doc(key)));
+            self.secret_required(walker, key);
         }
         secret
     }
 
-    /// A non-empty list of secrets; the environment variable gives them comma-separated.
+    /// A non-empty list of secrets; the environment variable gives them comma-separated, a
+    /// file one per line.
     fn secret_list(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<Secret>> {
         let label = self.label(walker, key);
-        let secrets: Vec<Secret> = match self.lookup(walker, key) {
-            Lookup::Missing => Vec::new(),
-            Lookup::Env(text) => text
+        let secrets: Vec<Secret> = match self.secret_lookup(walker, key, Shape::Lines)? {
+            SecretLookup::Missing => Vec::new(),
+            SecretLookup::Env(text) => text
                 .split(',')
                 .map(str::trim)
                 .filter(|part| !part.is_empty())
                 .map(Secret::new)
                 .collect(),
-            Lookup::Toml(value) => match value.as_ref() {
+            SecretLookup::File(lines) => lines.into_iter().map(Secret::new).collect(),
+            SecretLookup::Toml(value) => match value {
                 Value::Array(items) if items.iter().all(Value::is_str) => items
                     .iter()
                     .filter_map(Value::as_str)
@@ -950,10 +1176,43 @@ impl<'d> Section<'d> {
             },
         };
         if secrets.is_empty() {
-            walker.error(label, required_message(self.key_doc(key)));
+            self.secret_required(walker, key);
             return None;
         }
         Some(secrets)
+    }
+
+    /// A list of strings, possibly empty.
+    fn strings(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<String>> {
+        let label = self.label(walker, key);
+        let Lookup::Toml(value) = self.lookup(walker, key) else {
+            return Some(Vec::new());
+        };
+        match value.as_ref() {
+            Value::Array(items) => {
+                let mut strings = Vec::with_capacity(items.len());
+                for (idx, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(text) => strings.push(text.clone()),
+                        other => {
+                            walker.error(
+                                format!("{label}[{idx}]"),
+                                format!("expected a string, got {}", shown(other)),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(strings)
+            }
+            other => {
+                walker.error(
+                    label,
+                    format!("expected a list of strings, got {}", shown(other)),
+                );
+                None
+            }
+        }
     }
 
     /// A non-empty list of non-empty strings (an agent's argv).
@@ -995,6 +1254,15 @@ impl<'d> Section<'d> {
             return None;
         }
         Some(strings)
+    }
+}
+
+/// A secret's value in the file that counts as not given: `""` or a list of only `""`.
+fn is_unset_secret(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.iter().all(|item| item.as_str() == Some("")),
+        _ => false,
     }
 }
 

@@ -1,54 +1,122 @@
-//! `DaemonClient`, the HTTP client of `orch task retry|cancel`, against a scripted server.
+//! `DaemonClient`, the admin socket client of `orch task retry|cancel`, against a scripted
+//! socket server.
 
-use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use orch_daemon::commands::{AdminCommand, DaemonClient, RemoteAnswer, RemoteError};
-use orch_sim::server::{empty, json, sync_handler, Reply, SimServer};
+use orch_daemon::wiring::admin_socket_path;
 use serde_json::json as json_value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
 
-/// What the scripted server saw: method, path and the Authorization header.
-type Seen = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
+/// The request heads the scripted server saw.
+type Seen = Arc<Mutex<Vec<String>>>;
 
-/// A server answering every request with `reply()`, recording what it got.
-async fn scripted(reply: impl Fn() -> Reply + Send + Sync + 'static) -> (SimServer, Seen) {
-    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let server = SimServer::start(sync_handler(move |request| {
-        let authorization = request
-            .headers()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        record.lock().unwrap_or_else(PoisonError::into_inner).push((
-            request.method().to_string(),
-            request.uri().path().to_owned(),
-            authorization,
-        ));
-        reply()
-    }))
-    .await
-    .expect("server starts");
-    (server, seen)
+/// What the scripted server does with each request.
+#[derive(Debug, Clone)]
+enum Script {
+    /// Answers with this status and body.
+    Answer(u16, String),
+    /// Closes the connection without an answer.
+    Drop,
+    /// Reads the request and never answers.
+    Silent,
 }
 
-fn seen(seen: &Seen) -> Vec<(String, String, Option<String>)> {
-    seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+/// A socket server in a temp dir following `script`, recording request heads.
+struct Scripted {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    seen: Seen,
 }
 
-fn answered(body: serde_json::Value) -> impl Fn() -> Reply + Send + Sync + 'static {
-    move || Reply::Respond(json(200, &body))
+impl Scripted {
+    async fn start(script: Script) -> Scripted {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("orch.db.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let record = record.clone();
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    record
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                    match script {
+                        Script::Answer(status, body) => {
+                            let answer = format!(
+                                "HTTP/1.1 {status} Whatever\r\ncontent-type: application/json\r\n\
+                                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = stream.write_all(answer.as_bytes()).await;
+                        }
+                        Script::Drop => {}
+                        Script::Silent => {
+                            let _ = stream.read(&mut buffer).await;
+                        }
+                    }
+                });
+            }
+        });
+        Scripted {
+            _dir: dir,
+            socket,
+            seen,
+        }
+    }
+
+    fn answering(status: u16, body: serde_json::Value) -> Script {
+        Script::Answer(status, body.to_string())
+    }
+
+    fn client(&self) -> DaemonClient {
+        DaemonClient::new(&self.socket)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[test]
+fn the_admin_socket_sits_next_to_the_database() {
+    assert_eq!(
+        admin_socket_path(Path::new("/var/lib/orch/orch.db")),
+        PathBuf::from("/var/lib/orch/orch.db.sock")
+    );
+    assert_eq!(
+        DaemonClient::for_database(Path::new("data/orch.db")).socket(),
+        Path::new("data/orch.db.sock")
+    );
 }
 
 #[tokio::test]
-async fn a_command_is_posted_to_its_route_with_the_bearer_token_and_the_answer_is_read() {
-    let (server, requests) = scripted(answered(
+async fn a_command_is_posted_to_its_route_without_any_token_and_the_answer_is_read() {
+    let server = Scripted::start(Scripted::answering(
+        200,
         json_value!({"task": "ET-001", "changed": true, "note": "analysis restarted"}),
     ))
     .await;
-    let client = DaemonClient::new(server.addr(), Some("the-admin-token"));
-    let answer = client
+    let answer = server
+        .client()
         .send(AdminCommand::Retry, "ET-001")
         .await
         .expect("answer");
@@ -60,58 +128,28 @@ async fn a_command_is_posted_to_its_route_with_the_bearer_token_and_the_answer_i
             note: "analysis restarted".to_owned(),
         }
     );
-    client
+    server
+        .client()
         .send(AdminCommand::Cancel, "ET 1/..")
         .await
         .expect("answer");
+    let seen = server.seen();
+    let request_lines: Vec<&str> = seen
+        .iter()
+        .map(|head| head.lines().next().unwrap_or_default())
+        .collect();
     assert_eq!(
-        seen(&requests),
-        vec![
-            (
-                "POST".to_owned(),
-                "/api/tasks/ET-001/retry".to_owned(),
-                Some("Bearer the-admin-token".to_owned())
-            ),
-            (
-                "POST".to_owned(),
-                "/api/tasks/ET%201%2F../cancel".to_owned(),
-                Some("Bearer the-admin-token".to_owned())
-            ),
+        request_lines,
+        [
+            "POST /api/tasks/ET-001/retry HTTP/1.1",
+            "POST /api/tasks/ET%201%2F../cancel HTTP/1.1",
         ]
     );
-}
-
-#[tokio::test]
-async fn without_a_token_no_authorization_header_is_sent() {
-    let (server, requests) = scripted(answered(
-        json_value!({"task": "ET-002", "changed": false, "note": "nothing to retry"}),
-    ))
-    .await;
-    for token in [None, Some("")] {
-        let answer = DaemonClient::new(server.addr(), token)
-            .send(AdminCommand::Retry, "2")
-            .await
-            .expect("answer");
-        assert!(!answer.changed);
-    }
-    assert!(seen(&requests)
-        .iter()
-        .all(|(_, path, authorization)| path == "/api/tasks/2/retry" && authorization.is_none()));
-}
-
-#[tokio::test]
-async fn an_unspecified_listen_address_is_reached_on_loopback() {
-    let (server, _) = scripted(answered(
-        json_value!({"task": "ET-001", "changed": true, "note": "cancelled"}),
-    ))
-    .await;
-    let listen = SocketAddr::from(([0, 0, 0, 0], server.addr().port()));
-    let client = DaemonClient::new(listen, None);
-    assert_eq!(client.addr(), server.addr());
-    client
-        .send(AdminCommand::Cancel, "ET-001")
-        .await
-        .expect("answer");
+    assert!(
+        seen.iter()
+            .all(|head| !head.to_ascii_lowercase().contains("authorization")),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -119,32 +157,31 @@ async fn refusals_are_usage_errors_and_failures_are_not() {
     let cases: Vec<(u16, &str, bool)> = vec![
         (404, "no such task", true),
         (400, "task id must be a number", true),
-        (401, "missing or wrong admin token", true),
+        (403, "this route needs server.admin_token", true),
         (503, "the event loop has stopped", false),
         (500, "boom", false),
     ];
     for (status, message, usage) in cases {
-        let (server, _) =
-            scripted(move || Reply::Respond(json(status, &json_value!({ "error": message }))))
-                .await;
-        let err = DaemonClient::new(server.addr(), Some("secret-token"))
+        let server = Scripted::start(Scripted::answering(
+            status,
+            json_value!({ "error": message }),
+        ))
+        .await;
+        let err = server
+            .client()
             .send(AdminCommand::Retry, "ET-001")
             .await
             .expect_err("refused");
         assert_eq!(err.is_usage(), usage, "{status}: {err}");
-        let text = err.to_string();
-        assert!(text.contains(message), "{status}: {text}");
-        assert!(!text.contains("secret-token"), "{text}");
-        if status == 401 {
-            assert!(text.contains("server.admin_token"), "{text}");
-        }
+        assert!(err.to_string().contains(message), "{status}: {err}");
     }
 }
 
 #[tokio::test]
 async fn an_answer_without_the_expected_fields_is_a_failure() {
-    let (server, _) = scripted(|| Reply::Respond(empty(200))).await;
-    let err = DaemonClient::new(server.addr(), None)
+    let server = Scripted::start(Script::Answer(200, String::new())).await;
+    let err = server
+        .client()
         .send(AdminCommand::Cancel, "ET-001")
         .await
         .expect_err("no body");
@@ -155,29 +192,39 @@ async fn an_answer_without_the_expected_fields_is_a_failure() {
 }
 
 #[tokio::test]
-async fn a_closed_port_a_dropped_connection_and_a_slow_daemon_are_unreachable() {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
-    let closed = listener.local_addr().expect("address");
-    drop(listener);
-    let err = DaemonClient::new(closed, None)
+async fn no_socket_a_dead_socket_a_dropped_connection_and_a_silent_daemon_are_unreachable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("orch.db.sock");
+    let err = DaemonClient::new(&missing)
         .send(AdminCommand::Retry, "ET-001")
         .await
-        .expect_err("nothing listens");
+        .expect_err("no socket");
     assert!(matches!(err, RemoteError::Unreachable { .. }), "{err:?}");
     assert!(!err.is_usage());
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
 
-    let (server, _) = scripted(|| Reply::Drop).await;
-    let err = DaemonClient::new(server.addr(), None)
+    // A socket file whose daemon is gone.
+    drop(std::os::unix::net::UnixListener::bind(&missing).expect("bind"));
+    let err = DaemonClient::new(&missing)
+        .send(AdminCommand::Retry, "ET-001")
+        .await
+        .expect_err("nothing accepts");
+    assert!(matches!(err, RemoteError::Unreachable { .. }), "{err:?}");
+
+    let server = Scripted::start(Script::Drop).await;
+    let err = server
+        .client()
         .send(AdminCommand::Retry, "ET-001")
         .await
         .expect_err("dropped");
     assert!(matches!(err, RemoteError::Unreachable { .. }), "{err:?}");
 
-    // A daemon that never answers: the client gives up at its deadline.
-    let silent = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .expect("bind");
-    let err = DaemonClient::new(silent.local_addr().expect("address"), None)
+    let server = Scripted::start(Script::Silent).await;
+    let err = server
+        .client()
         .with_timeout(Duration::from_millis(200))
         .send(AdminCommand::Retry, "ET-001")
         .await

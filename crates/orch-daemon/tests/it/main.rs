@@ -1,7 +1,9 @@
 //! Integration tests of the `orch` binary: exit codes and output of `check` and `config-reference`.
 
 mod admin;
+mod check_agents;
 mod client;
+mod dumpable;
 mod online;
 
 use std::path::{Path, PathBuf};
@@ -38,7 +40,12 @@ fn text(bytes: &[u8]) -> String {
 fn check_accepts_the_deploy_example_with_a_one_line_summary() {
     let deploy = repo_root().join("deploy/orch.toml");
     let output = orch(
-        &["check", "--config", deploy.to_str().expect("utf-8 path")],
+        &[
+            "check",
+            "--no-probe",
+            "--config",
+            deploy.to_str().expect("utf-8 path"),
+        ],
         &SECRETS,
         &repo_root(),
     );
@@ -57,15 +64,85 @@ fn check_accepts_the_deploy_example_with_a_one_line_summary() {
 }
 
 #[test]
+fn check_reads_secrets_from_systemd_credentials_and_warns_about_files_others_can_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).expect("credentials dir");
+    let write = |name: &str, text: &str, mode: u32| {
+        let path = credentials.join(name);
+        std::fs::write(&path, text).expect("credential");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    };
+    for name in [
+        "plane.api_token",
+        "plane.webhook_secrets",
+        "gitea.token",
+        "telegram.bot_token",
+    ] {
+        write(name, "s3cret-credential\n", 0o400);
+    }
+    let deploy = repo_root().join("deploy/orch.toml");
+    let config = deploy.to_str().expect("utf-8 path");
+    let env = [(
+        "CREDENTIALS_DIRECTORY",
+        credentials.to_str().expect("utf-8 path"),
+    )];
+
+    let output = orch(
+        &["check", "--no-probe", "--config", config],
+        &env,
+        &repo_root(),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "gitea.webhook_secrets is missing"
+    );
+    assert!(
+        text(&output.stderr).contains("config: gitea.webhook_secrets: required"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let readable = write("gitea.webhook_secrets", "hook-one\nhook-two\n", 0o644);
+    let output = orch(
+        &["check", "--no-probe", "--config", config],
+        &env,
+        &repo_root(),
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(text(&output.stdout).lines().count(), 1);
+    assert_eq!(
+        stderr,
+        format!(
+            "warning: {} holds gitea.webhook_secrets and its mode 0644 gives its group or others \
+             access: run `chmod 600 {}` (owned by the user orch runs as), or hand it to orch with \
+             systemd's LoadCredential=\n",
+            readable.display(),
+            readable.display()
+        )
+    );
+    assert!(!stderr.contains("s3cret") && !stderr.contains("hook-one"));
+}
+
+#[test]
 fn check_finds_the_file_through_orch_config_then_the_working_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
     let deploy = repo_root().join("deploy");
     let mut env = SECRETS.to_vec();
     let config_path = deploy.join("orch.toml");
     env.push(("ORCH_CONFIG", config_path.to_str().expect("utf-8 path")));
-    assert_eq!(orch(&["check"], &env, dir.path()).status.code(), Some(0));
+    assert_eq!(
+        orch(&["check", "--no-probe"], &env, dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
 
-    let output = orch(&["check"], &SECRETS, &deploy);
+    let output = orch(&["check", "--no-probe"], &SECRETS, &deploy);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -168,7 +245,6 @@ fn deploy_unit_restarts_on_failure_and_stops_gently() {
         "Restart=on-failure",
         "KillSignal=SIGTERM",
         "TimeoutStopSec=300",
-        "EnvironmentFile=/etc/orch/orch.env",
         "ExecStart=/usr/local/bin/orch serve",
         "ReadWritePaths=/var/lib/orch",
     ] {
@@ -177,4 +253,30 @@ fn deploy_unit_restarts_on_failure_and_stops_gently() {
             "orch.service has {expected}"
         );
     }
+}
+
+#[test]
+fn deploy_unit_hands_every_secret_over_as_a_credential_not_in_the_environment() {
+    let unit = std::fs::read_to_string(repo_root().join("deploy/orch.service")).expect("unit");
+    let directives: Vec<&str> = unit.lines().filter(|line| !line.starts_with('#')).collect();
+    for key in [
+        "plane.api_token",
+        "plane.webhook_secrets",
+        "gitea.token",
+        "gitea.webhook_secrets",
+        "telegram.bot_token",
+        "server.admin_token",
+    ] {
+        let expected = format!("LoadCredential={key}:/etc/orch/credentials/{key}");
+        assert!(
+            directives.contains(&expected.as_str()),
+            "orch.service has {expected}"
+        );
+    }
+    assert!(
+        !directives
+            .iter()
+            .any(|line| line.starts_with("EnvironmentFile=")),
+        "no secrets in the environment"
+    );
 }

@@ -11,7 +11,11 @@ async fn check_online(config: PathBuf, cwd: &Path) -> Output {
     let cwd = cwd.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let config = config.display().to_string();
-        orch(&["check", "--online", "--config", &config], &[], &cwd)
+        orch(
+            &["check", "--online", "--no-probe", "--config", &config],
+            &[],
+            &cwd,
+        )
     })
     .await
     .expect("orch ran")

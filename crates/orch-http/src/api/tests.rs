@@ -10,7 +10,7 @@ use orch_core::ports::{
 use orch_core::time::Timestamp;
 use serde_json::json;
 
-use crate::api::{is_admin_path, parse_limit, queue_json};
+use crate::api::{is_work_item_path, parse_limit, queue_json};
 use crate::state::ReconcileSettings;
 
 const AT: Timestamp = Timestamp::from_millis(1_767_225_600_000);
@@ -165,15 +165,9 @@ fn queue_document_names_tasks_by_work_item_and_agents_by_role() {
 }
 
 #[test]
-fn admin_paths_are_the_queue_metrics_and_task_api() {
-    for path in [
-        "/queue",
-        "/metrics",
-        "/api/tasks",
-        "/api/tasks/1",
-        "/api/tasks/ET-001",
-    ] {
-        assert!(is_admin_path(path), "{path}");
+fn work_item_paths_are_the_queue_and_task_api_but_not_metrics() {
+    for path in ["/queue", "/api/tasks", "/api/tasks/1", "/api/tasks/ET-001"] {
+        assert!(is_work_item_path(path), "{path}");
     }
     for path in [
         "/healthz",
@@ -182,8 +176,9 @@ fn admin_paths_are_the_queue_metrics_and_task_api() {
         "/api",
         "/api/tasksx",
         "/queue/",
+        "/metrics",
     ] {
-        assert!(!is_admin_path(path), "{path}");
+        assert!(!is_work_item_path(path), "{path}");
     }
 }
 

@@ -1,4 +1,5 @@
-//! The admin commands: `POST /api/tasks/{id}/retry|cancel` into the event loop's `EventSink`.
+//! The admin commands: `POST /api/tasks/{id}/retry|cancel` into the event loop's `EventSink`,
+//! over the admin socket or with the admin token, never on the strength of an address.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -11,7 +12,7 @@ use orch_core::orchestrator::{EventSink, HandleError, Handled};
 use orch_core::ports::{Store, StoreError};
 use orch_http::Secret;
 
-use crate::support::{bearer, HttpClient, TestServer};
+use crate::support::{bearer, over_socket, HttpClient, TestServer};
 
 const ADMIN_TOKEN: &str = "admin-token-for-command-tests";
 
@@ -112,11 +113,8 @@ async fn retry_and_cancel_go_to_the_event_loop_as_admin_events_and_answer_what_i
     let sink = RecordingSink::changing();
     let server = serve_with(Some(sink.clone()), None).await;
     let task = add_task(server.served_store.as_ref(), 1).await;
-    let client = HttpClient::new();
 
-    let reply = client
-        .post(&server.url("/api/tasks/ET-001/retry"), &[], "")
-        .await;
+    let reply = server.local_post("/api/tasks/ET-001/retry").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.json(),
@@ -124,7 +122,7 @@ async fn retry_and_cancel_go_to_the_event_loop_as_admin_events_and_answer_what_i
     );
 
     let by_number = format!("/api/tasks/{}/cancel", task.id.0);
-    let reply = client.post(&server.url(&by_number), &[], "").await;
+    let reply = server.local_post(&by_number).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.json(),
@@ -153,9 +151,7 @@ async fn a_command_the_loop_finds_nothing_to_do_for_answers_unchanged() {
     }));
     let server = serve_with(Some(sink.clone()), None).await;
     add_task(server.served_store.as_ref(), 3).await;
-    let reply = HttpClient::new()
-        .post(&server.url("/api/tasks/ET-003/cancel"), &[], "")
-        .await;
+    let reply = server.local_post("/api/tasks/ET-003/cancel").await;
     assert_eq!(
         (reply.status, reply.json()),
         (
@@ -171,16 +167,13 @@ async fn an_unknown_or_malformed_task_is_refused_and_nothing_is_submitted() {
     let sink = RecordingSink::changing();
     let server = serve_with(Some(sink.clone()), None).await;
     add_task(server.served_store.as_ref(), 1).await;
-    let client = HttpClient::new();
 
     for path in ["/api/tasks/ET-999/retry", "/api/tasks/12345/cancel"] {
-        let reply = client.post(&server.url(path), &[], "").await;
+        let reply = server.local_post(path).await;
         assert_eq!(reply.status, 404, "{path}");
         assert_eq!(reply.json()["error"], "no such task", "{path}");
     }
-    let reply = client
-        .post(&server.url("/api/tasks/not%20an%20id/retry"), &[], "")
-        .await;
+    let reply = server.local_post("/api/tasks/not%20an%20id/retry").await;
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert!(sink.events().is_empty());
 }
@@ -189,9 +182,7 @@ async fn an_unknown_or_malformed_task_is_refused_and_nothing_is_submitted() {
 async fn without_an_event_loop_commands_answer_503_with_a_json_error() {
     let server = serve_with(None, None).await;
     add_task(server.served_store.as_ref(), 1).await;
-    let reply = HttpClient::new()
-        .post(&server.url("/api/tasks/ET-001/retry"), &[], "")
-        .await;
+    let reply = server.local_post("/api/tasks/ET-001/retry").await;
     assert_eq!(reply.status, 503);
     assert!(
         reply.json()["error"]
@@ -232,10 +223,9 @@ async fn commands_are_post_only_and_refused_from_browsers() {
     let sink = RecordingSink::changing();
     let server = serve_with(Some(sink.clone()), None).await;
     add_task(server.served_store.as_ref(), 1).await;
-    let client = HttpClient::new();
-    let url = server.url("/api/tasks/ET-001/retry");
+    let path = "/api/tasks/ET-001/retry";
 
-    let reply = client.get(&url, &[]).await;
+    let reply = server.local_get(path).await;
     assert_eq!(reply.status, 405);
     assert_eq!(
         reply
@@ -245,17 +235,12 @@ async fn commands_are_post_only_and_refused_from_browsers() {
         Some("POST")
     );
     let from_a_page = vec![("Origin".to_owned(), "http://evil.example".to_owned())];
-    assert_eq!(client.post(&url, &from_a_page, "").await.status, 403);
+    let reply = over_socket(&server.socket_path, "POST", path, &from_a_page).await;
+    assert_eq!(reply.status, 403);
     assert!(sink.events().is_empty());
 
     // The task route itself stays GET-only.
-    assert_eq!(
-        client
-            .post(&server.url("/api/tasks/ET-001"), &[], "")
-            .await
-            .status,
-        405
-    );
+    assert_eq!(server.local_post("/api/tasks/ET-001").await.status, 405);
 }
 
 #[tokio::test]
@@ -267,9 +252,7 @@ async fn a_failing_event_loop_answers_503_when_retrying_may_help_and_500_otherwi
     }));
     let server = serve_with(Some(stopped), None).await;
     add_task(server.served_store.as_ref(), 1).await;
-    let reply = HttpClient::new()
-        .post(&server.url("/api/tasks/ET-001/retry"), &[], "")
-        .await;
+    let reply = server.local_post("/api/tasks/ET-001/retry").await;
     assert_eq!(reply.status, 503);
     assert_eq!(
         reply.json()["error"],
@@ -283,8 +266,98 @@ async fn a_failing_event_loop_answers_503_when_retrying_may_help_and_500_otherwi
     }));
     let server = serve_with(Some(broken), None).await;
     add_task(server.served_store.as_ref(), 1).await;
-    let reply = HttpClient::new()
-        .post(&server.url("/api/tasks/ET-001/cancel"), &[], "")
-        .await;
+    let reply = server.local_post("/api/tasks/ET-001/cancel").await;
     assert_eq!(reply.status, 500, "{}", reply.text());
+}
+
+/// What a same-host reverse proxy adds; none of it may stand in for a credential.
+fn forwarding_variants() -> Vec<Vec<(String, String)>> {
+    let header = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+    vec![
+        vec![],
+        header("X-Forwarded-For", "127.0.0.1"),
+        header("Forwarded", "for=127.0.0.1"),
+        header("X-Real-IP", "127.0.0.1"),
+    ]
+}
+
+#[tokio::test]
+async fn without_an_admin_token_commands_over_tcp_are_refused_even_from_loopback() {
+    let sink = RecordingSink::changing();
+    let server = serve_with(Some(sink.clone()), None).await;
+    add_task(server.served_store.as_ref(), 1).await;
+    let client = HttpClient::new();
+    // The test client connects from 127.0.0.1, as a same-host proxy would.
+    for headers in forwarding_variants() {
+        for command in ["retry", "cancel"] {
+            let url = server.url(&format!("/api/tasks/ET-001/{command}"));
+            let reply = client.post(&url, &headers, "").await;
+            assert_eq!(reply.status, 403, "{command} {headers:?}: {}", reply.text());
+            let message = reply.json()["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                message.contains("server.admin_token") && message.contains("orch CLI"),
+                "{message}"
+            );
+        }
+    }
+    assert!(
+        sink.events().is_empty(),
+        "no refused command reached the loop"
+    );
+}
+
+#[tokio::test]
+async fn with_an_admin_token_tcp_commands_need_it_whatever_forwarding_headers_say() {
+    let sink = RecordingSink::changing();
+    let server = serve_with(Some(sink.clone()), Some(ADMIN_TOKEN)).await;
+    add_task(server.served_store.as_ref(), 1).await;
+    let client = HttpClient::new();
+    let url = server.url("/api/tasks/ET-001/retry");
+    for headers in forwarding_variants() {
+        let reply = client.post(&url, &headers, "").await;
+        assert_eq!(reply.status, 401, "{headers:?}");
+    }
+    assert!(sink.events().is_empty());
+    let mut relayed_with_token = bearer(ADMIN_TOKEN);
+    relayed_with_token.push(("X-Forwarded-For".to_owned(), "203.0.113.9".to_owned()));
+    let reply = client.post(&url, &relayed_with_token, "").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(sink.events().len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_a_proxy_relays_into_the_admin_socket_is_not_trusted() {
+    let sink = RecordingSink::changing();
+    let server = serve_with(Some(sink.clone()), None).await;
+    add_task(server.served_store.as_ref(), 1).await;
+    for headers in forwarding_variants().into_iter().skip(1) {
+        let reply = over_socket(
+            &server.socket_path,
+            "POST",
+            "/api/tasks/ET-001/cancel",
+            &headers,
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{headers:?}");
+        let reply = over_socket(&server.socket_path, "GET", "/queue", &headers).await;
+        assert_eq!(reply.status, 403, "{headers:?}");
+    }
+    assert!(sink.events().is_empty());
+    assert_eq!(
+        server.local_post("/api/tasks/ET-001/cancel").await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn commands_over_the_admin_socket_need_no_token_even_when_one_is_set() {
+    let sink = RecordingSink::changing();
+    let server = serve_with(Some(sink.clone()), Some(ADMIN_TOKEN)).await;
+    add_task(server.served_store.as_ref(), 1).await;
+    let reply = server.local_post("/api/tasks/ET-001/retry").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(sink.events().len(), 1);
 }

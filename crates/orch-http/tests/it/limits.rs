@@ -209,6 +209,26 @@ async fn a_slow_body_is_answered_408() {
         .expect("answer in time");
     assert_eq!(status, Some(408));
     assert!(server.stored().await.is_empty());
+    assert!(
+        closed_within_deadline(&mut stream).await,
+        "the server kept a connection with an unfinished body open"
+    );
+}
+
+/// Reads (and drops) whatever `stream` still delivers until the server closes it; false if
+/// it stays open for `DEADLINE`.
+async fn closed_within_deadline(stream: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 256];
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ mod admin;
 mod concurrency;
 mod ingress;
 mod limits;
+mod slow_clients;
 mod status;
 mod store_down;
 mod support;

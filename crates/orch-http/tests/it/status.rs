@@ -124,7 +124,7 @@ async fn queue_has_the_documented_shape_built_from_the_store() {
         202
     );
 
-    let reply = client.get(&server.url("/queue"), &[]).await;
+    let reply = server.local_get("/queue").await;
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply
@@ -164,9 +164,8 @@ async fn tasks_are_listed_and_shown_by_number_or_work_item_with_history_and_jobs
     let server = TestServer::start(|_| {}).await;
     add_task(server.store.as_ref(), 1).await;
     add_task(server.store.as_ref(), 7).await;
-    let client = HttpClient::new();
 
-    let list = client.get(&server.url("/api/tasks"), &[]).await;
+    let list = server.local_get("/api/tasks").await;
     assert_eq!(list.status, 200);
     let work_items: Vec<String> = list.json()["tasks"]
         .as_array()
@@ -177,17 +176,11 @@ async fn tasks_are_listed_and_shown_by_number_or_work_item_with_history_and_jobs
     let mut sorted = work_items.clone();
     sorted.sort();
     assert_eq!(sorted, ["ET-001", "ET-007"]);
-    let limited = client.get(&server.url("/api/tasks?limit=1"), &[]).await;
+    let limited = server.local_get("/api/tasks?limit=1").await;
     assert_eq!(limited.json()["tasks"].as_array().map(Vec::len), Some(1));
-    assert_eq!(
-        client
-            .get(&server.url("/api/tasks?limit=0"), &[])
-            .await
-            .status,
-        400
-    );
+    assert_eq!(server.local_get("/api/tasks?limit=0").await.status, 400);
 
-    let by_work_item = client.get(&server.url("/api/tasks/ET-007"), &[]).await;
+    let by_work_item = server.local_get("/api/tasks/ET-007").await;
     assert_eq!(by_work_item.status, 200);
     let document = by_work_item.json();
     assert_eq!(document["task"]["work_item"], "ET-007");
@@ -199,30 +192,13 @@ async fn tasks_are_listed_and_shown_by_number_or_work_item_with_history_and_jobs
     assert!(document["history"].is_array());
 
     let id = document["task"]["id"].as_i64().expect("numeric id");
-    let by_number = client
-        .get(&server.url(&format!("/api/tasks/{id}")), &[])
-        .await;
+    let by_number = server.local_get(&format!("/api/tasks/{id}")).await;
     assert_eq!((by_number.status, by_number.json()), (200, document));
 
+    assert_eq!(server.local_get("/api/tasks/ET-404").await.status, 404);
+    assert_eq!(server.local_get("/api/tasks/999999").await.status, 404);
     assert_eq!(
-        client
-            .get(&server.url("/api/tasks/ET-404"), &[])
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        client
-            .get(&server.url("/api/tasks/999999"), &[])
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        client
-            .get(&server.url("/api/tasks/not%20an%20id"), &[])
-            .await
-            .status,
+        server.local_get("/api/tasks/not%20an%20id").await.status,
         400
     );
 }
@@ -276,6 +252,89 @@ async fn the_admin_token_guards_queue_metrics_and_api_but_not_health_or_webhooks
             .await
             .status,
         202
+    );
+}
+
+#[tokio::test]
+async fn without_an_admin_token_work_items_are_refused_over_tcp_and_shown_over_the_socket() {
+    let server = TestServer::start(|_| {}).await;
+    add_task(server.store.as_ref(), 1).await;
+    let client = HttpClient::new();
+    let forwarded = [
+        vec![],
+        vec![("X-Forwarded-For".to_owned(), "127.0.0.1".to_owned())],
+        vec![("Forwarded".to_owned(), "for=127.0.0.1".to_owned())],
+        vec![("X-Real-IP".to_owned(), "127.0.0.1".to_owned())],
+        bearer("a-token-nobody-configured"),
+    ];
+    for path in ["/queue", "/api/tasks", "/api/tasks/ET-001", "/api/tasks/1"] {
+        for headers in &forwarded {
+            let reply = client.get(&server.url(path), headers).await;
+            assert_eq!(reply.status, 403, "{path} {headers:?}");
+            assert!(
+                !reply.text().contains("Task 1") && !reply.text().contains("ET-001"),
+                "{path}: a refusal shows no work item: {}",
+                reply.text()
+            );
+        }
+        assert_eq!(
+            server.local_get(path).await.status,
+            200,
+            "{path} over the socket"
+        );
+    }
+    // Counts only: open over TCP while no token is set.
+    assert_eq!(client.get(&server.url("/metrics"), &[]).await.status, 200);
+    assert_eq!(server.local_get("/metrics").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_admin_socket_needs_no_token_when_one_is_set() {
+    let server =
+        TestServer::start(|state| state.admin_token = Some(Secret::new(ADMIN_TOKEN))).await;
+    add_task(server.store.as_ref(), 1).await;
+    for path in ["/queue", "/metrics", "/api/tasks", "/api/tasks/ET-001"] {
+        assert_eq!(server.local_get(path).await.status, 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_admin_socket_is_owner_only_and_removed_on_shutdown() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    let server = TestServer::start(|_| {}).await;
+    let path = server.socket_path.clone();
+    let metadata = std::fs::symlink_metadata(&path).expect("the socket exists");
+    assert!(metadata.file_type().is_socket());
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    server.stop().await.expect("serve ends cleanly");
+    assert!(!path.exists(), "the socket file is removed on shutdown");
+}
+
+#[tokio::test]
+async fn a_stale_socket_file_is_replaced_and_anything_else_in_the_way_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("orch.db.sock");
+    // A socket whose process is gone: bound, then its listener dropped without removal.
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+    assert!(path.exists());
+    let socket = orch_http::AdminSocket::bind(&path).expect("a stale socket is replaced");
+    assert!(matches!(
+        orch_http::AdminSocket::bind(&path),
+        Err(orch_http::AdminSocketError::InUse { .. })
+    ));
+    drop(socket);
+    assert!(!path.exists());
+
+    std::fs::write(&path, "not a socket").expect("write");
+    assert!(matches!(
+        orch_http::AdminSocket::bind(&path),
+        Err(orch_http::AdminSocketError::NotASocket { .. })
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "not a socket",
+        "a file that is not a socket is left alone"
     );
 }
 
@@ -346,7 +405,7 @@ async fn unknown_routes_are_404_and_status_routes_accept_only_get() {
     let server = TestServer::start(|_| {}).await;
     let client = HttpClient::new();
     assert_eq!(client.get(&server.url("/nope"), &[]).await.status, 404);
-    let reply = client.post(&server.url("/queue"), &[], "{}").await;
+    let reply = server.local_post("/queue").await;
     assert_eq!(reply.status, 405);
     assert_eq!(
         client.post(&server.url("/healthz"), &[], "").await.status,

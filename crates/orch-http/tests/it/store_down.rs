@@ -16,10 +16,10 @@ use orch_core::ports::{
     QueueSnapshot, ReconcileRun, ReconcileStats, Store, StoreError, Transition,
 };
 use orch_core::time::Timestamp;
-use orch_http::{AppState, WebhookSecrets};
+use orch_http::{AdminSocket, AppState, Listeners, WebhookSecrets};
 use tokio::net::TcpListener;
 
-use crate::support::{plane_headers, HttpClient, PLANE_SECRET};
+use crate::support::{over_socket, plane_headers, HttpClient, PLANE_SECRET};
 
 /// Every call fails with `Unavailable`, as a database that cannot be reached does.
 struct DownStore;
@@ -172,8 +172,14 @@ async fn with_the_store_down_store_routes_answer_503_and_health_still_answers() 
         .await
         .expect("bind loopback");
     let base = format!("http://{}", listener.local_addr().expect("bound address"));
+    let socket_dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = socket_dir.path().join("orch.db.sock");
+    let listeners = Listeners {
+        tcp: listener,
+        admin_socket: Some(AdminSocket::bind(&socket_path).expect("admin socket")),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(orch_http::serve(listener, state, async move {
+    let server = tokio::spawn(orch_http::serve(listeners, state, async move {
         let _ = stopped.await;
     }));
     let client = HttpClient::new();
@@ -185,7 +191,7 @@ async fn with_the_store_down_store_routes_answer_503_and_health_still_answers() 
         "/api/tasks/1",
         "/api/tasks/ET-001",
     ] {
-        let reply = client.get(&format!("{base}{path}"), &[]).await;
+        let reply = over_socket(&socket_path, "GET", path, &[]).await;
         assert_eq!(
             (reply.status, reply.json()),
             (503, serde_json::json!({"error": "store unavailable"})),

@@ -1,7 +1,7 @@
 //! Test helpers: a served `AppState` on 127.0.0.1:0, a hyper client, contract samples, signing.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +10,13 @@ use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use orch_core::fakes::store::MemStore;
 use orch_core::fakes::FakeClock;
 use orch_core::ports::{Delivery, Store};
-use orch_http::{AppState, Limits, WebhookSecrets};
+use orch_http::{AdminSocket, AppState, Limits, Listeners, WebhookSecrets};
 use sha2::Sha256;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -27,9 +27,12 @@ pub(crate) const GITEA_SECRET: &str = "s3cr3t-for-tests";
 /// How long any test waits for something that should happen at once.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
-/// A running server over a `MemStore`; shut down when dropped.
+/// A running server over a `MemStore`, on TCP and an admin socket; shut down when dropped.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
+    /// The admin socket, in its own temp directory.
+    pub(crate) socket_path: PathBuf,
+    _socket_dir: tempfile::TempDir,
     /// The `MemStore` behind the server (a fresh, unused one when it serves SQLite).
     pub(crate) store: Arc<MemStore>,
     /// The store the server writes to.
@@ -84,13 +87,22 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("bound address");
+        let socket_dir = tempfile::tempdir().expect("temp dir");
+        let socket_path = socket_dir.path().join("orch.db.sock");
+        let admin_socket = AdminSocket::bind(&socket_path).expect("bind the admin socket");
         let (shutdown, stopped) = oneshot::channel::<()>();
         let served = state.clone();
-        let handle = tokio::spawn(orch_http::serve(listener, served, async move {
+        let listeners = Listeners {
+            tcp: listener,
+            admin_socket: Some(admin_socket),
+        };
+        let handle = tokio::spawn(orch_http::serve(listeners, served, async move {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            socket_path,
+            _socket_dir: socket_dir,
             store,
             served_store,
             _database: database,
@@ -374,6 +386,63 @@ pub(crate) fn gitea_headers(secret: &str, delivery: &str, body: &[u8]) -> Vec<(S
         ("X-Gitea-Delivery".to_owned(), delivery.to_owned()),
         ("X-Gitea-Signature".to_owned(), sign(secret, body)),
     ]
+}
+
+/// Sends one request over the admin socket at `socket`, as the CLI does.
+pub(crate) async fn over_socket(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+) -> Reply {
+    let exchange = async {
+        let stream = UnixStream::connect(socket)
+            .await
+            .expect("connect to the admin socket");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("http handshake");
+        tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", "localhost");
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .expect("valid request");
+        let response = sender.send_request(request).await.expect("http request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("response body")
+            .to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("answer over the admin socket within the deadline")
+}
+
+impl TestServer {
+    /// `GET path` over the admin socket.
+    pub(crate) async fn local_get(&self, path: &str) -> Reply {
+        over_socket(&self.socket_path, "GET", path, &[]).await
+    }
+
+    /// `POST path` (empty body) over the admin socket.
+    pub(crate) async fn local_post(&self, path: &str) -> Reply {
+        over_socket(&self.socket_path, "POST", path, &[]).await
+    }
 }
 
 /// `Authorization: Bearer token`.

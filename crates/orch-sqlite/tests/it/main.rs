@@ -3,6 +3,7 @@
 
 mod contract;
 mod crash;
+mod inbox;
 mod leases;
 mod lock;
 mod migrations;

@@ -1,0 +1,70 @@
+//! `orch check`'s look at the agents (SPEC §5.4): the sandbox can start on this machine, and
+//! each role's program starts inside it with its probe (`--version` unless configured), with
+//! what the sandbox leaves out. It starts programs but reaches no network.
+
+use orch_agent::{check_sandbox, AgentSandbox};
+use orch_core::domain::Agent;
+
+use crate::config::Config;
+use crate::wiring;
+
+/// What `check_agents` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentCheck {
+    /// One line per thing that works.
+    pub ok: Vec<String>,
+    /// Worth knowing, never a failure: no sandbox, a path left out, a variable missing.
+    pub warnings: Vec<String>,
+    /// What keeps agents from running; `orch check` exits 2 when there is any.
+    pub problems: Vec<String>,
+}
+
+/// The warning `orch check` gives for `agents.sandbox = "none"`.
+pub const NO_SANDBOX_WARNING: &str = "agents.sandbox = \"none\": agents run as orch's user and can read and change what it can (its config, database, logs and other tasks' worktrees); orch keeps its memory unreadable and starts them without capabilities, but only the sandbox keeps them out";
+
+/// The warnings the config alone gives about agents (without starting anything).
+pub fn config_warnings(config: &Config) -> Vec<String> {
+    match config.agents.sandbox() {
+        AgentSandbox::None => vec![NO_SANDBOX_WARNING.to_owned()],
+        AgentSandbox::Bwrap { .. } => Vec::new(),
+    }
+}
+
+/// Starts the sandbox once, then each role's probe in it.
+pub async fn check_agents(config: &Config) -> AgentCheck {
+    let mut check = AgentCheck::default();
+    let sandbox = config.agents.sandbox();
+    match check_sandbox(&sandbox).await {
+        Ok(used) => check.ok.push(format!("sandbox: {used}")),
+        Err(err) => {
+            check.problems.push(format!("agents.sandbox: {err}"));
+            return check;
+        }
+    }
+    let runner = match wiring::agent_runner(config) {
+        Ok(runner) => runner,
+        Err(err) => {
+            check.problems.push(err.to_string());
+            return check;
+        }
+    };
+    for agent in Agent::ALL {
+        let Some(report) = runner.probe(agent).await else {
+            continue;
+        };
+        let command = report.command.join(" ");
+        for note in &report.notes {
+            check.warnings.push(format!("agents.{agent}: {note}"));
+        }
+        if report.succeeded() {
+            check
+                .ok
+                .push(format!("agent {agent}: {command}: {}", report.outcome));
+        } else {
+            check
+                .problems
+                .push(format!("agents.{agent}: {command}: {}", report.outcome));
+        }
+    }
+    check
+}

@@ -1,0 +1,203 @@
+//! `orch check` starts each agent in the sandbox with its probe, says what is missing, and
+//! warns about running agents without a sandbox.
+
+use std::path::Path;
+
+use crate::{orch, text, SECRETS};
+
+/// A config in `dir` whose agents are the given `[agents…]` tables, with its prompts.
+fn write_config(dir: &Path, agents: &str) -> String {
+    std::fs::create_dir_all(dir.join("prompts")).expect("prompts");
+    for role in ["analyst", "developer", "reviewer"] {
+        std::fs::write(
+            dir.join(format!("prompts/{role}.md")),
+            "Work on {{task}}.\n",
+        )
+        .expect("prompt");
+    }
+    let text = format!(
+        r#"
+[storage]
+db_path = "{data}/orch.db"
+
+[workspace]
+repos_dir = "{data}/repos"
+
+[plane]
+base_url = "https://plane.test"
+workspace_slug = "acme"
+
+[gitea]
+base_url = "https://gitea.test"
+
+{agents}
+
+[[projects]]
+key = "widgets"
+plane_project_id = "p1"
+repo = "acme/widgets"
+work_item_prefix = "WI"
+"#,
+        data = dir.join("data").display(),
+    );
+    let path = dir.join("orch.toml");
+    std::fs::write(&path, text).expect("config");
+    path.display().to_string()
+}
+
+/// The secrets of the config above (it has no Telegram section).
+fn secrets() -> Vec<(&'static str, &'static str)> {
+    SECRETS
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("ORCH_TELEGRAM"))
+        .collect()
+}
+
+fn check(dir: &Path, config: &str) -> std::process::Output {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut env = secrets();
+    env.push(("PATH", &path));
+    orch(&["check", "--config", config], &env, dir)
+}
+
+const WORKING: &str = r#"
+[agents.analyst]
+command = ["/bin/sh", "-c", "exit 0"]
+probe = ["-c", "echo analyst 1.0"]
+
+[agents.developer]
+command = ["/bin/sh"]
+probe = ["-c", "echo developer 2.0"]
+
+[agents.reviewer]
+command = ["/bin/sh"]
+probe = ["-c", "echo reviewer 3.0"]
+"#;
+
+#[test]
+fn check_starts_every_agent_in_the_sandbox_and_lists_each() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), WORKING);
+    let output = check(dir.path(), &config);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("config ok: "), "{stdout}");
+    assert!(
+        lines[1].starts_with("sandbox: ") && lines[1].ends_with("bwrap"),
+        "{stdout}"
+    );
+    assert_eq!(
+        &lines[2..],
+        [
+            "agent analyst: /bin/sh -c echo analyst 1.0: ok: analyst 1.0",
+            "agent developer: /bin/sh -c echo developer 2.0: ok: developer 2.0",
+            "agent reviewer: /bin/sh -c echo reviewer 3.0: ok: reviewer 3.0",
+        ]
+    );
+    assert_eq!(text(&output.stderr), "");
+}
+
+#[test]
+fn check_says_which_agent_cannot_run_and_why_and_exits_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        r#"
+[agents.analyst]
+command = ["no-such-agent-cli", "-p"]
+pass_env = ["NOT_SET_FOR_CHECK_42"]
+
+[agents.developer]
+command = ["/bin/sh"]
+probe = ["-c", "echo 'error while loading shared libraries: libagent.so' >&2; exit 127"]
+writable_paths = ["/no/such/cache"]
+
+[agents.reviewer]
+command = ["/bin/sh"]
+probe = ["-c", "echo fine"]
+"#,
+    );
+    let output = check(dir.path(), &config);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for expected in [
+        "warning: agents.analyst: pass_env: NOT_SET_FOR_CHECK_42 is not set in orch's environment",
+        "warning: agents.developer: writable_paths: /no/such/cache is not shown: it does not exist",
+        "agents.analyst: no-such-agent-cli --version: could not start: no-such-agent-cli: not found on PATH",
+        "agents.developer: /bin/sh -c echo 'error while loading shared libraries: libagent.so' >&2; exit 127: exited with code 127: error while loading shared libraries: libagent.so",
+    ] {
+        assert!(
+            stderr.lines().any(|line| line == expected),
+            "{expected:?} in {stderr}"
+        );
+    }
+    assert!(text(&output.stdout).contains("agent reviewer: /bin/sh -c echo fine: ok: fine"));
+}
+
+#[test]
+fn check_fails_when_bubblewrap_cannot_be_found() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &format!("[agents]\nbwrap_path = \"/no/such/bwrap\"\n{WORKING}"),
+    );
+    let output = check(dir.path(), &config);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("agents.sandbox: /no/such/bwrap: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_warns_when_agents_run_without_a_sandbox() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &format!("[agents]\nsandbox = \"none\"\n{WORKING}"),
+    );
+    let output = check(dir.path(), &config);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.starts_with("warning: agents.sandbox = \"none\": agents run as orch's user"),
+        "{stderr}"
+    );
+    assert!(text(&output.stdout).contains("sandbox: none"));
+
+    let output = orch(
+        &["check", "--no-probe", "--config", &config],
+        &secrets(),
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        text(&output.stdout).lines().count(),
+        1,
+        "nothing was started"
+    );
+    assert!(text(&output.stderr).contains("agents.sandbox = \"none\""));
+}
+
+#[test]
+fn serve_refuses_to_start_when_the_sandbox_cannot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:0\"\n[agents]\nbwrap_path = \"/no/such/bwrap\"\n{WORKING}"),
+    );
+    let output = orch(&["serve", "--config", &config], &secrets(), dir.path());
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("agents.sandbox: /no/such/bwrap: "),
+        "{stderr}"
+    );
+}
