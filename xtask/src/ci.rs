@@ -3,14 +3,15 @@
 //! Nothing is built twice: clippy and the tests use the default dev profile with no feature
 //! flags, so they share build scripts and proc macros in one target directory, and the
 //! `codegen --check` step runs the `orch` binary the test build made rather than `cargo run`,
-//! which would rebuild the daemon's graph without the dev-dependency features.
+//! which would rebuild the daemon's graph without the dev-dependency features. The `sim`
+//! step runs the simulation batch in the same dev profile, so it only links its runner.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::process::{self, cargo, seconds, timed};
-use crate::{codegen, tidy, Result};
+use crate::{codegen, sim, tidy, Result};
 
 /// The daemon's binary (SPEC §5.1).
 const ORCH_BINARY: &str = "orch";
@@ -37,6 +38,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         ]))
     })?;
     step("test", &|| test(root))?;
+    step("sim", &|| sim::ci(root))?;
     step("tidy", &|| tidy::run(root))?;
     step("codegen --check", &|| {
         let orch = built_binary(root, ORCH_BINARY);

@@ -1,5 +1,5 @@
 //! orch's automation, in Rust so it runs wherever cargo runs: `cargo xtask ci`, `tidy`,
-//! `codegen [--check]`, `bench [name]` and `dist`.
+//! `codegen [--check]`, `bench [name]`, `sim ...` and `dist`.
 //!
 //! This crate is std-only on purpose (no dependencies to build before CI can start), and it
 //! is the only crate allowed to print. It is not a build system: it runs cargo and checks the
@@ -17,6 +17,7 @@ mod codegen;
 mod dist;
 mod manifest;
 mod process;
+mod sim;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -26,10 +27,13 @@ const HELP: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                 fmt check, clippy -D warnings, tests (RUN_SLOW_TESTS=1), tidy, codegen --check
+  ci                 fmt check, clippy -D warnings, tests (RUN_SLOW_TESTS=1), the simulation batch,
+                     tidy, codegen --check
   tidy               check the workspace's structural rules (SPEC.md §6, STYLE.md)
   codegen [--check]  regenerate docs/adr/README.md and docs/config.md; --check fails on drift
   bench [NAME]       run a release-mode benchmark: store, ingest, pipeline (default: all)
+  sim --seed N [--trace] | --seeds N [--from S] [--items K]
+                     the deterministic simulation of orch-core: replay one seed, or run many
   dist               build the release binary and target/dist/ with it and deploy/
 ";
 
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         ["bench"] => bench::run(&root, None),
         ["bench", name] => bench::run(&root, Some(name)),
         ["dist"] => dist::run(&root),
+        ["sim", rest @ ..] => sim::run(&root, rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

@@ -1,4 +1,5 @@
-//! Behaving in-memory implementations of every port, and the port contract suites.
+//! Behaving in-memory implementations of every port, the port contract suites, and the
+//! deterministic simulation of the core built from them (`sim`).
 //!
 //! Fakes, not mocks: each one keeps state and enforces the same rules as the real adapter
 //! (the `contract` suites run against both), so a test written against a fake means something.
@@ -8,6 +9,7 @@ pub mod clock;
 pub mod contract;
 pub mod forge;
 pub mod notifier;
+pub mod sim;
 pub mod store;
 pub mod tracker;
 pub mod workspace;
