@@ -353,8 +353,14 @@ pub enum Action {
     PublishBranch,
     /// Post a Plane comment, idempotent by `external_id`.
     TrackerComment { external_id: String, body: String },
-    /// Move the work item to one of the project's states.
-    TrackerState { state: StateRole },
+    /// Move the work item to one of the project's states. When the move opens a gate,
+    /// `gate_comment` is the external id of the comment that shows people the work to judge:
+    /// a verdict Plane recorded after that comment answers this gate.
+    TrackerState {
+        state: StateRole,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate_comment: Option<String>,
+    },
     /// Post a COMMENT review on the task's PR, idempotent by `marker`.
     ForgeReview { marker: String, body: String },
     /// Merge the task's PR, pinned to `head_sha`.

@@ -236,7 +236,7 @@ impl Executor {
         if let Err(reason) = still_current(&claimed.job, task) {
             return obsolete(&reason);
         }
-        if let Action::TrackerState { state } = &claimed.job.action {
+        if let Action::TrackerState { state, .. } = &claimed.job.action {
             match self.tracker_state_is_current(claimed, task, *state).await {
                 Ok(true) => {}
                 Ok(false) => return JobResult::Succeeded(JobOutput::default()),
@@ -321,8 +321,14 @@ impl Executor {
                         .await
                 )?;
             }
-            Action::TrackerState { state } => {
-                return self.move_item(claimed, task, *state).await.map(Some);
+            Action::TrackerState {
+                state,
+                gate_comment,
+            } => {
+                return self
+                    .move_item(claimed, task, *state, gate_comment.as_deref())
+                    .await
+                    .map(Some);
             }
             Action::ForgeReview { marker, body } => {
                 let pr = task
@@ -453,14 +459,17 @@ impl Executor {
     }
 
     /// Moves the item to `role`'s state, reading it first: orch moves it only from the state
-    /// it last knew (a person's move it acted on, or its own), so a state a person set since
-    /// wins and is left alone. One exception: a verdict found where orch opens a gate was
-    /// given before the gate opened in Plane, and is reset to the awaiting state.
+    /// it last knew (a person's move it acted on, or one of its own), so a state a person set
+    /// since wins and is left alone (ADR 0005). Two exceptions: after a merge the item goes to
+    /// Done whatever state it is in (the merged pull request is the last word); and where the
+    /// move opens a gate, a verdict Plane recorded before the gate's comment (the work to
+    /// judge) was given before that work existed and is reset to the awaiting state.
     async fn move_item(
         &self,
         claimed: &ClaimedJob,
         task: &Task,
         role: StateRole,
+        gate_comment: Option<&str>,
     ) -> Result<JobOutput, StepError> {
         let ports = &self.ports;
         let mut output = JobOutput::default();
@@ -491,34 +500,103 @@ impl Executor {
             return Ok(output);
         }
         let jobs = self.store_read(ports.store.jobs_of_task(task.id).await)?;
-        let own_last = jobs
-            .iter()
-            .filter(|job| job.id < claimed.job.id && job.kind() == JobKind::TrackerState)
-            .filter_map(|job| job.output.as_ref()?.tracker_state.clone())
-            .next_back();
-        let known = task.tracker_state.is_none()
-            || task.tracker_state.as_ref() == Some(&item.state)
-            || own_last.as_ref() == Some(&item.state);
-        let early_verdict = role == StateRole::Awaiting
-            && matches!(
-                states.role_of(&item.state),
-                Some(StateRole::Approved | StateRole::Rejected)
-            );
-        if !known && !early_verdict {
+        // Whether the item is where orch itself left it: the state orch last knew; or where
+        // one of its own earlier moves put it (no newer than that move, or, if the move's
+        // answer was lost, by its state alone).
+        let own = |state: &crate::ids::StateId, at: crate::time::Timestamp| {
+            // The state orch knows, even if the item was edited since: a verdict orch acted
+            // on that is still shown must not pass for a new one (an edit moves `updated_at`).
+            let known = task.tracker_state.is_none() || task.tracker_state.as_ref() == Some(state);
+            known || jobs.iter().any(|job| {
+                let moved_there = matches!(job.action, Action::TrackerState { state: earlier, .. }
+                        if states.id_of(earlier) == Some(state));
+                let landed_at = job
+                    .output
+                    .as_ref()
+                    .filter(|output| output.tracker_state.as_ref() == Some(state))
+                    .and_then(|output| output.tracker_at);
+                job.id < claimed.job.id
+                    && moved_there
+                    && job.attempts > 0
+                    && match landed_at {
+                        Some(landed_at) => at <= landed_at,
+                        None => job.output.is_none(),
+                    }
+            })
+        };
+        let merged = role == StateRole::Done && task.stage == Stage::Done;
+        let verdict_found = matches!(
+            states.role_of(&item.state),
+            Some(StateRole::Approved | StateRole::Rejected)
+        );
+        let leave = if merged || own(&item.state, item.updated_at) {
+            false
+        } else if role == StateRole::Awaiting && verdict_found {
+            // A verdict Plane recorded after the gate's comment was posted answers the gate:
+            // leave it. One given before that work existed is early: reset it.
+            match gate_comment {
+                Some(comment) => self.posted_before(task, comment, item.updated_at).await?,
+                None => false,
+            }
+        } else {
+            true
+        };
+        if leave {
             tracing::info!(task = %task.work_item, to = ?role, "a person moved the item since orch last looked; their state stays");
             output.tracker_at = Some(item.updated_at);
             return Ok(output);
         }
-        let at = step!(
-            Service::Plane,
-            ports
-                .tracker
-                .set_state(&task.project, &task.issue, &target)
-                .await
-        )?;
+        let at = match ports
+            .tracker
+            .set_state(&task.project, &task.issue, &target)
+            .await
+        {
+            Ok(at) => at,
+            Err(err) => {
+                // After an ambiguous failure the move may have landed with its answer lost:
+                // look before retrying (SPEC §4).
+                let landed = if err.class().is_outage() {
+                    ports
+                        .tracker
+                        .work_item(&task.project, &task.issue)
+                        .await
+                        .ok()
+                        .filter(|item| item.state == target)
+                        .map(|item| item.updated_at)
+                } else {
+                    None
+                };
+                match landed {
+                    Some(at) => at,
+                    None => return step!(Service::Plane, Err::<JobOutput, _>(err)),
+                }
+            }
+        };
         output.tracker_state = Some(target);
         output.tracker_at = Some(at);
         Ok(output)
+    }
+
+    /// Whether orch's comment `external_id` on the task's item was posted (by Plane's clock)
+    /// before `at`; `false` when it is not there yet.
+    async fn posted_before(
+        &self,
+        task: &Task,
+        external_id: &str,
+        at: crate::time::Timestamp,
+    ) -> Result<bool, StepError> {
+        let comments = step!(
+            Service::Plane,
+            self.ports
+                .tracker
+                .comments(&task.project, &task.issue)
+                .await
+        )?;
+        Ok(comments.iter().any(|comment| {
+            comment.external_source.as_deref() == Some("orch")
+                && comment.external_id.as_deref() == Some(external_id)
+                && comment.created_at <= at
+        }))
     }
 
     /// Gitea answers 405 "Please try again later" whenever its background checker has not
@@ -600,7 +678,10 @@ impl Executor {
             };
         }
         let attempts = claimed.job.attempts;
-        if !err.class.is_retryable() || attempts >= max_attempts {
+        // A 404 may be a service's passing state (a deploy, a replica behind): it is retried
+        // like any other failure before the job gives up and a person is told.
+        let retryable = err.class.is_retryable() || err.class == ErrorClass::NotFound;
+        if !retryable || attempts >= max_attempts {
             return JobResult::Failed { error: err.message };
         }
         let jitter = jitter_from(&[claimed.job.id.0, i64::from(attempts), now.as_millis()]);

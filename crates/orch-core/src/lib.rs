@@ -20,6 +20,7 @@ pub mod orchestrator;
 pub mod pipeline;
 pub mod ports;
 pub mod reconciler;
+pub mod retries;
 pub mod time;
 
 #[cfg(feature = "fakes")]

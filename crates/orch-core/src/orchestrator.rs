@@ -36,6 +36,19 @@ pub enum HandleError {
     TooEarly(String),
 }
 
+impl HandleError {
+    /// The store or an outside service is out (or refuses orch's credential): handling the
+    /// event again later is all there is to do, however long it takes.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            HandleError::Store(StoreError::Unavailable(_)) => true,
+            HandleError::Store(_) | HandleError::TooEarly(_) => false,
+            HandleError::Tracker(err) => err.class().is_outage(),
+            HandleError::Forge(err) => err.class().is_outage(),
+        }
+    }
+}
+
 /// What handling an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handled {
@@ -148,7 +161,13 @@ impl Plan {
     }
 
     fn tracker_state(&mut self, state: StateRole) {
-        self.job(Action::TrackerState { state }, "state");
+        self.job(
+            Action::TrackerState {
+                state,
+                gate_comment: None,
+            },
+            "state",
+        );
     }
 
     /// The item's state as a person left it, now known to orch (Plane's clock).
@@ -191,7 +210,7 @@ impl Plan {
     /// Opens the stage's human gate. With an awaiting state, verdicts count once orch's
     /// move there has landed (its job end records Plane's time); without one, from what
     /// orch knows now.
-    fn open_gate(&mut self, awaiting_configured: bool, now: Timestamp) {
+    fn open_gate(&mut self, awaiting_configured: bool, gate_comment: String, now: Timestamp) {
         self.next.status = TaskStatus::AwaitingVerdict;
         self.next.gate_opened_at = Some(now);
         self.next.feedback_after = self.next.tracker_seen_at;
@@ -201,7 +220,13 @@ impl Plan {
             Some(self.next.tracker_seen_at.unwrap_or(Timestamp::EPOCH))
         };
         if awaiting_configured {
-            self.tracker_state(StateRole::Awaiting);
+            self.job(
+                Action::TrackerState {
+                    state: StateRole::Awaiting,
+                    gate_comment: Some(gate_comment),
+                },
+                "state",
+            );
         }
     }
 
@@ -454,6 +479,7 @@ impl Orchestrator {
         if !applies {
             return Ok(Handled::unchanged(task, "no open gate for this verdict"));
         }
+
         // Plane's time against Plane's time: a verdict counts only if Plane recorded it after
         // the gate opened in Plane.
         match self.verdicts_after(task).await? {
@@ -470,6 +496,16 @@ impl Orchestrator {
                 ))
             }
             Some(_) => {}
+        }
+        // A verdict decides for good (a merge cannot be undone): act on the item as it is now,
+        // not as a delivery that may have been late says it was.
+        let current = self
+            .ports
+            .tracker
+            .work_item(&task.project, &item.id)
+            .await?;
+        if current.state != item.state && current.updated_at > item.updated_at {
+            return Box::pin(self.work_item_moved(&current, None, origin)).await;
         }
         let mut plan = match verdict {
             Verdict::Approved => self.approve(task),
@@ -496,11 +532,13 @@ impl Orchestrator {
             .iter()
             .rev()
             .filter(|job| {
-                job.action
-                    == Action::TrackerState {
+                matches!(
+                    job.action,
+                    Action::TrackerState {
                         state: StateRole::Awaiting,
+                        ..
                     }
-                    && job.status == JobStatus::Succeeded
+                ) && job.status == JobStatus::Succeeded
                     && job.created_at >= opened
             })
             .find_map(|job| job.output.as_ref()?.tracker_at))
@@ -1116,7 +1154,7 @@ impl Orchestrator {
         failed: bool,
         error: &str,
     ) -> Option<Plan> {
-        let Action::TrackerState { state: role } = job.action else {
+        let Action::TrackerState { state: role, .. } = job.action else {
             return None;
         };
         let gate_waits = role == StateRole::Awaiting
@@ -1159,14 +1197,19 @@ impl Orchestrator {
         let analysis = output.analysis.as_deref().unwrap_or("").trim().to_owned();
         let task = plan.next.clone();
         plan.note = "analysis ready; awaiting a verdict".to_owned();
+        let comment = format!("{}:analysis:v{}", task.id, task.version);
         plan.job(
             Action::TrackerComment {
-                external_id: format!("{}:analysis:v{}", task.id, task.version),
+                external_id: comment.clone(),
                 body: format!("Analysis by orch\n\n{analysis}"),
             },
             "analysis",
         );
-        plan.open_gate(self.awaiting_configured(&task), self.ports.clock.now());
+        plan.open_gate(
+            self.awaiting_configured(&task),
+            comment,
+            self.ports.clock.now(),
+        );
         plan.notify(format!(
             "{}: the analysis is ready; approve or reject it in Plane ({})",
             task.work_item, task.title
@@ -1183,9 +1226,10 @@ impl Orchestrator {
             },
             "review",
         );
+        let comment = format!("{}:review:v{}", task.id, task.version);
         plan.job(
             Action::TrackerComment {
-                external_id: format!("{}:review:v{}", task.id, task.version),
+                external_id: comment.clone(),
                 body: format!("Review by orch\n\n{review}"),
             },
             "review",
@@ -1199,7 +1243,11 @@ impl Orchestrator {
             return;
         }
         plan.note = "review ready; awaiting the final verdict".to_owned();
-        plan.open_gate(self.awaiting_configured(&task), self.ports.clock.now());
+        plan.open_gate(
+            self.awaiting_configured(&task),
+            comment,
+            self.ports.clock.now(),
+        );
         let remark = if wants_changes {
             " (the reviewer still requests changes)"
         } else {

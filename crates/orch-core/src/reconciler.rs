@@ -340,7 +340,10 @@ impl Reconciler {
         if !wanted {
             return;
         }
-        if let Some(task) = &task {
+        // A verdict waits while pipeline work runs (TC-14: its webhook may be in flight, and a
+        // verdict needs an open gate); a cancel or a person's Done ends that work instead.
+        let verdict = matches!(role, StateRole::Approved | StateRole::Rejected);
+        if let Some(task) = task.as_ref().filter(|_| verdict) {
             match self.ports.store.has_active_job(task.id).await {
                 // A live webhook is in flight (TC-14).
                 Ok(true) => return,

@@ -4,7 +4,6 @@
 //! Only the event loop calls the `Orchestrator`; the inbox, the worker, the reconciler and
 //! admin commands feed it. The worker is woken when a transition writes jobs, never polled.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use orch_core::ids::{BootId, UserId};
 use orch_core::orchestrator::{EventSink, HandleError, Handled, Orchestrator};
 use orch_core::ports::{ClaimKinds, ClaimRequest, Ports, Source, StoreError};
 use orch_core::reconciler::{PassReport, Reconciler, TrackerSide};
-use orch_core::time::Timestamp;
+use orch_core::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries};
 use orch_core::Executor;
 use orch_http::{JobOutcome, LoopState};
 
@@ -284,7 +283,7 @@ impl Runtime {
             parser,
             wakes: wakes.clone(),
             observer: observer.clone(),
-            retries: HashMap::new(),
+            retries: HandlingRetries::new(),
             sweep_every: settings.sweep_every,
         };
         let liveness = Liveness::running(&observer, Loop::Events);
@@ -425,10 +424,6 @@ impl EventSink for LoopSink {
 /// Longer than an adapter's own call timeout (30 s), so one slow call does not trip it.
 const HANDLE_DEADLINE: Duration = Duration::from_secs(90);
 
-/// The most times a delivery is handled before it is given up with an error. Job ends are
-/// never given up: the task's next step depends on them.
-const HANDLE_ATTEMPTS: u32 = 20;
-
 /// The serial event loop: the one place that calls the orchestrator.
 struct EventLoop {
     services: watch::Receiver<Arc<Services>>,
@@ -436,8 +431,8 @@ struct EventLoop {
     parser: DeliveryParser,
     wakes: Arc<Wakes>,
     observer: Arc<dyn Observer>,
-    /// Deliveries and job ends whose handling failed: attempts and when to try again.
-    retries: HashMap<(char, i64), (u32, Timestamp)>,
+    /// Deliveries and job ends whose handling failed, and when to try each again.
+    retries: HandlingRetries,
     sweep_every: Duration,
 }
 
@@ -497,8 +492,8 @@ impl EventLoop {
         match store.inbox_pending(500).await {
             Ok(deliveries) => {
                 for delivery in deliveries {
-                    let key = ('d', delivery.id);
-                    if !self.due(key) {
+                    let key = EventKey::Delivery(delivery.id);
+                    if !self.retries.is_due(key, self.ports.clock.now()) {
                         continue;
                     }
                     let outcome = match (self.parser)(
@@ -520,7 +515,7 @@ impl EventLoop {
                         {
                             warn!(delivery = delivery.id, error = %err, "could not mark a delivery processed");
                         }
-                        self.retries.remove(&key);
+                        self.retries.done(key);
                     }
                 }
             }
@@ -529,23 +524,18 @@ impl EventLoop {
         match store.unhandled_finished_jobs(500).await {
             Ok(jobs) => {
                 for job in jobs {
-                    let key = ('j', job.id.0);
-                    if !self.due(key) {
+                    let key = EventKey::JobEnd(job.id);
+                    if !self.retries.is_due(key, self.ports.clock.now()) {
                         continue;
                     }
                     match self
                         .handle(&Event::JobFinished { job: job.id }, Origin::Worker)
                         .await
                     {
-                        Ok(_) => {
-                            self.retries.remove(&key);
-                        }
+                        Ok(_) => self.retries.done(key),
+                        // A job's end is never given up: the task's next step depends on it.
                         Err(err) => {
-                            if self.failed(key, &err).is_some() {
-                                if let Err(err) = store.mark_job_handled(job.id).await {
-                                    warn!(job = %job.id, error = %err, "could not give up a job end");
-                                }
-                            }
+                            self.failed(key, &err);
                         }
                     }
                 }
@@ -554,45 +544,28 @@ impl EventLoop {
         }
     }
 
-    fn due(&self, key: (char, i64)) -> bool {
-        self.retries
-            .get(&key)
-            .is_none_or(|(_, next)| *next <= self.ports.clock.now())
-    }
-
-    /// Records a failed handling; `Some(outcome)` when it is given up.
-    fn failed(&mut self, key: (char, i64), err: &HandleError) -> Option<String> {
-        let now = self.ports.clock.now();
-        let entry = self.retries.entry(key).or_insert((0, now));
-        entry.0 += 1;
-        let attempts = entry.0;
-        let too_early = matches!(err, HandleError::TooEarly(_));
-        if key.0 == 'd' && attempts >= HANDLE_ATTEMPTS {
-            if too_early {
-                // The reconciler reads the fact again from the outside when it matters.
-                info!(source = source_name(key), id = key.1, reason = %err, "event still too early; left to the reconciler");
-                return Some(format!("ignored: {err}"));
+    /// Records a failed handling; `Some(outcome)` when the delivery is given up.
+    fn failed(&mut self, key: EventKey, err: &HandleError) -> Option<String> {
+        let (source, id) = (key.source(), key.id());
+        match self.retries.failed(key, err, self.ports.clock.now()) {
+            AfterFailure::RetryAt(_) if matches!(err, HandleError::TooEarly(_)) => {
+                debug!(source, id, reason = %err, "event came too early; handling it again shortly");
+                None
             }
-            error!(source = source_name(key), id = key.1, error = %err, attempts, "event given up after repeated failures");
-            return Some(format!("error: {err}"));
+            AfterFailure::RetryAt(_) => {
+                warn!(source, id, error = %err, "event not handled; will try again");
+                None
+            }
+            AfterFailure::GiveUp(given_up @ GivenUp::Ignored(_)) => {
+                // The reconciler reads the fact again from the outside when it matters.
+                info!(source, id, reason = %err, "event still too early; left to the reconciler");
+                Some(given_up.outcome())
+            }
+            AfterFailure::GiveUp(given_up) => {
+                error!(source, id, error = %err, "event given up after repeated failures");
+                Some(given_up.outcome())
+            }
         }
-        let delay = orch_core::backoff::Backoff::default().delay(attempts, None, 1.0);
-        entry.1 = now + delay;
-        if too_early {
-            debug!(source = source_name(key), id = key.1, reason = %err, attempts, "event came too early; handling it again shortly");
-        } else {
-            warn!(source = source_name(key), id = key.1, error = %err, attempts, "event not handled; will try again");
-        }
-        None
-    }
-}
-
-/// What a retry key names: a stored delivery or a job's end.
-fn source_name(key: (char, i64)) -> &'static str {
-    if key.0 == 'd' {
-        "delivery"
-    } else {
-        "job end"
     }
 }
 

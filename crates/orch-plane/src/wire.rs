@@ -84,6 +84,8 @@ pub(crate) struct CommentDto {
     pub(crate) created_at: String,
     #[serde(default)]
     pub(crate) external_source: Option<String>,
+    #[serde(default)]
+    pub(crate) external_id: Option<String>,
 }
 
 /// `GET /api/v1/users/me/`.
@@ -147,6 +149,7 @@ impl CommentDto {
             text: html::to_text(self.comment_html.as_deref().unwrap_or("")),
             created_at: timestamp("created_at", &self.created_at)?,
             external_source: self.external_source,
+            external_id: self.external_id,
         })
     }
 }

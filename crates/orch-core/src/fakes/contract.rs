@@ -690,6 +690,7 @@ pub async fn cancel_active_work_cancels_agent_publish_and_merge_jobs_only(store:
         JobSpec::new(
             Action::TrackerState {
                 state: StateRole::InProgress,
+                gate_comment: None,
             },
             "state",
         ),
@@ -1240,6 +1241,7 @@ pub async fn job_payload_and_output_round_trip(store: &dyn Store) {
         },
         Action::TrackerState {
             state: StateRole::Awaiting,
+            gate_comment: None,
         },
         Action::ForgeReview {
             marker: "orch-review-1".to_owned(),
@@ -1950,6 +1952,7 @@ pub async fn state_moves_of_one_task_are_claimed_one_at_a_time(store: &dyn Store
         JobSpec::new(
             Action::TrackerState {
                 state: StateRole::Awaiting,
+                gate_comment: None,
             },
             key,
         )

@@ -136,6 +136,7 @@ impl FakeTracker {
                 text: text.to_owned(),
                 created_at: at,
                 external_source: None,
+                external_id: None,
             });
     }
 
@@ -342,6 +343,7 @@ impl Tracker for FakeTracker {
             text: text.to_owned(),
             created_at,
             external_source: Some("orch".to_owned()),
+            external_id: Some(external_id.to_owned()),
         });
         Ok(())
     }

@@ -45,6 +45,8 @@ pub struct Comment {
     pub created_at: Timestamp,
     /// `Some("orch")` for comments orch posted.
     pub external_source: Option<String>,
+    /// The external id orch posted it with (`{task}:{kind}:{round}`).
+    pub external_id: Option<String>,
 }
 
 /// The configured state names of one project (`[projects.states]`).

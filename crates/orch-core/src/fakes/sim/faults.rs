@@ -163,6 +163,8 @@ pub(crate) enum Writer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PlaneWrite {
     pub(crate) at: Timestamp,
+    /// The item's `updated_at` after the write, by Plane's clock.
+    pub(crate) plane_at: Timestamp,
     pub(crate) issue: IssueId,
     pub(crate) state: StateId,
     pub(crate) by: Writer,
@@ -463,7 +465,7 @@ impl Tracker for FaultyTracker {
     ) -> Result<Timestamp, TrackerError> {
         let gate = self.shared.gate(Port::Plane, "set_state", Access::Write)?;
         let result = self.inner.set_state(project, issue, state).await;
-        if result.is_ok() {
+        if let Ok(plane_at) = result {
             let now = self.shared.now();
             let item = self.inner.item(issue);
             let mut ledger = self.shared.lock();
@@ -474,6 +476,7 @@ impl Tracker for FaultyTracker {
             if let Some((job, decided_at)) = ledger.job {
                 ledger.plane_writes.push(PlaneWrite {
                     at: now,
+                    plane_at,
                     issue: issue.clone(),
                     state: state.clone(),
                     by: Writer::Orch { job, decided_at },

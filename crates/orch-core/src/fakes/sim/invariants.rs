@@ -69,7 +69,8 @@ pub(crate) fn check(sim: &Sim) -> Vec<Violation> {
             .collect();
         let plane_state = item.state.as_str().trim_start_matches("proj-1-").to_owned();
 
-        // Every task ends: done, cancelled, or blocked.
+        // Every task ends: done, cancelled, or blocked — or waits at a gate for a person who
+        // was told and has not given a verdict.
         if !task.stage.is_terminal() && !task.status.is_blocked() {
             let active: Vec<String> = jobs
                 .iter()
@@ -77,16 +78,27 @@ pub(crate) fn check(sim: &Sim) -> Vec<Violation> {
                 .map(|job| format!("{} {} {}", job.id, job.kind(), job.status.as_str()))
                 .collect();
             let gate_opened = task.gate_opened_at.unwrap_or(task.updated_at);
-            let verdict_given = person_writes.iter().any(|write| {
-                write.at >= gate_opened
-                    && (write.state == state_id(state_name(StateRole::Approved))
-                        || write.state == state_id(state_name(StateRole::Rejected)))
+            let is_verdict = |state: &crate::ids::StateId| {
+                *state == state_id(state_name(StateRole::Approved))
+                    || *state == state_id(state_name(StateRole::Rejected))
+            };
+            // The person's last move since the gate opened: a verdict they took back (moved
+            // the item on again) is not one orch ignored.
+            let last_move = person_writes.iter().rfind(|write| write.at >= gate_opened);
+            let verdict_given = last_move.is_some_and(|write| is_verdict(&write.state));
+            // A gate whose person was told, and who has not given a verdict, waits on them.
+            let told_of_gate = ledger.notifications.iter().any(|(at, text)| {
+                *at >= gate_opened && text.contains(&item_name) && text.contains("approve")
             });
+            let waits_on_person =
+                task.status == TaskStatus::AwaitingVerdict && !verdict_given && told_of_gate;
             let merged_by_person = sim
                 .person_merges
                 .iter()
                 .any(|(_, branch, _)| branch == task.branch.as_str());
-            let class = if merged_by_person {
+            let class = if waits_on_person {
+                ""
+            } else if merged_by_person {
                 "person_merge_missed"
             } else if jobs.iter().any(|job| job.status == JobStatus::Running) {
                 "stalled_job_running"
@@ -95,16 +107,18 @@ pub(crate) fn check(sim: &Sim) -> Vec<Violation> {
             } else {
                 "stalled"
             };
-            out.push(violation(
-                class,
-                format!(
-                    "task {} is {} {} at the end (Plane: {plane_state}; active jobs: [{}])",
-                    task.id,
-                    task.stage,
-                    task.status,
-                    active.join(", ")
-                ),
-            ));
+            if !class.is_empty() {
+                out.push(violation(
+                    class,
+                    format!(
+                        "task {} is {} {} at the end (Plane: {plane_state}; active jobs: [{}])",
+                        task.id,
+                        task.stage,
+                        task.status,
+                        active.join(", ")
+                    ),
+                ));
+            }
         }
 
         // A block is told about, and an outage never blocks by itself.
@@ -359,16 +373,57 @@ pub(crate) fn check(sim: &Sim) -> Vec<Violation> {
         });
     }
 
-    // orch never overwrites a state a person set after orch decided the move.
+    // orch never overwrites a state a person set after orch decided the move (ADR 0005), with
+    // the rule's stated exceptions: orch's move to Done after a merge; a verdict reset where
+    // orch's move opens a gate, given before the gate's comment was in Plane; and a state orch
+    // itself had put the item in before (orch cannot tell the person's from its own).
+    let state_id = |name: &str| FakeTracker::state_id_for(&sim.project.plane_project_id, name);
+    let awaiting = state_id(state_name(StateRole::Awaiting));
+    let in_progress = state_id(state_name(StateRole::InProgress));
+    let done = state_id(state_name(StateRole::Done));
+    let is_verdict = |state: &crate::ids::StateId| {
+        *state == state_id(state_name(StateRole::Approved))
+            || *state == state_id(state_name(StateRole::Rejected))
+    };
     let mut last: BTreeMap<&crate::ids::IssueId, &crate::fakes::sim::faults::PlaneWrite> =
         BTreeMap::new();
+    let mut orch_states: BTreeMap<&crate::ids::IssueId, Vec<&crate::ids::StateId>> =
+        BTreeMap::new();
+    // Whether each issue's latest write left its state as it was (a no-op move).
+    let mut no_op: BTreeMap<&crate::ids::IssueId, bool> = BTreeMap::new();
     for write in &ledger.plane_writes {
+        let own_before = |state: &crate::ids::StateId| {
+            orch_states
+                .get(&write.issue)
+                .is_some_and(|states| states.contains(&state))
+        };
         if let (Writer::Orch { job, decided_at }, Some(previous)) =
             (write.by, last.get(&write.issue))
         {
+            let done_after_merge = write.state == done
+                && block_on(store.task_by_issue(&write.issue))
+                    .expect("the fake store works")
+                    .is_some_and(|task| {
+                        pulls
+                            .iter()
+                            .any(|pull| pull.merged && pull.head_branch == task.branch.as_str())
+                    });
+            // A verdict means something only at an open gate: one given while the task was
+            // working, or before the gate's comment was in Plane, is early and may be reset.
+            let early_verdict = is_verdict(&previous.state)
+                && (no_gate_open_at(store.as_ref(), &write.issue, previous.at)
+                    || write.state == awaiting
+                        && !gate_comment_posted_by(sim, store.as_ref(), job, previous.plane_at));
             if previous.by == Writer::Person
                 && previous.at > decided_at
                 && previous.state != write.state
+                && !done_after_merge
+                && !early_verdict
+                && !own_before(&previous.state)
+                && !no_op.get(&write.issue).copied().unwrap_or(false)
+                // In Progress is the state orch works in: a person putting the item (back)
+                // there decides nothing that orch's next move must keep.
+                && previous.state != in_progress
             {
                 let item = sim
                     .people
@@ -388,6 +443,16 @@ pub(crate) fn check(sim: &Sim) -> Vec<Violation> {
                 });
             }
         }
+        if matches!(write.by, Writer::Orch { .. }) {
+            orch_states
+                .entry(&write.issue)
+                .or_default()
+                .push(&write.state);
+        }
+        let unchanged = last
+            .get(&write.issue)
+            .is_some_and(|previous| previous.state == write.state);
+        no_op.insert(&write.issue, unchanged);
         last.insert(&write.issue, write);
     }
 
@@ -408,6 +473,44 @@ pub(crate) fn check(sim: &Sim) -> Vec<Violation> {
         });
     }
     out
+}
+
+/// Whether the task of `issue` had no gate open (it was working) at `at`, by its history.
+fn no_gate_open_at(store: &dyn Store, issue: &crate::ids::IssueId, at: Timestamp) -> bool {
+    let Some(task) = block_on(store.task_by_issue(issue)).expect("the fake store works") else {
+        return true;
+    };
+    let history = block_on(store.history(task.id)).expect("the fake store works");
+    history
+        .iter()
+        .rfind(|entry| entry.at <= at)
+        .is_none_or(|entry| entry.status == "working")
+}
+
+/// Whether the comment of the gate that orch's job `job` opens was in Plane, by Plane's clock,
+/// at `at`.
+fn gate_comment_posted_by(
+    sim: &Sim,
+    store: &dyn Store,
+    job: crate::ids::JobId,
+    at: Timestamp,
+) -> bool {
+    let Some(job) = block_on(store.job(job)).expect("the fake store works") else {
+        return false;
+    };
+    let crate::domain::Action::TrackerState {
+        gate_comment: Some(comment),
+        ..
+    } = &job.action
+    else {
+        return false;
+    };
+    let Some(task) = block_on(store.task(job.task)).expect("the fake store works") else {
+        return false;
+    };
+    sim.tracker.orch_comments(&task.issue).iter().any(|posted| {
+        posted.external_id.as_deref() == Some(comment.as_str()) && posted.created_at <= at
+    })
 }
 
 /// When the task's current block began, from its history.

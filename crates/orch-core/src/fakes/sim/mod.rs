@@ -46,6 +46,18 @@ pub const REGRESSION_SEEDS: &[u64] = &[
     2370,  // blocked_silently
     7749,  // merge_without_approval: the analysis' Approved, left in Plane, merged the PR
     11257, // duplicate_review: one review posted on two pull requests
+    // Found while fixing (each once failed on an intermediate version of the fixes):
+    20,    // done_not_in_plane: a 404 on a read made the move to Done give up at once
+    50,    // person_overwritten: an ambiguous move to In Review retried over a fresh Approved
+    114,   // stalled_verdict_ignored: a person took the item out of the gate without a verdict
+    271,   // delivery_given_up: deliveries given up during a long Plane outage
+    490,   // person_overwritten: a person moved the item to the state it already had
+    575,   // person_overwritten: a person put the item back In Progress during an outage
+    1086,  // cancel_ignored: a late Approve merged after the person cancelled
+    4219,  // merge_without_approval: an old Approved plus a title edit looked like a new one
+    5276,  // person_overwritten: a move whose result was lost, over an early Rejected
+    9886,  // cancel_ignored: the reconciler skipped a Cancelled while a merge waited
+    17814, // stalled_verdict_ignored: the final Approve equal to the analysis' one was ignored
 ];
 
 /// What one seed simulates.

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::backoff::Backoff;
 use crate::domain::{ClaimedJob, JobResult, Task};
 use crate::event::{Event, Origin, Parsed};
 use crate::executor::Executor;
@@ -28,10 +27,7 @@ use crate::ports::{
     StoreError,
 };
 use crate::reconciler::{Reconciler, TrackerSide};
-use crate::time::Timestamp;
-
-/// The most times a delivery is handled before it is given up (runtime's `HANDLE_ATTEMPTS`).
-const HANDLE_ATTEMPTS: u32 = 20;
+use crate::retries::{AfterFailure, EventKey, HandlingRetries};
 
 /// What a restart loses: the services, the event loop's retries, the running jobs.
 pub(crate) struct Node {
@@ -41,7 +37,7 @@ pub(crate) struct Node {
     pub(crate) executor: Executor,
     pub(crate) reconciler: Reconciler,
     /// Deliveries (`'d'`) and job ends (`'j'`) whose handling failed: attempts, next try.
-    pub(crate) retries: BTreeMap<(char, i64), (u32, Timestamp)>,
+    pub(crate) retries: HandlingRetries,
     pub(crate) running: BTreeMap<i64, Running>,
 }
 
@@ -95,7 +91,7 @@ impl Sim {
             orchestrator,
             executor,
             reconciler,
-            retries: BTreeMap::new(),
+            retries: HandlingRetries::new(),
             running: BTreeMap::new(),
         });
         self.sweep();
@@ -218,7 +214,7 @@ impl Sim {
         }
         let deliveries = block_on(self.store.inbox_pending(500)).expect("the fake store works");
         for delivery in deliveries {
-            let key = ('d', delivery.id);
+            let key = EventKey::Delivery(delivery.id);
             if !self.due(key) {
                 continue;
             }
@@ -244,31 +240,24 @@ impl Sim {
                         .inbox_mark_processed(delivery.id, &outcome, self.now()),
                 )
                 .expect("the fake store works");
-                self.node_mut().retries.remove(&key);
+                self.node_mut().retries.done(key);
             }
         }
         let jobs = block_on(self.store.unhandled_finished_jobs(500)).expect("the fake store works");
         for job in jobs {
-            let key = ('j', job.id.0);
+            let key = EventKey::JobEnd(job.id);
             if !self.due(key) {
                 continue;
             }
             match self.handle(&Event::JobFinished { job: job.id }, Origin::Worker) {
-                Ok(_) => {
-                    self.node_mut().retries.remove(&key);
-                }
+                Ok(_) => self.node_mut().retries.done(key),
+                // A job's end is never given up (the runtime's rule).
                 Err(err) => {
-                    if self.failed(key, &err).is_some() {
-                        block_on(self.store.mark_job_handled(job.id))
-                            .expect("the fake store works");
-                    }
+                    self.failed(key, &err);
                 }
             }
         }
-        let next_retry = self
-            .node
-            .as_ref()
-            .and_then(|node| node.retries.values().map(|(_, at)| *at).min());
+        let next_retry = self.node.as_ref().and_then(|node| node.retries.next_due());
         if let Some(at) = next_retry {
             self.wake(at.max(self.now()), Ev::Sweep);
         }
@@ -293,29 +282,21 @@ impl Sim {
         result
     }
 
-    fn due(&self, key: (char, i64)) -> bool {
+    fn due(&self, key: EventKey) -> bool {
+        let now = self.now();
         self.node
             .as_ref()
-            .and_then(|node| node.retries.get(&key))
-            .is_none_or(|(_, next)| *next <= self.now())
+            .is_none_or(|node| node.retries.is_due(key, now))
     }
 
-    /// `EventLoop::failed`: `Some(outcome)` when the delivery is given up.
-    fn failed(&mut self, key: (char, i64), err: &HandleError) -> Option<String> {
+    /// `EventLoop::failed`: `Some(outcome)` when the delivery is given up (one policy,
+    /// `orch_core::retries`, for both).
+    fn failed(&mut self, key: EventKey, err: &HandleError) -> Option<String> {
         let now = self.now();
-        let entry = self.node_mut().retries.entry(key).or_insert((0, now));
-        entry.0 += 1;
-        let attempts = entry.0;
-        if key.0 == 'd' && attempts >= HANDLE_ATTEMPTS {
-            if matches!(err, HandleError::TooEarly(_)) {
-                // The reconciler reads the fact again from the outside when it matters.
-                return Some(format!("ignored: {err}"));
-            }
-            return Some(format!("error: {err}"));
+        match self.node_mut().retries.failed(key, err, now) {
+            AfterFailure::RetryAt(_) => None,
+            AfterFailure::GiveUp(given_up) => Some(given_up.outcome()),
         }
-        let delay = Backoff::default().delay(attempts, None, 1.0);
-        entry.1 = now + delay;
-        None
     }
 
     // --- the worker ---

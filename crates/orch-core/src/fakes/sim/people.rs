@@ -227,6 +227,7 @@ impl Sim {
         let now = self.now();
         self.shared.lock().plane_writes.push(PlaneWrite {
             at: now,
+            plane_at: item.updated_at,
             issue,
             state,
             by: Writer::Person,

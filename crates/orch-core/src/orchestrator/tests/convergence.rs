@@ -442,6 +442,7 @@ async fn an_approve_given_before_the_gate_opened_in_plane_does_not_pass_it() {
         .expect("handled");
     // The person approves while the analyst still runs; the delivery comes late.
     let early = world.move_silently(&item, StateRole::Approved);
+    world.clock.advance(Duration::from_secs(60));
     world.run_jobs().await;
     assert_eq!(
         world.tracker.item(&item.id).expect("item").state,
