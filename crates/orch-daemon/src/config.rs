@@ -34,7 +34,7 @@ use crate::config::schema::Fallback;
 pub use crate::config::error::{ConfigError, ConfigErrors};
 pub use crate::config::reference::reference_markdown;
 pub use crate::config::secrets::{permission_warnings, SecretFile, CREDENTIALS_ENV};
-pub use crate::config::values::{BaseUrl, MergeStyle, Prompt, Secret};
+pub use crate::config::values::{BaseUrl, CaFile, MergeStyle, Prompt, Secret};
 
 /// The environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "ORCH_CONFIG";
@@ -126,6 +126,9 @@ config_section! {
         /// The Gitea forge.
         #[key = "gitea", ty = "table", default = Fallback::Table]
         pub gitea: GiteaConfig,
+        /// Which certificates orch trusts on HTTPS: the system's store, plus a private CA.
+        #[key = "tls", ty = "table", default = Fallback::Table]
+        pub tls: TlsConfig,
         /// Telegram notifications.
         /// When the section is absent (and neither `ORCH_TELEGRAM_BOT_TOKEN` nor `ORCH_TELEGRAM_CHAT_ID` is set, nor the credential `telegram.bot_token` given), notifications are only logged.
         #[key = "telegram", ty = "table", default = Fallback::Unset]
@@ -256,6 +259,18 @@ config_section! {
         /// With `false`, a commit with no statuses at all also counts as green (for repositories without CI).
         #[key = "require_ci", ty = "boolean", default = Fallback::Value("true")]
         pub require_ci: bool,
+    }
+}
+
+config_section! {
+    /// How orch checks the certificates of Plane, Gitea and Telegram, and git's over HTTPS.
+    /// orch trusts the system's certificate store (on Debian, `/etc/ssl/certs`, as `SSL_CERT_FILE` and `SSL_CERT_DIR` may override) and, when it holds none, the Mozilla roots built into orch.
+    pub struct TlsConfig as "tls" {
+        /// A PEM file of one or more CA certificates, for servers whose certificates a private (company) CA signed; relative to the config file's directory.
+        /// Trusted in addition to the system's store by orch's own HTTPS calls; git is given it as `http.sslCAInfo`, which replaces git's default bundle, so the file must also hold the CA of Gitea's certificate when that is a public one.
+        /// The file is read at start-up and on `SIGHUP`; one that cannot be read or holds no certificate is a config error.
+        #[key = "ca_file", ty = "path", default = Fallback::Unset]
+        pub ca_file: Option<CaFile>,
     }
 }
 

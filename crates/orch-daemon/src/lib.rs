@@ -16,4 +16,5 @@ pub mod online;
 pub mod runtime;
 pub mod sandbox;
 pub mod telemetry;
+pub mod tls;
 pub mod wiring;

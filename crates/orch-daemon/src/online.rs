@@ -17,6 +17,7 @@ use std::time::Duration;
 use orch_core::config::ProjectConfig;
 use orch_core::ids::RepoSlug;
 use orch_core::ports::{ErrorClass, StateNames, Tracker, TrackerError};
+use ureq::tls::TlsConfig;
 
 use crate::config::Config;
 
@@ -114,10 +115,11 @@ impl OnlineReport {
 
 /// Reaches every configured system and reports what it found.
 pub async fn check(config: &Config, options: OnlineOptions) -> OnlineReport {
+    let (tls, _) = crate::tls::client_tls(&config.tls);
     let (plane, gitea, telegram) = tokio::join!(
-        check_plane(config, options),
-        check_gitea(config, options),
-        check_telegram(config, options),
+        check_plane(config, options, &tls),
+        check_gitea(config, options, &tls),
+        check_telegram(config, options, &tls),
     );
     let mut report = OnlineReport::default();
     report.merge(plane);
@@ -147,7 +149,7 @@ fn secrets(config: &Config) -> Vec<String> {
 }
 
 /// Plane: `users/me`, then the states of each project.
-async fn check_plane(config: &Config, options: OnlineOptions) -> OnlineReport {
+async fn check_plane(config: &Config, options: OnlineOptions, tls: &TlsConfig) -> OnlineReport {
     let mut report = OnlineReport::default();
     let mut settings = orch_plane::PlaneConfig::new(
         config.plane.base_url.as_str(),
@@ -156,6 +158,7 @@ async fn check_plane(config: &Config, options: OnlineOptions) -> OnlineReport {
     );
     settings.rate_limit_per_min = config.plane.rate_limit_per_min;
     settings.request_timeout = options.request_timeout;
+    settings.tls = tls.clone();
     settings.retry = orch_plane::RetryPolicy {
         max_retries: options.retries,
         base_delay: options.retry_base,
@@ -312,12 +315,13 @@ fn class_kind(class: ErrorClass) -> ProblemKind {
 }
 
 /// Gitea: each project's repository, once per repository.
-async fn check_gitea(config: &Config, options: OnlineOptions) -> OnlineReport {
+async fn check_gitea(config: &Config, options: OnlineOptions, tls: &TlsConfig) -> OnlineReport {
     let mut report = OnlineReport::default();
     let mut settings =
         orch_gitea::GiteaConfig::new(config.gitea.base_url.as_str(), config.gitea.token.expose());
     settings.request_timeout = options.request_timeout;
     settings.connect_timeout = options.request_timeout;
+    settings.tls = tls.clone();
     settings.retry = orch_gitea::RetryPolicy {
         max_attempts: options.retries.saturating_add(1),
         base: options.retry_base,
@@ -375,7 +379,7 @@ async fn check_gitea(config: &Config, options: OnlineOptions) -> OnlineReport {
 }
 
 /// Telegram: `getMe`, when a `[telegram]` section is configured.
-async fn check_telegram(config: &Config, options: OnlineOptions) -> OnlineReport {
+async fn check_telegram(config: &Config, options: OnlineOptions, tls: &TlsConfig) -> OnlineReport {
     let mut report = OnlineReport::default();
     let Some(telegram) = &config.telegram else {
         report
@@ -387,6 +391,7 @@ async fn check_telegram(config: &Config, options: OnlineOptions) -> OnlineReport
         orch_telegram::TelegramConfig::new(telegram.bot_token.expose(), telegram.chat_id.clone());
     settings.api_base = telegram.api_base.as_str().trim_end_matches('/').to_owned();
     settings.request_timeout = options.request_timeout;
+    settings.tls = tls.clone();
     let notifier = orch_telegram::TelegramNotifier::new(&settings);
     match notifier.get_me().await {
         Ok(bot) => {

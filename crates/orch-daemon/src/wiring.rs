@@ -134,18 +134,27 @@ pub fn build_ports(config: &Config, store: Arc<dyn Store>) -> Result<Ports, RunE
 
 /// Builds every adapter from the config. The store is opened by the caller.
 pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters, RunError> {
+    let (tls, trust) = crate::tls::client_tls(&config.tls);
+    tracing::debug!(
+        system = trust.system,
+        ca_file = trust.ca_file,
+        built_in = trust.built_in,
+        "trusted certificates"
+    );
     let mut plane = orch_plane::PlaneConfig::new(
         config.plane.base_url.as_str(),
         config.plane.workspace_slug.clone(),
         config.plane.api_token.expose(),
     );
     plane.rate_limit_per_min = config.plane.rate_limit_per_min;
+    plane.tls = tls.clone();
     let tracker = Arc::new(orch_plane::PlaneTracker::new(&plane));
 
     let mut gitea =
         orch_gitea::GiteaConfig::new(config.gitea.base_url.as_str(), config.gitea.token.expose());
     gitea.merge_style =
         orch_gitea::MergeStyle::parse(config.gitea.merge_style.as_str()).unwrap_or_default();
+    gitea.tls = tls.clone();
     let forge = Arc::new(
         orch_gitea::GiteaForge::new(gitea).map_err(|err| RunError::Adapter(err.to_string()))?,
     );
@@ -155,6 +164,11 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
         config.gitea.base_url.as_str(),
     );
     git.token = Some(config.gitea.token.expose().to_owned());
+    git.ca_file = config
+        .tls
+        .ca_file
+        .as_ref()
+        .map(|ca_file| ca_file.path.clone());
     let workspace =
         orch_git::GitWorkspace::new(git).map_err(|err| RunError::Adapter(err.to_string()))?;
 
@@ -167,6 +181,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
                 telegram.chat_id.clone(),
             );
             settings.api_base = telegram.api_base.as_str().to_owned();
+            settings.tls = tls;
             Arc::new(orch_telegram::TelegramNotifier::new(&settings))
         }
         None => Arc::new(LogNotifier),

@@ -100,6 +100,8 @@ pub(crate) struct Git {
     /// orch's fetch or push to a local repository, whose hooks would see the config
     /// environment (git drops `GIT_CONFIG_COUNT` for local transports, not the values).
     file_protocol: &'static str,
+    /// `http.sslCAInfo` on fetch and push, when `tls.ca_file` is set.
+    ca_file: Option<PathBuf>,
     /// Records every spawned command when set (tests only).
     recorder: Option<Arc<Mutex<Vec<Invocation>>>>,
 }
@@ -126,8 +128,14 @@ impl Git {
             home,
             inherited: inherited_vars(|name| std::env::var_os(name)),
             file_protocol: if http { "never" } else { "always" },
+            ca_file: None,
             recorder: None,
         }
+    }
+
+    /// Makes git trust the CAs of this PEM file (and only them) on HTTPS.
+    pub(crate) fn set_ca_file(&mut self, ca_file: Option<PathBuf>) {
+        self.ca_file = ca_file;
     }
 
     #[cfg(test)]
@@ -193,6 +201,9 @@ impl Git {
                 "http.lowSpeedTime",
                 self.timeout.as_secs().max(1).to_string(),
             ));
+            if let Some(ca_file) = &self.ca_file {
+                config.push(("http.sslCAInfo", ca_file.display().to_string()));
+            }
             if let Some(token) = &self.token {
                 config.push((
                     self.header_key.as_str(),

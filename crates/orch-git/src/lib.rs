@@ -52,6 +52,9 @@ pub struct GitConfig {
     pub token: Option<String>,
     /// The deadline of every git process; it is killed when the deadline passes.
     pub command_timeout: Duration,
+    /// A PEM file of the CAs that git trusts on HTTPS (`http.sslCAInfo`, which replaces git's
+    /// default bundle); `None` keeps git's default, the system's bundle.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl GitConfig {
@@ -62,6 +65,7 @@ impl GitConfig {
             remote_base: remote_base.into(),
             token: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            ca_file: None,
         }
     }
 }
@@ -73,6 +77,7 @@ impl fmt::Debug for GitConfig {
             .field("remote_base", &self.remote_base)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("command_timeout", &self.command_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -123,14 +128,16 @@ impl GitWorkspace {
         ensure_private_dir(&home).map_err(|err| {
             WorkspaceError::Other(format!("create git's home {}: {err}", home.display()).into())
         })?;
+        let mut git = Git::new(
+            config.command_timeout,
+            config.token,
+            root,
+            home,
+            &config.remote_base,
+        );
+        git.set_ca_file(config.ca_file);
         Ok(GitWorkspace {
-            git: Git::new(
-                config.command_timeout,
-                config.token,
-                root,
-                home,
-                &config.remote_base,
-            ),
+            git,
             layout,
             remote_base: config.remote_base.trim_end_matches('/').to_owned(),
             mirror_locks: Mutex::new(HashMap::new()),

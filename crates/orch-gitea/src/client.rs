@@ -169,6 +169,7 @@ impl Client {
             .timeout_global(Some(config.request_timeout))
             .timeout_connect(Some(config.connect_timeout))
             .http_status_as_error(false)
+            .tls_config(config.tls.clone())
             .build()
             .into();
         Client {
@@ -214,6 +215,11 @@ impl Client {
             Err(err) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(?method, path, error = %err, "gitea call got no answer");
+                if is_untrusted_certificate(&err) {
+                    return Err(ApiError::Transport(format!(
+                        "{err}; {UNTRUSTED_CERTIFICATE}"
+                    )));
+                }
                 return Err(ApiError::Transport(err.to_string()));
             }
         };
@@ -269,4 +275,16 @@ pub(crate) fn encode(piece: &str, keep_slash: bool) -> String {
         }
     }
     out
+}
+
+/// What a refused server certificate means to the person reading the error.
+const UNTRUSTED_CERTIFICATE: &str = "the server's certificate is not trusted: put the CA that signed it in tls.ca_file (PEM) or in the system's certificate store";
+
+/// Whether `err` is a TLS certificate the client refused (rustls reports it as an i/o error).
+fn is_untrusted_certificate(err: &ureq::Error) -> bool {
+    match err {
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+        ureq::Error::Io(io) => io.to_string().contains("certificate"),
+        _ => false,
+    }
 }

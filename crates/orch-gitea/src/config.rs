@@ -88,6 +88,9 @@ pub struct GiteaConfig {
     /// The whole of one HTTP call.
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Which certificates prove the server (orch-daemon: the system's store plus `tls.ca_file`).
+    /// The default is ureq's: the webpki roots compiled in.
+    pub tls: ureq::tls::TlsConfig,
 }
 
 impl GiteaConfig {
@@ -101,6 +104,7 @@ impl GiteaConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::production(),
+            tls: ureq::tls::TlsConfig::default(),
         }
     }
 }
@@ -122,6 +126,6 @@ impl fmt::Debug for GiteaConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("retry", &self.retry)
-            .finish()
+            .finish_non_exhaustive()
     }
 }

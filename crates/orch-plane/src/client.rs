@@ -176,6 +176,7 @@ impl Client {
             .timeout_global(Some(config.request_timeout))
             .max_redirects(0)
             .user_agent("orch")
+            .tls_config(config.tls.clone())
             .build();
         let agent = ureq::Agent::new_with_config(agent_config);
         Client {
@@ -375,7 +376,20 @@ fn exchange(
 fn transport_message(err: &ureq::Error) -> String {
     match err {
         ureq::Error::Timeout(which) => format!("timed out ({which:?})"),
+        other if is_untrusted_certificate(other) => format!("{other}; {UNTRUSTED_CERTIFICATE}"),
         other => other.to_string(),
+    }
+}
+
+/// What a refused server certificate means to the person reading the error.
+const UNTRUSTED_CERTIFICATE: &str = "the server's certificate is not trusted: put the CA that signed it in tls.ca_file (PEM) or in the system's certificate store";
+
+/// Whether `err` is a TLS certificate the client refused (rustls reports it as an i/o error).
+fn is_untrusted_certificate(err: &ureq::Error) -> bool {
+    match err {
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+        ureq::Error::Io(io) => io.to_string().contains("certificate"),
+        _ => false,
     }
 }
 

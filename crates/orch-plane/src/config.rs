@@ -19,6 +19,9 @@ pub struct PlaneConfig {
     /// The deadline of one HTTP call, connect to last body byte.
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Which certificates prove the server (orch-daemon: the system's store plus `tls.ca_file`).
+    /// The default is ureq's: the webpki roots compiled in.
+    pub tls: ureq::tls::TlsConfig,
 }
 
 impl PlaneConfig {
@@ -36,6 +39,7 @@ impl PlaneConfig {
             rate_window: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            tls: ureq::tls::TlsConfig::default(),
         }
     }
 
@@ -64,7 +68,7 @@ impl fmt::Debug for PlaneConfig {
             .field("rate_window", &self.rate_window)
             .field("request_timeout", &self.request_timeout)
             .field("retry", &self.retry)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

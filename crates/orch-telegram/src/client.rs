@@ -29,10 +29,16 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(api_base: &str, token: &str, timeout: Duration) -> Client {
+    pub(crate) fn new(
+        api_base: &str,
+        token: &str,
+        timeout: Duration,
+        tls: ureq::tls::TlsConfig,
+    ) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
+            .tls_config(tls)
             .max_redirects(0)
             .user_agent("orch")
             .build();
@@ -105,10 +111,23 @@ fn describe(err: &ureq::Error) -> String {
         ureq::Error::Timeout(_) => "timed out".to_owned(),
         ureq::Error::HostNotFound => "host not found".to_owned(),
         ureq::Error::ConnectionFailed => "connection failed".to_owned(),
+        other if is_untrusted_certificate(other) => UNTRUSTED_CERTIFICATE.to_owned(),
         ureq::Error::Io(io) => format!("i/o error ({})", io.kind()),
         ureq::Error::Protocol(_) => "malformed http answer".to_owned(),
         ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => "redirected".to_owned(),
         ureq::Error::BodyExceedsLimit(_) => "answer too large".to_owned(),
         _ => "request failed".to_owned(),
+    }
+}
+
+/// What a refused server certificate means to the person reading the error.
+const UNTRUSTED_CERTIFICATE: &str = "the server's certificate is not trusted: put the CA that signed it in tls.ca_file (PEM) or in the system's certificate store";
+
+/// Whether `err` is a TLS certificate the client refused (rustls reports it as an i/o error).
+fn is_untrusted_certificate(err: &ureq::Error) -> bool {
+    match err {
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+        ureq::Error::Io(io) => io.to_string().contains("certificate"),
+        _ => false,
     }
 }

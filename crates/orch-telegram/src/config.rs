@@ -9,7 +9,7 @@ pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `[telegram]` of the configuration (SPEC §5.2).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct TelegramConfig {
     /// `telegram.bot_token` / `ORCH_TELEGRAM_BOT_TOKEN`. A secret.
     pub bot_token: String,
@@ -19,6 +19,9 @@ pub struct TelegramConfig {
     pub api_base: String,
     /// The deadline of one call (connect, send and receive).
     pub request_timeout: Duration,
+    /// Which certificates prove the server (orch-daemon: the system's store plus `tls.ca_file`).
+    /// The default is ureq's: the webpki roots compiled in.
+    pub tls: ureq::tls::TlsConfig,
 }
 
 impl TelegramConfig {
@@ -29,6 +32,7 @@ impl TelegramConfig {
             chat_id: chat_id.into(),
             api_base: DEFAULT_API_BASE.to_owned(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            tls: ureq::tls::TlsConfig::default(),
         }
     }
 }
@@ -40,6 +44,6 @@ impl fmt::Debug for TelegramConfig {
             .field("chat_id", &self.chat_id)
             .field("api_base", &self.api_base)
             .field("request_timeout", &self.request_timeout)
-            .finish()
+            .finish_non_exhaustive()
     }
 }

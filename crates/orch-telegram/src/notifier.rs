@@ -73,7 +73,12 @@ impl TelegramNotifier {
             Err(_) => Value::from(config.chat_id.trim()),
         };
         TelegramNotifier {
-            client: Client::new(&config.api_base, &config.bot_token, config.request_timeout),
+            client: Client::new(
+                &config.api_base,
+                &config.bot_token,
+                config.request_timeout,
+                config.tls.clone(),
+            ),
             chat_id,
         }
     }

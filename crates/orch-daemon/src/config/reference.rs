@@ -5,18 +5,19 @@ use std::fmt::Write as _;
 use crate::config::schema::{Fallback, SectionDoc};
 use crate::config::{
     AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, ServerConfig,
-    StorageConfig, TelegramConfig, WorkerConfig, WorkspaceConfig, GRACE_SECTION, PROJECT_SECTION,
-    STATES_SECTION,
+    StorageConfig, TelegramConfig, TlsConfig, WorkerConfig, WorkspaceConfig, GRACE_SECTION,
+    PROJECT_SECTION, STATES_SECTION,
 };
 
 /// Every section, in the order of the reference.
-pub(crate) const SECTIONS: [SectionDoc; 14] = [
+pub(crate) const SECTIONS: [SectionDoc; 15] = [
     Config::SECTION,
     ServerConfig::SECTION,
     StorageConfig::SECTION,
     WorkspaceConfig::SECTION,
     PlaneConfig::SECTION,
     GiteaConfig::SECTION,
+    TlsConfig::SECTION,
     TelegramConfig::SECTION,
     WorkerConfig::SECTION,
     ReconcileConfig::SECTION,

@@ -1159,3 +1159,48 @@ fn sandbox_settings_are_checked() {
         ],
     );
 }
+
+#[test]
+fn tls_ca_file_is_read_relative_to_the_config_and_its_problems_are_config_errors() {
+    let dir = Dir::new();
+    let config = dir.parse(MINIMAL, &secrets_env()).expect("valid");
+    assert_eq!(config.tls.ca_file, None, "no private CA by default");
+
+    let ca = orch_sim::tls::TestCa::new().expect("a test CA");
+    std::fs::write(dir.path().join("company-ca.pem"), ca.ca_pem()).expect("ca file");
+    std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").expect("file");
+    let with = |ca_file: &str| format!("{MINIMAL}\n[tls]\nca_file = {ca_file:?}\n");
+
+    let config = dir
+        .parse(&with("company-ca.pem"), &secrets_env())
+        .expect("valid");
+    let ca_file = config.tls.ca_file.expect("ca_file read");
+    assert_eq!(ca_file.path, dir.path().join("company-ca.pem"));
+    assert_eq!(ca_file.certs.len(), 1);
+    let (_, trust) = crate::tls::client_tls(&crate::config::TlsConfig {
+        ca_file: Some(ca_file),
+    });
+    assert_eq!(trust.ca_file, 1);
+
+    let missing = dir.path().join("missing.pem");
+    let report = dir
+        .parse(&with("missing.pem"), &secrets_env())
+        .expect_err("refused");
+    assert!(
+        report.starts_with(&format!(
+            "config: tls.ca_file: cannot read {}: ",
+            missing.display()
+        )),
+        "{report}"
+    );
+    let report = dir
+        .parse(&with("empty.pem"), &secrets_env())
+        .expect_err("refused");
+    assert_eq!(
+        report.lines().collect::<Vec<_>>(),
+        [format!(
+            "config: tls.ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            dir.path().join("empty.pem").display()
+        )],
+    );
+}

@@ -1,7 +1,7 @@
-//! The value types of the configuration: secrets, base URLs, merge styles and prompt templates.
+//! The value types of the configuration: secrets, base URLs, merge styles, prompt templates and CA files.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A token, a webhook secret or an agent's environment value: never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -21,6 +21,51 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `tls.ca_file`: where the private CA's PEM file is, and the certificates it held when read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// Absolute, so git finds it whatever its working directory.
+    pub path: PathBuf,
+    /// Each certificate of the file, DER-encoded, in the file's order.
+    pub certs: Vec<Vec<u8>>,
+}
+
+impl CaFile {
+    /// Reads the PEM file at `path`; the reason is a lowercase phrase for the config error.
+    pub fn read(path: &Path) -> Result<CaFile, String> {
+        let path = std::path::absolute(path)
+            .map_err(|err| format!("cannot resolve {}: {err}", path.display()))?;
+        let pem =
+            std::fs::read(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert.der().to_vec()),
+                Ok(_) => {}
+                Err(err) => {
+                    return Err(format!("{} is not a valid PEM file: {err}", path.display()))
+                }
+            }
+        }
+        if certs.is_empty() {
+            return Err(format!(
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ));
+        }
+        Ok(CaFile { path, certs })
+    }
+}
+
+impl fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaFile")
+            .field("path", &self.path)
+            .field("certs", &self.certs.len())
+            .finish()
     }
 }
 

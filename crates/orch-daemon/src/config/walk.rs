@@ -16,11 +16,11 @@ use toml::{Table, Value};
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
-use crate::config::values::{BaseUrl, MergeStyle, Prompt, Secret};
+use crate::config::values::{BaseUrl, CaFile, MergeStyle, Prompt, Secret};
 use crate::config::{
     AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, SandboxMode,
-    ServerConfig, StorageConfig, TelegramConfig, WorkerConfig, WorkspaceConfig, GRACE_SECTION,
-    PROJECT_SECTION, STATES_SECTION,
+    ServerConfig, StorageConfig, TelegramConfig, TlsConfig, WorkerConfig, WorkspaceConfig,
+    GRACE_SECTION, PROJECT_SECTION, STATES_SECTION,
 };
 
 /// The largest prompt template read, in bytes.
@@ -161,6 +161,8 @@ impl<'e> Walker<'e> {
         let plane = self.plane(&plane_section);
         let gitea_section = root.table_or_default(self, "gitea", &GiteaConfig::SECTION)?;
         let gitea = self.gitea(&gitea_section);
+        let tls_section = root.table_or_default(self, "tls", &TlsConfig::SECTION)?;
+        let tls = self.tls(&tls_section);
         let telegram = self.telegram(root);
         let worker_section = root.table_or_default(self, "worker", &WorkerConfig::SECTION)?;
         let worker = self.worker(&worker_section);
@@ -176,6 +178,7 @@ impl<'e> Walker<'e> {
             workspace: workspace?,
             plane: plane?,
             gitea: gitea?,
+            tls: tls?,
             telegram: telegram?,
             worker: worker?,
             reconcile: reconcile?,
@@ -335,6 +338,22 @@ impl<'e> Walker<'e> {
             chat_id: chat_id?,
             api_base: api_base??,
         }))
+    }
+
+    fn tls(&mut self, section: &Section<'_>) -> Option<TlsConfig> {
+        let ca_file = match section.string(self, "ca_file")? {
+            None => None,
+            Some(text) if text.trim().is_empty() => None,
+            Some(text) => match CaFile::read(&self.base_dir.join(text)) {
+                Ok(ca_file) => Some(ca_file),
+                Err(message) => {
+                    self.error(section.label(self, "ca_file"), message);
+                    return None;
+                }
+            },
+        };
+        section.finish(self);
+        Some(TlsConfig { ca_file })
     }
 
     fn worker(&mut self, section: &Section<'_>) -> Option<WorkerConfig> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use orch_sim::gitea::GiteaSim;
 use orch_sim::plane::PlaneSim;
 use orch_sim::telegram::TelegramSim;
+use orch_sim::tls::{TestCa, TlsFront};
 
 use crate::config::{self, Config};
 use crate::online::{check, OnlineOptions, OnlineReport, Problem, ProblemKind};
@@ -60,6 +61,7 @@ impl Systems {
             gitea_url: self.gitea.base_url(),
             gitea_token: self.gitea.token().to_owned(),
             telegram: Some((self.telegram.api_base(), TELEGRAM_TOKEN.to_owned())),
+            ca_file: None,
             projects: vec![ProjectSettings {
                 plane_project_id: self.project.clone(),
                 repo: "acme/widgets".to_owned(),
@@ -85,6 +87,8 @@ struct Settings {
     gitea_token: String,
     /// `api_base` and the bot token; `None` leaves `[telegram]` out.
     telegram: Option<(String, String)>,
+    /// `tls.ca_file`, when set.
+    ca_file: Option<std::path::PathBuf>,
     projects: Vec<ProjectSettings>,
 }
 
@@ -105,6 +109,12 @@ impl Settings {
              [gitea]\nbase_url = {:?}\ntoken = {:?}\nwebhook_secrets = [\"gitea-hook\"]\n\n",
             self.plane_url, self.workspace, self.plane_token, self.gitea_url, self.gitea_token
         );
+        if let Some(ca_file) = &self.ca_file {
+            text.push_str(&format!(
+                "[tls]\nca_file = {:?}\n\n",
+                ca_file.display().to_string()
+            ));
+        }
         if let Some((api_base, token)) = &self.telegram {
             text.push_str(&format!(
                 "[telegram]\nbot_token = {token:?}\nchat_id = {TELEGRAM_CHAT:?}\napi_base = {api_base:?}\n\n"
@@ -339,4 +349,77 @@ async fn a_failing_telegram_is_unreachable_and_without_a_section_it_is_not_calle
         report.ok
     );
     assert_eq!(systems.telegram.calls().len(), calls_before);
+}
+
+/// The three systems, each behind an HTTPS front whose certificate a CA made for the test signed.
+struct TlsSystems {
+    systems: Systems,
+    ca_dir: tempfile::TempDir,
+    _fronts: Vec<TlsFront>,
+    urls: [String; 3],
+}
+
+impl TlsSystems {
+    async fn start() -> TlsSystems {
+        let systems = Systems::start().await;
+        let ca = TestCa::new().expect("a test CA");
+        let ca_dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(ca_dir.path().join("ca.pem"), ca.ca_pem()).expect("ca file");
+        let mut fronts = Vec::new();
+        for upstream in [
+            systems.plane.base_url(),
+            systems.gitea.base_url(),
+            systems.telegram.api_base(),
+        ] {
+            fronts.push(TlsFront::start(&upstream, &ca).await.expect("tls front"));
+        }
+        let urls = [
+            fronts[0].base_url(),
+            fronts[1].base_url(),
+            fronts[2].base_url(),
+        ];
+        TlsSystems {
+            systems,
+            ca_dir,
+            _fronts: fronts,
+            urls,
+        }
+    }
+
+    fn settings(&self, with_ca_file: bool) -> Settings {
+        let mut settings = self.systems.settings();
+        settings.plane_url = self.urls[0].clone();
+        settings.gitea_url = self.urls[1].clone();
+        settings.telegram = Some((self.urls[2].clone(), TELEGRAM_TOKEN.to_owned()));
+        settings.ca_file = with_ca_file.then(|| self.ca_dir.path().join("ca.pem"));
+        settings
+    }
+}
+
+#[tokio::test]
+async fn servers_signed_by_a_private_ca_are_reached_with_tls_ca_file_and_refused_without() {
+    let tls = TlsSystems::start().await;
+
+    let report = check(&tls.settings(true).config(), fast()).await;
+    assert_eq!(report.problems, Vec::new());
+    assert_eq!(report.ok.len(), 3, "{:?}", report.ok);
+
+    let report = check(&tls.settings(false).config(), fast()).await;
+    assert_eq!(
+        settings_of(&report),
+        vec![
+            ("gitea.base_url".to_owned(), ProblemKind::Unreachable),
+            ("plane.base_url".to_owned(), ProblemKind::Unreachable),
+            ("telegram.api_base".to_owned(), ProblemKind::Unreachable),
+        ],
+        "{:#?}",
+        report.problems
+    );
+    for problem in &report.problems {
+        assert!(
+            problem.message.contains("certificate") && problem.message.contains("tls.ca_file"),
+            "a certificate error that names tls.ca_file: {problem}"
+        );
+    }
+    assert_no_secret(&report, &[TELEGRAM_TOKEN]);
 }

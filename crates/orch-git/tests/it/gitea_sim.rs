@@ -7,6 +7,7 @@ use orch_core::ids::{BranchName, RepoSlug, WorkItemId};
 use orch_core::ports::{Workspace, WorkspaceError, WorktreeSpec};
 use orch_git::{GitConfig, GitWorkspace};
 use orch_sim::gitea::GiteaSim;
+use orch_sim::tls::{TestCa, TlsFront};
 
 const TOKEN: &str = "gitea-sim-token-4f1d";
 const GIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -311,4 +312,50 @@ async fn person_pushes(
         .await
         .expect("push");
     (person, theirs)
+}
+
+#[tokio::test]
+async fn git_over_https_trusts_a_private_ca_only_through_ca_file() {
+    let sim = GiteaSim::start_with_token(TOKEN).await.expect("sim");
+    sim.create_repo("acme", "widgets").await.expect("repo");
+    let ca = TestCa::new().expect("a test CA");
+    let front = TlsFront::start(&sim.base_url(), &ca)
+        .await
+        .expect("tls front");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.ca_pem()).expect("ca file");
+    let https_workspace = |repos: &str, ca_file: Option<std::path::PathBuf>| {
+        let mut config = GitConfig::new(dir.path().join(repos), front.base_url());
+        config.token = Some(TOKEN.to_owned());
+        config.command_timeout = GIT_TIMEOUT;
+        config.ca_file = ca_file;
+        GitWorkspace::new(config).expect("workspace")
+    };
+    let spec = spec();
+
+    let untrusting = https_workspace("untrusting", None);
+    let err = untrusting
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect_err("the private CA is not trusted");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(!err.to_string().contains(TOKEN), "{err}");
+
+    let trusting = https_workspace("trusting", Some(ca_file));
+    let prepared = trusting
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare over https");
+    std::fs::write(prepared.path.join("https.md"), "over https\n").expect("write");
+    trusting
+        .commit_leftovers(&spec, "ET-101: over https")
+        .await
+        .expect("commit");
+    let pushed = trusting.push(&spec).await.expect("push over https");
+    let tip = sim
+        .branch_tip("acme/widgets", spec.branch.as_str())
+        .await
+        .expect("tip");
+    assert_eq!(tip.as_deref(), Some(pushed.as_str()));
 }

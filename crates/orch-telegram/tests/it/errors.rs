@@ -83,6 +83,7 @@ async fn an_unreachable_host_is_unavailable() {
         chat_id: CHAT.to_owned(),
         api_base,
         request_timeout: TEST_REQUEST_TIMEOUT,
+        ..TelegramConfig::new(TOKEN, CHAT)
     };
     let err = notify_error(&TelegramNotifier::new(&config)).await;
     assert_eq!(
@@ -137,6 +138,7 @@ async fn an_unusable_api_base_is_invalid_naming_the_setting() {
         chat_id: CHAT.to_owned(),
         api_base: "http://exa mple".to_owned(),
         request_timeout: TEST_REQUEST_TIMEOUT,
+        ..TelegramConfig::new(TOKEN, CHAT)
     };
     let err = notify_error(&TelegramNotifier::new(&config)).await;
     assert_eq!(err.class(), ErrorClass::Invalid, "{err}");

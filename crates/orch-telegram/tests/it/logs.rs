@@ -85,6 +85,7 @@ async fn the_token_is_absent_from_captured_logs_and_error_messages() {
         chat_id: CHAT.to_owned(),
         api_base: "http://exa mple".to_owned(),
         request_timeout: TEST_REQUEST_TIMEOUT,
+        ..TelegramConfig::new(TOKEN, CHAT)
     };
     errors.push(
         TelegramNotifier::new(&unusable)

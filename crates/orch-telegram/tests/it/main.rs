@@ -26,6 +26,7 @@ pub(crate) fn config_for(sim: &TelegramSim) -> TelegramConfig {
         chat_id: CHAT.to_owned(),
         api_base: sim.api_base(),
         request_timeout: TEST_REQUEST_TIMEOUT,
+        ..TelegramConfig::new(TOKEN, CHAT)
     }
 }
 
