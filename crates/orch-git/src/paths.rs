@@ -7,9 +7,14 @@ use orch_core::ids::{RepoSlug, WorkItemId};
 
 use crate::error::GitError;
 
+/// The directory in a worktree where an agent writes its output files, one subdirectory per
+/// role; listed in the repository's `info/exclude`, so it is never committed.
+pub(crate) const OUTPUT_DIR_NAME: &str = ".orch-output";
+
 /// The directory layout under the canonical `repos_dir`:
-/// `{owner}/{repo}/mirror.git`, `{owner}/{repo}/worktrees/{work item}`,
-/// `{owner}/{repo}/outputs/{work item}/{agent}/`, `{owner}/{repo}/agent-git/{work item}` (what a
+/// `{owner}/{repo}/mirror.git`, `{owner}/{repo}/worktrees/{work item}` (with the agents' output
+/// directories in it, `.orch-output/{agent}/`), `{owner}/{repo}/outputs/{work item}/{agent}/`
+/// (the output files as orch first read them), `{owner}/{repo}/agent-git/{work item}` (what a
 /// sandboxed agent sees in place of the mirror), and `.git-home`, the private `HOME` of
 /// orch's git (no owner starts with `.`).
 #[derive(Debug, Clone)]
@@ -86,6 +91,7 @@ impl Layout {
             .join(component("work item", &name)?))
     }
 
+    /// `{owner}/{repo}/outputs/{work item}`: the kept outputs of every agent of a work item.
     pub(crate) fn outputs(
         &self,
         repo: &RepoSlug,
@@ -98,7 +104,9 @@ impl Layout {
             .join(component("work item", &name)?))
     }
 
-    pub(crate) fn output_dir(
+    /// `{owner}/{repo}/outputs/{work item}/{agent}`: each output file as orch first read it,
+    /// out of every agent's reach, so a later agent cannot change what an earlier one wrote.
+    pub(crate) fn kept_outputs(
         &self,
         repo: &RepoSlug,
         work_item: &WorkItemId,
@@ -106,6 +114,20 @@ impl Layout {
     ) -> Result<PathBuf, GitError> {
         Ok(self
             .outputs(repo, work_item)?
+            .join(component("agent", agent.as_str())?))
+    }
+
+    /// `{worktree}/.orch-output/{agent}`: where the agent writes (`ORCH_OUTPUT_DIR`), inside
+    /// its working directory so CLIs that only write there can.
+    pub(crate) fn output_dir(
+        &self,
+        repo: &RepoSlug,
+        work_item: &WorkItemId,
+        agent: Agent,
+    ) -> Result<PathBuf, GitError> {
+        Ok(self
+            .worktree(repo, work_item)?
+            .join(OUTPUT_DIR_NAME)
             .join(component("agent", agent.as_str())?))
     }
 

@@ -139,8 +139,9 @@ async fn prepare_creates_the_layout_and_is_idempotent() {
     assert_eq!(first.path, repo_dir.join("worktrees").join("ET-001"));
     assert_eq!(
         first.output_dir,
-        repo_dir.join("outputs").join("ET-001").join("developer")
+        first.path.join(".orch-output").join("developer")
     );
+    assert!(first.output_dir.is_dir());
     assert_eq!(first.analysis_file, None);
     assert!(repo_dir.join("mirror.git").join("HEAD").is_file());
     assert!(first.path.join("README.md").is_file());
@@ -218,18 +219,78 @@ async fn prepare_reports_the_analysis_and_read_output_returns_it() {
         .prepare(&spec, Agent::Developer)
         .await
         .expect("prepare developer");
-    assert_eq!(
-        developer.analysis_file,
-        Some(analyst.output_dir.join("analysis.md"))
-    );
+    let kept = fixture
+        .repos()
+        .join("acme/widgets/outputs/ET-002/analyst/analysis.md");
+    assert_eq!(developer.analysis_file, Some(kept.clone()));
+    assert_eq!(std::fs::read_to_string(&kept).expect("kept"), "# plan\n");
+    // The developer can write the analyst's directory in the worktree: orch keeps reading
+    // what it read first, until the analyst runs again.
+    std::fs::write(analyst.output_dir.join("analysis.md"), "# changed\n").expect("tamper");
     let text = fixture
         .workspace
         .read_output(&spec, Agent::Analyst, "analysis.md")
         .await
         .expect("read");
     assert_eq!(text.as_deref(), Some("# plan\n"));
-    // Outputs live outside the worktree, so they are never committed.
-    assert!(!developer.output_dir.starts_with(&developer.path));
+    fixture
+        .workspace
+        .prepare(&spec, Agent::Analyst)
+        .await
+        .expect("prepare analyst again");
+    assert!(
+        !kept.exists(),
+        "a new analyst run forgets the kept analysis"
+    );
+    assert_eq!(
+        std::fs::read_dir(&analyst.output_dir).expect("dir").count(),
+        0,
+        "and starts with an empty output directory"
+    );
+}
+
+#[tokio::test]
+async fn the_output_directory_is_in_the_worktree_and_never_committed() {
+    let fixture = Fixture::new();
+    let spec = spec("ET-012");
+    let developer = fixture
+        .workspace
+        .prepare(&spec, Agent::Developer)
+        .await
+        .expect("prepare");
+    assert!(developer.output_dir.starts_with(&developer.path));
+    std::fs::write(developer.output_dir.join("notes.md"), "scratch\n").expect("output");
+    std::fs::write(developer.path.join("feature.txt"), "work\n").expect("work");
+    // The developer commits everything it sees, as an agent's own git would.
+    sh(&developer.path, &["add", "--all"]);
+    sh(&developer.path, &["commit", "-qm", "feature"]);
+    let files = sh(
+        &developer.path,
+        &["show", "--name-only", "--format=", "HEAD"],
+    );
+    assert_eq!(files.trim(), "feature.txt");
+    std::fs::write(developer.output_dir.join("more.md"), "more\n").expect("output");
+    let leftovers = fixture
+        .workspace
+        .commit_leftovers(&spec, "ET-012: leftovers")
+        .await
+        .expect("commit leftovers");
+    assert_eq!(leftovers, None, "only the output directory changed");
+
+    // A symbolic link an agent left in place of the output directory is replaced.
+    let reviewer_dir = developer.path.join(".orch-output").join("reviewer");
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(elsewhere.path(), &reviewer_dir).expect("symlink");
+    let reviewer = fixture
+        .workspace
+        .prepare(&spec, Agent::Reviewer)
+        .await
+        .expect("prepare reviewer");
+    assert_eq!(reviewer.output_dir, reviewer_dir);
+    assert!(!std::fs::symlink_metadata(&reviewer_dir)
+        .expect("dir")
+        .file_type()
+        .is_symlink());
 }
 
 #[tokio::test]
