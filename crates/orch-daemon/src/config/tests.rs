@@ -527,6 +527,52 @@ fn deploy_example_passes_check() {
 }
 
 #[test]
+fn deploy_agent_examples_stream_their_progress() {
+    let env = with(secrets_env(), &[("ORCH_TELEGRAM_BOT_TOKEN", "1:bot")]);
+    let claude =
+        load(&deploy_dir().join("orch.toml"), &env).unwrap_or_else(|errors| panic!("{errors}"));
+    for agent in Agent::ALL {
+        let command = &claude.agent(agent).command;
+        assert_eq!(command[..2], ["claude", "-p"], "{agent}");
+        assert!(
+            command
+                .windows(2)
+                .any(|pair| pair == ["--output-format", "stream-json"])
+                && command.iter().any(|arg| arg == "--verbose"),
+            "{agent}: Claude Code prints progress only with stream-json and --verbose"
+        );
+    }
+
+    // deploy/agents/codex.toml replaces the agents tables of deploy/orch.toml.
+    let example = std::fs::read_to_string(deploy_dir().join("orch.toml")).expect("example");
+    let start = example.find("\n[agents]\n").expect("an [agents] table");
+    let end = example.find("\n[[projects]]").expect("a project");
+    let end = example[..end]
+        .rfind("\n\n")
+        .expect("a blank line before the projects");
+    let codex_tables =
+        std::fs::read_to_string(deploy_dir().join("agents/codex.toml")).expect("codex example");
+    let text = format!("{}\n{codex_tables}{}", &example[..start], &example[end..]);
+    let codex =
+        parse(&text, "orch.toml", &deploy_dir(), &env).unwrap_or_else(|errors| panic!("{errors}"));
+    for agent in Agent::ALL {
+        let command = &codex.agent(agent).command;
+        assert_eq!(command[..2], ["codex", "exec"], "{agent}");
+        assert_eq!(
+            command.last().map(String::as_str),
+            Some("-"),
+            "the prompt from stdin"
+        );
+        assert!(command.iter().any(|arg| arg == "--json"), "{agent}");
+        assert_eq!(
+            codex.agent(agent).prompt.text,
+            claude.agent(agent).prompt.text,
+            "one set of prompts serves both CLIs"
+        );
+    }
+}
+
+#[test]
 fn unreadable_file_is_one_error_naming_it() {
     let dir = Dir::new();
     let path = dir.path().join("absent.toml");
