@@ -3,7 +3,8 @@
 //! Each problem line names the setting to fix.
 //! Plane: `users/me` (the token), then each project's states by name (a missing name is
 //! reported with the project key and the state). Gitea: each project's repository. Telegram
-//! (when configured): `getMe`. The three systems are checked concurrently.
+//! (when configured): `getMe` (the token), then `getChat` (the bot sees `telegram.chat_id`).
+//! The three systems are checked concurrently.
 //!
 //! Exit codes (`orch check --online`): a wrong setting (a refused token, a missing project,
 //! state or repository) is bad config, exit 2; a system that does not answer usefully (down,
@@ -393,15 +394,10 @@ async fn check_telegram(config: &Config, options: OnlineOptions, tls: &TlsConfig
     settings.request_timeout = options.request_timeout;
     settings.tls = tls.clone();
     let notifier = orch_telegram::TelegramNotifier::new(&settings);
-    match notifier.get_me().await {
-        Ok(bot) => {
-            let name = bot
-                .username
-                .map_or(bot.first_name, |username| format!("@{username}"));
-            report.ok.push(format!(
-                "telegram ok: bot {name} (telegram.chat_id is not checked)"
-            ));
-        }
+    let bot = match notifier.get_me().await {
+        Ok(bot) => bot
+            .username
+            .map_or(bot.first_name, |username| format!("@{username}")),
         Err(err) => {
             let kind = class_kind(err.class());
             let setting = match kind {
@@ -409,6 +405,34 @@ async fn check_telegram(config: &Config, options: OnlineOptions, tls: &TlsConfig
                 ProblemKind::Unreachable => "telegram.api_base",
             };
             report.problem(kind, setting, format!("getMe: {err}"));
+            return report;
+        }
+    };
+    match notifier.get_chat().await {
+        Ok(chat) => {
+            let title = chat
+                .title
+                .map_or_else(String::new, |title| format!(" {title:?}"));
+            report.ok.push(format!(
+                "telegram ok: bot {bot}; chat {} ({}{title})",
+                chat.id, chat.kind
+            ));
+        }
+        Err(err) => {
+            let (kind, message) = match class_kind(err.class()) {
+                ProblemKind::Config => (
+                    ProblemKind::Config,
+                    format!(
+                        "getChat: {err}; add the bot {bot} to the chat, or fix the id (a group's id is negative, a channel may be @name)"
+                    ),
+                ),
+                ProblemKind::Unreachable => (ProblemKind::Unreachable, format!("getChat: {err}")),
+            };
+            let setting = match kind {
+                ProblemKind::Config => "telegram.chat_id",
+                ProblemKind::Unreachable => "telegram.api_base",
+            };
+            report.problem(kind, setting, message);
         }
     }
     report

@@ -1,4 +1,4 @@
-//! `TelegramSim`: the Bot API methods orch uses (`getMe`, `sendMessage`), with fault injection.
+//! `TelegramSim`: the Bot API methods orch uses (`getMe`, `getChat`, `sendMessage`), with fault injection.
 //!
 //! Requests go to `POST {api_base}/bot{token}/{method}` with a JSON body. A wrong token is
 //! answered `401 Unauthorized`, an unknown method `404 Not Found`, a message to another chat
@@ -186,9 +186,38 @@ fn answer(state: &mut State, request: &Request) -> Response {
                 "can_read_all_group_messages": false, "supports_inline_queries": false
             }}),
         ),
+        "getChat" => get_chat(state, request),
         "sendMessage" => send_message(state, request),
         _ => error(404, "Not Found"),
     }
+}
+
+/// `getChat`: the chat's `ChatFullInfo` when it is the sim's chat, else `chat not found`, as
+/// Telegram answers for a chat the bot was never added to.
+fn get_chat(state: &State, request: &Request) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(request.body()) else {
+        return error(400, "Bad Request: chat_id is empty");
+    };
+    let chat_id = match body.get("chat_id") {
+        Some(Value::String(chat)) => chat.clone(),
+        Some(Value::Number(chat)) => chat.to_string(),
+        _ => return error(400, "Bad Request: chat_id is empty"),
+    };
+    if chat_id != state.chat_id {
+        return error(400, "Bad Request: chat not found");
+    }
+    let chat = match chat_id.parse::<i64>() {
+        Ok(id) if id < 0 => json!({"id": id, "type": "supergroup", "title": "orch sim chat"}),
+        Ok(id) => json!({"id": id, "type": "private", "first_name": "orch sim person"}),
+        Err(_) => json!({
+            "id": -1_001_000_000_001_i64, "type": "channel", "title": "orch sim channel",
+            "username": chat_id.trim_start_matches('@')
+        }),
+    };
+    let mut result = chat;
+    result["accent_color_id"] = json!(0);
+    result["max_reaction_count"] = json!(11);
+    json(200, &json!({"ok": true, "result": result}))
 }
 
 fn send_message(state: &mut State, request: &Request) -> Response {

@@ -1,6 +1,6 @@
 //! `orch-telegram` tells people on Telegram that orch needs them: `TelegramNotifier`
 //! implements the core's `Notifier` port over the Bot API's `sendMessage`, and offers
-//! `get_me` for `orch check --online`. Texts are plain text from the core; this crate escapes
+//! `get_me` and `get_chat` for `orch check --online`. Texts are plain text from the core; this crate escapes
 //! them for `parse_mode = "HTML"`, turns link previews off and keeps them under Telegram's
 //! length limit.
 //!
@@ -20,4 +20,4 @@ mod notifier;
 
 pub use config::{TelegramConfig, DEFAULT_API_BASE, DEFAULT_REQUEST_TIMEOUT};
 pub use html::{escape_html, fit_message, MAX_MESSAGE_LEN};
-pub use notifier::{BotInfo, TelegramNotifier};
+pub use notifier::{BotInfo, ChatInfo, TelegramNotifier};

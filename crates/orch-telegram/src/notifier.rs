@@ -1,4 +1,4 @@
-//! `TelegramNotifier`: `sendMessage` and `getMe`, and the mapping of answers to `NotifyError`.
+//! `TelegramNotifier`: `sendMessage`, `getMe` and `getChat`, and the mapping of answers to `NotifyError`.
 
 use std::fmt;
 use std::time::Duration;
@@ -31,6 +31,25 @@ pub struct BotInfo {
     pub id: i64,
     pub first_name: String,
     pub username: Option<String>,
+}
+
+/// The configured chat, as `getChat` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatInfo {
+    pub id: i64,
+    /// `private`, `group`, `supergroup` or `channel`.
+    pub kind: String,
+    /// The group's or channel's title, or the person's first name.
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Chat {
+    id: i64,
+    #[serde(rename = "type")]
+    kind: String,
+    title: Option<String>,
+    first_name: Option<String>,
 }
 
 /// Telegram's answer envelope.
@@ -96,6 +115,25 @@ impl TelegramNotifier {
             id: user.id,
             first_name: user.first_name,
             username: user.username,
+        })
+    }
+
+    /// Checks the chat (`orch check --online`): the bot can see `telegram.chat_id`. A chat the
+    /// bot was never added to is `Invalid`, naming `telegram.chat_id`.
+    #[tracing::instrument(skip_all)]
+    pub async fn get_chat(&self) -> Result<ChatInfo, NotifyError> {
+        let result = self
+            .call("getChat", json!({"chat_id": self.chat_id}))
+            .await?;
+        let chat: Chat = serde_json::from_value(result).map_err(|err| {
+            NotifyError::other(format!(
+                "telegram getChat answered an unexpected shape: {err}"
+            ))
+        })?;
+        Ok(ChatInfo {
+            id: chat.id,
+            kind: chat.kind,
+            title: chat.title.or(chat.first_name),
         })
     }
 

@@ -62,6 +62,7 @@ impl Systems {
             gitea_token: self.gitea.token().to_owned(),
             telegram: Some((self.telegram.api_base(), TELEGRAM_TOKEN.to_owned())),
             ca_file: None,
+            chat_id: TELEGRAM_CHAT.to_owned(),
             projects: vec![ProjectSettings {
                 plane_project_id: self.project.clone(),
                 repo: "acme/widgets".to_owned(),
@@ -89,6 +90,8 @@ struct Settings {
     telegram: Option<(String, String)>,
     /// `tls.ca_file`, when set.
     ca_file: Option<std::path::PathBuf>,
+    /// `telegram.chat_id`.
+    chat_id: String,
     projects: Vec<ProjectSettings>,
 }
 
@@ -117,7 +120,8 @@ impl Settings {
         }
         if let Some((api_base, token)) = &self.telegram {
             text.push_str(&format!(
-                "[telegram]\nbot_token = {token:?}\nchat_id = {TELEGRAM_CHAT:?}\napi_base = {api_base:?}\n\n"
+                "[telegram]\nbot_token = {token:?}\nchat_id = {:?}\napi_base = {api_base:?}\n\n",
+                self.chat_id
             ));
         }
         for (index, project) in self.projects.iter().enumerate() {
@@ -191,7 +195,15 @@ async fn good_settings_give_one_ok_line_per_system_and_no_problem() {
         "{:?}",
         report.ok
     );
+    assert!(
+        report.ok[2].ends_with(&format!(
+            "chat {TELEGRAM_CHAT} (private \"orch sim person\")"
+        )),
+        "{:?}",
+        report.ok
+    );
     assert_eq!(systems.telegram.get_me_calls(), 1);
+    assert_eq!(systems.telegram.calls(), ["getMe", "getChat"]);
     assert!(
         systems.telegram.messages().is_empty(),
         "the check sends nothing"
@@ -422,4 +434,27 @@ async fn servers_signed_by_a_private_ca_are_reached_with_tls_ca_file_and_refused
         );
     }
     assert_no_secret(&report, &[TELEGRAM_TOKEN]);
+}
+
+#[tokio::test]
+async fn a_chat_the_bot_cannot_see_is_reported_against_telegram_chat_id() {
+    let systems = Systems::start().await;
+    let mut settings = systems.settings();
+    settings.chat_id = "-100999".to_owned();
+    let report = check(&settings.config(), fast()).await;
+    assert_eq!(
+        settings_of(&report),
+        vec![("telegram.chat_id".to_owned(), ProblemKind::Config)],
+        "{:#?}",
+        report.problems
+    );
+    let message = &report.problems[0].message;
+    assert!(
+        message.contains("chat not found") && message.contains("add the bot @orch_sim_bot"),
+        "{message}"
+    );
+    assert!(
+        systems.telegram.messages().is_empty(),
+        "the check sends nothing"
+    );
 }
