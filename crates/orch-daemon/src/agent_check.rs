@@ -6,7 +6,7 @@ use orch_agent::{check_sandbox, AgentSandbox};
 use orch_core::domain::Agent;
 
 use crate::config::Config;
-use crate::wiring;
+use crate::{preflight, wiring};
 
 /// What `check_agents` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,10 +30,30 @@ pub fn config_warnings(config: &Config) -> Vec<String> {
     }
 }
 
-/// Starts the sandbox once, then each role's probe in it.
+/// Looks each program up on orch's `PATH`, starts the sandbox once, then the probe of each
+/// role whose program was found in it.
 pub async fn check_agents(config: &Config) -> AgentCheck {
     let mut check = AgentCheck::default();
+    let path = std::env::var_os("PATH");
+    if let Err(problem) = preflight::check_bubblewrap(config, path.as_deref()) {
+        check.problems.push(problem);
+    }
+    let mut missing = Vec::new();
+    for agent in Agent::ALL {
+        if let Err(problem) = preflight::check_agent_program(config, agent, path.as_deref()) {
+            missing.push(agent);
+            check.problems.push(problem);
+        }
+    }
     let sandbox = config.agents.sandbox();
+    if check
+        .problems
+        .iter()
+        .any(|problem| problem.contains("bubblewrap"))
+    {
+        // Without bubblewrap no probe can start: what to do is already said.
+        return check;
+    }
     match check_sandbox(&sandbox).await {
         Ok(used) => check.ok.push(format!("sandbox: {used}")),
         Err(err) => {
@@ -60,7 +80,8 @@ pub async fn check_agents(config: &Config) -> AgentCheck {
             check
                 .ok
                 .push(format!("agent {agent}: {command}: {}", report.outcome));
-        } else {
+        } else if !missing.contains(&agent) {
+            // A program not on PATH was reported above, with what to do.
             check
                 .problems
                 .push(format!("agents.{agent}: {command}: {}", report.outcome));

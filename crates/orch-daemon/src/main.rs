@@ -420,7 +420,10 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
         loaded.server.listen,
     ))?;
     print_warnings(&orch_daemon::agent_check::config_warnings(&loaded));
-    let agent_problems = if args.no_probe {
+    // Every problem of the machine, then of the agents, then online: one report.
+    let path_var = std::env::var_os("PATH");
+    let mut agent_problems = orch_daemon::preflight::check_machine(&loaded, path_var.as_deref());
+    agent_problems.extend(if args.no_probe {
         Vec::new()
     } else {
         let agents = block_on(async { Ok(orch_daemon::agent_check::check_agents(&loaded).await) })?;
@@ -433,7 +436,7 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
                 .collect::<String>(),
         )?;
         agents.problems
-    };
+    });
     if !args.online {
         return match agent_problems.is_empty() {
             true => Ok(()),

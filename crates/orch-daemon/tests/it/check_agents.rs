@@ -129,7 +129,10 @@ probe = ["-c", "echo fine"]
     for expected in [
         "warning: agents.analyst: pass_env: NOT_SET_FOR_CHECK_42 is not set in orch's environment",
         "warning: agents.developer: writable_paths: /no/such/cache is not shown: it does not exist",
-        "agents.analyst: no-such-agent-cli --version: could not start: no-such-agent-cli: not found on PATH",
+        &format!(
+            "agents.analyst.command: \"no-such-agent-cli\" is not on PATH ({}): install it, or give its absolute path",
+            std::env::var("PATH").unwrap_or_default()
+        ),
         "agents.developer: /bin/sh -c echo 'error while loading shared libraries: libagent.so' >&2; exit 127: exited with code 127: error while loading shared libraries: libagent.so",
     ] {
         assert!(
@@ -150,9 +153,11 @@ fn check_fails_when_bubblewrap_cannot_be_found() {
     let output = check(dir.path(), &config);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.starts_with("agents.sandbox: /no/such/bwrap: "),
-        "{stderr}"
+    assert_eq!(
+        stderr.trim_end(),
+        "agents.bwrap_path: the sandbox needs bubblewrap, and /no/such/bwrap is not an executable file: \
+         install it (apt-get install bubblewrap) or set agents.bwrap_path; agents.sandbox = \"none\" runs agents unconfined",
+        "one line, and no probe started"
     );
 }
 

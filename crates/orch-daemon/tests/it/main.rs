@@ -26,6 +26,8 @@ fn orch(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orch"))
         .args(args)
         .env_clear()
+        // orch looks git and the agents up on PATH, as any process has one.
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().copied())
         .current_dir(cwd)
         .output()
