@@ -340,3 +340,84 @@ async fn cancelling_an_item_while_its_agent_runs_kills_the_agents_process_group(
     .await;
     daemon.shutdown().await;
 }
+
+/// `GET /metrics` over a plain TCP connection (no admin token is set in the sandbox).
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: orch\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
+}
+
+/// The value of the one sample of `series` whose line starts with `prefix` (name and labels).
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_build_the_process_agent_runs_and_the_last_good_reconcile_pass() {
+    let (sandbox, _dir) = sandbox(NO_SCRIPT).await;
+    let daemon = sandbox.start_daemon(None).await.expect("daemon starts");
+    let (item, _) = sandbox.create_item("Measured").await.expect("item");
+    sandbox
+        .move_item(&item, "In Progress")
+        .await
+        .expect("moved");
+    let store = daemon.store();
+    sandbox::play_person(
+        &sandbox,
+        store.as_ref(),
+        std::slice::from_ref(&item),
+        &mut Approver,
+        CONVERGE,
+        &mut |_, _| {},
+    )
+    .await
+    .expect("person plays");
+    let metrics = wait_for("a reconcile pass without errors", || async {
+        let metrics = scrape(daemon.addr()).await;
+        (sample(&metrics, "orch_reconcile_last_success_timestamp_seconds ")? > 0.0)
+            .then_some(metrics)
+    })
+    .await;
+    daemon.shutdown().await;
+
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("orch_build_info{version=\"") && line.ends_with(" 1")),
+        "{metrics}"
+    );
+    for role in ["analyst", "developer", "reviewer"] {
+        let count = sample(
+            &metrics,
+            &format!("orch_agent_run_seconds_count{{role=\"{role}\",outcome=\"succeeded\"}}"),
+        );
+        assert_eq!(count, Some(1.0), "{role}: {metrics}");
+    }
+    assert!(
+        sample(&metrics, "orch_process_resident_memory_bytes ").is_some_and(|bytes| bytes > 1e6)
+    );
+    assert!(sample(&metrics, "orch_process_open_fds ").is_some_and(|fds| fds >= 3.0));
+    assert!(sample(&metrics, "orch_process_cpu_seconds_total ").is_some());
+    for service in ["plane", "gitea"] {
+        assert_eq!(
+            sample(
+                &metrics,
+                &format!("orch_service_degraded{{service=\"{service}\"}}")
+            ),
+            Some(0.0),
+            "{metrics}"
+        );
+    }
+}

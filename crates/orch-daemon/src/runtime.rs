@@ -13,11 +13,11 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use orch_core::config::PipelineConfig;
-use orch_core::domain::{ClaimedJob, JobKind, JobResult, ProcessRecord};
+use orch_core::domain::{Agent, ClaimedJob, JobKind, JobResult, ProcessRecord};
 use orch_core::event::{Event, Origin, Parsed};
 use orch_core::ids::{BootId, UserId};
 use orch_core::orchestrator::{EventSink, HandleError, Handled, Orchestrator};
-use orch_core::ports::{ClaimKinds, ClaimRequest, Ports, Source, StoreError};
+use orch_core::ports::{AgentOutcome, ClaimKinds, ClaimRequest, Ports, Source, StoreError};
 use orch_core::reconciler::{PassReport, Reconciler, TrackerSide};
 use orch_core::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries};
 use orch_core::Executor;
@@ -39,6 +39,11 @@ pub trait Observer: Send + Sync {
     /// A reconcile pass ended.
     fn reconciled(&self, report: &PassReport) {
         let _ = report;
+    }
+
+    /// An agent's process ended with `outcome` after running for `elapsed`.
+    fn agent_ran(&self, agent: Agent, outcome: &AgentOutcome, elapsed: Duration) {
+        let _ = (agent, outcome, elapsed);
     }
 
     /// An event changed a task.
@@ -705,16 +710,22 @@ impl Worker {
                         }
                     }
                     let cancel = running.cancel_handle();
+                    let started = tokio::time::Instant::now();
                     let outcome = self
                         .with_heartbeat(&claimed, Some(&cancel), running.wait())
                         .await;
                     match outcome {
-                        Watched::Done(outcome) => Some(
-                            services
-                                .executor
-                                .finish_agent(&claimed, &task, outcome)
-                                .await,
-                        ),
+                        Watched::Done(outcome) => {
+                            if let JobKind::Agent(agent) = job.kind() {
+                                self.observer.agent_ran(agent, &outcome, started.elapsed());
+                            }
+                            Some(
+                                services
+                                    .executor
+                                    .finish_agent(&claimed, &task, outcome)
+                                    .await,
+                            )
+                        }
                         Watched::Lost => None,
                         Watched::Interrupted => Some(self.hand_back()),
                     }

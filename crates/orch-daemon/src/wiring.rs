@@ -17,7 +17,7 @@ use orch_core::domain::{Agent, JobKind};
 use orch_core::event::Parsed;
 use orch_core::ids::{BootId, UserId};
 use orch_core::orchestrator::Handled;
-use orch_core::ports::{Clock, Notifier, NotifyError, Ports, Source, Store, Tracker};
+use orch_core::ports::{AgentOutcome, Clock, Notifier, NotifyError, Ports, Source, Store, Tracker};
 use orch_core::reconciler::PassReport;
 use orch_core::time::Timestamp;
 use orch_http::{
@@ -662,8 +662,21 @@ impl Observer for DaemonObserver {
     fn reconciled(&self, report: &PassReport) {
         self.metrics
             .count_reconcile_run(report.unblocked.len() as u64, report.errors.len() as u64);
+        if report.errors.is_empty() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+            self.metrics.set_reconcile_success(now);
+        }
         if let Some(extra) = &self.extra {
             extra.reconciled(report);
+        }
+    }
+
+    fn agent_ran(&self, agent: Agent, outcome: &AgentOutcome, elapsed: Duration) {
+        self.metrics.observe_agent_run(agent, outcome, elapsed);
+        if let Some(extra) = &self.extra {
+            extra.agent_ran(agent, outcome, elapsed);
         }
     }
 

@@ -26,6 +26,7 @@ mod api;
 mod connections;
 mod ingress;
 mod metrics;
+mod process;
 mod server;
 mod signature;
 mod socket;

@@ -6,15 +6,18 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orch_core::domain::{JobKind, Service, Stage, DEGRADED_AFTER};
-use orch_core::ports::{InboxStats, QueueSnapshot, Source};
+use orch_core::domain::{Agent, JobKind, Service, Stage, DEGRADED_AFTER};
+use orch_core::ports::{AgentOutcome, InboxStats, QueueSnapshot, Source};
 use orch_core::time::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use crate::process::ProcessCollector;
 
 /// The content type of `Metrics::encode`'s output (OpenMetrics text, which Prometheus reads).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -161,6 +164,19 @@ struct Inner {
     jobs_waiting: Family<ServiceLabel, Gauge>,
     service_degraded: Family<ServiceLabel, Gauge>,
     connections_shed: Family<ReasonLabel, Counter>,
+    agent_run_seconds: Family<RoleOutcome, Histogram>,
+    reconcile_last_success: Gauge<f64, AtomicU64>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleOutcome {
+    role: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -313,6 +329,29 @@ impl Metrics {
             "HTTP connections the server closed or refused to protect the others, by reason",
             connections_shed.clone(),
         );
+        registry.register(
+            "build",
+            "orch's version (always 1)",
+            Info::new(VersionLabel {
+                // Every crate of the workspace has orch's version.
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        let agent_run_seconds = Family::<RoleOutcome, Histogram>::new_with_constructor(
+            agent_run_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "agent_run_seconds",
+            "How long agent runs took, by role and outcome",
+            agent_run_seconds.clone(),
+        );
+        let reconcile_last_success = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "reconcile_last_success_timestamp_seconds",
+            "When the last reconcile pass without errors ended (Unix time; 0 before the first)",
+            reconcile_last_success.clone(),
+        );
+        registry.register_collector(Box::new(ProcessCollector));
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -335,8 +374,27 @@ impl Metrics {
                 jobs_waiting,
                 service_degraded,
                 connections_shed,
+                agent_run_seconds,
+                reconcile_last_success,
             }),
         }
+    }
+
+    /// Records one agent run that ended, with how long it ran.
+    pub fn observe_agent_run(&self, agent: Agent, outcome: &AgentOutcome, elapsed: Duration) {
+        let labels = RoleOutcome {
+            role: agent.as_str(),
+            outcome: agent_outcome_label(outcome),
+        };
+        self.inner
+            .agent_run_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records that a reconcile pass without errors ended at `unix_seconds`.
+    pub fn set_reconcile_success(&self, unix_seconds: f64) {
+        self.inner.reconcile_last_success.set(unix_seconds);
     }
 
     pub fn count_delivery(&self, source: Source, outcome: DeliveryOutcome) {
@@ -496,6 +554,22 @@ impl fmt::Debug for Metrics {
 /// 0.25 ms to about 2 s, doubling.
 fn ingest_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
+}
+
+/// 1 s to about 4.5 hours, doubling: agent runs take minutes.
+fn agent_run_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 15))
+}
+
+fn agent_outcome_label(outcome: &AgentOutcome) -> &'static str {
+    match outcome {
+        AgentOutcome::Succeeded => "succeeded",
+        AgentOutcome::Failed { .. } => "failed",
+        AgentOutcome::TimedOut => "timed_out",
+        AgentOutcome::Stalled => "stalled",
+        AgentOutcome::Cancelled => "cancelled",
+        AgentOutcome::CouldNotStart { .. } => "could_not_start",
+    }
 }
 
 fn saturating_i64(value: u64) -> i64 {

@@ -1,6 +1,7 @@
 //! Integration tests of the `orch` binary: exit codes and output of `check` and `config-reference`.
 
 mod admin;
+mod alerts;
 mod check_agents;
 mod client;
 mod dumpable;
