@@ -276,6 +276,22 @@ async fn the_output_directory_is_in_the_worktree_and_never_committed() {
         .await
         .expect("commit leftovers");
     assert_eq!(leftovers, None, "only the output directory changed");
+    // A sandboxed agent's git reads the copy of the mirror the sandbox shows in its place.
+    for git_dir in ["mirror.git", "agent-git/ET-012"] {
+        let exclude = fixture
+            .repos()
+            .join("acme/widgets")
+            .join(git_dir)
+            .join("info/exclude");
+        let text = std::fs::read_to_string(&exclude).expect("info/exclude");
+        assert_eq!(
+            text.lines()
+                .filter(|line| *line == "/.orch-output/")
+                .count(),
+            1,
+            "{git_dir}: {text}"
+        );
+    }
 
     // A symbolic link an agent left in place of the output directory is replaced.
     let reviewer_dir = developer.path.join(".orch-output").join("reviewer");
