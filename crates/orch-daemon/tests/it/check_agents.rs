@@ -206,3 +206,49 @@ fn serve_refuses_to_start_when_the_sandbox_cannot() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_reports_an_unusable_data_directory_with_the_agents_problems_in_one_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        r#"
+[agents.analyst]
+command = ["no-such-agent-cli"]
+
+[agents.developer]
+command = ["/bin/sh"]
+probe = ["-c", "echo fine"]
+
+[agents.reviewer]
+command = ["/bin/sh"]
+probe = ["-c", "echo fine"]
+"#,
+    );
+    // The data directory's place is taken by a file.
+    std::fs::write(dir.path().join("data"), "").expect("a file");
+    let output = check(dir.path(), &config);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let settings: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.starts_with("warning: "))
+        .filter_map(|line| line.split(": ").next())
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            "storage.db_path",
+            "workspace.repos_dir",
+            "agents.analyst.command"
+        ],
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} is not a directory: orch keeps its data there; make it writable by orch's user, or choose another directory",
+            dir.path().join("data").display()
+        )),
+        "{stderr}"
+    );
+}
