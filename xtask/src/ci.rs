@@ -5,6 +5,7 @@
 //! `codegen --check` step runs the `orch` binary the test build made rather than `cargo run`,
 //! which would rebuild the daemon's graph without the dev-dependency features. The `sim`
 //! step runs the simulation batch in the same dev profile, so it only links its runner.
+//! Every build is `--locked`: CI builds exactly what `Cargo.lock` says.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,6 +31,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     step("clippy", &|| {
         process::run(cargo(root).args([
             "clippy",
+            "--locked",
             "--workspace",
             "--all-targets",
             "--",
@@ -61,10 +63,10 @@ fn test(root: &Path) -> Result<()> {
     let nextest = process::succeeds(probe);
     let mut command = cargo(root);
     if nextest {
-        command.args(["nextest", "run", "--workspace"]);
+        command.args(["nextest", "run", "--locked", "--workspace"]);
     } else {
         println!("cargo-nextest is not installed: using cargo test");
-        command.args(["test", "--workspace"]);
+        command.args(["test", "--locked", "--workspace"]);
     }
     command.env("RUN_SLOW_TESTS", "1");
     let streamed = process::run_streaming(&mut command, is_summary_line)?;
@@ -80,6 +82,7 @@ fn built_binary(root: &Path, name: &str) -> Option<PathBuf> {
     let output = cargo(root)
         .args([
             "test",
+            "--locked",
             "--workspace",
             "--no-run",
             "-q",

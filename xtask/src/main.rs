@@ -34,7 +34,8 @@ commands:
   bench [NAME]       run a release-mode benchmark: store, ingest, pipeline (default: all)
   sim --seed N [--trace] | --seeds N [--from S] [--items K]
                      the deterministic simulation of orch-core: replay one seed, or run many
-  dist               build the release binary and target/dist/ with it and deploy/
+  dist               target/dist/orch-<version>-<arch>-<os>.tar.gz (binary, deploy/, docs)
+                     and its .sha256
 ";
 
 /// What a failed command reports; it is printed once, by `main`.

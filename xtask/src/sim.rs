@@ -36,6 +36,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result<()> {
 pub(crate) fn ci(root: &Path) -> Result<()> {
     let seeds = CI_SEEDS.to_string();
     let mut command = cargo(root);
+    command.arg("--locked");
     command.args(cargo_args(Profile::Dev, &["--seeds", &seeds]));
     process::run(&mut command)
 }

@@ -233,8 +233,9 @@ fn discover_packages(root: &Path, out: &mut Vec<Violation>) -> Result<Vec<Packag
     Ok(packages)
 }
 
-/// STYLE §1: folder == name, `orch-` prefix, version 0.0.0, publish = false, lints from the
-/// workspace, no doctests.
+/// STYLE §1: folder == name, `orch-` prefix, publish = false, lints from the workspace, no
+/// doctests. The version is the release's, written once in `[workspace.package]` and inherited
+/// (ADR 0008: one version for the product, where STYLE §1 had 0.0.0 for unreleased crates).
 pub(crate) fn check_manifest(package: &Package, out: &mut Vec<Violation>) {
     let path = package.manifest_path();
     let manifest = &package.manifest;
@@ -265,17 +266,20 @@ pub(crate) fn check_manifest(package: &Package, out: &mut Vec<Violation>) {
         .iter()
         .find(|table| table.path == ["package"])
         .map_or(0, |table| table.line);
-    match manifest.get("package", "version") {
-        Some(entry) if entry.value == "\"0.0.0\"" => {}
-        Some(entry) => out.push(violation(
+    match (
+        manifest.get("package", "version"),
+        manifest.get("package", "version.workspace"),
+    ) {
+        (None, Some(entry)) if entry.value == "true" => {}
+        (Some(entry), _) | (None, Some(entry)) => out.push(violation(
             &path,
             entry.line,
-            "internal crates have version = \"0.0.0\"",
+            "crates inherit the release version: version.workspace = true",
         )),
-        None => out.push(violation(
+        (None, None) => out.push(violation(
             &path,
             package_line,
-            "missing version = \"0.0.0\"",
+            "missing version.workspace = true",
         )),
     }
     match manifest.get("package", "publish") {

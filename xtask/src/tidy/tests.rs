@@ -103,7 +103,7 @@ fn manifest_rules_report_each_missing_setting() {
         reports(&out),
         [
             "crates/plane/Cargo.toml:2: package `plane` must be prefixed `orch-`",
-            "crates/plane/Cargo.toml:3: internal crates have version = \"0.0.0\"",
+            "crates/plane/Cargo.toml:3: crates inherit the release version: version.workspace = true",
             "crates/plane/Cargo.toml:1: missing publish = false",
             "crates/plane/Cargo.toml: missing [lints] workspace = true",
             "crates/plane/Cargo.toml: a library needs [lib] doctest = false",
@@ -117,7 +117,7 @@ fn a_folder_named_differently_from_its_package_is_reported() {
         dir: "crates/orch-plane".to_owned(),
         name: "orch-tracker".to_owned(),
         manifest: Manifest::parse(
-            "[package]\nname = \"orch-tracker\"\nversion = \"0.0.0\"\npublish = false\n[lints]\nworkspace = true\n",
+            "[package]\nname = \"orch-tracker\"\nversion.workspace = true\npublish = false\n[lints]\nworkspace = true\n",
         ),
         has_lib_file: false,
     };
