@@ -9,3 +9,4 @@ mod lock;
 mod migrations;
 mod races;
 mod support;
+mod upgrades;
