@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod online;
+pub mod retention;
 pub mod runtime;
 pub mod sandbox;
 pub mod telemetry;

@@ -23,6 +23,8 @@ use orch_core::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries};
 use orch_core::Executor;
 use orch_http::{JobOutcome, LoopState};
 
+use crate::retention::{retention_loop, RetentionSettings};
+
 /// Turns a stored delivery into an event: the adapters' webhook parsers.
 pub type DeliveryParser = Arc<dyn Fn(Source, &str, &[u8]) -> Parsed + Send + Sync>;
 
@@ -60,6 +62,7 @@ pub enum Loop {
     ActionDispatcher,
     LeaseKeeper,
     Reconciler,
+    Retention,
 }
 
 impl Loop {
@@ -70,6 +73,7 @@ impl Loop {
             Loop::ActionDispatcher => "action_dispatcher",
             Loop::LeaseKeeper => "lease_keeper",
             Loop::Reconciler => "reconciler",
+            Loop::Retention => "retention",
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct RuntimeSettings {
     pub shutdown_grace: Duration,
     /// A safety sweep of the inbox and ended jobs, in case a wake-up was missed.
     pub sweep_every: Duration,
+    /// `[retention]`; `None` deletes nothing.
+    pub retention: Option<RetentionSettings>,
 }
 
 impl RuntimeSettings {
@@ -145,6 +151,7 @@ impl RuntimeSettings {
             },
             shutdown_grace: Duration::from_secs(30),
             sweep_every: Duration::from_secs(5),
+            retention: None,
         }
     }
 }
@@ -333,6 +340,18 @@ impl Runtime {
             let _liveness = liveness;
             keeping.await;
         });
+
+        match settings.retention.clone() {
+            Some(retention) => {
+                let liveness = Liveness::running(&observer, Loop::Retention);
+                let pruning = retention_loop(ports.clone(), retention, stopped.clone());
+                tasks.spawn(async move {
+                    let _liveness = liveness;
+                    pruning.await;
+                });
+            }
+            None => observer.loop_changed(Loop::Retention, LoopState::Disabled),
+        }
 
         if settings.reconcile.enabled {
             let liveness = Liveness::running(&observer, Loop::Reconciler);

@@ -27,6 +27,7 @@ use orch_http::{
 use orch_sqlite::{OpenError, SqliteStore};
 
 use crate::config::Config;
+use crate::retention::RetentionSettings;
 use crate::runtime::{
     DeliveryParser, Loop, Observer, ReconcileSettings, Reconfiguration, Runtime, RuntimeParts,
     RuntimeSettings, StartError,
@@ -354,6 +355,14 @@ impl Daemon {
             plane_enabled: config.reconcile.plane_enabled,
             interval: config.reconcile.interval,
         };
+        settings.retention = config.retention.enabled.then(|| RetentionSettings {
+            interval: config.retention.interval,
+            deliveries: config.retention.deliveries,
+            jobs: config.retention.jobs,
+            history: config.retention.history,
+            agent_logs: config.retention.agent_logs,
+            logs_dir: Some(data.join("logs")),
+        });
         if let Some(tune) = options.tune {
             tune(&mut settings);
         }
@@ -542,6 +551,7 @@ impl Daemon {
                     || config.reconcile.plane_enabled != started.reconcile.plane_enabled
                     || config.reconcile.interval != started.reconcile.interval,
             ),
+            ("retention", config.retention != started.retention),
         ];
         for (key, changed) in needs_restart {
             if changed {
