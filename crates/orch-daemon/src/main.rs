@@ -59,6 +59,8 @@ enum Command {
     Task(TaskCommand),
     /// Apply the database migrations and exit.
     Migrate(ConfigArgs),
+    /// Write a consistent copy of the database to PATH; works while the daemon runs.
+    Backup(BackupArgs),
     /// Print the generated configuration reference (docs/config.md) to stdout.
     #[command(hide = true)]
     ConfigReference,
@@ -75,6 +77,15 @@ struct DemoArgs {
     /// Keep the simulators' repositories, the database and the logs in DIR.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Where the copy goes; it must not exist. Restore by putting the copy at
+    /// `storage.db_path` while orch is stopped.
+    path: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +195,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => block_on(reconcile(&args)),
         Command::Task(command) => block_on(task(command)),
         Command::Migrate(args) => migrate(&args),
+        Command::Backup(args) => backup(&args),
         Command::ScriptedAgent => Ok(()),
     };
     match outcome {
@@ -361,6 +373,23 @@ fn migrate(args: &ConfigArgs) -> Result<(), Failure> {
     print_stdout(&format!(
         "database {}: {migrated:?}\n",
         loaded.storage.db_path.display()
+    ))
+}
+
+fn backup(args: &BackupArgs) -> Result<(), Failure> {
+    let (_, loaded) = load_config(&args.config)?;
+    let db_path = &loaded.storage.db_path;
+    let written = orch_sqlite::backup(db_path, &args.path).map_err(|err| match err {
+        orch_sqlite::BackupError::Exists(_) => Failure::Usage(format!("backup: {err}")),
+        other => Failure::Runtime(format!("backup: {}", error_chain(&other))),
+    })?;
+    print_stdout(&format!(
+        "database {} backed up to {}: {} bytes, schema version {}, in {} ms\n",
+        db_path.display(),
+        written.path.display(),
+        written.bytes,
+        written.schema_version,
+        written.duration.as_millis()
     ))
 }
 
