@@ -53,7 +53,7 @@ pub(crate) async fn wait_ready(port: u16) {
 }
 
 /// The answer to `GET path` from orch on `port`, whole (status line, headers, body).
-fn get(port: u16, path: &str) -> String {
+pub(crate) fn get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
     write!(

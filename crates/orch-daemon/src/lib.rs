@@ -16,5 +16,6 @@ pub mod online;
 pub mod retention;
 pub mod runtime;
 pub mod sandbox;
+pub mod systemd;
 pub mod telemetry;
 pub mod wiring;

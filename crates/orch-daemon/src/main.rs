@@ -17,6 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use orch_core::ports::Clock;
 use orch_core::reconciler::ReconcileMode;
 use orch_core::Orchestrator;
+use orch_daemon::systemd::SystemdNotifier;
 use orch_daemon::telemetry::{self, LogFormat};
 use orch_daemon::wiring::{self, Daemon, DaemonOptions, RunError, SystemClock};
 use orch_daemon::{commands, config};
@@ -222,9 +223,16 @@ fn block_on<T>(work: impl std::future::Future<Output = Result<T, Failure>>) -> R
 
 async fn serve(args: &ConfigArgs) -> Result<(), Failure> {
     let (path, loaded) = load_config(args)?;
-    let daemon = Daemon::start(&loaded, DaemonOptions::default())
-        .await
-        .map_err(run_failure)?;
+    let systemd = Arc::new(SystemdNotifier::from_env());
+    let alive_every = systemd.alive_every();
+    let options = DaemonOptions {
+        observer: Some(systemd.clone()),
+        tune: Some(Box::new(move |settings| settings.alive_every = alive_every)),
+        ..DaemonOptions::default()
+    };
+    let daemon = Daemon::start(&loaded, options).await.map_err(run_failure)?;
+    // Migrated, the loops running, the server listening.
+    systemd.ready();
     let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_failure)?;
@@ -232,17 +240,22 @@ async fn serve(args: &ConfigArgs) -> Result<(), Failure> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => match config::load(&path, &config::process_env()) {
-                Ok(reloaded) => {
-                    if let Err(err) = daemon.reload(&reloaded).await {
-                        tracing::error!(error = %err, "config reload refused; keeping the last good config");
+            _ = hangup.recv() => {
+                systemd.reloading();
+                match config::load(&path, &config::process_env()) {
+                    Ok(reloaded) => {
+                        if let Err(err) = daemon.reload(&reloaded).await {
+                            tracing::error!(error = %err, "config reload refused; keeping the last good config");
+                        }
                     }
+                    Err(errors) => tracing::error!(errors = %errors, "config reload refused; keeping the last good config"),
                 }
-                Err(errors) => tracing::error!(errors = %errors, "config reload refused; keeping the last good config"),
-            },
+                systemd.ready();
+            }
         }
     }
     tracing::info!("shutting down");
+    systemd.stopping();
     daemon.shutdown().await;
     Ok(())
 }

@@ -52,6 +52,12 @@ pub trait Observer: Send + Sync {
     fn loop_changed(&self, which: Loop, state: LoopState) {
         let _ = (which, state);
     }
+
+    /// A loop is making progress: the event loop says so between events and at least every
+    /// `RuntimeSettings::alive_every` while idle (systemd's watchdog listens).
+    fn loop_alive(&self, which: Loop) {
+        let _ = which;
+    }
 }
 
 /// The runtime's long-running loops.
@@ -133,6 +139,9 @@ pub struct RuntimeSettings {
     pub sweep_every: Duration,
     /// `[retention]`; `None` deletes nothing.
     pub retention: Option<RetentionSettings>,
+    /// How often an idle event loop reports itself alive (`Observer::loop_alive`) at least;
+    /// `None`: every `sweep_every`.
+    pub alive_every: Option<Duration>,
 }
 
 impl RuntimeSettings {
@@ -152,6 +161,7 @@ impl RuntimeSettings {
             shutdown_grace: Duration::from_secs(30),
             sweep_every: Duration::from_secs(5),
             retention: None,
+            alive_every: None,
         }
     }
 }
@@ -291,7 +301,9 @@ impl Runtime {
             wakes: wakes.clone(),
             observer: observer.clone(),
             retries: HandlingRetries::new(),
-            sweep_every: settings.sweep_every,
+            idle_look: settings.alive_every.map_or(settings.sweep_every, |every| {
+                every.min(settings.sweep_every)
+            }),
         };
         let liveness = Liveness::running(&observer, Loop::Events);
         tasks.spawn(async move {
@@ -441,7 +453,7 @@ impl EventSink for LoopSink {
 
 /// The longest one event may be handled before it counts as failed.
 /// Longer than an adapter's own call timeout (30 s), so one slow call does not trip it.
-const HANDLE_DEADLINE: Duration = Duration::from_secs(90);
+pub const HANDLE_DEADLINE: Duration = Duration::from_secs(90);
 
 /// The serial event loop: the one place that calls the orchestrator.
 struct EventLoop {
@@ -452,7 +464,9 @@ struct EventLoop {
     observer: Arc<dyn Observer>,
     /// Deliveries and job ends whose handling failed, and when to try each again.
     retries: HandlingRetries,
-    sweep_every: Duration,
+    /// The longest the loop sleeps without a wake-up: the safety sweep, or more often when
+    /// a watchdog needs to hear from it.
+    idle_look: Duration,
 }
 
 impl EventLoop {
@@ -463,6 +477,7 @@ impl EventLoop {
     ) {
         loop {
             self.sweep().await;
+            self.observer.loop_alive(Loop::Events);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => {
@@ -473,7 +488,7 @@ impl EventLoop {
                 },
                 _ = self.wakes.inbox.notified() => {}
                 _ = self.wakes.ended.notified() => {}
-                _ = tokio::time::sleep(self.sweep_every) => {}
+                _ = tokio::time::sleep(self.idle_look) => {}
                 _ = stopped.changed() => return,
             }
         }
@@ -496,6 +511,8 @@ impl EventLoop {
                 HANDLE_DEADLINE.as_secs()
             )))),
         };
+        // A long sweep is progress too: each handled event counts.
+        self.observer.loop_alive(Loop::Events);
         if let Ok(handled) = &result {
             if handled.changed {
                 self.observer.transition(handled);

@@ -671,4 +671,10 @@ impl Observer for DaemonObserver {
     fn loop_changed(&self, which: Loop, state: LoopState) {
         self.readiness.set_loop(which.as_str(), state);
     }
+
+    fn loop_alive(&self, which: Loop) {
+        if let Some(extra) = &self.extra {
+            extra.loop_alive(which);
+        }
+    }
 }

@@ -401,3 +401,38 @@ async fn a_panicking_worker_ends_its_attempt_and_the_job_runs_again() {
     );
     runtime.shutdown().await;
 }
+
+/// Counts the event loop's signs of life (what systemd's watchdog hears).
+#[derive(Default)]
+struct AliveCounter {
+    events: std::sync::atomic::AtomicU32,
+}
+
+impl crate::runtime::Observer for AliveCounter {
+    fn loop_alive(&self, which: crate::runtime::Loop) {
+        if which == crate::runtime::Loop::Events {
+            self.events
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_event_loop_reports_itself_alive_every_alive_every() {
+    let world = World::new();
+    let counter = Arc::new(AliveCounter::default());
+    let mut parts = start_parts(&world);
+    parts.settings.sweep_every = Duration::from_secs(600);
+    parts.settings.alive_every = Some(Duration::from_millis(20));
+    parts.observer = counter.clone();
+    let runtime = Runtime::start(parts).await.expect("starts");
+    let deadline = Instant::now() + CONVERGE;
+    while counter.events.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle loop fell silent: its sweep is 10 minutes away"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runtime.shutdown().await;
+}

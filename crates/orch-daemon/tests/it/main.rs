@@ -241,7 +241,9 @@ fn deploy_unit_restarts_on_failure_and_stops_gently() {
     let unit = std::fs::read_to_string(repo_root().join("deploy/orch.service")).expect("unit");
     let directives: Vec<&str> = unit.lines().filter(|line| !line.starts_with('#')).collect();
     for expected in [
-        "Type=simple",
+        "Type=notify",
+        "NotifyAccess=main",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "KillSignal=SIGTERM",
         "TimeoutStopSec=300",
@@ -253,6 +255,19 @@ fn deploy_unit_restarts_on_failure_and_stops_gently() {
             "orch.service has {expected}"
         );
     }
+    let value = |key: &str| {
+        directives
+            .iter()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_else(|| panic!("orch.service sets {key}"))
+    };
+    // The event loop pets after each event, and one event may take the handling deadline.
+    let watchdog: u64 = value("WatchdogSec=").parse().expect("seconds");
+    assert!(
+        watchdog >= 2 * orch_daemon::runtime::HANDLE_DEADLINE.as_secs(),
+        "WatchdogSec={watchdog} leaves no margin over one slow event"
+    );
+    assert!(value("MemoryMax=").ends_with('G'), "a memory cap in GiB");
 }
 
 #[test]
