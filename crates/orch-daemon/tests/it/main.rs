@@ -295,3 +295,44 @@ fn deploy_unit_hands_every_secret_over_as_a_credential_not_in_the_environment() 
         "no secrets in the environment"
     );
 }
+
+#[test]
+fn backup_copies_the_database_once_and_never_over_a_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("data")).expect("data dir");
+    let deploy = repo_root().join("deploy/orch.toml");
+    let config = deploy.to_str().expect("utf-8 path");
+    let backup = |dest: &str| orch(&["backup", "--config", config, dest], &SECRETS, dir.path());
+
+    let output = backup("copy.db");
+    assert_eq!(output.status.code(), Some(1), "no database yet");
+    assert!(
+        text(&output.stderr).contains("data/orch.db does not exist"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let output = orch(&["migrate", "--config", config], &SECRETS, dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let output = backup("copy.db");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("database data/orch.db backed up to copy.db: ")
+            && stdout.contains(&format!("schema version {}", orch_sqlite::LATEST_VERSION)),
+        "{stdout}"
+    );
+    assert!(dir.path().join("copy.db").is_file());
+
+    let output = backup("copy.db");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an existing file is bad usage"
+    );
+    assert!(
+        text(&output.stderr).contains("copy.db exists already"),
+        "{}",
+        text(&output.stderr)
+    );
+}
