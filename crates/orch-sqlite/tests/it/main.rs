@@ -9,5 +9,6 @@ mod leases;
 mod lock;
 mod migrations;
 mod races;
+mod retention;
 mod support;
 mod upgrades;
