@@ -2,7 +2,7 @@
 //! (83 days), each with the rows a real item leaves (about 20 webhook deliveries of 4 KiB, 20
 //! jobs, 20 history lines), written through `SqliteStore` once with the daemon's retention
 //! (30 days, a pass every simulated hour, batches of 500) and once without; prints the database
-//! size as items go, and the time `backup` takes on each result.
+//! size as items go, and the time `backup` takes on each result while deliveries are written.
 
 use std::io::Write;
 use std::path::Path;
@@ -66,15 +66,56 @@ async fn run() -> BenchResult {
             started.elapsed().as_secs_f64()
         )?;
         let copy = dir.path().join(format!("backup-{retention}.db"));
-        let written = orch_sqlite::backup(&path, &copy)?;
+        let (written, writes) = backup_under_load(&path, &copy).await?;
         writeln!(
             out,
-            "{label}: backup of the soaked database: {:.1} MiB in {} ms",
+            "{label}: backup of the soaked database under load: {:.1} MiB in {} ms, while {writes} deliveries were committed",
             mib(written.bytes),
             written.duration.as_millis()
         )?;
     }
     Ok(())
+}
+
+/// `backup` while a writer commits 4 KiB deliveries as fast as it can; returns the backup and
+/// how many deliveries were committed while it ran.
+async fn backup_under_load(path: &Path, copy: &Path) -> BenchResult<(orch_sqlite::Backup, u64)> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let store = Arc::new(SqliteStore::open(path)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn({
+        let (store, stop, committed) = (store.clone(), stop.clone(), committed.clone());
+        async move {
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let delivery = NewDelivery {
+                    source: Source::Gitea,
+                    delivery_id: format!("load-{n}"),
+                    event_type: "status".to_owned(),
+                    body_sha256: format!("{n:064x}"),
+                    body: vec![b'x'; BODY_BYTES],
+                    received_at: Timestamp::from_millis(2_000_000_000_000),
+                };
+                if store.inbox_insert(delivery).await.is_err() {
+                    break;
+                }
+                n += 1;
+                committed.store(n, Ordering::SeqCst);
+            }
+        }
+    });
+    // Let the writer get going first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = committed.load(Ordering::SeqCst);
+    let (path, copy) = (path.to_path_buf(), copy.to_path_buf());
+    let written = tokio::task::spawn_blocking(move || orch_sqlite::backup(&path, &copy)).await??;
+    let during = committed.load(Ordering::SeqCst) - before;
+    stop.store(true, Ordering::SeqCst);
+    writer.await?;
+    Ok((written, during))
 }
 
 fn mib(bytes: u64) -> f64 {
