@@ -466,8 +466,8 @@ impl Daemon {
     /// Applies a reloaded config (`SIGHUP`): webhook secrets at once (rotation without a
     /// restart); projects, agents, Plane, Gitea, Telegram, rounds and grace for the next
     /// event, job and reconcile pass. The listen address, the database, concurrency, the
-    /// reconcile switches and the admin token keep their start-up values until a restart,
-    /// and each such change is named in the log.
+    /// reconcile switches, retention and the admin token keep their start-up values until a
+    /// restart, and each such change is named in the log.
     pub async fn reload(&self, config: &Config) -> Result<(), RunError> {
         let (previous, previous_user) = {
             let live = self
