@@ -3,8 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+mod backup;
 mod flood;
 mod harness;
 mod hostile;
 mod pipeline;
 mod process;
+mod systemd;

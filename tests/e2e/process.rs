@@ -11,7 +11,7 @@ use orch_daemon::sandbox::{self, Approver, Sandbox};
 use crate::harness::{alive, orch_binary, sandbox, wait_for, CONVERGE};
 
 /// Gives the sandbox's config a fixed free port, so webhooks can reach a child process.
-fn fix_port(sandbox: &Sandbox) -> u16 {
+pub(crate) fn fix_port(sandbox: &Sandbox) -> u16 {
     let port = TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -27,7 +27,7 @@ fn fix_port(sandbox: &Sandbox) -> u16 {
     port
 }
 
-fn serve(sandbox: &Sandbox) -> Child {
+pub(crate) fn serve(sandbox: &Sandbox) -> Child {
     Command::new(orch_binary())
         .args(["serve", "--config"])
         .arg(&sandbox.config_path)
@@ -38,7 +38,7 @@ fn serve(sandbox: &Sandbox) -> Child {
         .expect("orch serve starts")
 }
 
-async fn wait_ready(port: u16) {
+pub(crate) async fn wait_ready(port: u16) {
     wait_for("orch to be ready", || async move {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         use std::io::{Read, Write};
@@ -53,7 +53,7 @@ async fn wait_ready(port: u16) {
 }
 
 /// The answer to `GET path` from orch on `port`, whole (status line, headers, body).
-fn get(port: u16, path: &str) -> String {
+pub(crate) fn get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
     write!(
@@ -244,7 +244,7 @@ async fn serve_killed_while_an_agent_runs(agent_sandbox: &str) {
 }
 
 /// POSTs a Plane delivery signed with `secret` and returns the status code.
-fn post_plane_delivery(port: u16, secret: &str, delivery: &str) -> Option<u16> {
+pub(crate) fn post_plane_delivery(port: u16, secret: &str, delivery: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let body = format!(
         r#"{{"event": "issue_comment", "action": "created", "data": {{"n": "{delivery}"}}}}"#

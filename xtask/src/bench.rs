@@ -25,6 +25,12 @@ const BENCHES: &[Bench] = &[
         measures: "F-1 candidate selection, claims and transitions on SQLite",
     },
     Bench {
+        name: "retention",
+        package: "orch-sqlite",
+        example: "bench_retention",
+        measures: "database size over a soak of 500 items with and without retention",
+    },
+    Bench {
         name: "ingest",
         package: "orch-http",
         example: "bench_ingest",

@@ -139,6 +139,9 @@ config_section! {
         /// The reconciler, which makes the pipeline converge when webhooks are lost.
         #[key = "reconcile", ty = "table", default = Fallback::Table]
         pub reconcile: ReconcileConfig,
+        /// What orch deletes after a while, so the database and the logs stop growing.
+        #[key = "retention", ty = "table", default = Fallback::Table]
+        pub retention: RetentionConfig,
         /// The three agents: `analyst`, `developer`, `reviewer`.
         #[key = "agents", ty = "table", default = Fallback::Table]
         pub agents: AgentsConfig,
@@ -347,6 +350,33 @@ config_section! {
         #[key = "development", ty = "integer (0 to 604800)", default = Fallback::Value("300")]
         /// For tasks in `review`.
         #[key = "review", ty = "integer (0 to 604800)", default = Fallback::Value("300")]
+    }
+}
+
+config_section! {
+    /// Retention: a pass at start-up and then every `interval_s` deletes what is older than its age, in batches of 500 rows so the database is never held for long.
+    /// Tasks themselves are kept (with their state, branch and pull request), and nothing a delivery not processed yet or a task not ended needs is deleted, whatever its age.
+    /// The database file does not shrink: SQLite reuses the freed pages, so it stops growing.
+    pub struct RetentionConfig as "retention" {
+        /// Whether the retention pass runs at all; with `false` nothing is ever deleted.
+        #[key = "enabled", ty = "boolean", default = Fallback::Value("true"), env = "ORCH_RETENTION_ENABLED"]
+        pub enabled: bool,
+        /// Seconds between passes.
+        #[key = "interval_s", ty = "integer (60 to 86400)", default = Fallback::Value("3600")]
+        pub interval: Duration,
+        /// Days a processed webhook delivery (with its body, up to `server.max_body_bytes`) is kept after it was handled.
+        /// At least 7: a delivery with the same body is recognised as a duplicate for 7 days.
+        #[key = "deliveries_days", ty = "integer (7 to 36500)", default = Fallback::Value("30")]
+        pub deliveries: Duration,
+        /// Days an ended job (its payload, output and last error) of an ended task (done or cancelled, with no job left to run) is kept after it last changed.
+        #[key = "jobs_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        pub jobs: Duration,
+        /// Days a history line of an ended task (what `orch task show` lists) is kept.
+        #[key = "history_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        pub history: Duration,
+        /// Days an agent's log file (`{data}/logs/{work item}/{job}-{agent}.log`, data being the directory of `storage.db_path`) is kept after it was last written; the logs of a task that has not ended are kept.
+        #[key = "agent_logs_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        pub agent_logs: Duration,
     }
 }
 

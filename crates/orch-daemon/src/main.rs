@@ -17,6 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use orch_core::ports::Clock;
 use orch_core::reconciler::ReconcileMode;
 use orch_core::Orchestrator;
+use orch_daemon::systemd::SystemdNotifier;
 use orch_daemon::telemetry::{self, LogFormat};
 use orch_daemon::wiring::{self, Daemon, DaemonOptions, RunError, SystemClock};
 use orch_daemon::{commands, config};
@@ -59,6 +60,8 @@ enum Command {
     Task(TaskCommand),
     /// Apply the database migrations and exit.
     Migrate(ConfigArgs),
+    /// Write a consistent copy of the database to PATH; works while the daemon runs.
+    Backup(BackupArgs),
     /// Print the generated configuration reference (docs/config.md) to stdout.
     #[command(hide = true)]
     ConfigReference,
@@ -75,6 +78,15 @@ struct DemoArgs {
     /// Keep the simulators' repositories, the database and the logs in DIR.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Where the copy goes; it must not exist. Restore by putting the copy at
+    /// `storage.db_path` while orch is stopped.
+    path: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +196,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => block_on(reconcile(&args)),
         Command::Task(command) => block_on(task(command)),
         Command::Migrate(args) => migrate(&args),
+        Command::Backup(args) => backup(&args),
         Command::ScriptedAgent => Ok(()),
     };
     match outcome {
@@ -210,9 +223,16 @@ fn block_on<T>(work: impl std::future::Future<Output = Result<T, Failure>>) -> R
 
 async fn serve(args: &ConfigArgs) -> Result<(), Failure> {
     let (path, loaded) = load_config(args)?;
-    let daemon = Daemon::start(&loaded, DaemonOptions::default())
-        .await
-        .map_err(run_failure)?;
+    let systemd = Arc::new(SystemdNotifier::from_env());
+    let alive_every = systemd.alive_every();
+    let options = DaemonOptions {
+        observer: Some(systemd.clone()),
+        tune: Some(Box::new(move |settings| settings.alive_every = alive_every)),
+        ..DaemonOptions::default()
+    };
+    let daemon = Daemon::start(&loaded, options).await.map_err(run_failure)?;
+    // Migrated, the loops running, the server listening.
+    systemd.ready();
     let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_failure)?;
@@ -220,17 +240,22 @@ async fn serve(args: &ConfigArgs) -> Result<(), Failure> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => match config::load(&path, &config::process_env()) {
-                Ok(reloaded) => {
-                    if let Err(err) = daemon.reload(&reloaded).await {
-                        tracing::error!(error = %err, "config reload refused; keeping the last good config");
+            _ = hangup.recv() => {
+                systemd.reloading();
+                match config::load(&path, &config::process_env()) {
+                    Ok(reloaded) => {
+                        if let Err(err) = daemon.reload(&reloaded).await {
+                            tracing::error!(error = %err, "config reload refused; keeping the last good config");
+                        }
                     }
+                    Err(errors) => tracing::error!(errors = %errors, "config reload refused; keeping the last good config"),
                 }
-                Err(errors) => tracing::error!(errors = %errors, "config reload refused; keeping the last good config"),
-            },
+                systemd.ready();
+            }
         }
     }
     tracing::info!("shutting down");
+    systemd.stopping();
     daemon.shutdown().await;
     Ok(())
 }
@@ -361,6 +386,23 @@ fn migrate(args: &ConfigArgs) -> Result<(), Failure> {
     print_stdout(&format!(
         "database {}: {migrated:?}\n",
         loaded.storage.db_path.display()
+    ))
+}
+
+fn backup(args: &BackupArgs) -> Result<(), Failure> {
+    let (_, loaded) = load_config(&args.config)?;
+    let db_path = &loaded.storage.db_path;
+    let written = orch_sqlite::backup(db_path, &args.path).map_err(|err| match err {
+        orch_sqlite::BackupError::Exists(_) => Failure::Usage(format!("backup: {err}")),
+        other => Failure::Runtime(format!("backup: {}", error_chain(&other))),
+    })?;
+    print_stdout(&format!(
+        "database {} backed up to {}: {} bytes, schema version {}, in {} ms\n",
+        db_path.display(),
+        written.path.display(),
+        written.bytes,
+        written.schema_version,
+        written.duration.as_millis()
     ))
 }
 

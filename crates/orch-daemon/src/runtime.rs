@@ -23,6 +23,8 @@ use orch_core::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries};
 use orch_core::Executor;
 use orch_http::{JobOutcome, LoopState};
 
+use crate::retention::{retention_loop, RetentionSettings};
+
 /// Turns a stored delivery into an event: the adapters' webhook parsers.
 pub type DeliveryParser = Arc<dyn Fn(Source, &str, &[u8]) -> Parsed + Send + Sync>;
 
@@ -55,6 +57,12 @@ pub trait Observer: Send + Sync {
     fn loop_changed(&self, which: Loop, state: LoopState) {
         let _ = (which, state);
     }
+
+    /// A loop is making progress: the event loop says so between events and at least every
+    /// `RuntimeSettings::alive_every` while idle (systemd's watchdog listens).
+    fn loop_alive(&self, which: Loop) {
+        let _ = which;
+    }
 }
 
 /// The runtime's long-running loops.
@@ -65,6 +73,7 @@ pub enum Loop {
     ActionDispatcher,
     LeaseKeeper,
     Reconciler,
+    Retention,
 }
 
 impl Loop {
@@ -75,6 +84,7 @@ impl Loop {
             Loop::ActionDispatcher => "action_dispatcher",
             Loop::LeaseKeeper => "lease_keeper",
             Loop::Reconciler => "reconciler",
+            Loop::Retention => "retention",
         }
     }
 }
@@ -132,6 +142,11 @@ pub struct RuntimeSettings {
     pub shutdown_grace: Duration,
     /// A safety sweep of the inbox and ended jobs, in case a wake-up was missed.
     pub sweep_every: Duration,
+    /// `[retention]`; `None` deletes nothing.
+    pub retention: Option<RetentionSettings>,
+    /// How often an idle event loop reports itself alive (`Observer::loop_alive`) at least;
+    /// `None`: every `sweep_every`.
+    pub alive_every: Option<Duration>,
 }
 
 impl RuntimeSettings {
@@ -150,6 +165,8 @@ impl RuntimeSettings {
             },
             shutdown_grace: Duration::from_secs(30),
             sweep_every: Duration::from_secs(5),
+            retention: None,
+            alive_every: None,
         }
     }
 }
@@ -289,7 +306,9 @@ impl Runtime {
             wakes: wakes.clone(),
             observer: observer.clone(),
             retries: HandlingRetries::new(),
-            sweep_every: settings.sweep_every,
+            idle_look: settings.alive_every.map_or(settings.sweep_every, |every| {
+                every.min(settings.sweep_every)
+            }),
         };
         let liveness = Liveness::running(&observer, Loop::Events);
         tasks.spawn(async move {
@@ -338,6 +357,18 @@ impl Runtime {
             let _liveness = liveness;
             keeping.await;
         });
+
+        match settings.retention.clone() {
+            Some(retention) => {
+                let liveness = Liveness::running(&observer, Loop::Retention);
+                let pruning = retention_loop(ports.clone(), retention, stopped.clone());
+                tasks.spawn(async move {
+                    let _liveness = liveness;
+                    pruning.await;
+                });
+            }
+            None => observer.loop_changed(Loop::Retention, LoopState::Disabled),
+        }
 
         if settings.reconcile.enabled {
             let liveness = Liveness::running(&observer, Loop::Reconciler);
@@ -427,7 +458,7 @@ impl EventSink for LoopSink {
 
 /// The longest one event may be handled before it counts as failed.
 /// Longer than an adapter's own call timeout (30 s), so one slow call does not trip it.
-const HANDLE_DEADLINE: Duration = Duration::from_secs(90);
+pub const HANDLE_DEADLINE: Duration = Duration::from_secs(90);
 
 /// The serial event loop: the one place that calls the orchestrator.
 struct EventLoop {
@@ -438,7 +469,9 @@ struct EventLoop {
     observer: Arc<dyn Observer>,
     /// Deliveries and job ends whose handling failed, and when to try each again.
     retries: HandlingRetries,
-    sweep_every: Duration,
+    /// The longest the loop sleeps without a wake-up: the safety sweep, or more often when
+    /// a watchdog needs to hear from it.
+    idle_look: Duration,
 }
 
 impl EventLoop {
@@ -449,6 +482,7 @@ impl EventLoop {
     ) {
         loop {
             self.sweep().await;
+            self.observer.loop_alive(Loop::Events);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => {
@@ -459,7 +493,7 @@ impl EventLoop {
                 },
                 _ = self.wakes.inbox.notified() => {}
                 _ = self.wakes.ended.notified() => {}
-                _ = tokio::time::sleep(self.sweep_every) => {}
+                _ = tokio::time::sleep(self.idle_look) => {}
                 _ = stopped.changed() => return,
             }
         }
@@ -482,6 +516,8 @@ impl EventLoop {
                 HANDLE_DEADLINE.as_secs()
             )))),
         };
+        // A long sweep is progress too: each handled event counts.
+        self.observer.loop_alive(Loop::Events);
         if let Ok(handled) = &result {
             if handled.changed {
                 self.observer.transition(handled);

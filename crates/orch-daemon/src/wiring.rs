@@ -27,6 +27,7 @@ use orch_http::{
 use orch_sqlite::{OpenError, SqliteStore};
 
 use crate::config::Config;
+use crate::retention::RetentionSettings;
 use crate::runtime::{
     DeliveryParser, Loop, Observer, ReconcileSettings, Reconfiguration, Runtime, RuntimeParts,
     RuntimeSettings, StartError,
@@ -369,6 +370,14 @@ impl Daemon {
             plane_enabled: config.reconcile.plane_enabled,
             interval: config.reconcile.interval,
         };
+        settings.retention = config.retention.enabled.then(|| RetentionSettings {
+            interval: config.retention.interval,
+            deliveries: config.retention.deliveries,
+            jobs: config.retention.jobs,
+            history: config.retention.history,
+            agent_logs: config.retention.agent_logs,
+            logs_dir: Some(data.join("logs")),
+        });
         if let Some(tune) = options.tune {
             tune(&mut settings);
         }
@@ -472,8 +481,8 @@ impl Daemon {
     /// Applies a reloaded config (`SIGHUP`): webhook secrets at once (rotation without a
     /// restart); projects, agents, Plane, Gitea, Telegram, rounds and grace for the next
     /// event, job and reconcile pass. The listen address, the database, concurrency, the
-    /// reconcile switches and the admin token keep their start-up values until a restart,
-    /// and each such change is named in the log.
+    /// reconcile switches, retention and the admin token keep their start-up values until a
+    /// restart, and each such change is named in the log.
     pub async fn reload(&self, config: &Config) -> Result<(), RunError> {
         let (previous, previous_user) = {
             let live = self
@@ -557,6 +566,7 @@ impl Daemon {
                     || config.reconcile.plane_enabled != started.reconcile.plane_enabled
                     || config.reconcile.interval != started.reconcile.interval,
             ),
+            ("retention", config.retention != started.retention),
         ];
         for (key, changed) in needs_restart {
             if changed {
@@ -688,5 +698,11 @@ impl Observer for DaemonObserver {
 
     fn loop_changed(&self, which: Loop, state: LoopState) {
         self.readiness.set_loop(which.as_str(), state);
+    }
+
+    fn loop_alive(&self, which: Loop) {
+        if let Some(extra) = &self.extra {
+            extra.loop_alive(which);
+        }
     }
 }

@@ -8,10 +8,11 @@
 //! `202` survives a power cut. Every blocking call runs on tokio's blocking pool, inside this
 //! crate. This crate deliberately holds no domain logic: it stores what the core decides.
 //! Its main types are `SqliteStore`, `StoreOptions` and `OpenError`; `migrate` applies the
-//! migrations alone (`orch migrate`).
+//! migrations alone (`orch migrate`), and `backup` copies a live database (`orch backup`).
 
 #![forbid(unsafe_code)]
 
+mod backup;
 mod error;
 mod inbox;
 mod rows;
@@ -29,6 +30,7 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
+pub use backup::{backup, Backup, BackupError};
 pub use schema::{Migrated, LATEST_VERSION};
 
 /// Why the database could not be opened or migrated.

@@ -13,8 +13,8 @@ use orch_core::ids::{
 };
 use orch_core::ports::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait, Store, StoreError,
-    Transition, Unblocked, Via,
+    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait,
+    Store, StoreError, Transition, Unblocked, Via,
 };
 use orch_core::time::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -224,6 +224,61 @@ fn pipeline_kinds() -> String {
         .map(|kind| format!("'{}'", kind.as_str()))
         .collect();
     format!("({})", kinds.join(", "))
+}
+
+/// The SQL list of the stages a task ends in (`Stage::is_terminal`).
+fn ended_stages() -> String {
+    let stages: Vec<String> = Stage::ALL
+        .into_iter()
+        .filter(|stage| stage.is_terminal())
+        .map(|stage| format!("'{}'", stage.as_str()))
+        .collect();
+    format!("({})", stages.join(", "))
+}
+
+/// Processed deliveries to prune, the oldest first; `inbox_processed` serves it (checked by a
+/// unit test), so no body is read.
+pub(crate) const PRUNABLE_DELIVERIES_SQL: &str = "SELECT id FROM inbox \
+     WHERE processed_at IS NOT NULL AND processed_at < ?1 ORDER BY processed_at, id LIMIT ?2";
+
+/// Deletes processed deliveries processed before `before`, the oldest first (`inbox_processed`
+/// serves it without reading a body).
+fn prune_deliveries(tx: &Transaction<'_>, before: Timestamp, max: u32) -> Result<u64, Error> {
+    let deleted = tx
+        .prepare_cached(&format!(
+            "DELETE FROM inbox WHERE id IN ({PRUNABLE_DELIVERIES_SQL})"
+        ))?
+        .execute(params![before.as_millis(), limit(max)])?;
+    Ok(deleted as u64)
+}
+
+/// Deletes ended, handled jobs last changed before `before` of ended tasks with no active job.
+fn prune_jobs(tx: &Transaction<'_>, before: Timestamp, max: u32) -> Result<u64, Error> {
+    let sql = format!(
+        "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j JOIN tasks t ON t.id = j.task_id \
+         WHERE t.stage IN {} AND j.status IN ('succeeded', 'failed', 'cancelled') AND j.handled = 1 \
+         AND j.updated_at < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM jobs a WHERE a.task_id = t.id AND a.status IN {ACTIVE}) \
+         ORDER BY j.id LIMIT ?2)",
+        ended_stages()
+    );
+    let deleted = tx
+        .prepare_cached(&sql)?
+        .execute(params![before.as_millis(), limit(max)])?;
+    Ok(deleted as u64)
+}
+
+/// Deletes history lines written before `before` of ended tasks.
+fn prune_history(tx: &Transaction<'_>, before: Timestamp, max: u32) -> Result<u64, Error> {
+    let sql = format!(
+        "DELETE FROM task_history WHERE id IN (SELECT h.id FROM task_history h \
+         JOIN tasks t ON t.id = h.task_id WHERE t.stage IN {} AND h.at < ?1 ORDER BY h.id LIMIT ?2)",
+        ended_stages()
+    );
+    let deleted = tx
+        .prepare_cached(&sql)?
+        .execute(params![before.as_millis(), limit(max)])?;
+    Ok(deleted as u64)
 }
 
 fn via_name(via: Via) -> &'static str {
@@ -982,5 +1037,30 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError> {
+        // One short write transaction per kind, so the event loop and the inbox writer wait
+        // at most one batch.
+        let max = request.limit;
+        let mut pruned = Pruned::default();
+        if let Some(before) = request.deliveries_before {
+            pruned.deliveries = self
+                .write("prune_deliveries", move |tx| {
+                    prune_deliveries(tx, before, max)
+                })
+                .await?;
+        }
+        if let Some(before) = request.jobs_before {
+            pruned.jobs = self
+                .write("prune_jobs", move |tx| prune_jobs(tx, before, max))
+                .await?;
+        }
+        if let Some(before) = request.history_before {
+            pruned.history = self
+                .write("prune_history", move |tx| prune_history(tx, before, max))
+                .await?;
+        }
+        Ok(pruned)
     }
 }

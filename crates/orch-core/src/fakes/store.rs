@@ -15,8 +15,8 @@ use crate::ids::{
 };
 use crate::ports::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait, Store, StoreError,
-    Transition, Unblocked,
+    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait,
+    Store, StoreError, Transition, Unblocked,
 };
 use crate::time::Timestamp;
 
@@ -897,5 +897,73 @@ impl Store for MemStore {
     async fn set_last_clean_shutdown(&self, at: Timestamp) -> Result<(), StoreError> {
         self.lock().last_clean_shutdown = Some(at);
         Ok(())
+    }
+
+    async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError> {
+        let mut state = self.lock();
+        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        let mut pruned = Pruned::default();
+        if let Some(before) = request.deliveries_before {
+            let mut processed: Vec<(Timestamp, i64)> = state
+                .inbox
+                .iter()
+                .filter_map(|(id, row)| Some((row.processed_at?, *id)))
+                .filter(|(at, _)| *at < before)
+                .collect();
+            processed.sort();
+            let old: Vec<i64> = processed
+                .into_iter()
+                .map(|(_, id)| id)
+                .take(limit)
+                .collect();
+            for id in &old {
+                state.inbox.remove(id);
+            }
+            pruned.deliveries = old.len() as u64;
+        }
+        let ended: HashSet<TaskId> = state
+            .tasks
+            .values()
+            .filter(|task| task.stage.is_terminal())
+            .map(|task| task.id)
+            .collect();
+        if let Some(before) = request.jobs_before {
+            let busy: HashSet<TaskId> = state
+                .jobs
+                .values()
+                .filter(|row| row.job.status.is_active())
+                .map(|row| row.job.task)
+                .collect();
+            let old: Vec<i64> = state
+                .jobs
+                .iter()
+                .filter(|(_, row)| {
+                    let job = &row.job;
+                    !job.status.is_active()
+                        && job.handled
+                        && job.updated_at < before
+                        && ended.contains(&job.task)
+                        && !busy.contains(&job.task)
+                })
+                .map(|(id, _)| *id)
+                .take(limit)
+                .collect();
+            for id in &old {
+                state.jobs.remove(id);
+            }
+            pruned.jobs = old.len() as u64;
+        }
+        if let Some(before) = request.history_before {
+            let mut left = limit;
+            state.history.retain(|line| {
+                let prune = left > 0 && line.at < before && ended.contains(&line.task);
+                if prune {
+                    left -= 1;
+                }
+                !prune
+            });
+            pruned.history = (limit - left) as u64;
+        }
+        Ok(pruned)
     }
 }

@@ -22,8 +22,8 @@ pub use forge::{
 pub use notifier::{Notifier, NotifyError};
 pub use store::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait, Source, Store,
-    StoreError, Transition, Unblocked, Via,
+    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait,
+    Source, Store, StoreError, Transition, Unblocked, Via,
 };
 pub use tracker::{
     Comment, ProjectStates, StateNames, Tracker, TrackerError, WorkItem, WorkItemPage,

@@ -227,6 +227,37 @@ pub struct QueueSnapshot {
     pub blocked: Vec<(WorkItemId, String)>,
 }
 
+/// What `Store::prune` may delete: rows older than each cutoff; `None` keeps every row of
+/// that kind. Tasks themselves are never pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneRequest {
+    /// Deliveries processed before this (an unprocessed one is never pruned).
+    pub deliveries_before: Option<Timestamp>,
+    /// Ended jobs (succeeded, failed or cancelled) whose end was handled and that last changed
+    /// before this, of ended tasks (stage `done` or `cancelled`) with no queued or running job.
+    pub jobs_before: Option<Timestamp>,
+    /// History lines written before this, of ended tasks.
+    pub history_before: Option<Timestamp>,
+    /// At most this many rows of each kind go in one call, so one call is short.
+    pub limit: u32,
+}
+
+/// What one `Store::prune` call deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub deliveries: u64,
+    pub jobs: u64,
+    pub history: u64,
+}
+
+impl Pruned {
+    /// Whether some kind hit the call's limit, so more may be left to prune.
+    pub fn hit_limit(&self, limit: u32) -> bool {
+        let limit = u64::from(limit);
+        self.deliveries >= limit || self.jobs >= limit || self.history >= limit
+    }
+}
+
 /// Durable state. Implementations MUST make each method atomic, and MUST give every method
 /// the same observable behaviour (the contract suite in `orch_core::fakes::contract` checks it).
 /// Errors: `Unavailable` when the database is busy beyond its timeout; `Other` otherwise,
@@ -387,4 +418,13 @@ pub trait Store: Send + Sync {
     async fn last_clean_shutdown(&self) -> Result<Option<Timestamp>, StoreError>;
 
     async fn set_last_clean_shutdown(&self, at: Timestamp) -> Result<(), StoreError>;
+
+    // --- retention ---
+
+    /// Deletes what `request` allows, at most `request.limit` rows of each kind, the oldest
+    /// first (deliveries by when they were processed, jobs and history lines by id), each kind
+    /// atomically. Nothing an unprocessed delivery or an
+    /// unfinished task needs is deleted: pending deliveries, active or unhandled jobs, and the
+    /// jobs and history of tasks that have not ended are kept whatever their age.
+    async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError>;
 }

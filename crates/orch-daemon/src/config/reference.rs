@@ -4,13 +4,13 @@ use std::fmt::Write as _;
 
 use crate::config::schema::{Fallback, SectionDoc};
 use crate::config::{
-    AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, ServerConfig,
-    StorageConfig, TelegramConfig, TlsConfig, WorkerConfig, WorkspaceConfig, GRACE_SECTION,
-    PROJECT_SECTION, STATES_SECTION,
+    AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, RetentionConfig,
+    ServerConfig, StorageConfig, TelegramConfig, TlsConfig, WorkerConfig, WorkspaceConfig,
+    GRACE_SECTION, PROJECT_SECTION, STATES_SECTION,
 };
 
 /// Every section, in the order of the reference.
-pub(crate) const SECTIONS: [SectionDoc; 15] = [
+pub(crate) const SECTIONS: [SectionDoc; 16] = [
     Config::SECTION,
     ServerConfig::SECTION,
     StorageConfig::SECTION,
@@ -22,6 +22,7 @@ pub(crate) const SECTIONS: [SectionDoc; 15] = [
     WorkerConfig::SECTION,
     ReconcileConfig::SECTION,
     GRACE_SECTION,
+    RetentionConfig::SECTION,
     AgentsConfig::SECTION,
     AgentConfig::SECTION,
     PROJECT_SECTION,

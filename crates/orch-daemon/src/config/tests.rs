@@ -10,7 +10,9 @@ use orch_core::ports::StateNames;
 
 use crate::config::reference::SECTIONS;
 use crate::config::schema::Fallback;
-use crate::config::{load, parse, reference_markdown, resolve_path, BaseUrl, Config, MergeStyle};
+use crate::config::{
+    load, parse, reference_markdown, resolve_path, BaseUrl, Config, MergeStyle, RetentionConfig,
+};
 
 const MINIMAL: &str = r#"
 [plane]
@@ -1248,5 +1250,53 @@ fn tls_ca_file_is_read_relative_to_the_config_and_its_problems_are_config_errors
             "config: tls.ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
             dir.path().join("empty.pem").display()
         )],
+    );
+}
+
+#[test]
+fn retention_defaults_to_thirty_days_of_everything_hourly() {
+    let dir = Dir::new();
+    let config = dir.parse(MINIMAL, &secrets_env()).expect("valid");
+    let days = |n: u64| Duration::from_secs(n * 24 * 3600);
+    assert_eq!(
+        config.retention,
+        RetentionConfig {
+            enabled: true,
+            interval: Duration::from_secs(3600),
+            deliveries: days(30),
+            jobs: days(30),
+            history: days(30),
+            agent_logs: days(30),
+        }
+    );
+    let text = format!(
+        "{MINIMAL}\n[retention]\ninterval_s = 600\ndeliveries_days = 7\njobs_days = 1\n\
+         history_days = 365\nagent_logs_days = 2\n"
+    );
+    let env = with(secrets_env(), &[("ORCH_RETENTION_ENABLED", "false")]);
+    let config = dir.parse(&text, &env).expect("valid");
+    assert_eq!(
+        config.retention,
+        RetentionConfig {
+            enabled: false,
+            interval: Duration::from_secs(600),
+            deliveries: days(7),
+            jobs: days(1),
+            history: days(365),
+            agent_logs: days(2),
+        }
+    );
+}
+
+#[test]
+fn retention_keeps_deliveries_for_the_dedupe_window_at_least() {
+    check_errors(
+        &format!("{MINIMAL}\n[retention]\ndeliveries_days = 6\njobs_days = 0\ninterval_s = 59\nkeep = 1\n"),
+        &[
+            "config: retention.interval_s: expected an integer from 60 to 86400, got 59",
+            "config: retention.deliveries_days: expected an integer from 7 to 36500, got 6",
+            "config: retention.jobs_days: expected an integer from 1 to 36500, got 0",
+            "config: retention.keep: unknown key",
+        ],
     );
 }

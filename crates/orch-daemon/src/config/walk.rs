@@ -18,9 +18,9 @@ use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
 use crate::config::values::{BaseUrl, CaFile, MergeStyle, Prompt, Secret};
 use crate::config::{
-    AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, SandboxMode,
-    ServerConfig, StorageConfig, TelegramConfig, TlsConfig, WorkerConfig, WorkspaceConfig,
-    GRACE_SECTION, PROJECT_SECTION, STATES_SECTION,
+    AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, RetentionConfig,
+    SandboxMode, ServerConfig, StorageConfig, TelegramConfig, TlsConfig, WorkerConfig,
+    WorkspaceConfig, GRACE_SECTION, PROJECT_SECTION, STATES_SECTION,
 };
 
 /// The largest prompt template read, in bytes.
@@ -169,6 +169,9 @@ impl<'e> Walker<'e> {
         let reconcile_section =
             root.table_or_default(self, "reconcile", &ReconcileConfig::SECTION)?;
         let reconcile = self.reconcile(&reconcile_section);
+        let retention_section =
+            root.table_or_default(self, "retention", &RetentionConfig::SECTION)?;
+        let retention = self.retention(&retention_section);
         let agents_section = root.table_or_default(self, "agents", &AgentsConfig::SECTION)?;
         let agents = self.agents(&agents_section, &worker);
         let projects = self.projects(root);
@@ -182,6 +185,7 @@ impl<'e> Walker<'e> {
             telegram: telegram?,
             worker: worker?,
             reconcile: reconcile?,
+            retention: retention?,
             agents: agents?,
             projects: projects?,
         })
@@ -398,6 +402,29 @@ impl<'e> Walker<'e> {
             plane_enabled: plane_enabled??,
             interval: Duration::from_secs(interval?),
             grace: grace?,
+        })
+    }
+
+    fn retention(&mut self, section: &Section<'_>) -> Option<RetentionConfig> {
+        let enabled = section.bool(self, "enabled");
+        let interval = section.int(self, "interval_s", 60..=DAY_S);
+        let days = |walker: &mut Walker<'_>, key: &str, min: u64| {
+            section
+                .int(walker, key, min..=36_500)
+                .map(|days| Duration::from_secs(days * DAY_S))
+        };
+        let deliveries = days(self, "deliveries_days", 7);
+        let jobs = days(self, "jobs_days", 1);
+        let history = days(self, "history_days", 1);
+        let agent_logs = days(self, "agent_logs_days", 1);
+        section.finish(self);
+        Some(RetentionConfig {
+            enabled: enabled??,
+            interval: Duration::from_secs(interval?),
+            deliveries: deliveries?,
+            jobs: jobs?,
+            history: history?,
+            agent_logs: agent_logs?,
         })
     }
 

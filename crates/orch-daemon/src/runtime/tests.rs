@@ -401,3 +401,80 @@ async fn a_panicking_worker_ends_its_attempt_and_the_job_runs_again() {
     );
     runtime.shutdown().await;
 }
+
+/// Counts the event loop's signs of life (what systemd's watchdog hears).
+#[derive(Default)]
+struct AliveCounter {
+    events: std::sync::atomic::AtomicU32,
+}
+
+impl crate::runtime::Observer for AliveCounter {
+    fn loop_alive(&self, which: crate::runtime::Loop) {
+        if which == crate::runtime::Loop::Events {
+            self.events
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_event_loop_reports_itself_alive_every_alive_every() {
+    let world = World::new();
+    let counter = Arc::new(AliveCounter::default());
+    let mut parts = start_parts(&world);
+    parts.settings.sweep_every = Duration::from_secs(600);
+    parts.settings.alive_every = Some(Duration::from_millis(20));
+    parts.observer = counter.clone();
+    let runtime = Runtime::start(parts).await.expect("starts");
+    let deadline = Instant::now() + CONVERGE;
+    while counter.events.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle loop fell silent: its sweep is 10 minutes away"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_loop_prunes_at_start_up() {
+    use orch_core::ports::InboxInsert;
+
+    let world = World::new();
+    let delivery = || NewDelivery {
+        source: Source::Gitea,
+        delivery_id: "old".to_owned(),
+        event_type: "push".to_owned(),
+        body_sha256: format!("{:064x}", 7),
+        body: b"not a test delivery".to_vec(),
+        received_at: world.clock_now(),
+    };
+    let InboxInsert::Queued(id) = world.store.inbox_insert(delivery()).await.expect("insert")
+    else {
+        panic!("a new delivery is queued");
+    };
+    world
+        .store
+        .inbox_mark_processed(id, "applied", world.clock_now())
+        .await
+        .expect("processed");
+    world.clock.advance(Duration::from_secs(1));
+    let mut parts = start_parts(&world);
+    parts.settings.retention = Some(crate::retention::RetentionSettings {
+        interval: Duration::from_secs(3600),
+        deliveries: Duration::from_millis(500),
+        jobs: Duration::from_millis(500),
+        history: Duration::from_millis(500),
+        agent_logs: Duration::from_millis(500),
+        logs_dir: None,
+    });
+    let runtime = Runtime::start(parts).await.expect("starts");
+    let deadline = Instant::now() + CONVERGE;
+    // While the processed delivery is kept, the same one is a duplicate.
+    while world.store.inbox_insert(delivery()).await.expect("insert") == InboxInsert::Duplicate {
+        assert!(Instant::now() < deadline, "the delivery was never pruned");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runtime.shutdown().await;
+}

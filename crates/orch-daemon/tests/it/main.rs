@@ -244,7 +244,9 @@ fn deploy_unit_restarts_on_failure_and_stops_gently() {
     let unit = std::fs::read_to_string(repo_root().join("deploy/orch.service")).expect("unit");
     let directives: Vec<&str> = unit.lines().filter(|line| !line.starts_with('#')).collect();
     for expected in [
-        "Type=simple",
+        "Type=notify",
+        "NotifyAccess=main",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "KillSignal=SIGTERM",
         "TimeoutStopSec=300",
@@ -256,6 +258,19 @@ fn deploy_unit_restarts_on_failure_and_stops_gently() {
             "orch.service has {expected}"
         );
     }
+    let value = |key: &str| {
+        directives
+            .iter()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_else(|| panic!("orch.service sets {key}"))
+    };
+    // The event loop pets after each event, and one event may take the handling deadline.
+    let watchdog: u64 = value("WatchdogSec=").parse().expect("seconds");
+    assert!(
+        watchdog >= 2 * orch_daemon::runtime::HANDLE_DEADLINE.as_secs(),
+        "WatchdogSec={watchdog} leaves no margin over one slow event"
+    );
+    assert!(value("MemoryMax=").ends_with('G'), "a memory cap in GiB");
 }
 
 #[test]
@@ -281,5 +296,46 @@ fn deploy_unit_hands_every_secret_over_as_a_credential_not_in_the_environment() 
             .iter()
             .any(|line| line.starts_with("EnvironmentFile=")),
         "no secrets in the environment"
+    );
+}
+
+#[test]
+fn backup_copies_the_database_once_and_never_over_a_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("data")).expect("data dir");
+    let deploy = repo_root().join("deploy/orch.toml");
+    let config = deploy.to_str().expect("utf-8 path");
+    let backup = |dest: &str| orch(&["backup", "--config", config, dest], &SECRETS, dir.path());
+
+    let output = backup("copy.db");
+    assert_eq!(output.status.code(), Some(1), "no database yet");
+    assert!(
+        text(&output.stderr).contains("data/orch.db does not exist"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let output = orch(&["migrate", "--config", config], &SECRETS, dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let output = backup("copy.db");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("database data/orch.db backed up to copy.db: ")
+            && stdout.contains(&format!("schema version {}", orch_sqlite::LATEST_VERSION)),
+        "{stdout}"
+    );
+    assert!(dir.path().join("copy.db").is_file());
+
+    let output = backup("copy.db");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an existing file is bad usage"
+    );
+    assert!(
+        text(&output.stderr).contains("copy.db exists already"),
+        "{}",
+        text(&output.stderr)
     );
 }

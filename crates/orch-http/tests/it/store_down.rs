@@ -13,7 +13,8 @@ use orch_core::ids::{
 };
 use orch_core::ports::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    QueueSnapshot, ReconcileRun, ReconcileStats, Store, StoreError, Transition,
+    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, Store, StoreError,
+    Transition,
 };
 use orch_core::time::Timestamp;
 use orch_http::{AdminSocket, AppState, Listeners, WebhookSecrets};
@@ -160,6 +161,9 @@ impl Store for DownStore {
         down()
     }
     async fn set_last_clean_shutdown(&self, _: Timestamp) -> Result<(), StoreError> {
+        down()
+    }
+    async fn prune(&self, _: PruneRequest) -> Result<Pruned, StoreError> {
         down()
     }
 }
