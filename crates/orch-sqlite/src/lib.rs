@@ -8,11 +8,15 @@
 //! `202` survives a power cut. Every blocking call runs on tokio's blocking pool, inside this
 //! crate. This crate deliberately holds no domain logic: it stores what the core decides.
 //! Its main types are `SqliteStore`, `StoreOptions` and `OpenError`; `migrate` applies the
-//! migrations alone (`orch migrate`).
+//! migrations alone (`orch migrate`). A full disk, a read-only database or file system and
+//! I/O errors are storage faults: calls fail with `StoreError::Unavailable("storage fault: …")`,
+//! `StorageHealth` shows the fault until a write commits again, and a probe thread tries a
+//! write while it lasts, so recovery needs no restart.
 
 #![forbid(unsafe_code)]
 
 mod error;
+mod health;
 mod inbox;
 mod rows;
 mod schema;
@@ -29,6 +33,7 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
+pub use health::StorageHealth;
 pub use schema::{Migrated, LATEST_VERSION};
 
 /// Why the database could not be opened or migrated.
@@ -128,6 +133,7 @@ impl Default for StoreOptions {
 pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
     inbox: inbox::InboxWriter,
+    health: StorageHealth,
     path: PathBuf,
     _lock: Option<File>,
 }
@@ -187,11 +193,13 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        let inbox = inbox::InboxWriter::start(&path, options.busy_timeout)?;
+        let health = StorageHealth::new(&path, options.busy_timeout);
+        let inbox = inbox::InboxWriter::start(&path, options.busy_timeout, health.clone())?;
         tracing::debug!(path = %path.display(), exclusive = options.exclusive, "store opened");
         Ok(SqliteStore {
             pool,
             inbox,
+            health,
             path,
             _lock: lock,
         })
@@ -200,6 +208,12 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether writes fail because of the disk or the file system (a storage fault), shared:
+    /// `/readyz` reads it. A fault ends by itself when a write commits again.
+    pub fn health(&self) -> StorageHealth {
+        self.health.clone()
     }
 }
 
