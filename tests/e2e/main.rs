@@ -9,3 +9,4 @@ mod harness;
 mod hostile;
 mod pipeline;
 mod process;
+mod storage;
