@@ -32,20 +32,24 @@ async fn every_delivery_acknowledged_before_a_kill_9_is_stored_and_processed_onc
     )
     .await
     .expect("crash run");
-    eprintln!("crash run (seed {seed}): {report}");
+    let report_text = format!("seed {seed}: {report}");
     assert!(
         report.acknowledged > usize::try_from(KILLS).expect("small"),
-        "too few deliveries were acknowledged to show anything: {report}"
+        "too few deliveries were acknowledged to show anything: {report_text}"
     );
-    assert!(report.lost.is_empty(), "lost {:?}: {report}", report.lost);
+    assert!(
+        report.lost.is_empty(),
+        "lost {:?}: {report_text}",
+        report.lost
+    );
     assert!(
         report.unprocessed.is_empty(),
-        "unprocessed {:?}: {report}",
+        "unprocessed {:?}: {report_text}",
         report.unprocessed
     );
     assert_eq!(
         report.effects, 0,
-        "deliveries for no work item had effects: {report}"
+        "deliveries for no work item had effects: {report_text}"
     );
     assert!(
         report.other_answers.is_empty(),

@@ -44,6 +44,17 @@ fn can_mount(dir: &Path) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test says why, or a run without the right to mount would pass silently"
+)]
+fn say_skipped() {
+    eprintln!(
+        "skipped: this process cannot mount a tmpfs in a private mount namespace \
+         (`unshare -m` and `mount` need root or CAP_SYS_ADMIN)"
+    );
+}
+
 /// `orch serve` in its own mount namespace, with `disk` a fresh tmpfs.
 fn serve_on_small_disk(sandbox: &Sandbox, disk: &Path) -> Child {
     Command::new("unshare")
@@ -137,10 +148,7 @@ async fn a_full_disk_refuses_webhooks_with_503_and_unreadies_orch_until_space_re
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).expect("disk mount point");
     if !can_mount(&disk) {
-        eprintln!(
-            "skipped: this process cannot mount a tmpfs in a private mount namespace \
-             (`unshare -m` and `mount` need root or CAP_SYS_ADMIN)"
-        );
+        say_skipped();
         return;
     }
     let port = fixed_port(&sandbox).expect("port");
