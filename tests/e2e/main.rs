@@ -4,9 +4,11 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod crash;
 mod flood;
 mod harness;
 mod hostile;
 mod pipeline;
 mod process;
+mod storage;
 mod systemd;

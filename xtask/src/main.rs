@@ -31,7 +31,7 @@ commands:
                      tidy, codegen --check
   tidy               check the workspace's structural rules (SPEC.md §6, STYLE.md)
   codegen [--check]  regenerate docs/adr/README.md and docs/config.md; --check fails on drift
-  bench [NAME]       run a release-mode benchmark: store, ingest, pipeline (default: all)
+  bench [NAME]       run a release-mode benchmark: store, ingest, pipeline, crash (default: all)
   sim --seed N [--trace] | --seeds N [--from S] [--items K]
                      the deterministic simulation of orch-core: replay one seed, or run many
   dist               target/dist/orch-<version>-<arch>-<os>.tar.gz (binary, deploy/, docs)

@@ -355,6 +355,9 @@ impl Daemon {
 
         let readiness = Readiness::default();
         readiness.set_migrations_applied(true);
+        // A full disk or a read-only database makes orch unready until writes succeed again.
+        let health = store.health();
+        readiness.set_storage_check(move || health.fault());
         let metrics = Metrics::new();
         let switches = ReconcileSwitches::new(HttpReconcile {
             enabled: config.reconcile.enabled,

@@ -35,12 +35,17 @@ pub(crate) fn readyz(state: &AppState) -> Response {
         .into_iter()
         .map(|(name, state)| (name.to_owned(), state.as_str().into()))
         .collect();
+    let ready = readiness.is_ready();
+    let storage = readiness
+        .storage_fault()
+        .map_or_else(|| "ok".to_owned(), |fault| format!("fault: {fault}"));
     let body = json_value!({
-        "ready": readiness.is_ready(),
+        "ready": ready,
         "migrations_applied": readiness.migrations_applied(),
         "loops": loops,
+        "storage": storage,
     });
-    let status = if readiness.is_ready() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, CONTENT_LENGTH};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use orch_core::ports::{InboxInsert, NewDelivery, Source};
 use sha2::{Digest, Sha256};
@@ -150,7 +150,7 @@ pub(crate) async fn handle(
             state
                 .metrics
                 .count_delivery(source, DeliveryOutcome::StoreFailed);
-            return error(StatusCode::SERVICE_UNAVAILABLE, "inbox unavailable");
+            return inbox_unavailable();
         }
     };
     match inserted {
@@ -181,10 +181,23 @@ pub(crate) async fn handle(
             state
                 .metrics
                 .count_delivery(source, DeliveryOutcome::StoreFailed);
-            error(StatusCode::SERVICE_UNAVAILABLE, "inbox unavailable")
+            inbox_unavailable()
         }
     }
 }
+
+/// The answer when the delivery could not be stored (a full disk, a read-only database, a
+/// busy one): 503 with `Retry-After`, never 202, so a sender that retries sends it again.
+fn inbox_unavailable() -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "inbox unavailable");
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(INBOX_RETRY_AFTER_S));
+    response
+}
+
+/// Seconds a sender is asked to wait after a 503 from the inbox.
+const INBOX_RETRY_AFTER_S: &str = "10";
 
 /// Which event a verified delivery is, or why it is ignored.
 fn classify(source: Source, headers: &HeaderMap) -> Result<&'static str, String> {

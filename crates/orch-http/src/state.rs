@@ -222,12 +222,24 @@ impl LoopState {
 }
 
 /// What `/readyz` answers from, set by the daemon: ready when migrations are applied, the
-/// daemon is not stopping, and every loop it reported is running or disabled.
+/// daemon is not stopping, every loop it reported is running or disabled, and the storage
+/// check (if set) reports no fault.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness {
     migrations_applied: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
     loops: Arc<Mutex<BTreeMap<&'static str, LoopState>>>,
+    storage: Arc<RwLock<Option<StorageCheck>>>,
+}
+
+/// Says the storage fault that stops writes now (a full disk, a read-only database), if any.
+#[derive(Clone)]
+struct StorageCheck(Arc<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl fmt::Debug for StorageCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StorageCheck")
+    }
 }
 
 impl Readiness {
@@ -241,6 +253,23 @@ impl Readiness {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(name, state);
+    }
+
+    /// How to tell whether the database can be written; while `check` returns a fault,
+    /// orch is not ready.
+    pub fn set_storage_check(&self, check: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        *self.storage.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(StorageCheck(Arc::new(check)));
+    }
+
+    /// The storage fault that stops writes now, if the check says so.
+    pub fn storage_fault(&self) -> Option<String> {
+        let check = self
+            .storage
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        check.and_then(|check| (check.0)())
     }
 
     /// The daemon is shutting down: not ready from now on.
@@ -268,6 +297,7 @@ impl Readiness {
             && !self.stopping.load(Ordering::Acquire)
             && !loops.is_empty()
             && loops.iter().all(|(_, state)| *state != LoopState::Stopped)
+            && self.storage_fault().is_none()
     }
 }
 

@@ -26,10 +26,23 @@ impl Error {
     pub(crate) fn corrupt(what: &str, err: impl std::fmt::Display) -> Error {
         Error::Corrupt(format!("{what}: {err}"))
     }
+
+    /// The storage fault this is (disk full, read-only, I/O), if it is one.
+    pub(crate) fn storage_fault(&self) -> Option<String> {
+        match self {
+            Error::Sqlite(err) => crate::health::storage_fault(err),
+            _ => None,
+        }
+    }
 }
 
 impl From<Error> for StoreError {
     fn from(err: Error) -> StoreError {
+        // A storage fault ends when the disk has room or the file is writable again: retrying
+        // helps, and nothing was half-written (the transaction rolled back).
+        if let Some(fault) = err.storage_fault() {
+            return StoreError::Unavailable(format!("storage fault: {fault}"));
+        }
         match err {
             Error::NotFound(what) => StoreError::NotFound(what),
             Error::Conflict(what) => StoreError::Conflict(what),

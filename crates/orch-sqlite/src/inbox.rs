@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use crate::error::Error;
-use crate::{open_connection, OpenError};
+use crate::{open_connection, OpenError, StorageHealth};
 
 /// How long a body hash dedupes deliveries (SPEC §4).
 const BODY_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -31,7 +31,11 @@ pub(crate) struct InboxWriter {
 impl InboxWriter {
     /// Opens the writer's own connection and starts its thread; the thread ends when the
     /// writer is dropped.
-    pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<InboxWriter, OpenError> {
+    pub(crate) fn start(
+        path: &Path,
+        busy_timeout: Duration,
+        health: StorageHealth,
+    ) -> Result<InboxWriter, OpenError> {
         let conn = open_connection(path)?;
         let sqlite = |source| OpenError::Sqlite {
             path: path.to_path_buf(),
@@ -43,7 +47,7 @@ impl InboxWriter {
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("orch-inbox-writer".to_owned())
-            .spawn(move || run(conn, receiver))
+            .spawn(move || run(conn, receiver, &health))
             .map_err(OpenError::Thread)?;
         Ok(InboxWriter { sender })
     }
@@ -59,7 +63,7 @@ impl InboxWriter {
     }
 }
 
-fn run(mut conn: Connection, receiver: mpsc::Receiver<Request>) {
+fn run(mut conn: Connection, receiver: mpsc::Receiver<Request>, health: &StorageHealth) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -69,9 +73,12 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Request>) {
             }
         }
         let deliveries: Vec<&NewDelivery> = batch.iter().map(|request| &request.delivery).collect();
-        match commit_batch(&mut conn, &deliveries) {
+        let committed = commit_batch(&mut conn, &deliveries);
+        health.observe(&committed, true);
+        match committed {
             Ok(outcomes) => {
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    health.observe(&outcome, false);
                     // The caller may have gone away; the delivery is stored regardless.
                     let _ = request.reply.send(outcome.map_err(StoreError::from));
                 }
@@ -88,16 +95,20 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Request>) {
 }
 
 /// Inserts every delivery in one transaction; one delivery's statement error does not stop
-/// the others, a failed commit fails them all.
+/// the others, but a storage fault (after which SQLite may have rolled the transaction back
+/// already) or a failed commit fails them all, and the batch is rolled back whole.
 fn commit_batch(
     conn: &mut Connection,
     deliveries: &[&NewDelivery],
 ) -> Result<Vec<Result<InboxInsert, Error>>, Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let outcomes = deliveries
-        .iter()
-        .map(|delivery| insert_one(&tx, delivery))
-        .collect();
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        match insert_one(&tx, delivery) {
+            Err(err) if err.storage_fault().is_some() => return Err(err),
+            outcome => outcomes.push(outcome),
+        }
+    }
     tx.commit()?;
     Ok(outcomes)
 }

@@ -9,11 +9,16 @@
 //! crate. This crate deliberately holds no domain logic: it stores what the core decides.
 //! Its main types are `SqliteStore`, `StoreOptions` and `OpenError`; `migrate` applies the
 //! migrations alone (`orch migrate`), and `backup` copies a live database (`orch backup`).
+//! A full disk, a read-only database or file system and I/O errors are storage faults: calls
+//! fail with `StoreError::Unavailable("storage fault: …")`, `StorageHealth` shows the fault
+//! until a write commits again, and a probe thread tries a write while it lasts, so recovery
+//! needs no restart.
 
 #![forbid(unsafe_code)]
 
 mod backup;
 mod error;
+mod health;
 mod inbox;
 mod rows;
 mod schema;
@@ -31,6 +36,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
 pub use backup::{backup, Backup, BackupError};
+pub use health::StorageHealth;
 pub use schema::{Migrated, LATEST_VERSION};
 
 /// Why the database could not be opened or migrated.
@@ -130,6 +136,7 @@ impl Default for StoreOptions {
 pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
     inbox: inbox::InboxWriter,
+    health: StorageHealth,
     path: PathBuf,
     _lock: Option<File>,
 }
@@ -189,11 +196,13 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        let inbox = inbox::InboxWriter::start(&path, options.busy_timeout)?;
+        let health = StorageHealth::new(&path, options.busy_timeout);
+        let inbox = inbox::InboxWriter::start(&path, options.busy_timeout, health.clone())?;
         tracing::debug!(path = %path.display(), exclusive = options.exclusive, "store opened");
         Ok(SqliteStore {
             pool,
             inbox,
+            health,
             path,
             _lock: lock,
         })
@@ -202,6 +211,12 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether writes fail because of the disk or the file system (a storage fault), shared:
+    /// `/readyz` reads it. A fault ends by itself when a write commits again.
+    pub fn health(&self) -> StorageHealth {
+        self.health.clone()
     }
 }
 

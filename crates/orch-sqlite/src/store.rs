@@ -59,6 +59,7 @@ impl SqliteStore {
         .await
         .map_err(Error::from)
         .and_then(|result| result);
+        self.health.observe(&result, false);
         finish(op, result)
     }
 
@@ -80,6 +81,7 @@ impl SqliteStore {
         .await
         .map_err(Error::from)
         .and_then(|result| result);
+        self.health.observe(&result, true);
         finish(op, result)
     }
 }

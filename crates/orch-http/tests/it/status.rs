@@ -49,7 +49,7 @@ async fn healthz_is_always_200_and_readyz_waits_for_every_loop() {
     assert_eq!(reply.status, 503);
     assert_eq!(
         reply.json(),
-        serde_json::json!({"ready": false, "migrations_applied": false, "loops": {}})
+        serde_json::json!({"ready": false, "migrations_applied": false, "loops": {}, "storage": "ok"})
     );
     readiness.set_migrations_applied(true);
     assert_eq!(
@@ -66,7 +66,7 @@ async fn healthz_is_always_200_and_readyz_waits_for_every_loop() {
         (reply.status, reply.json()),
         (
             200,
-            serde_json::json!({"ready": true, "migrations_applied": true, "loops": {"event_loop": "running", "reconciler": "running"}})
+            serde_json::json!({"ready": true, "migrations_applied": true, "loops": {"event_loop": "running", "reconciler": "running"}, "storage": "ok"})
         )
     );
     readiness.set_loop("event_loop", LoopState::Stopped);
@@ -74,6 +74,35 @@ async fn healthz_is_always_200_and_readyz_waits_for_every_loop() {
     readiness.set_loop("event_loop", LoopState::Running);
     readiness.set_stopping();
     assert_eq!(client.get(&server.url("/readyz"), &[]).await.status, 503);
+}
+
+#[tokio::test]
+async fn a_storage_fault_makes_readyz_503_and_its_end_makes_it_200_again() {
+    let server = TestServer::start(|_| {}).await;
+    let client = HttpClient::new();
+    let readiness = server.state.readiness.clone();
+    readiness.set_migrations_applied(true);
+    readiness.set_loop("event_loop", LoopState::Running);
+    let fault: std::sync::Arc<std::sync::Mutex<Option<String>>> = std::sync::Arc::default();
+    let seen = fault.clone();
+    readiness.set_storage_check(move || seen.lock().expect("lock").clone());
+    assert_eq!(client.get(&server.url("/readyz"), &[]).await.status, 200);
+
+    *fault.lock().expect("lock") = Some("disk full: database or disk is full".to_owned());
+    let reply = client.get(&server.url("/readyz"), &[]).await;
+    assert_eq!(
+        (reply.status, reply.json()["storage"].clone()),
+        (
+            503,
+            serde_json::json!("fault: disk full: database or disk is full")
+        )
+    );
+    *fault.lock().expect("lock") = None;
+    let reply = client.get(&server.url("/readyz"), &[]).await;
+    assert_eq!(
+        (reply.status, reply.json()["storage"].clone()),
+        (200, serde_json::json!("ok"))
+    );
 }
 
 #[tokio::test]

@@ -212,6 +212,14 @@ async fn with_the_store_down_store_routes_answer_503_and_health_still_answers() 
         (503, serde_json::json!({"error": "inbox unavailable"}))
     );
     assert_eq!(
+        reply
+            .headers
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok()),
+        Some("10"),
+        "a delivery that was not stored asks its sender to come back"
+    );
+    assert_eq!(
         client.get(&format!("{base}/healthz"), &[]).await.status,
         200
     );
