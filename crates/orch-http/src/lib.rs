@@ -23,6 +23,7 @@
 
 mod access;
 mod api;
+mod board;
 mod connections;
 mod ingress;
 mod metrics;
@@ -36,6 +37,6 @@ pub use metrics::{DeliveryOutcome, JobOutcome, Metrics, SignatureFailure, METRIC
 pub use server::{serve, Listeners};
 pub use socket::{AdminSocket, AdminSocketError};
 pub use state::{
-    AppState, Limits, LoopState, Readiness, ReconcileSettings, ReconcileSwitches, Secret,
-    WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
+    AppState, BoardSettings, Limits, LoopState, Readiness, ReconcileSettings, ReconcileSwitches,
+    Secret, WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
 };
