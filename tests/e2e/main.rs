@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod board;
 mod flood;
 mod harness;
 mod hostile;
