@@ -25,12 +25,14 @@ const TOKEN: &str = "board-e2e-admin-token";
 
 /// ET-001 goes all the way; ET-002's analyst fails three times (blocked, then Retry makes
 /// the fourth run work); ET-003 waits at the analysis gate; ET-004's developer keeps
-/// running; ET-005 waits at the review gate.
+/// running; ET-005 waits at the review gate; ET-006 stays blocked; ET-007 waits at the
+/// analysis gate until the board's Cancel button cancels it.
 const SCRIPT: &str = r#"{"default": {},
   "items": {
     "ET-002": {"analyst": {"fail_times": 3}},
     "ET-004": {"developer": {"hang": true}},
-    "ET-005": {}
+    "ET-005": {},
+    "ET-006": {"analyst": {"fail_times": 100}}
   }}"#;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -44,6 +46,8 @@ fn scene_is_set(item: &str, task: &Task) -> bool {
         "ET-003" => task.stage == Stage::Analysis && task.status == TaskStatus::AwaitingVerdict,
         "ET-004" => task.stage == Stage::Development,
         "ET-005" => task.stage == Stage::Review && task.status == TaskStatus::AwaitingVerdict,
+        "ET-006" => task.status.is_blocked(),
+        "ET-007" => task.stage == Stage::Analysis && task.status == TaskStatus::AwaitingVerdict,
         _ => false,
     }
 }
@@ -75,6 +79,8 @@ async fn the_board_in_chromium_shows_every_column_updates_live_and_retries() {
         "Dark mode for the map",
         "Offline tiles",
         "Rate limit the API",
+        "Import routes from Strava",
+        "Weekly digest e-mail",
     ] {
         let (item, work_item) = sandbox.create_item(title).await.expect("item created");
         sandbox
@@ -181,6 +187,8 @@ async fn drive(
         ("ET-003", "analysis"),
         ("ET-004", "development"),
         ("ET-005", "review"),
+        ("ET-006", "analysis"),
+        ("ET-007", "analysis"),
     ];
     let plane = sandbox.config.plane.base_url.as_str();
     let slug = &sandbox.config.plane.workspace_slug;
@@ -299,16 +307,37 @@ async fn drive(
     })
     .await;
 
+    // Cancel, from the task's page, ends it in the last column.
+    let (et7, _) = &items[6];
+    let to_cancel = task_of(sandbox, store, et7).await;
+    browser
+        .goto(&format!("{base}/tasks/{}", to_cancel.id.0))
+        .await
+        .map_err(fail("ET-007 page"))?;
+    browser
+        .find(Locator::Id("cancel"))
+        .await
+        .map_err(fail("cancel button"))?
+        .click()
+        .await
+        .map_err(fail("cancel"))?;
+    let note = text_when_there(browser, ".banner.note").await?;
+    check(
+        note.starts_with("cancel of ET-007"),
+        format!("cancel said {note:?}"),
+    )?;
+
     // The board with every column filled, for people to look at.
     browser
         .goto(&format!("{base}/"))
         .await
         .map_err(fail("board"))?;
-    wait_in_browser(
-        browser,
+    for card in [
         "#column-analysis article[data-task='ET-002'][data-status='awaiting_verdict']",
-    )
-    .await?;
+        "#column-finished article[data-task='ET-007'][data-status='cancelled']",
+    ] {
+        wait_in_browser(browser, card).await?;
+    }
     let png = browser.screenshot().await.map_err(fail("screenshot"))?;
     for path in screenshot_paths() {
         if let Some(parent) = path.parent() {
@@ -426,7 +455,7 @@ impl ChromeDriver {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1500,950",
+                    "--disable-dev-shm-usage", "--window-size=1500,600",
                     format!("--user-data-dir={}", self.profile.display()),
                 ],
             }),
