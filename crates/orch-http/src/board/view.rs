@@ -212,7 +212,7 @@ pub(crate) fn build_live(
         .iter()
         .filter(|task| task.stage.is_terminal())
         .collect();
-    finished.sort_by(|left, right| right.updated_at.cmp(&left.updated_at));
+    finished.sort_by_key(|task| std::cmp::Reverse(task.updated_at));
     let finished = finished
         .into_iter()
         .take(RECENT_FINISHED)
