@@ -38,16 +38,18 @@ const SCRIPT: &str = r#"{"default": {},
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Where each item should be once the scene is set: stage, and whether it is blocked.
-fn scene_is_set(item: &str, task: &Task) -> bool {
+/// Where each item should be once the scene is set; a gate counts as open once orch has
+/// moved the item to In Review (a verdict given before that would not answer it).
+fn scene_is_set(item: &str, task: &Task, in_review: bool) -> bool {
+    let waits_in = |stage: Stage| {
+        task.stage == stage && task.status == TaskStatus::AwaitingVerdict && in_review
+    };
     match item {
         "ET-001" => task.stage == Stage::Done,
-        "ET-002" => task.status.is_blocked(),
-        "ET-003" => task.stage == Stage::Analysis && task.status == TaskStatus::AwaitingVerdict,
+        "ET-002" | "ET-006" => task.status.is_blocked(),
+        "ET-003" | "ET-007" => waits_in(Stage::Analysis),
         "ET-004" => task.stage == Stage::Development,
-        "ET-005" => task.stage == Stage::Review && task.status == TaskStatus::AwaitingVerdict,
-        "ET-006" => task.status.is_blocked(),
-        "ET-007" => task.stage == Stage::Analysis && task.status == TaskStatus::AwaitingVerdict,
+        "ET-005" => waits_in(Stage::Review),
         _ => false,
     }
 }
@@ -110,14 +112,14 @@ async fn set_the_scene(sandbox: &Sandbox, store: &dyn Store, items: &[(String, S
                 ready = false;
                 continue;
             };
-            if scene_is_set(work_item, &task) {
-                continue;
-            }
-            ready = false;
             let in_review = sandbox
                 .plane
                 .item(item)
                 .is_some_and(|sim_item| sim_item.state_name == "In Review");
+            if scene_is_set(work_item, &task, in_review) {
+                continue;
+            }
+            ready = false;
             if task.status == TaskStatus::AwaitingVerdict && in_review && approves(work_item, &task)
             {
                 sandbox.move_item(item, "Approved").await.expect("approved");
@@ -225,7 +227,7 @@ async fn drive(
             )?;
         }
     }
-    let developer = text(browser, "article[data-task='ET-004'] .agent").await?;
+    let developer = text_when_there(browser, "article[data-task='ET-004'] .agent").await?;
     check(
         developer.starts_with("developer running for"),
         format!("ET-004 agent: {developer:?}"),
@@ -256,6 +258,8 @@ async fn drive(
         page.contains("Dark mode for the map") && page.contains("Agent runs"),
         format!("ET-003's page ({heading}) lacks its facts"),
     )?;
+    // The analyst's run, with the end of its log read from orch's logs directory.
+    wait_in_browser(browser, ".run.outcome-succeeded details pre.log").await?;
 
     // An event moves a card without a reload: a marker set in the page survives the move.
     browser
