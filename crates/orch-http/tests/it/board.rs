@@ -250,3 +250,74 @@ async fn events_stream_the_board_again_when_a_task_appears() {
     read_events_until(&mut body, &mut seen, "data-task=\"ET-002\"").await;
     assert_eq!(seen.matches("event: board").count(), 2, "{seen}");
 }
+
+#[tokio::test]
+async fn board_errors_answer_with_their_status_and_submit_nothing() {
+    let (server, sink) = serve(Some(TOKEN)).await;
+    let client = HttpClient::new();
+    let auth = bearer(TOKEN);
+    let status = |reply: Reply| reply.status;
+    assert_eq!(
+        status(client.get(&server.url("/tasks/not%20an%20id"), &auth).await),
+        400
+    );
+    assert_eq!(
+        status(
+            client
+                .post(&server.url("/tasks/ET-001/frobnicate"), &auth, "")
+                .await
+        ),
+        404
+    );
+    assert_eq!(
+        status(
+            client
+                .post(&server.url("/tasks/ET-404/retry"), &auth, "")
+                .await
+        ),
+        404
+    );
+    assert_eq!(
+        status(
+            client
+                .send("PUT", &server.url("/"), &auth, Bytes::new())
+                .await
+        ),
+        405
+    );
+    let huge = format!("token={}", "x".repeat(10_000));
+    assert_eq!(
+        status(client.post(&server.url("/login"), &[], huge).await),
+        413
+    );
+    assert!(sink.events().is_empty());
+    // Its script and style sheet hold no work item and need no credential.
+    for (path, kind) in [("/board.js", "text/javascript"), ("/board.css", "text/css")] {
+        let reply = client.get(&server.url(path), &[]).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert!(header(&reply, "content-type").starts_with(kind), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn board_commands_without_an_event_loop_answer_503() {
+    let server = TestServer::start(|state| state.admin_token = Some(Secret::new(TOKEN))).await;
+    add_task(server.served_store.as_ref(), 1).await;
+    let reply = HttpClient::new()
+        .post(&server.url("/tasks/ET-001/retry"), &bearer(TOKEN), "")
+        .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn logging_out_clears_the_cookie() {
+    let (server, _) = serve(Some(TOKEN)).await;
+    let reply = HttpClient::new()
+        .post(&server.url("/logout"), &[], "")
+        .await;
+    assert_eq!(
+        (reply.status, header(&reply, "location").as_str()),
+        (303, "/login")
+    );
+    assert!(header(&reply, "set-cookie").contains("Max-Age=0"));
+}
