@@ -223,6 +223,7 @@ async fn login(state: &AppState, request: Request<Incoming>) -> Response {
     let Some(expected) = state.admin_token.clone() else {
         return login_page(state, StatusCode::FORBIDDEN, None);
     };
+    let scheme = session::scheme(request.headers());
     let limited = Limited::new(request.into_body(), MAX_FORM_BYTES);
     let body = match tokio::time::timeout(state.limits.body_read_timeout, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -244,7 +245,7 @@ async fn login(state: &AppState, request: Request<Incoming>) -> Response {
     let mut response = see_other("/");
     response
         .headers_mut()
-        .insert(SET_COOKIE, session::set_cookie(&cookie));
+        .insert(SET_COOKIE, session::set_cookie(&cookie, scheme));
     response
 }
 

@@ -55,10 +55,35 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value.trim())
 }
 
-/// `Set-Cookie` for a new session.
-pub(crate) fn set_cookie(value: &str) -> HeaderValue {
+/// How the browser reached orch, as its `Origin` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    /// Through a TLS-terminating proxy: the cookie is marked `Secure`.
+    Https,
+}
+
+/// The scheme the request's `Origin` names (`Http` without one).
+pub(crate) fn scheme(headers: &HeaderMap) -> Scheme {
+    let https = headers
+        .get(ORIGIN)
+        .and_then(|origin| origin.to_str().ok())
+        .is_some_and(|origin| origin.starts_with("https://"));
+    if https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    }
+}
+
+/// `Set-Cookie` for a new session; over HTTPS it is also `Secure`.
+pub(crate) fn set_cookie(value: &str, scheme: Scheme) -> HeaderValue {
+    let secure = match scheme {
+        Scheme::Http => "",
+        Scheme::Https => "; Secure",
+    };
     let cookie = format!(
-        "{COOKIE_NAME}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
+        "{COOKIE_NAME}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
         SESSION_LIFETIME.as_secs()
     );
     HeaderValue::from_str(&cookie).expect("a session value is hex, digits and dots")

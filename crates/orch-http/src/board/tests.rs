@@ -449,11 +449,22 @@ fn the_session_cookie_is_found_among_others_and_set_strictly() {
         "a=1; orch_session=v1.5.ab ; b=2".parse().expect("valid"),
     );
     assert_eq!(session::from_headers(&headers), Some("v1.5.ab"));
-    let set = session::set_cookie("v1.5.ab");
+    let set = session::set_cookie("v1.5.ab", session::Scheme::Http);
     let set = set.to_str().expect("ascii");
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attribute), "{set}");
     }
+    assert!(!set.contains("Secure"), "{set}");
+    let mut https = hyper::HeaderMap::new();
+    https.insert(
+        hyper::header::ORIGIN,
+        "https://orch.example".parse().expect("valid"),
+    );
+    let secure = session::set_cookie("v1.5.ab", session::scheme(&https));
+    assert!(
+        secure.to_str().expect("ascii").ends_with("; Secure"),
+        "{secure:?}"
+    );
     assert_eq!(session::from_headers(&hyper::HeaderMap::new()), None);
 }
 
