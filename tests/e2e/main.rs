@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod board;
 mod crash;
 mod flood;
 mod harness;

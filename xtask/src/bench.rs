@@ -29,6 +29,7 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "retention",
         package: "orch-sqlite",
+        dir: "crates/orch-sqlite",
         example: "bench_retention",
         measures: "database size over a soak of 500 items with and without retention",
     },

@@ -1,5 +1,5 @@
 //! orch's automation, in Rust so it runs wherever cargo runs: `cargo xtask ci`, `tidy`,
-//! `codegen [--check]`, `bench [name]`, `sim ...` and `dist`.
+//! `codegen [--check]`, `bench [name]`, `sim ...`, `dist` and `screenshot`.
 //!
 //! This crate is std-only on purpose (no dependencies to build before CI can start), and it
 //! is the only crate allowed to print. It is not a build system: it runs cargo and checks the
@@ -17,6 +17,7 @@ mod codegen;
 mod dist;
 mod manifest;
 mod process;
+mod screenshot;
 mod sim;
 mod tidy;
 
@@ -36,6 +37,8 @@ commands:
                      the deterministic simulation of orch-core: replay one seed, or run many
   dist               target/dist/orch-<version>-<arch>-<os>.tar.gz (binary, deploy/, docs)
                      and its .sha256
+  screenshot         regenerate docs/board.png with the board's browser test (needs chromium,
+                     chromium-driver)
 ";
 
 /// What a failed command reports; it is printed once, by `main`.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         ["bench"] => bench::run(&root, None),
         ["bench", name] => bench::run(&root, Some(name)),
         ["dist"] => dist::run(&root),
+        ["screenshot"] => screenshot::run(&root),
         ["sim", rest @ ..] => sim::run(&root, rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");

@@ -203,6 +203,17 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
     })
 }
 
+/// Where the board's links point (Plane's and Gitea's web addresses) and where it reads the
+/// agents' logs.
+pub fn board_settings(config: &Config) -> orch_http::BoardSettings {
+    orch_http::BoardSettings {
+        plane_url: Some(config.plane.base_url.as_str().to_owned()),
+        plane_workspace: config.plane.workspace_slug.clone(),
+        gitea_url: Some(config.gitea.base_url.as_str().to_owned()),
+        logs_dir: Some(data_dir(config).join("logs")),
+    }
+}
+
 /// The agent runner the config describes (SPEC §5.4): logs, scratch files and the agents'
 /// private homes under the data directory; no sandbox ever shows the data directory, the
 /// database or the repositories.
@@ -437,6 +448,7 @@ impl Daemon {
             .map(|token| orch_http::Secret::new(token.expose()));
         state.readiness = readiness.clone();
         state.reconcile = switches;
+        state.board = board_settings(config);
         let api_stats = spawn_api_stats(&adapters, config, metrics.clone());
         let metrics_handle = metrics.clone();
         state.metrics = metrics;

@@ -133,7 +133,7 @@ pub(crate) enum AdminCommand {
 }
 
 impl AdminCommand {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AdminCommand::Retry => "retry",
             AdminCommand::Cancel => "cancel",
@@ -161,18 +161,70 @@ pub(crate) async fn command(
     command: AdminCommand,
     via: &'static str,
 ) -> Response {
+    match submit_command(state, id, command, via).await {
+        Ok(done) => {
+            let body = json_value!({
+                "task": done.work_item.to_string(),
+                "changed": done.changed,
+                "note": done.note,
+            });
+            json(StatusCode::OK, &body)
+        }
+        Err(refusal) => refusal.response(),
+    }
+}
+
+/// What the event loop did with an admin command.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandDone {
+    pub(crate) work_item: WorkItemId,
+    pub(crate) changed: bool,
+    pub(crate) note: String,
+}
+
+/// Why an admin command was not carried out: the status and message to answer with.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandRefused {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+}
+
+impl CommandRefused {
+    fn new(status: StatusCode, message: impl Into<String>) -> CommandRefused {
+        CommandRefused {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn response(&self) -> Response {
+        error(self.status, &self.message)
+    }
+}
+
+/// Submits `command` for the task `id` names to the daemon's serial event loop (the JSON
+/// API and the board both come here); the caller checked method and access.
+pub(crate) async fn submit_command(
+    state: &AppState,
+    id: &str,
+    command: AdminCommand,
+    via: &'static str,
+) -> Result<CommandDone, CommandRefused> {
     let Some(sink) = state.admin.clone() else {
-        return error(
+        return Err(CommandRefused::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "admin commands need the daemon's event loop, and this server has none",
-        );
+        ));
     };
-    let task = match lookup(state, id).await {
+    let task = match find_task(state, id).await {
         Ok(Ok(task)) => task,
-        Ok(Err(refusal)) => return refusal,
+        Ok(Err(refused)) => return Err(refused),
         Err(err) => {
             warn!(command = command.as_str(), error = %err, "admin command store read failed");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable");
+            return Err(CommandRefused::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable",
+            ));
         }
     };
     let event = match command {
@@ -188,12 +240,11 @@ pub(crate) async fn command(
                 changed = handled.changed,
                 "admin command handled"
             );
-            let body = json_value!({
-                "task": task.work_item.to_string(),
-                "changed": handled.changed,
-                "note": handled.note,
-            });
-            json(StatusCode::OK, &body)
+            Ok(CommandDone {
+                work_item: task.work_item,
+                changed: handled.changed,
+                note: handled.note,
+            })
         }
         Err(err) => {
             warn!(
@@ -208,7 +259,7 @@ pub(crate) async fn command(
                 StatusCode::INTERNAL_SERVER_ERROR
             };
             let message = format!("{} of {} failed: {err}", command.as_str(), task.work_item);
-            error(status, &message)
+            Err(CommandRefused::new(status, message))
         }
     }
 }
@@ -228,6 +279,17 @@ fn is_unavailable(err: &HandleError) -> bool {
 /// The task `id` names (a task number or a work item id like ET-001), or the 400 or 404
 /// answer to give instead.
 async fn lookup(state: &AppState, id: &str) -> Result<Result<Task, Response>, StoreError> {
+    Ok(find_task(state, id)
+        .await?
+        .map_err(|refused| refused.response()))
+}
+
+/// The task `id` names (a task number or a work item id like ET-001), or why there is none
+/// (400 for an id of neither shape, 404 for no such task).
+pub(crate) async fn find_task(
+    state: &AppState,
+    id: &str,
+) -> Result<Result<Task, CommandRefused>, StoreError> {
     let found = if !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()) {
         match id.parse::<i64>() {
             Ok(number) => state.store.task(TaskId(number)).await?,
@@ -237,14 +299,14 @@ async fn lookup(state: &AppState, id: &str) -> Result<Result<Task, Response>, St
         match WorkItemId::parse(id) {
             Ok(work_item) => state.store.task_by_work_item(&work_item).await?,
             Err(_) => {
-                return Ok(Err(error(
+                return Ok(Err(CommandRefused::new(
                     StatusCode::BAD_REQUEST,
                     "task id must be a number or a work item id like ET-001",
                 )));
             }
         }
     };
-    Ok(found.ok_or_else(|| error(StatusCode::NOT_FOUND, "no such task")))
+    Ok(found.ok_or_else(|| CommandRefused::new(StatusCode::NOT_FOUND, "no such task")))
 }
 
 fn parse_limit(query: Option<&str>) -> Result<u32, &'static str> {

@@ -7,7 +7,9 @@
 //! the daemon's event loop does that later with the adapters' parsers. The status API serves
 //! `/healthz`, `/readyz`, `/queue`, `/metrics` and `/api/tasks[/{id}]` from the `Store`; the
 //! admin commands `POST /api/tasks/{id}/retry|cancel` decide nothing here: they are submitted
-//! to the daemon's serial event loop through `AppState::admin` (an `EventSink`).
+//! to the daemon's serial event loop through `AppState::admin` (an `EventSink`). The board
+//! (`/`, `/tasks/{id}`, `/events`, `/login`) renders the same facts for people as askama
+//! pages, live over server-sent events, with links from `BoardSettings`.
 //!
 //! A source address is never a credential. Webhooks prove themselves by signature; work
 //! items, tasks and commands need the admin token (Bearer) or come over the `AdminSocket`
@@ -23,6 +25,7 @@
 
 mod access;
 mod api;
+mod board;
 mod connections;
 mod ingress;
 mod metrics;
@@ -37,6 +40,6 @@ pub use metrics::{DeliveryOutcome, JobOutcome, Metrics, SignatureFailure, METRIC
 pub use server::{serve, Listeners};
 pub use socket::{AdminSocket, AdminSocketError};
 pub use state::{
-    AppState, Limits, LoopState, Readiness, ReconcileSettings, ReconcileSwitches, Secret,
-    WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
+    AppState, BoardSettings, Limits, LoopState, Readiness, ReconcileSettings, ReconcileSwitches,
+    Secret, WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
 };

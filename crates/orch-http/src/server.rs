@@ -1,5 +1,5 @@
 //! The accept loops (TCP and the admin socket), connection limits, graceful shutdown and the
-//! route table with its access checks.
+//! route table with its access checks (the board's routes are in `board`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, ORIGIN};
 use hyper::server::conn::http1;
@@ -26,7 +26,7 @@ use crate::connections::{Admission, Connections, DeadlineIo, Registration, Worke
 use crate::metrics::ConnectionShed;
 use crate::socket::AdminSocket;
 use crate::state::AppState;
-use crate::{api, ingress};
+use crate::{api, board, ingress};
 
 /// Every response has a whole body.
 pub(crate) type Response = hyper::Response<Full<Bytes>>;
@@ -187,10 +187,21 @@ fn spawn_connection<S>(
         let activity = registration.activity().clone();
         let worker = registration.worker();
         let io = DeadlineIo::new(stream, &registration, limits.write_timeout);
+        let board_stop = stop.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let state = state.clone();
             let worker = worker.clone();
-            async move { Ok::<_, Infallible>(route(&state, request, transport, &worker).await) }
+            let board_stop = board_stop.clone();
+            async move {
+                let response = if board::is_board_path(request.uri().path()) {
+                    board::handle(state, request, transport, &worker, board_stop).await
+                } else {
+                    route(&state, request, transport, &worker)
+                        .await
+                        .map(Either::Left)
+                };
+                Ok::<_, Infallible>(response)
+            }
         });
         let mut builder = http1::Builder::new();
         builder

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct AppState {
     /// without it those routes answer 503.
     pub admin: Option<Arc<dyn EventSink>>,
     pub limits: Limits,
+    /// Where the board's links point and where it reads agent logs from.
+    pub board: BoardSettings,
 }
 
 impl AppState {
@@ -56,6 +59,7 @@ impl AppState {
             wake: None,
             admin: None,
             limits: Limits::default(),
+            board: BoardSettings::default(),
         }
     }
 }
@@ -71,8 +75,24 @@ impl fmt::Debug for AppState {
             .field("reconcile", &self.reconcile.get())
             .field("admin", &self.admin.is_some())
             .field("limits", &self.limits)
+            .field("board", &self.board)
             .finish_non_exhaustive()
     }
+}
+
+/// What the board (`/`, `/tasks/{id}`) needs besides the store: the web addresses of Plane
+/// and Gitea for its links, and the agents' log directory for the log tails. Without them
+/// the board shows the same facts without links or logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoardSettings {
+    /// `plane.base_url`, without a trailing slash.
+    pub plane_url: Option<String>,
+    /// `plane.workspace_slug`.
+    pub plane_workspace: String,
+    /// `gitea.base_url`, without a trailing slash.
+    pub gitea_url: Option<String>,
+    /// `{data}/logs`: an agent run's log is `{logs_dir}/{work item}/{job}-{agent}.log`.
+    pub logs_dir: Option<PathBuf>,
 }
 
 /// `server.max_body_bytes`'s default, 1 MiB.

@@ -19,7 +19,7 @@ const ADMIN_TOKEN: &str = "admin-token-for-command-tests";
 type Answer = Box<dyn Fn(&Event) -> Result<Handled, HandleError> + Send + Sync>;
 
 /// An event loop stand-in: records what it is given and answers with `answer`.
-struct RecordingSink {
+pub(crate) struct RecordingSink {
     events: Mutex<Vec<(Event, Origin)>>,
     answer: Answer,
 }
@@ -33,7 +33,7 @@ impl RecordingSink {
     }
 
     /// A loop that changes the task and says so.
-    fn changing() -> Arc<RecordingSink> {
+    pub(crate) fn changing() -> Arc<RecordingSink> {
         RecordingSink::answering(Box::new(|event| {
             Ok(Handled {
                 task: None,
@@ -45,7 +45,7 @@ impl RecordingSink {
         }))
     }
 
-    fn events(&self) -> Vec<(Event, Origin)> {
+    pub(crate) fn events(&self) -> Vec<(Event, Origin)> {
         self.events
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -73,7 +73,7 @@ fn event_name(event: &Event) -> &'static str {
     }
 }
 
-async fn add_task(store: &dyn Store, sequence: u32) -> Task {
+pub(crate) async fn add_task(store: &dyn Store, sequence: u32) -> Task {
     let work_item = WorkItemId::new("ET", sequence).expect("work item id");
     let new = NewTask {
         issue: IssueId::new(format!("issue-{sequence}")).expect("issue id"),

@@ -1,6 +1,7 @@
 //! Integration tests of orch-http: a real server on 127.0.0.1:0 and a real HTTP client.
 
 mod admin;
+mod board;
 mod concurrency;
 mod ingress;
 mod limits;
