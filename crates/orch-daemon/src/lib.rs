@@ -15,5 +15,6 @@ pub mod demo;
 pub mod online;
 pub mod runtime;
 pub mod sandbox;
+pub mod task_logs;
 pub mod telemetry;
 pub mod wiring;

@@ -104,7 +104,12 @@ pub fn delivery_parser() -> DeliveryParser {
 
 /// Where logs and agent scratch files go: next to the database.
 pub fn data_dir(config: &Config) -> PathBuf {
-    match config.storage.db_path.parent() {
+    data_dir_of(&config.storage.db_path)
+}
+
+/// The data directory of the database at `db_path`: the database's directory.
+pub fn data_dir_of(db_path: &Path) -> PathBuf {
+    match db_path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     }
