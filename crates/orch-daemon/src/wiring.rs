@@ -172,7 +172,12 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
                 telegram.chat_id.clone(),
             );
             settings.api_base = telegram.api_base.as_str().to_owned();
-            Arc::new(orch_telegram::TelegramNotifier::new(&settings))
+            let links = orch_telegram::WebLinks {
+                plane_base: config.plane.base_url.as_str().to_owned(),
+                plane_workspace: config.plane.workspace_slug.clone(),
+                gitea_base: config.gitea.base_url.as_str().to_owned(),
+            };
+            Arc::new(orch_telegram::TelegramNotifier::new(&settings).with_links(links))
         }
         None => Arc::new(LogNotifier),
     };
