@@ -77,6 +77,10 @@ struct DemoArgs {
     /// Keep the simulators' repositories, the database and the logs in DIR.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// After the items end, keep the simulators and orch (its board at /) running, print the
+    /// URL and an admin token to log in with, and stop on Ctrl-C (SIGINT or SIGTERM).
+    #[arg(long)]
+    board: bool,
 }
 
 #[derive(Debug, Args)]
@@ -274,9 +278,25 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
     let options = orch_daemon::demo::DemoOptions {
         items: args.items,
         keep: args.keep.clone(),
+        board: args.board,
+    };
+    // With --board, the handlers are installed before the demo starts, so a Ctrl-C at any
+    // time stops it cleanly once the items have ended. Without it, no handler is installed
+    // and Ctrl-C ends the process as usual.
+    let until: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if args.board {
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
+        Box::pin(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    } else {
+        Box::pin(std::future::pending())
     };
     let stdout: orch_daemon::demo::Output = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let summary = orch_daemon::demo::run(options, stdout)
+    let summary = orch_daemon::demo::run(options, stdout, until)
         .await
         .map_err(|err| Failure::Runtime(err.to_string()))?;
     if summary.all_merged() {

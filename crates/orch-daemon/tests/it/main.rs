@@ -3,6 +3,7 @@
 mod admin;
 mod check_agents;
 mod client;
+mod demo_board;
 mod dumpable;
 mod online;
 mod reading;

@@ -1,0 +1,126 @@
+//! `orch demo --board`: after the items merge, orch keeps serving with an admin token until
+//! it is signalled, then stops cleanly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// How long the demo may take to merge its one item and print the board line.
+const BOARD_READY: Duration = Duration::from_secs(90);
+/// How long the demo may take to stop once signalled.
+const STOPPED: Duration = Duration::from_secs(30);
+
+/// `GET path` with an optional Bearer token; the status code of the answer.
+fn get_status(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token.map_or(String::new(), |token| {
+        format!("Authorization: Bearer {token}\r\n")
+    });
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    Ok(code)
+}
+
+#[test]
+fn demo_board_keeps_serving_with_a_token_until_signalled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["demo", "--items", "1", "--board"])
+        .env_clear()
+        .env("PATH", path)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("orch demo starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let board_line = loop {
+        match lines.recv_timeout(BOARD_READY) {
+            Ok(line) if line.starts_with("board: ") => break line,
+            Ok(_) => continue,
+            Err(err) => {
+                let _ = child.kill();
+                panic!("no board line: {err}");
+            }
+        }
+    };
+    // "board: http://ADDR/ · log in with the admin token TOKEN · Ctrl-C stops the demo"
+    let addr = board_line
+        .strip_prefix("board: http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned();
+    let token = board_line
+        .split("admin token ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a token")
+        .to_owned();
+    assert_eq!(token.len(), 32, "{board_line}");
+
+    // Still serving after the items ended, and the token is the admin's.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get_status(&addr, "/healthz", None).expect("served"), 200);
+    assert_eq!(
+        get_status(&addr, "/queue", Some(&token)).expect("served"),
+        200
+    );
+    assert_eq!(
+        get_status(&addr, "/queue", Some("wrong")).expect("served"),
+        401
+    );
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "the demo keeps running"
+    );
+
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+    kill(pid, Signal::SIGINT).expect("signalled");
+    let deadline = std::time::Instant::now() + STOPPED;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a clean stop after all items merged"
+    );
+    // The reader ends at the end of the output, which the exit has closed.
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(rest.iter().any(|line| line == "stopping"), "{rest:?}");
+    assert!(
+        get_status(&addr, "/healthz", None).is_err(),
+        "nothing serves after the stop"
+    );
+}
