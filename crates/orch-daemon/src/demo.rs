@@ -194,15 +194,24 @@ pub async fn run(
         };
         printer.line(&task.work_item.to_string(), "person", &what);
     };
-    let ended = sandbox::play_person(
+    let mut until = std::pin::pin!(until);
+    let played = sandbox::play_person(
         &sandbox,
         store.as_ref(),
         &items,
         &mut person,
         DEMO_DEADLINE,
         &mut on_act,
-    )
-    .await?;
+    );
+    // With --board, Ctrl-C is caught from the start: before the items end it stops the demo.
+    let ended = tokio::select! {
+        ended = played => ended?,
+        () = &mut until => {
+            printer.say("stopping")?;
+            daemon.shutdown().await;
+            return Err(SandboxError::Setup("interrupted before the items ended".to_owned()));
+        }
+    };
 
     let mut rows = Vec::new();
     for (index, end) in ended.iter().enumerate() {

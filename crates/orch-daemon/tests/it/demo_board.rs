@@ -1,10 +1,12 @@
 //! `orch demo --board`: after the items merge, orch keeps serving with an admin token until
-//! it is signalled, then stops cleanly.
+//! it is signalled, then stops cleanly; signalled earlier, it stops at once.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -36,19 +38,25 @@ fn get_status(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<u1
     Ok(code)
 }
 
-#[test]
-fn demo_board_keeps_serving_with_a_token_until_signalled() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Starts `orch demo --board` with `items` items; the child, its stdout lines, and its
+/// stderr once it has exited (drained meanwhile, so a full pipe never blocks the demo).
+fn start_demo(dir: &Path, items: &str) -> (Child, mpsc::Receiver<String>, JoinHandle<String>) {
     let path = std::env::var("PATH").unwrap_or_default();
     let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
-        .args(["demo", "--items", "1", "--board"])
+        .args(["demo", "--items", items, "--board"])
         .env_clear()
         .env("PATH", path)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("orch demo starts");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
     let stdout = child.stdout.take().expect("piped stdout");
     let (lines_tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -58,16 +66,45 @@ fn demo_board_keeps_serving_with_a_token_until_signalled() {
             }
         }
     });
-    let board_line = loop {
+    (child, lines, stderr)
+}
+
+/// The first line starting with `prefix`, within `BOARD_READY`.
+fn wait_for_line(child: &mut Child, lines: &mpsc::Receiver<String>, prefix: &str) -> String {
+    loop {
         match lines.recv_timeout(BOARD_READY) {
-            Ok(line) if line.starts_with("board: ") => break line,
+            Ok(line) if line.starts_with(prefix) => return line,
             Ok(_) => continue,
             Err(err) => {
                 let _ = child.kill();
-                panic!("no board line: {err}");
+                panic!("no line starting with {prefix:?}: {err}");
             }
         }
-    };
+    }
+}
+
+/// Sends SIGINT and waits for the exit, within `STOPPED`.
+fn interrupt(child: &mut Child) -> ExitStatus {
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+    kill(pid, Signal::SIGINT).expect("signalled");
+    let deadline = std::time::Instant::now() + STOPPED;
+    loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn demo_board_keeps_serving_with_a_token_until_signalled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, lines, _stderr) = start_demo(dir.path(), "1");
+    let board_line = wait_for_line(&mut child, &lines, "board: ");
     // "board: http://ADDR/ · log in with the admin token TOKEN · Ctrl-C stops the demo"
     let addr = board_line
         .strip_prefix("board: http://")
@@ -97,19 +134,7 @@ fn demo_board_keeps_serving_with_a_token_until_signalled() {
         "the demo keeps running"
     );
 
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
-    kill(pid, Signal::SIGINT).expect("signalled");
-    let deadline = std::time::Instant::now() + STOPPED;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("status") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the demo did not stop on SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = interrupt(&mut child);
     assert_eq!(
         status.code(),
         Some(0),
@@ -118,6 +143,34 @@ fn demo_board_keeps_serving_with_a_token_until_signalled() {
     // The reader ends at the end of the output, which the exit has closed.
     let rest: Vec<String> = lines.iter().collect();
     assert!(rest.iter().any(|line| line == "stopping"), "{rest:?}");
+    assert!(
+        get_status(&addr, "/healthz", None).is_err(),
+        "nothing serves after the stop"
+    );
+}
+
+#[test]
+fn demo_board_interrupted_before_the_items_end_stops_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, lines, stderr) = start_demo(dir.path(), "6");
+    let serving = wait_for_line(&mut child, &lines, "orch serves on http://");
+    let addr = serving
+        .strip_prefix("orch serves on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an address")
+        .to_owned();
+    let status = interrupt(&mut child);
+    let stderr = stderr.join().expect("stderr read");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("interrupted before the items ended"),
+        "{stderr}"
+    );
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        !rest.iter().any(|line| line.starts_with("board: ")),
+        "{rest:?}"
+    );
     assert!(
         get_status(&addr, "/healthz", None).is_err(),
         "nothing serves after the stop"
