@@ -136,6 +136,20 @@ async fn five_items_are_merged_and_every_outside_mutation_happens_exactly_once()
         "analysis ready, review ready, merged per item: {messages:#?}"
     );
     assert_eq!(distinct.len(), messages.len(), "a message sent twice");
+    assert!(
+        messages
+            .iter()
+            .all(|text| text.contains("/projects/") && text.contains(" in Plane</a>")),
+        "every message links to its work item: {messages:#?}"
+    );
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|text| text.contains("/pulls/") && text.contains(" in Gitea</a>"))
+            .count(),
+        10,
+        "review ready and merged link to the pull request: {messages:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,4 +38,4 @@ pub use probe::{check_sandbox, ProbeOutcome, ProbeReport};
 pub use procfs::process_record;
 pub use prompt::{PromptError, PromptTemplate, PromptValues, PLACEHOLDERS};
 pub use reap::{reap_orphans, ReapEntry, ReapOutcome, ReapReport};
-pub use runner::ProcessAgentRunner;
+pub use runner::{log_file, ProcessAgentRunner};

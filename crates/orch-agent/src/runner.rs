@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orch_core::domain::{Agent, ProcessRecord};
+use orch_core::ids::{JobId, WorkItemId};
 use orch_core::ports::{
     AgentError, AgentOutcome, AgentRequest, AgentRunner, CancelHandle, RunningAgent,
 };
@@ -90,9 +91,12 @@ impl ProcessAgentRunner {
 
     /// `{logs}/{work item}/{job}-{agent}.log`.
     pub fn log_path(&self, request: &AgentRequest) -> PathBuf {
-        self.logs_dir
-            .join(request.work_item.to_string())
-            .join(format!("{}-{}.log", request.job, request.agent))
+        log_file(
+            &self.logs_dir,
+            &request.work_item,
+            request.job,
+            request.agent,
+        )
     }
 }
 
@@ -263,6 +267,14 @@ pub(crate) async fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     fs::create_dir_all(dir).await?;
     fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await
+}
+
+/// Where the run of agent job `job` writes its output (every attempt appends):
+/// `{logs_dir}/{work item}/{job}-{agent}.log`.
+pub fn log_file(logs_dir: &Path, work_item: &WorkItemId, job: JobId, agent: Agent) -> PathBuf {
+    logs_dir
+        .join(work_item.to_string())
+        .join(format!("{job}-{agent}.log"))
 }
 
 async fn open_log(path: &Path) -> io::Result<File> {

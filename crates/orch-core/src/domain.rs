@@ -351,7 +351,7 @@ pub enum Action {
     },
     /// Commit leftovers, push the branch, ensure one open PR.
     PublishBranch,
-    /// Post a Plane comment, idempotent by `external_id`.
+    /// Post a Plane comment, idempotent by `external_id`; `body` is Markdown.
     TrackerComment { external_id: String, body: String },
     /// Move the work item to one of the project's states. When the move opens a gate,
     /// `gate_comment` is the external id of the comment that shows people the work to judge:
@@ -361,7 +361,7 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gate_comment: Option<String>,
     },
-    /// Post a COMMENT review on the task's PR, idempotent by `marker`.
+    /// Post a COMMENT review on the task's PR, idempotent by `marker`; `body` is Markdown.
     ForgeReview { marker: String, body: String },
     /// Merge the task's PR, pinned to `head_sha`.
     Merge { head_sha: CommitSha },

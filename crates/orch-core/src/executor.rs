@@ -17,7 +17,8 @@ use crate::domain::{
 };
 use crate::ids::{CommitSha, PrNumber};
 use crate::ports::{
-    AgentOutcome, AgentRequest, ErrorClass, NewPullRequest, Ports, RunningAgent, WorktreeSpec,
+    AgentOutcome, AgentRequest, ErrorClass, NewPullRequest, Ports, RunningAgent, Subject,
+    WorktreeSpec,
 };
 
 /// Attempts of an action job that fails for a reason other than an outage before it fails
@@ -387,7 +388,10 @@ impl Executor {
                 }
             }
             Action::Notify { text } => {
-                step!(service, ports.notifier.notify(text).await)?;
+                // The task as it is now: a pull request opened since the job was written
+                // is linked too.
+                let subject = Subject::of(task);
+                step!(service, ports.notifier.notify_about(text, &subject).await)?;
             }
             Action::Cleanup => {
                 step!(service, ports.workspace.remove(&spec).await)?;

@@ -1201,7 +1201,7 @@ impl Orchestrator {
         plan.job(
             Action::TrackerComment {
                 external_id: comment.clone(),
-                body: format!("Analysis by orch\n\n{analysis}"),
+                body: format!("**Analysis by orch**\n\n{analysis}"),
             },
             "analysis",
         );
@@ -1230,7 +1230,7 @@ impl Orchestrator {
         plan.job(
             Action::TrackerComment {
                 external_id: comment.clone(),
-                body: format!("Review by orch\n\n{review}"),
+                body: format!("**Review by orch**\n\n{review}"),
             },
             "review",
         );

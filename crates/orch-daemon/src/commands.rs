@@ -17,7 +17,7 @@ use orch_core::ports::{InboxStats, QueueSnapshot, ReconcileStats, Store, StoreEr
 use orch_core::reconciler::{PassReport, ReconcileMode, Reconciler, TrackerSide};
 use orch_core::Orchestrator;
 
-use crate::config::Config;
+use crate::config::{Config, ReconcileConfig};
 use crate::wiring::admin_socket_path;
 
 /// Everything `orch status` shows.
@@ -39,7 +39,9 @@ pub async fn status_view(
 }
 
 /// The JSON of `orch status --json`.
-pub fn status_json(view: &StatusView, config: &Config) -> Value {
+/// `reconcile` is the reconciler's config, when a config file was read (with `--db` alone,
+/// its settings are `null`).
+pub fn status_json(view: &StatusView, reconcile: Option<&ReconcileConfig>) -> Value {
     let by_stage: serde_json::Map<String, Value> = view
         .queue
         .by_stage
@@ -64,9 +66,9 @@ pub fn status_json(view: &StatusView, config: &Config) -> Value {
             "oldest_pending_age_s": view.inbox.oldest_pending_age.map(|age| age.as_secs()),
         },
         "reconcile": {
-            "enabled": config.reconcile.enabled,
-            "plane_enabled": config.reconcile.plane_enabled,
-            "interval_s": config.reconcile.interval.as_secs(),
+            "enabled": reconcile.map(|config| config.enabled),
+            "plane_enabled": reconcile.map(|config| config.plane_enabled),
+            "interval_s": reconcile.map(|config| config.interval.as_secs()),
             "last_run_at": view.reconcile.last_run_at.map(|at| at.to_rfc3339()),
             "last_duration_ms": view.reconcile.last_duration.map(|duration| duration.as_millis() as u64),
             "runs_total": view.reconcile.runs_total,

@@ -57,6 +57,38 @@ pub fn load_with_secret_files(
     path: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(Config, Vec<SecretFile>), ConfigErrors> {
+    read_and_parse(path, env, walk::Secrets::Read)
+}
+
+/// What the commands that only read the database (`orch status`, `orch task show`,
+/// `orch task logs`) need from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadingConfig {
+    pub db_path: PathBuf,
+    pub reconcile: ReconcileConfig,
+}
+
+/// Reads and checks the config file at `path` like `load`, but reads none of its secrets:
+/// their files, credentials and variables may be missing or unreadable (a person reading
+/// the state need not be able to read orch's tokens). The rest is checked as usual.
+pub fn load_for_reading(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<ReadingConfig, ConfigErrors> {
+    // The placeholders of the withheld secrets stay inside: only the settings the readers
+    // need leave this function.
+    let (config, _) = read_and_parse(path, env, walk::Secrets::Withheld)?;
+    Ok(ReadingConfig {
+        db_path: config.storage.db_path,
+        reconcile: config.reconcile,
+    })
+}
+
+fn read_and_parse(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    secrets: walk::Secrets,
+) -> Result<(Config, Vec<SecretFile>), ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         ConfigErrors::single(
             path.display().to_string(),
@@ -73,6 +105,7 @@ pub fn load_with_secret_files(
         Some(path),
         &base_dir,
         env,
+        secrets,
     )
 }
 
@@ -84,7 +117,7 @@ pub fn parse(
     base_dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<Config, ConfigErrors> {
-    walk::parse(text, origin, None, base_dir, env).map(|(config, _)| config)
+    walk::parse(text, origin, None, base_dir, env, walk::Secrets::Read).map(|(config, _)| config)
 }
 
 /// The `ORCH_*` variables of this process and `$CREDENTIALS_DIRECTORY` (others are never

@@ -17,11 +17,14 @@ use crate::sandbox::{self, Person, Sandbox, SandboxError, SandboxSetup, Verdict}
 /// Where the demo writes its lines.
 pub type Output = Arc<Mutex<dyn Write + Send>>;
 
-/// `orch demo [--items N] [--keep DIR]`.
+/// `orch demo [--items N] [--keep DIR] [--board]`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub items: u32,
     pub keep: Option<PathBuf>,
+    /// Keep the simulators and the daemon (its board at `/`) running after the items end,
+    /// with an admin token to log in with, until `until` completes.
+    pub board: bool,
 }
 
 /// One row of the final table.
@@ -99,8 +102,13 @@ impl Plot {
     }
 }
 
-/// Runs the demo, writing progress to `out`.
-pub async fn run(options: DemoOptions, out: Output) -> Result<DemoSummary, SandboxError> {
+/// Runs the demo, writing progress to `out`. With `options.board`, the daemon and the
+/// simulators keep running after the items end until `until` completes (the caller's Ctrl-C).
+pub async fn run(
+    options: DemoOptions,
+    out: Output,
+    until: impl std::future::Future<Output = ()>,
+) -> Result<DemoSummary, SandboxError> {
     let started = Instant::now();
     let (dir, _temp) = match &options.keep {
         Some(keep) => {
@@ -139,6 +147,13 @@ pub async fn run(options: DemoOptions, out: Output) -> Result<DemoSummary, Sandb
             sandbox.set_agent_sandbox("none")?;
         }
     }
+    let admin_token = if options.board {
+        let token = new_admin_token()?;
+        sandbox.set_admin_token(&token)?;
+        Some(token)
+    } else {
+        None
+    };
     let daemon = sandbox.start_daemon(Some(printer.clone())).await?;
     printer.say(&format!(
         "orch serves on http://{} (webhooks, /metrics; /queue over its admin socket {})",
@@ -179,15 +194,24 @@ pub async fn run(options: DemoOptions, out: Output) -> Result<DemoSummary, Sandb
         };
         printer.line(&task.work_item.to_string(), "person", &what);
     };
-    let ended = sandbox::play_person(
+    let mut until = std::pin::pin!(until);
+    let played = sandbox::play_person(
         &sandbox,
         store.as_ref(),
         &items,
         &mut person,
         DEMO_DEADLINE,
         &mut on_act,
-    )
-    .await?;
+    );
+    // With --board, Ctrl-C is caught from the start: before the items end it stops the demo.
+    let ended = tokio::select! {
+        ended = played => ended?,
+        () = &mut until => {
+            printer.say("stopping")?;
+            daemon.shutdown().await;
+            return Err(SandboxError::Setup("interrupted before the items ended".to_owned()));
+        }
+    };
 
     let mut rows = Vec::new();
     for (index, end) in ended.iter().enumerate() {
@@ -218,7 +242,6 @@ pub async fn run(options: DemoOptions, out: Output) -> Result<DemoSummary, Sandb
     let reconcile = orch_core::ports::Store::reconcile_stats(store.as_ref())
         .await
         .map_err(|err| SandboxError::Setup(err.to_string()))?;
-    daemon.shutdown().await;
     let summary = DemoSummary {
         items: rows,
         telegram_messages: sandbox.telegram.messages().len(),
@@ -234,6 +257,15 @@ pub async fn run(options: DemoOptions, out: Output) -> Result<DemoSummary, Sandb
         summary.telegram_messages,
         summary.reconcile_unblocks
     ))?;
+    if let Some(token) = &admin_token {
+        printer.say(&format!(
+            "board: http://{}/ · log in with the admin token {token} · Ctrl-C stops the demo",
+            daemon.addr()
+        ))?;
+        until.await;
+        printer.say("stopping")?;
+    }
+    daemon.shutdown().await;
     if options.keep.is_some() {
         printer.say(&format!(
             "kept in {}: orch.toml, data/orch.db, data/logs, data/repos",
@@ -241,6 +273,16 @@ pub async fn run(options: DemoOptions, out: Output) -> Result<DemoSummary, Sandb
         ))?;
     }
     Ok(summary)
+}
+
+/// A fresh admin token for the board: 128 random bits from the kernel, in hex.
+fn new_admin_token() -> Result<String, SandboxError> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .map_err(|err| SandboxError::Setup(format!("cannot read /dev/urandom: {err}")))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// Approves every gate but rejects the analysis of a `RejectedOnce` item once.

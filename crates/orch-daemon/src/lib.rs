@@ -18,6 +18,7 @@ pub mod retention;
 pub mod runtime;
 pub mod sandbox;
 pub mod systemd;
+pub mod task_logs;
 pub mod telemetry;
 pub mod tls;
 pub mod wiring;

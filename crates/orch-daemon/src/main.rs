@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use orch_core::domain::Task;
 use orch_core::ports::Clock;
 use orch_core::reconciler::ReconcileMode;
 use orch_core::Orchestrator;
 use orch_daemon::systemd::SystemdNotifier;
+use orch_daemon::task_logs::{self, TaskLogs};
 use orch_daemon::telemetry::{self, LogFormat};
 use orch_daemon::wiring::{self, Daemon, DaemonOptions, RunError, SystemClock};
 use orch_daemon::{commands, config};
@@ -78,6 +80,10 @@ struct DemoArgs {
     /// Keep the simulators' repositories, the database and the logs in DIR.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// After the items end, keep the simulators and orch (its board at /) running, print the
+    /// URL and an admin token to log in with, and stop on Ctrl-C (SIGINT or SIGTERM).
+    #[arg(long)]
+    board: bool,
 }
 
 #[derive(Debug, Args)]
@@ -92,7 +98,7 @@ struct BackupArgs {
 #[derive(Debug, Args)]
 struct StatusArgs {
     #[command(flatten)]
-    config: ConfigArgs,
+    source: ReadArgs,
     /// Print JSON (the shape of GET /queue).
     #[arg(long)]
     json: bool,
@@ -113,7 +119,10 @@ struct ReconcileArgs {
 #[derive(Debug, Subcommand)]
 enum TaskCommand {
     /// A task's state, history and jobs.
-    Show(TaskArgs),
+    Show(ShowArgs),
+    /// The output of the task's agents, oldest first (from the data directory next to the
+    /// database).
+    Logs(LogsArgs),
     /// Run the task's stage agent again (through the running daemon, if there is one).
     Retry(TaskArgs),
     /// Cancel the task: stop its jobs, close its pull request, remove its worktree (through
@@ -127,6 +136,36 @@ struct TaskArgs {
     config: ConfigArgs,
     /// A work item id (ET-001) or a task number.
     id: String,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    #[command(flatten)]
+    source: ReadArgs,
+    /// A work item id (ET-001) or a task number.
+    id: String,
+}
+
+#[derive(Debug, Args)]
+struct LogsArgs {
+    #[command(flatten)]
+    source: ReadArgs,
+    /// A work item id (ET-001) or a task number.
+    id: String,
+    /// Keep printing new output until the task has ended and its agents are done (or Ctrl-C).
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+/// For the commands that only read the database: `--db`, else the config's
+/// `storage.db_path` (the config's secrets are not read).
+#[derive(Debug, Args)]
+struct ReadArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The database file; the config file is then not read at all.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    db: Option<PathBuf>,
 }
 
 /// Where the config file is: `--config`, else `$ORCH_CONFIG`, else `./orch.toml`.
@@ -264,9 +303,25 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
     let options = orch_daemon::demo::DemoOptions {
         items: args.items,
         keep: args.keep.clone(),
+        board: args.board,
+    };
+    // With --board, the handlers are installed before the demo starts, so a Ctrl-C at any
+    // time stops it cleanly once the items have ended. Without it, no handler is installed
+    // and Ctrl-C ends the process as usual.
+    let until: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if args.board {
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
+        Box::pin(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    } else {
+        Box::pin(std::future::pending())
     };
     let stdout: orch_daemon::demo::Output = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let summary = orch_daemon::demo::run(options, stdout)
+    let summary = orch_daemon::demo::run(options, stdout, until)
         .await
         .map_err(|err| Failure::Runtime(err.to_string()))?;
     if summary.all_merged() {
@@ -281,16 +336,87 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
 }
 
 async fn status(args: &StatusArgs) -> Result<(), Failure> {
-    let (_, loaded) = load_config(&args.config)?;
-    let store = SqliteStore::open(&loaded.storage.db_path).map_err(store_failure)?;
+    let source = read_source(&args.source)?;
+    let store = SqliteStore::open(&source.db_path).map_err(store_failure)?;
     let view = commands::status_view(&store, SystemClock.now())
         .await
         .map_err(|err| Failure::Runtime(err.to_string()))?;
     if args.json {
-        print_stdout(&format!("{:#}\n", commands::status_json(&view, &loaded)))
+        let json = commands::status_json(&view, source.reconcile.as_ref());
+        print_stdout(&format!("{json:#}\n"))
     } else {
         print_stdout(&commands::status_text(&view))
     }
+}
+
+/// The database a read-only command reads, and the reconciler's settings when a config
+/// file gave it.
+struct ReadSource {
+    db_path: PathBuf,
+    reconcile: Option<config::ReconcileConfig>,
+}
+
+/// Reading never creates a database: a path with none is a mistake to report.
+fn read_source(args: &ReadArgs) -> Result<ReadSource, Failure> {
+    let source = match &args.db {
+        Some(db_path) => ReadSource {
+            db_path: db_path.clone(),
+            reconcile: None,
+        },
+        None => {
+            let env = config::process_env();
+            let path = config::resolve_path(args.config.config.as_deref(), &env);
+            let loaded = config::load_for_reading(&path, &env)
+                .map_err(|errors| Failure::Usage(errors.to_string()))?;
+            ReadSource {
+                db_path: loaded.db_path,
+                reconcile: Some(loaded.reconcile),
+            }
+        }
+    };
+    if !source.db_path.is_file() {
+        return Err(Failure::Usage(format!(
+            "no database at {} (orch serve creates it)",
+            source.db_path.display()
+        )));
+    }
+    Ok(source)
+}
+
+/// The task `id` names in the database, with the store it was read from.
+async fn read_task(db_path: &Path, id: &str) -> Result<(SqliteStore, Task), Failure> {
+    let store = SqliteStore::open(db_path).map_err(store_failure)?;
+    let found = commands::find_task(&store, id)
+        .await
+        .map_err(|err| Failure::Runtime(err.to_string()))?;
+    match found {
+        Some(task) => Ok((store, task)),
+        None => Err(no_task(id)),
+    }
+}
+
+fn no_task(id: &str) -> Failure {
+    Failure::Usage(format!(
+        "task: no task {id:?} (give a work item id like ET-001 or a task number)"
+    ))
+}
+
+async fn task_logs(args: &LogsArgs) -> Result<(), Failure> {
+    let source = read_source(&args.source)?;
+    let (store, task) = read_task(&source.db_path, &args.id).await?;
+    let work_item = task.work_item.clone();
+    let mut logs = TaskLogs::new(task_logs::logs_dir(&source.db_path), task);
+    let mut stdout = std::io::stdout();
+    let shown = if args.follow {
+        logs.follow(&store, &mut stdout).await
+    } else {
+        logs.write_new(&store, &mut stdout).await.map(drop)
+    };
+    shown.map_err(|err| Failure::Runtime(format!("task logs: {err}")))?;
+    if logs.nothing_found() {
+        print_stdout(&format!("{work_item}: no agent has written a log yet\n"))?;
+    }
+    Ok(())
 }
 
 async fn reconcile(args: &ReconcileArgs) -> Result<(), Failure> {
@@ -315,36 +441,32 @@ async fn reconcile(args: &ReconcileArgs) -> Result<(), Failure> {
 
 async fn task(command: TaskCommand) -> Result<(), Failure> {
     let (args, action) = match &command {
-        TaskCommand::Show(args) => (args, None),
-        TaskCommand::Retry(args) => (args, Some(commands::AdminCommand::Retry)),
-        TaskCommand::Cancel(args) => (args, Some(commands::AdminCommand::Cancel)),
+        TaskCommand::Show(args) => {
+            let source = read_source(&args.source)?;
+            let (store, task) = read_task(&source.db_path, &args.id).await?;
+            let text = commands::task_text(&store, &task)
+                .await
+                .map_err(|err| Failure::Runtime(err.to_string()))?;
+            return print_stdout(&text);
+        }
+        TaskCommand::Logs(args) => return task_logs(args).await,
+        TaskCommand::Retry(args) => (args, commands::AdminCommand::Retry),
+        TaskCommand::Cancel(args) => (args, commands::AdminCommand::Cancel),
     };
     let (_, loaded) = load_config(&args.config)?;
-    let store = match action {
-        None => SqliteStore::open(&loaded.storage.db_path),
-        Some(action) => match SqliteStore::open_exclusive(&loaded.storage.db_path) {
-            // The daemon runs: the command must go through its serial event loop.
-            Err(orch_sqlite::OpenError::Locked { .. }) => {
-                return task_through_daemon(&loaded, action, &args.id).await;
-            }
-            other => other,
-        },
+    let store = match SqliteStore::open_exclusive(&loaded.storage.db_path) {
+        // The daemon runs: the command must go through its serial event loop.
+        Err(orch_sqlite::OpenError::Locked { .. }) => {
+            return task_through_daemon(&loaded, action, &args.id).await;
+        }
+        other => other,
     };
     let store = Arc::new(store.map_err(store_failure)?);
     let found = commands::find_task(store.as_ref(), &args.id)
         .await
         .map_err(|err| Failure::Runtime(err.to_string()))?;
     let Some(found) = found else {
-        return Err(Failure::Usage(format!(
-            "task: no task {:?} (give a work item id like ET-001 or a task number)",
-            args.id
-        )));
-    };
-    let Some(action) = action else {
-        let text = commands::task_text(store.as_ref(), &found)
-            .await
-            .map_err(|err| Failure::Runtime(err.to_string()))?;
-        return print_stdout(&text);
+        return Err(no_task(&args.id));
     };
     let ports = wiring::build_ports(&loaded, store).map_err(run_failure)?;
     let orchestrator = Orchestrator::new(ports, loaded.pipeline());

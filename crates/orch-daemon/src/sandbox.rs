@@ -27,6 +27,8 @@ pub const GITEA_SECRET: &str = "sandbox-gitea-webhook-secret";
 pub const TELEGRAM_TOKEN: &str = "123456:sandbox-bot-token";
 pub const TELEGRAM_CHAT: &str = "4242";
 pub const REPO: &str = "acme/demo-app";
+/// The `[server]` line of the written config that the admin token is added after.
+const SERVER_LISTEN: &str = "listen = \"127.0.0.1:0\"";
 
 /// Why a sandbox could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -119,13 +121,31 @@ impl Sandbox {
 
     /// Sets `agents.sandbox` (`"bwrap"` or `"none"`) in the written config and reloads it.
     pub fn set_agent_sandbox(&mut self, mode: &str) -> Result<(), SandboxError> {
+        self.rewrite_config(|line| {
+            line.starts_with("sandbox = ")
+                .then(|| format!("sandbox = {mode:?}"))
+        })
+    }
+
+    /// Sets `server.admin_token` in the written config and reloads it: the board and the
+    /// admin API then answer a person who gives it (before the daemon starts).
+    pub fn set_admin_token(&mut self, token: &str) -> Result<(), SandboxError> {
+        self.rewrite_config(|line| {
+            (line == SERVER_LISTEN).then(|| format!("{SERVER_LISTEN}\nadmin_token = {token:?}"))
+        })
+    }
+
+    /// Replaces each line of the written config for which `edit` gives a text, and reloads it.
+    fn rewrite_config(
+        &mut self,
+        edit: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), SandboxError> {
         let text = std::fs::read_to_string(&self.config_path)?;
         let mut rewritten = String::with_capacity(text.len());
         for line in text.lines() {
-            if line.starts_with("sandbox = ") {
-                rewritten.push_str(&format!("sandbox = {mode:?}"));
-            } else {
-                rewritten.push_str(line);
+            match edit(line) {
+                Some(replacement) => rewritten.push_str(&replacement),
+                None => rewritten.push_str(line),
             }
             rewritten.push('\n');
         }
@@ -323,7 +343,7 @@ fn write_config(
     let text = format!(
         r#"# Written by orch's sandbox (`orch demo`): every outside system is a simulator on loopback.
 [server]
-listen = "127.0.0.1:0"
+{listen}
 
 [storage]
 db_path = {db:?}
@@ -381,6 +401,7 @@ awaiting = "In Review"
 done = "Done"
 cancelled = "Cancelled"
 "#,
+        listen = SERVER_LISTEN,
         db = data.join("orch.db").display().to_string(),
         repos = data.join("repos").display().to_string(),
         plane_url = plane.base_url(),

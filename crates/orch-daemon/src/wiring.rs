@@ -105,7 +105,12 @@ pub fn delivery_parser() -> DeliveryParser {
 
 /// Where logs and agent scratch files go: next to the database.
 pub fn data_dir(config: &Config) -> PathBuf {
-    match config.storage.db_path.parent() {
+    data_dir_of(&config.storage.db_path)
+}
+
+/// The data directory of the database at `db_path`: the database's directory.
+pub fn data_dir_of(db_path: &Path) -> PathBuf {
+    match db_path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     }
@@ -183,7 +188,12 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
             );
             settings.api_base = telegram.api_base.as_str().to_owned();
             settings.tls = tls;
-            Arc::new(orch_telegram::TelegramNotifier::new(&settings))
+            let links = orch_telegram::WebLinks {
+                plane_base: config.plane.base_url.as_str().to_owned(),
+                plane_workspace: config.plane.workspace_slug.clone(),
+                gitea_base: config.gitea.base_url.as_str().to_owned(),
+            };
+            Arc::new(orch_telegram::TelegramNotifier::new(&settings).with_links(links))
         }
         None => Arc::new(LogNotifier),
     };

@@ -1,37 +1,56 @@
-//! Plain text to Plane's `comment_html` and back.
+//! Markdown to Plane's `comment_html`, and `comment_html` back to plain text.
 
-/// Escapes `text` and wraps it in paragraphs: blank lines separate paragraphs, single line
-/// breaks become `<br />`. Empty text gives `<p></p>`, as Plane's editor does.
-pub fn from_text(text: &str) -> String {
-    let normalized = text.replace("\r\n", "\n");
-    let mut out = String::with_capacity(normalized.len() + 16);
-    let mut paragraph: Vec<&str> = Vec::new();
-    let flush = |paragraph: &mut Vec<&str>, out: &mut String| {
-        if paragraph.is_empty() {
-            return;
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+
+/// Renders Markdown (CommonMark with tables, strikethrough and task lists) to
+/// `comment_html`. The Markdown comes from agents, which are untrusted: raw HTML in it is
+/// shown as text, never passed through; a link or image whose URL has a scheme other than
+/// `http`, `https` or `mailto` (`javascript:`, `data:`, …) keeps only its text; images
+/// become links, so that reading a comment never fetches from an address an agent chose.
+/// Empty text gives `<p></p>`, as Plane's editor does.
+pub fn from_markdown(markdown: &str) -> String {
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    // For each open link or image: whether its start tag was kept (its end must match).
+    let mut open_links: Vec<bool> = Vec::new();
+    let events = Parser::new_ext(markdown, options).filter_map(|event| match event {
+        Event::Html(raw) | Event::InlineHtml(raw) => Some(Event::Text(raw)),
+        Event::Start(Tag::HtmlBlock) => Some(Event::Start(Tag::Paragraph)),
+        Event::End(TagEnd::HtmlBlock) => Some(Event::End(TagEnd::Paragraph)),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        })
+        | Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
+            let safe = is_safe_url(&dest_url);
+            open_links.push(safe);
+            safe.then_some(Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }))
         }
-        out.push_str("<p>");
-        for (line_idx, line) in paragraph.iter().enumerate() {
-            if line_idx > 0 {
-                out.push_str("<br />");
-            }
-            escape_into(line, out);
+        Event::End(TagEnd::Link) | Event::End(TagEnd::Image) => {
+            let kept = open_links.pop().unwrap_or(false);
+            kept.then_some(Event::End(TagEnd::Link))
         }
-        out.push_str("</p>");
-        paragraph.clear();
-    };
-    for line in normalized.split('\n') {
-        if line.trim().is_empty() {
-            flush(&mut paragraph, &mut out);
-        } else {
-            paragraph.push(line);
-        }
+        other => Some(other),
+    });
+    let mut out = String::with_capacity(markdown.len() * 3 / 2 + 16);
+    pulldown_cmark::html::push_html(&mut out, events);
+    let trimmed = out.trim_end();
+    if trimmed.is_empty() {
+        return "<p></p>".to_owned();
     }
-    flush(&mut paragraph, &mut out);
-    if out.is_empty() {
-        out.push_str("<p></p>");
-    }
-    out
+    trimmed.to_owned()
 }
 
 /// The text of an HTML fragment: tags removed, block ends and `<br>` as line breaks,
@@ -76,16 +95,21 @@ pub fn to_text(markup: &str) -> String {
     out.trim().to_owned()
 }
 
-fn escape_into(text: &str, out: &mut String) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
+/// Whether a link to `url` is harmless to click: a relative URL, or one with the scheme
+/// `http`, `https` or `mailto`. Browsers ignore ASCII whitespace and control characters in
+/// a scheme (`java\tscript:`), so they are ignored here too.
+fn is_safe_url(url: &str) -> bool {
+    let squeezed: String = url
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace() && !c.is_ascii_control())
+        .collect();
+    let scheme_end = squeezed.find([':', '/', '?', '#']);
+    match scheme_end {
+        Some(end) if squeezed[end..].starts_with(':') => {
+            let scheme = squeezed[..end].to_ascii_lowercase();
+            matches!(scheme.as_str(), "http" | "https" | "mailto")
         }
+        _ => true,
     }
 }
 

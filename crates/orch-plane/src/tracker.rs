@@ -309,7 +309,7 @@ impl Tracker for PlaneTracker {
     ) -> Result<(), TrackerError> {
         let result = async {
             let body = json!({
-                "comment_html": html::from_text(text),
+                "comment_html": html::from_markdown(text),
                 "external_source": EXTERNAL_SOURCE,
                 "external_id": external_id,
             });

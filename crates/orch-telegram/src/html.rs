@@ -22,12 +22,22 @@ pub fn escape_html(text: &str) -> String {
     escaped
 }
 
+/// Escapes a URL for an `href="…"` attribute in Telegram's HTML mode: `&`, `<`, `>` and `"`.
+pub(crate) fn escape_href(url: &str) -> String {
+    escape_html(url).replace('"', "&quot;")
+}
+
 /// Cuts plain `text` to `MAX_MESSAGE_LEN` UTF-16 units, ending it with `…` when cut.
 pub fn fit_message(text: &str) -> Cow<'_, str> {
-    if text.encode_utf16().count() <= MAX_MESSAGE_LEN {
+    fit_to(text, MAX_MESSAGE_LEN)
+}
+
+/// Cuts plain `text` to `max` UTF-16 units, ending it with `…` when cut.
+pub(crate) fn fit_to(text: &str, max: usize) -> Cow<'_, str> {
+    if text.encode_utf16().count() <= max {
         return Cow::Borrowed(text);
     }
-    let budget = MAX_MESSAGE_LEN - ELLIPSIS.len_utf16();
+    let budget = max.saturating_sub(ELLIPSIS.len_utf16());
     let mut used = 0;
     let mut cut = String::new();
     for character in text.chars() {

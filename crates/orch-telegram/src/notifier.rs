@@ -4,18 +4,20 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orch_core::ports::{Notifier, NotifyError};
+use orch_core::ports::{Notifier, NotifyError, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Exchange};
 use crate::config::TelegramConfig;
-use crate::html::{escape_html, fit_message};
+use crate::html::{escape_href, escape_html, fit_message, fit_to, MAX_MESSAGE_LEN};
 
 /// What fixes a refused token.
 const FIX_TOKEN: &str = "fix telegram.bot_token (ORCH_TELEGRAM_BOT_TOKEN)";
 /// What fixes a refused chat.
 const FIX_CHAT: &str = "fix telegram.chat_id (ORCH_TELEGRAM_CHAT_ID)";
+/// Between two links under a message.
+const LINK_SEPARATOR: &str = " · ";
 /// The longest part of Telegram's `description` quoted in an error.
 const MAX_DESCRIPTION_CHARS: usize = 200;
 
@@ -23,6 +25,73 @@ const MAX_DESCRIPTION_CHARS: usize = 200;
 pub struct TelegramNotifier {
     client: Client,
     chat_id: Value,
+    links: Option<WebLinks>,
+}
+
+/// Where people open work items and pull requests in their browsers, for the links under a
+/// message about a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebLinks {
+    /// Plane's root URL, e.g. `https://plane.example.com`.
+    pub plane_base: String,
+    /// The Plane workspace's slug.
+    pub plane_workspace: String,
+    /// Gitea's root URL, e.g. `https://gitea.example.com`.
+    pub gitea_base: String,
+}
+
+impl WebLinks {
+    /// The links line for `subject`, as Telegram HTML: the work item in Plane, and the pull
+    /// request in Gitea when there is one.
+    pub fn html(&self, subject: &Subject) -> String {
+        self.links(subject)
+            .iter()
+            .map(|(label, url)| {
+                format!(
+                    "<a href=\"{}\">{}</a>",
+                    escape_href(url),
+                    escape_html(label)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(LINK_SEPARATOR)
+    }
+
+    /// How long the links line is once Telegram has parsed it, in UTF-16 units.
+    fn visible_len(&self, subject: &Subject) -> usize {
+        let labels: Vec<String> = self
+            .links(subject)
+            .into_iter()
+            .map(|(label, _)| label)
+            .collect();
+        labels.join(LINK_SEPARATOR).encode_utf16().count()
+    }
+
+    /// (label, URL) of each link.
+    fn links(&self, subject: &Subject) -> Vec<(String, String)> {
+        let mut links = vec![(
+            format!("{} in Plane", subject.work_item),
+            format!(
+                "{}/{}/projects/{}/issues/{}",
+                self.plane_base.trim_end_matches('/'),
+                self.plane_workspace,
+                subject.project,
+                subject.issue
+            ),
+        )];
+        if let Some(pr) = subject.pr {
+            links.push((
+                format!("PR #{} in Gitea", pr.get()),
+                format!(
+                    "{}/{}/pulls/{}",
+                    self.gitea_base.trim_end_matches('/'),
+                    subject.repo,
+                    pr.get()
+                ),
+            ));
+        }
+        links
+    }
 }
 
 /// The bot, as `getMe` reports it.
@@ -99,7 +168,24 @@ impl TelegramNotifier {
                 config.tls.clone(),
             ),
             chat_id,
+            links: None,
         }
+    }
+
+    /// Messages about a task end with links to its work item and pull request.
+    pub fn with_links(mut self, links: WebLinks) -> TelegramNotifier {
+        self.links = Some(links);
+        self
+    }
+
+    async fn send(&self, html: String) -> Result<(), NotifyError> {
+        let body = json!({
+            "chat_id": self.chat_id,
+            "text": html,
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        self.call("sendMessage", body).await.map(|_| ())
     }
 
     /// Checks the token (`orch check --online`) and returns the bot it belongs to.
@@ -152,13 +238,19 @@ impl TelegramNotifier {
 impl Notifier for TelegramNotifier {
     #[tracing::instrument(skip_all)]
     async fn notify(&self, text: &str) -> Result<(), NotifyError> {
-        let body = json!({
-            "chat_id": self.chat_id,
-            "text": escape_html(&fit_message(text)),
-            "parse_mode": "HTML",
-            "link_preview_options": {"is_disabled": true},
-        });
-        self.call("sendMessage", body).await.map(|_| ())
+        self.send(escape_html(&fit_message(text))).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn notify_about(&self, text: &str, subject: &Subject) -> Result<(), NotifyError> {
+        let Some(links) = &self.links else {
+            return self.notify(text).await;
+        };
+        // Telegram counts the text after entities are parsed: the links' labels, not URLs.
+        let room = MAX_MESSAGE_LEN.saturating_sub(links.visible_len(subject) + 2);
+        let text = fit_to(text, room);
+        self.send(format!("{}\n\n{}", escape_html(&text), links.html(subject)))
+            .await
     }
 }
 

@@ -598,6 +598,11 @@ async fn review_approved_merges_pinned_to_the_head_and_finishes_the_task() {
         .messages()
         .last()
         .is_some_and(|message| message.contains("merged")));
+    assert_eq!(
+        world.notifier.subjects().last(),
+        Some(&Some(crate::ports::Subject::of(&task))),
+        "the message is about the work item and its pull request, for the notifier to link"
+    );
 }
 
 #[tokio::test]

@@ -109,8 +109,9 @@ pub trait Forge: Send + Sync {
         head_sha: &CommitSha,
     ) -> Result<MergeOutcome, ForgeError>;
 
-    /// Posts a COMMENT review. Idempotent: a review whose body holds `marker` already exists
-    /// → `Ok` without posting.
+    /// Posts a COMMENT review. `body` is Markdown and is posted as it is: the forge renders
+    /// it (Gitea sanitizes the HTML it renders). Idempotent: a review whose body holds
+    /// `marker` already exists → `Ok` without posting.
     async fn review(
         &self,
         repo: &RepoSlug,

@@ -19,7 +19,7 @@ pub use error::ErrorClass;
 pub use forge::{
     CombinedStatus, Forge, ForgeError, NewPullRequest, PrState, PullRequest, StatusCheck,
 };
-pub use notifier::{Notifier, NotifyError};
+pub use notifier::{Notifier, NotifyError, Subject};
 pub use store::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
     PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait,

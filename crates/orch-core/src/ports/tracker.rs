@@ -159,7 +159,9 @@ pub trait Tracker: Send + Sync {
         issue: &IssueId,
     ) -> Result<Vec<Comment>, TrackerError>;
 
-    /// Posts `text` as a comment with `external_source = "orch"` and `external_id`.
+    /// Posts `text`, which is Markdown (CommonMark), as a comment with
+    /// `external_source = "orch"` and `external_id`. The adapter renders it for its medium
+    /// and MUST NOT pass raw HTML in it through: the text comes from agents.
     /// Idempotent: if a comment with this `external_id` exists (409), MUST return `Ok`.
     async fn add_comment(
         &self,

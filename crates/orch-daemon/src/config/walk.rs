@@ -32,6 +32,16 @@ const MAX_SHOWN_CHARS: usize = 80;
 const WEEK_S: u64 = 7 * 24 * 3600;
 const DAY_S: u64 = 24 * 3600;
 
+/// Whether the walk reads the secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Secrets {
+    /// Read every secret from where it is given; a missing required one is an error.
+    Read,
+    /// Read no secret file, credential or variable; every secret is an empty placeholder.
+    /// For commands that only read the database: the result must never reach an adapter.
+    Withheld,
+}
+
 /// Checks `text`; `config_file` is where it was read from, if from a file (a secret given in
 /// it makes it one of the returned secret files).
 pub(crate) fn parse(
@@ -40,6 +50,7 @@ pub(crate) fn parse(
     config_file: Option<&Path>,
     base_dir: &Path,
     env: &BTreeMap<String, String>,
+    secrets: Secrets,
 ) -> Result<(Config, Vec<SecretFile>), ConfigErrors> {
     let document: Table = toml::from_str(text).map_err(|err| {
         let place = match err.span() {
@@ -55,6 +66,7 @@ pub(crate) fn parse(
         env,
         base_dir,
         config_file,
+        secrets,
         errors: Vec::new(),
         secret_files: Vec::new(),
     };
@@ -87,6 +99,7 @@ struct Walker<'e> {
     env: &'e BTreeMap<String, String>,
     base_dir: &'e Path,
     config_file: Option<&'e Path>,
+    secrets: Secrets,
     errors: Vec<ConfigError>,
     /// Every file a secret came from, in the order read.
     secret_files: Vec<SecretFile>,
@@ -112,6 +125,8 @@ enum SecretLookup<'v> {
     File(Vec<String>),
     /// From the config file (not empty).
     Toml(&'v Value),
+    /// Not read (`Secrets::Withheld`).
+    Withheld,
 }
 
 /// One table of the document being read, with the description of its keys.
@@ -1104,6 +1119,9 @@ impl<'d> Section<'d> {
             );
             return None;
         }
+        if walker.secrets == Secrets::Withheld {
+            return Some(SecretLookup::Withheld);
+        }
         if let (Some(_), Some(config_file)) = (inline, walker.config_file) {
             // The file holds the secret even when the environment overrides it.
             walker.secret_file(self.key_path(key), config_file.to_path_buf());
@@ -1175,6 +1193,7 @@ impl<'d> Section<'d> {
         let label = self.label(walker, key);
         match self.secret_lookup(walker, key, Shape::OneLine)? {
             SecretLookup::Missing => Some(None),
+            SecretLookup::Withheld => Some(Some(Secret::new(String::new()))),
             SecretLookup::Env(text) => Some(Some(Secret::new(text))),
             SecretLookup::File(lines) => Some(lines.into_iter().next().map(Secret::new)),
             SecretLookup::Toml(value) => match value {
@@ -1201,6 +1220,7 @@ impl<'d> Section<'d> {
         let label = self.label(walker, key);
         let secrets: Vec<Secret> = match self.secret_lookup(walker, key, Shape::Lines)? {
             SecretLookup::Missing => Vec::new(),
+            SecretLookup::Withheld => vec![Secret::new(String::new())],
             SecretLookup::Env(text) => text
                 .split(',')
                 .map(str::trim)

@@ -3,18 +3,11 @@
 
 use std::path::Path;
 
-use crate::{orch, text, SECRETS};
+use crate::{orch, text, write_prompts, SECRETS};
 
 /// A config in `dir` whose agents are the given `[agents…]` tables, with its prompts.
 fn write_config(dir: &Path, agents: &str) -> String {
-    std::fs::create_dir_all(dir.join("prompts")).expect("prompts");
-    for role in ["analyst", "developer", "reviewer"] {
-        std::fs::write(
-            dir.join(format!("prompts/{role}.md")),
-            "Work on {{task}}.\n",
-        )
-        .expect("prompt");
-    }
+    write_prompts(dir);
     let text = format!(
         r#"
 [storage]

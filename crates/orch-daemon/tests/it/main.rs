@@ -4,8 +4,10 @@ mod admin;
 mod alerts;
 mod check_agents;
 mod client;
+mod demo_board;
 mod dumpable;
 mod online;
+mod reading;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,6 +35,18 @@ fn orch(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
         .current_dir(cwd)
         .output()
         .expect("orch runs")
+}
+
+/// The agents' prompts a config in `dir` names by default (`prompts/{role}.md`).
+fn write_prompts(dir: &Path) {
+    std::fs::create_dir_all(dir.join("prompts")).expect("prompts");
+    for role in ["analyst", "developer", "reviewer"] {
+        std::fs::write(
+            dir.join(format!("prompts/{role}.md")),
+            "Work on {{task}}.\n",
+        )
+        .expect("prompt");
+    }
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -255,6 +255,39 @@ async fn review_and_comment_are_posted_once_per_marker() {
 }
 
 #[tokio::test]
+async fn review_is_posted_as_the_agents_markdown_for_gitea_to_render() {
+    let fixture = Fixture::start().await;
+    fixture
+        .push_branch("feature/ET-006-markdown", "md.txt", "m\n")
+        .await;
+    let pull = fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-006-markdown"))
+        .await
+        .expect("opened");
+    let markdown = "## Findings\n\n- **tests** pass\n- `a < b` & [docs](https://x.example)";
+    fixture
+        .forge
+        .review(&fixture.repo, pull.number, "orch:8:review:2", markdown)
+        .await
+        .expect("review");
+    let bodies: Vec<String> = fixture
+        .sim
+        .mutations()
+        .into_iter()
+        .filter_map(|mutation| match mutation {
+            Mutation::ReviewPosted { body, .. } => Some(body),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        [format!("{markdown}\n\n<!-- orch:8:review:2 -->")],
+        "the Markdown goes to Gitea unchanged, not escaped nor rendered"
+    );
+}
+
+#[tokio::test]
 async fn closing_a_pull_request_twice_closes_it_once() {
     let fixture = Fixture::start().await;
     fixture

@@ -66,7 +66,7 @@ async fn state_of_another_project_is_refused_for_good() {
 }
 
 #[tokio::test]
-async fn comment_is_posted_as_escaped_html_with_orchs_external_id() {
+async fn comment_is_posted_as_html_rendered_from_markdown_with_orchs_external_id() {
     let setup = setup().await;
     let created = setup
         .sim
@@ -80,7 +80,7 @@ async fn comment_is_posted_as_escaped_html_with_orchs_external_id() {
             &setup.project,
             &issue,
             "7:analysis:0",
-            "Plan:\n\n<b>bold</b> & more",
+            "**Plan:**\n\n<b>bold</b> & [more](javascript:alert(1))",
         )
         .await
         .expect("posted");
@@ -88,7 +88,7 @@ async fn comment_is_posted_as_escaped_html_with_orchs_external_id() {
     assert_eq!(comments.len(), 1);
     assert_eq!(
         comments[0].html,
-        "<p>Plan:</p><p>&lt;b&gt;bold&lt;/b&gt; &amp; more</p>"
+        "<p><strong>Plan:</strong></p>\n<p>&lt;b&gt;bold&lt;/b&gt; &amp; more</p>"
     );
     assert_eq!(comments[0].external_source.as_deref(), Some("orch"));
     assert_eq!(comments[0].external_id.as_deref(), Some("7:analysis:0"));
