@@ -168,3 +168,48 @@ fn orch_never_signals_its_own_group_or_init() {
         );
     }
 }
+
+/// Starts `sh -c script` in a group of its own with `ORCH_INSTANCE={instance}`, like an
+/// agent a boot spawned and died before recording; returns it with the pid it prints first.
+fn start_unrecorded(script: &str, instance: &std::path::Path) -> (Child, u32) {
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", script])
+        .process_group(0)
+        .env(orch_agent::INSTANCE_VARIABLE, instance)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut child = command.spawn().expect("sh starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the script prints a pid");
+    (child, line.trim().parse().expect("a pid"))
+}
+
+#[tokio::test]
+async fn an_unrecorded_agent_of_this_instance_is_killed_and_another_instances_is_not() {
+    let ours = tempfile::tempdir().unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    let (mut orphan, grandchild) =
+        start_unrecorded("sleep 1000 & echo $!; wait", &ours.path().join("scratch"));
+    let (other, other_grandchild) =
+        start_unrecorded("sleep 1000 & echo $!; wait", &theirs.path().join("scratch"));
+
+    let killed = orch_agent::reap_instance(&ours.path().join("scratch")).unwrap();
+
+    assert!(killed.contains(&orphan.id()), "{killed:?}");
+    assert!(!killed.contains(&other.id()), "{killed:?}");
+    let status = orphan.wait().expect("the orphan can be waited for");
+    assert!(!status.success());
+    assert!(
+        eventually(|| !is_running(grandchild)).await,
+        "the orphan's grandchild survived"
+    );
+    assert!(is_running(other.id()) && is_running(other_grandchild));
+    // A prefix of the marker is not the marker.
+    assert!(orch_agent::reap_instance(theirs.path()).unwrap().is_empty());
+    assert!(is_running(other.id()));
+    stop(other, other_grandchild);
+}
