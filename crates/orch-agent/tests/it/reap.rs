@@ -12,15 +12,20 @@ use crate::{eventually, is_running};
 /// Starts `sh -c script` in a group of its own, like an agent of an earlier boot, and
 /// returns it with the pid the script prints first.
 fn start_orphan(script: &str, with_agent_environment: bool) -> (Child, u32) {
+    let agent: &[(&str, &std::ffi::OsStr)] = &[("ORCH_AGENT", "developer".as_ref())];
+    start_in_own_group(script, if with_agent_environment { agent } else { &[] })
+}
+
+/// Starts `sh -c script` in a group of its own with `env` added, and returns it with the pid
+/// the script prints first.
+fn start_in_own_group(script: &str, env: &[(&str, &std::ffi::OsStr)]) -> (Child, u32) {
     let mut command = Command::new("/bin/sh");
     command
         .args(["-c", script])
         .process_group(0)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    if with_agent_environment {
-        command.env("ORCH_AGENT", "developer");
-    }
     let mut child = command.spawn().expect("sh starts");
     let stdout = child.stdout.take().expect("piped");
     let mut line = String::new();
@@ -172,20 +177,10 @@ fn orch_never_signals_its_own_group_or_init() {
 /// Starts `sh -c script` in a group of its own with `ORCH_INSTANCE={instance}`, like an
 /// agent a boot spawned and died before recording; returns it with the pid it prints first.
 fn start_unrecorded(script: &str, instance: &std::path::Path) -> (Child, u32) {
-    let mut command = Command::new("/bin/sh");
-    command
-        .args(["-c", script])
-        .process_group(0)
-        .env(orch_agent::INSTANCE_VARIABLE, instance)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
-    let mut child = command.spawn().expect("sh starts");
-    let stdout = child.stdout.take().expect("piped");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the script prints a pid");
-    (child, line.trim().parse().expect("a pid"))
+    start_in_own_group(
+        script,
+        &[(orch_agent::INSTANCE_VARIABLE, instance.as_os_str())],
+    )
 }
 
 #[tokio::test]
