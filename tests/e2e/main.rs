@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod crash_matrix;
 mod flood;
 mod harness;
 mod hostile;

@@ -11,7 +11,7 @@ use orch_daemon::sandbox::{self, Approver, Sandbox};
 use crate::harness::{alive, orch_binary, sandbox, wait_for, CONVERGE};
 
 /// Gives the sandbox's config a fixed free port, so webhooks can reach a child process.
-fn fix_port(sandbox: &Sandbox) -> u16 {
+pub(crate) fn fix_port(sandbox: &Sandbox) -> u16 {
     let port = TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -28,17 +28,22 @@ fn fix_port(sandbox: &Sandbox) -> u16 {
 }
 
 fn serve(sandbox: &Sandbox) -> Child {
-    Command::new(orch_binary())
+    serve_command(sandbox).spawn().expect("orch serve starts")
+}
+
+/// `orch serve` on the sandbox's config, not started yet.
+pub(crate) fn serve_command(sandbox: &Sandbox) -> Command {
+    let mut command = Command::new(orch_binary());
+    command
         .args(["serve", "--config"])
         .arg(&sandbox.config_path)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("orch serve starts")
+        .stderr(Stdio::piped());
+    command
 }
 
-async fn wait_ready(port: u16) {
+pub(crate) async fn wait_ready(port: u16) {
     wait_for("orch to be ready", || async move {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         use std::io::{Read, Write};
