@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use orch_core::domain::Stage;
 use orch_daemon::failpoint;
-use orch_daemon::sandbox::{self, Approver};
+use orch_daemon::sandbox;
 
-use crate::harness::{alive, sandbox, wait_for, CONVERGE};
+use crate::harness::{alive, approve_to_the_end_then_stop, sandbox, wait_for};
 use crate::process::{fix_port, serve_command, wait_ready};
 
 /// How long each analyst run takes: long enough that an agent orphaned by the crash would
@@ -95,7 +95,7 @@ async fn crash_at(point: &str, orphaned: bool) {
             "{point}: no agent was spawned: {orphans:?}"
         );
     }
-    let mut second = serve_command(&sandbox).spawn().expect("orch serve starts");
+    let second = serve_command(&sandbox).spawn().expect("orch serve starts");
     let restarted = Instant::now();
     wait_ready(port).await;
     for orphan in &orphans {
@@ -109,19 +109,7 @@ async fn crash_at(point: &str, orphaned: bool) {
     }
     let store =
         orch_sqlite::SqliteStore::open(&sandbox.config.storage.db_path).expect("store opens");
-    let ended = sandbox::play_person(
-        &sandbox,
-        &store,
-        std::slice::from_ref(&item),
-        &mut Approver,
-        CONVERGE,
-        &mut |_, _| {},
-    )
-    .await
-    .expect("person plays");
-    second.kill().expect("stop orch");
-    let _ = second.wait();
-    let task = ended[0].task.clone().expect("task");
+    let task = approve_to_the_end_then_stop(&sandbox, &store, &item, second).await;
     assert_eq!(task.stage, Stage::Done, "{point}");
     assert!(sandbox::merged(&sandbox, Some(&task)), "{point}");
     assert_eq!(
