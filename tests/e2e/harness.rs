@@ -72,3 +72,26 @@ pub(crate) fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A person approves `item` at every gate until it ends; then `orch`, a child process, is
+/// stopped. Returns the item's task as it ended.
+pub(crate) async fn approve_to_the_end_then_stop(
+    sandbox: &Sandbox,
+    store: &orch_sqlite::SqliteStore,
+    item: &str,
+    mut orch: std::process::Child,
+) -> orch_core::domain::Task {
+    let ended = orch_daemon::sandbox::play_person(
+        sandbox,
+        store,
+        &[item.to_owned()],
+        &mut orch_daemon::sandbox::Approver,
+        CONVERGE,
+        &mut |_, _| {},
+    )
+    .await
+    .expect("person plays");
+    orch.kill().expect("stop orch");
+    let _ = orch.wait();
+    ended[0].task.clone().expect("the item has a task")
+}

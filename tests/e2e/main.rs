@@ -6,6 +6,7 @@
 mod backup;
 mod board;
 mod crash;
+mod crash_matrix;
 mod flood;
 mod harness;
 mod hostile;

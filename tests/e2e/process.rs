@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use orch_core::domain::{JobStatus, Stage};
 use orch_core::ports::Store;
-use orch_daemon::sandbox::{self, Approver, Sandbox};
+use orch_daemon::sandbox::{self, Sandbox};
 
-use crate::harness::{alive, orch_binary, sandbox, wait_for, CONVERGE};
+use crate::harness::{alive, approve_to_the_end_then_stop, orch_binary, sandbox, wait_for};
 
 /// Gives the sandbox's config a fixed free port, so webhooks can reach a child process.
 pub(crate) fn fix_port(sandbox: &Sandbox) -> u16 {
@@ -28,14 +28,19 @@ pub(crate) fn fix_port(sandbox: &Sandbox) -> u16 {
 }
 
 pub(crate) fn serve(sandbox: &Sandbox) -> Child {
-    Command::new(orch_binary())
+    serve_command(sandbox).spawn().expect("orch serve starts")
+}
+
+/// `orch serve` on the sandbox's config, not started yet.
+pub(crate) fn serve_command(sandbox: &Sandbox) -> Command {
+    let mut command = Command::new(orch_binary());
+    command
         .args(["serve", "--config"])
         .arg(&sandbox.config_path)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("orch serve starts")
+        .stderr(Stdio::piped());
+    command
 }
 
 pub(crate) async fn wait_ready(port: u16) {
@@ -215,25 +220,13 @@ async fn serve_killed_while_an_agent_runs(agent_sandbox: &str) {
         .await;
     }
 
-    let mut restarted = serve(&sandbox);
+    let restarted = serve(&sandbox);
     wait_ready(port).await;
     wait_for("the orphan agent to be reaped", || async {
         (!alive(orphan.pid)).then_some(())
     })
     .await;
-    let ended = sandbox::play_person(
-        &sandbox,
-        &store,
-        std::slice::from_ref(&item),
-        &mut Approver,
-        CONVERGE,
-        &mut |_, _| {},
-    )
-    .await
-    .expect("person plays");
-    restarted.kill().expect("stop orch");
-    let _ = restarted.wait();
-    let task = ended[0].task.clone().expect("task");
+    let task = approve_to_the_end_then_stop(&sandbox, &store, &item, restarted).await;
     assert_eq!(task.stage, Stage::Done);
     assert!(sandbox::merged(&sandbox, Some(&task)));
     assert_eq!(

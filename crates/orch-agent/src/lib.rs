@@ -37,5 +37,7 @@ pub use config::{
 pub use probe::{check_sandbox, ProbeOutcome, ProbeReport};
 pub use procfs::process_record;
 pub use prompt::{PromptError, PromptTemplate, PromptValues, PLACEHOLDERS};
-pub use reap::{reap_orphans, ReapEntry, ReapOutcome, ReapReport};
+pub use reap::{
+    reap_instance, reap_orphans, ReapEntry, ReapOutcome, ReapReport, INSTANCE_VARIABLE,
+};
 pub use runner::{log_file, ProcessAgentRunner};

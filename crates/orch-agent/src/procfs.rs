@@ -60,18 +60,25 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// Every live process whose process group is `pgid`, with its stat.
-pub(crate) fn group_members(pgid: u32) -> io::Result<Vec<(u32, ProcStat)>> {
-    let mut members = Vec::new();
+/// The pids `/proc` lists.
+pub(crate) fn process_ids() -> io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
     for entry in fs::read_dir("/proc")? {
-        let entry = entry?;
-        let Some(pid) = entry
+        if let Some(pid) = entry?
             .file_name()
             .to_str()
             .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
+        {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
+/// Every live process whose process group is `pgid`, with its stat.
+pub(crate) fn group_members(pgid: u32) -> io::Result<Vec<(u32, ProcStat)>> {
+    let mut members = Vec::new();
+    for pid in process_ids()? {
         if let Ok(Some(stat)) = read_stat(pid) {
             if stat.pgrp == pgid && stat.is_alive() {
                 members.push((pid, stat));
@@ -111,10 +118,18 @@ fn parent_of(pid: u32) -> Option<u32> {
 /// Whether `pid`'s environment shows it was started by orch's agent contract. `false` when
 /// the environment cannot be read (another user's process).
 pub(crate) fn has_agent_environment(pid: u32) -> bool {
+    environment_has(pid, |entry| entry.starts_with(b"ORCH_AGENT="))
+}
+
+/// Whether `pid`'s environment holds exactly the entry `name_value` (`NAME=value`). `false`
+/// when the environment cannot be read.
+pub(crate) fn has_variable(pid: u32, name_value: &[u8]) -> bool {
+    environment_has(pid, |entry| entry == name_value)
+}
+
+fn environment_has(pid: u32, wanted: impl Fn(&[u8]) -> bool) -> bool {
     match fs::read(format!("/proc/{pid}/environ")) {
-        Ok(environ) => environ
-            .split(|byte| *byte == 0)
-            .any(|entry| entry.starts_with(b"ORCH_AGENT=")),
+        Ok(environ) => environ.split(|byte| *byte == 0).any(wanted),
         Err(_) => false,
     }
 }

@@ -20,7 +20,15 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{getpgrp, Pid};
 use orch_core::domain::ProcessRecord;
 
-use crate::procfs::{group_members, has_agent_environment, read_stat};
+use std::path::Path;
+
+use crate::procfs::{group_members, has_agent_environment, has_variable, process_ids, read_stat};
+
+/// Every agent a runner starts carries `ORCH_INSTANCE={scratch_dir}`: the runner's own scratch
+/// directory under orch's data directory, which only one daemon at a time uses (it holds the
+/// database's lock). An agent spawned by a boot that died before storing its process record
+/// is found by this variable alone (issue 14's crash window, see [`reap_instance`]).
+pub const INSTANCE_VARIABLE: &str = "ORCH_INSTANCE";
 
 /// What reaping did with each record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,6 +131,46 @@ fn reap_one(record: &ProcessRecord) -> io::Result<ReapOutcome> {
             })
         }
     }
+}
+
+/// Kills every process whose environment has `ORCH_INSTANCE={instance}`, with its process
+/// group: agents of an earlier boot of the daemon that owns `instance` (the runner's scratch
+/// directory), recorded or not. Call it at boot, after the database's lock is held and before
+/// any agent of this boot starts; orch's own process is never signalled. Returns the pids
+/// that got SIGKILL.
+pub fn reap_instance(instance: &Path) -> io::Result<Vec<u32>> {
+    let mut marker = format!("{INSTANCE_VARIABLE}=").into_bytes();
+    marker.extend_from_slice(instance.as_os_str().as_encoded_bytes());
+    let own = std::process::id();
+    let mut killed = Vec::new();
+    for pid in process_ids()? {
+        if pid == own || !has_variable(pid, &marker) {
+            continue;
+        }
+        let Some(stat) = read_stat(pid)?.filter(|stat| stat.is_alive()) else {
+            continue;
+        };
+        let signalled = match safe_group(stat.pgrp) {
+            Some(group) => killpg(group, Signal::SIGKILL),
+            None => match i32::try_from(pid) {
+                Ok(raw) => kill(Pid::from_raw(raw), Signal::SIGKILL),
+                Err(_) => continue,
+            },
+        };
+        match signalled {
+            Ok(()) => {
+                tracing::info!(
+                    pid,
+                    pgid = stat.pgrp,
+                    "unrecorded agent of an earlier boot killed"
+                );
+                killed.push(pid);
+            }
+            Err(Errno::ESRCH) => {}
+            Err(errno) => return Err(io::Error::from(errno)),
+        }
+    }
+    Ok(killed)
 }
 
 /// The group as a `Pid`, unless signalling it would hit init, "every process", or orch itself.

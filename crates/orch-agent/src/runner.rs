@@ -118,7 +118,12 @@ impl AgentRunner for ProcessAgentRunner {
             .private_home(&request)
             .await
             .map_err(|err| AgentError::other(format!("creating the agent's home failed: {err}")))?;
-        let environment = agent_environment(role, &request, &files, self.sandbox_home(&home));
+        let mut environment = agent_environment(role, &request, &files, self.sandbox_home(&home));
+        // Set before the spawn, so an agent orch dies before recording is still found at boot.
+        environment.insert(
+            crate::reap::INSTANCE_VARIABLE.to_owned(),
+            self.scratch_dir.clone().into(),
+        );
         let launched = launch(LaunchSpec {
             sandbox: &self.sandbox,
             program: &role.command[0],

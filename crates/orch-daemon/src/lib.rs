@@ -12,6 +12,7 @@ pub mod agent_check;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod failpoint;
 pub mod online;
 pub mod preflight;
 pub mod retention;

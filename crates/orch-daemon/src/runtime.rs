@@ -403,6 +403,7 @@ impl Runtime {
     /// projects. Concurrency and the reconcile switches keep their start-up values.
     pub fn reconfigure(&self, parts: Reconfiguration) {
         let services = Services::build(parts, self.sink.clone());
+        crate::failpoint::hit(crate::failpoint::RELOAD_MID_SWAP);
         self.services.send_replace(Arc::new(services));
     }
 
@@ -731,10 +732,12 @@ impl Worker {
             }
         };
         debug!(job = %job.id, kind = %job.kind(), task = %task.work_item, "job started");
+        crate::failpoint::hit(crate::failpoint::WORKER_AFTER_CLAIM_BEFORE_SPAWN);
         let result = if job.kind().is_agent() {
             match services.executor.start_agent(&claimed, &task).await {
                 Err(result) => Some(result),
                 Ok(running) => {
+                    crate::failpoint::hit(crate::failpoint::WORKER_AFTER_SPAWN_BEFORE_RECORD);
                     if let Some(process) = running.process() {
                         if let Err(err) = self
                             .ports

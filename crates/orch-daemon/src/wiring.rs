@@ -224,6 +224,12 @@ pub fn board_settings(config: &Config) -> orch_http::BoardSettings {
     }
 }
 
+/// The agent runner's scratch directory; agents carry it as `ORCH_INSTANCE`, by which boot
+/// finds those an earlier boot left (`orch_agent::reap_instance`).
+fn agent_scratch_dir(data: &Path) -> PathBuf {
+    data.join("scratch")
+}
+
 /// The agent runner the config describes (SPEC §5.4): logs, scratch files and the agents'
 /// private homes under the data directory; no sandbox ever shows the data directory, the
 /// database or the repositories.
@@ -237,7 +243,7 @@ pub fn agent_runner(config: &Config) -> Result<orch_agent::ProcessAgentRunner, R
         stall_timeout: config.worker.stall_timeout,
         kill_grace: orch_agent::DEFAULT_KILL_GRACE,
         logs_dir: data.join("logs"),
-        scratch_dir: data.join("scratch"),
+        scratch_dir: agent_scratch_dir(&data),
         homes_dir: data.join("homes"),
         sandbox: config.agents.sandbox(),
         protected_paths: vec![
@@ -359,6 +365,15 @@ impl Daemon {
         // With the database lock held, a socket file left at the path is stale.
         let admin_socket =
             orch_http::AdminSocket::bind(admin_socket_path(&config.storage.db_path))?;
+        // With the lock held no other daemon runs agents of this data directory: any left are
+        // an earlier boot's, including one it spawned and died before recording (issue 14).
+        match orch_agent::reap_instance(&agent_scratch_dir(&data)) {
+            Ok(killed) if !killed.is_empty() => {
+                info!(pids = ?killed, "killed agents an earlier boot left running");
+            }
+            Ok(_) => {}
+            Err(err) => warn!(error = %err, "looking for agents of an earlier boot failed"),
+        }
         let adapters = build_adapters(config, store.clone())?;
         // Agents are untrusted: with the sandbox configured, orch does not start without one.
         orch_agent::check_sandbox(&config.agents.sandbox())

@@ -68,9 +68,15 @@ async fn agent_environment_holds_exactly_the_allowed_variables() {
         "ORCH_FEEDBACK_FILE",
         "ORCH_OUTPUT_DIR",
         "ORCH_PROMPT_FILE",
+        "ORCH_INSTANCE",
     ]);
     let actual: BTreeSet<&str> = environment.keys().map(String::as_str).collect();
     assert_eq!(actual, expected);
+    // The marker boot looks for agents an earlier boot left by (`reap_instance`).
+    assert_eq!(
+        environment["ORCH_INSTANCE"],
+        fixture.dir.path().join("scratch").display().to_string()
+    );
     assert!(
         !log.contains(PARENT_SECRET_VALUE),
         "the parent's secret leaked: {log}"

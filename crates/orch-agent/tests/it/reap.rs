@@ -12,15 +12,20 @@ use crate::{eventually, is_running};
 /// Starts `sh -c script` in a group of its own, like an agent of an earlier boot, and
 /// returns it with the pid the script prints first.
 fn start_orphan(script: &str, with_agent_environment: bool) -> (Child, u32) {
+    let agent: &[(&str, &std::ffi::OsStr)] = &[("ORCH_AGENT", "developer".as_ref())];
+    start_in_own_group(script, if with_agent_environment { agent } else { &[] })
+}
+
+/// Starts `sh -c script` in a group of its own with `env` added, and returns it with the pid
+/// the script prints first.
+fn start_in_own_group(script: &str, env: &[(&str, &std::ffi::OsStr)]) -> (Child, u32) {
     let mut command = Command::new("/bin/sh");
     command
         .args(["-c", script])
         .process_group(0)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    if with_agent_environment {
-        command.env("ORCH_AGENT", "developer");
-    }
     let mut child = command.spawn().expect("sh starts");
     let stdout = child.stdout.take().expect("piped");
     let mut line = String::new();
@@ -167,4 +172,39 @@ fn orch_never_signals_its_own_group_or_init() {
             "{entry:?}"
         );
     }
+}
+
+/// Starts `sh -c script` in a group of its own with `ORCH_INSTANCE={instance}`, like an
+/// agent a boot spawned and died before recording; returns it with the pid it prints first.
+fn start_unrecorded(script: &str, instance: &std::path::Path) -> (Child, u32) {
+    start_in_own_group(
+        script,
+        &[(orch_agent::INSTANCE_VARIABLE, instance.as_os_str())],
+    )
+}
+
+#[tokio::test]
+async fn an_unrecorded_agent_of_this_instance_is_killed_and_another_instances_is_not() {
+    let ours = tempfile::tempdir().unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    let (mut orphan, grandchild) =
+        start_unrecorded("sleep 1000 & echo $!; wait", &ours.path().join("scratch"));
+    let (other, other_grandchild) =
+        start_unrecorded("sleep 1000 & echo $!; wait", &theirs.path().join("scratch"));
+
+    let killed = orch_agent::reap_instance(&ours.path().join("scratch")).unwrap();
+
+    assert!(killed.contains(&orphan.id()), "{killed:?}");
+    assert!(!killed.contains(&other.id()), "{killed:?}");
+    let status = orphan.wait().expect("the orphan can be waited for");
+    assert!(!status.success());
+    assert!(
+        eventually(|| !is_running(grandchild)).await,
+        "the orphan's grandchild survived"
+    );
+    assert!(is_running(other.id()) && is_running(other_grandchild));
+    // A prefix of the marker is not the marker.
+    assert!(orch_agent::reap_instance(theirs.path()).unwrap().is_empty());
+    assert!(is_running(other.id()));
+    stop(other, other_grandchild);
 }

@@ -1,0 +1,190 @@
+//! Named failpoints: places where a test build of `orch` can be told to die like `kill -9`.
+//!
+//! Only a build with the `failpoints` feature reads `ORCH_FAILPOINTS`; without it (every
+//! `--release` build of the shipped binary) [`hit`] is an empty inline function and the names
+//! below are the only trace. The end-to-end test crate enables the feature through its
+//! dev-dependency on this crate, so the `orch` binary the tests run has it (see
+//! docs/adr/0009-failpoints.md).
+//!
+//! `ORCH_FAILPOINTS` is a comma-separated list of `name=action`; the only action is `kill`
+//! (SIGKILL to orch itself: no destructor, no flush, no graceful shutdown). It is read once,
+//! at the first hit; an unknown name or action makes that first hit panic, so a typo in a
+//! test cannot pass as "the point was never reached".
+
+/// The environment variable a test build reads its armed failpoints from.
+pub const ENV: &str = "ORCH_FAILPOINTS";
+
+/// Every failpoint orch has. A test iterates this list; [`hit`] refuses names not in it.
+pub const NAMES: &[&str] = &[
+    WORKER_AFTER_CLAIM_BEFORE_SPAWN,
+    WORKER_AFTER_SPAWN_BEFORE_RECORD,
+    RELOAD_MID_SWAP,
+];
+
+/// A job was claimed (its lease and attempt are stored) and nothing of it has run yet.
+pub const WORKER_AFTER_CLAIM_BEFORE_SPAWN: &str = "worker.after_claim_before_spawn";
+/// The agent's process group runs, its process record is not stored yet.
+pub const WORKER_AFTER_SPAWN_BEFORE_RECORD: &str = "worker.after_spawn_before_record";
+/// A reload built the new services and has not published them yet.
+pub const RELOAD_MID_SWAP: &str = "reload.mid_swap";
+
+/// Passes the failpoint `name`: kills orch if a test armed it, does nothing otherwise.
+#[inline]
+pub fn hit(name: &'static str) {
+    #[cfg(feature = "failpoints")]
+    armed::hit(name);
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}
+
+/// What an armed failpoint does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// SIGKILL to orch itself.
+    Kill,
+}
+
+/// Reads an `ORCH_FAILPOINTS` value: `name=kill` pairs separated by commas, blanks ignored.
+pub fn parse(spec: &str) -> Result<Vec<(&'static str, Action)>, String> {
+    let mut armed = Vec::new();
+    for entry in spec
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (name, action) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("failpoint `{entry}` has no `=action`"))?;
+        let name = NAMES
+            .iter()
+            .copied()
+            .find(|known| *known == name.trim())
+            .ok_or_else(|| format!("no failpoint is named `{}`", name.trim()))?;
+        let action = match action.trim() {
+            "kill" => Action::Kill,
+            other => return Err(format!("failpoint `{name}`: unknown action `{other}`")),
+        };
+        armed.push((name, action));
+    }
+    Ok(armed)
+}
+
+#[cfg(feature = "failpoints")]
+mod armed {
+    use std::sync::OnceLock;
+
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::getpid;
+
+    use super::{parse, Action, ENV, NAMES};
+
+    static ARMED: OnceLock<Vec<(&'static str, Action)>> = OnceLock::new();
+
+    pub(super) fn hit(name: &'static str) {
+        assert!(
+            NAMES.contains(&name),
+            "failpoint `{name}` is not listed in NAMES"
+        );
+        let armed = ARMED.get_or_init(|| {
+            let spec = std::env::var(ENV).unwrap_or_default();
+            parse(&spec).unwrap_or_else(|err| panic!("{ENV}: {err}"))
+        });
+        if armed
+            .iter()
+            .any(|(armed, action)| *armed == name && *action == Action::Kill)
+        {
+            tracing::warn!(failpoint = name, "failpoint armed: orch kills itself");
+            // SIGKILL cannot be caught: nothing after this line runs, like `kill -9`.
+            let _ = kill(getpid(), Signal::SIGKILL);
+            std::process::abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_known_names_parses() {
+        let spec = format!(" {WORKER_AFTER_CLAIM_BEFORE_SPAWN}=kill ,, {RELOAD_MID_SWAP} = kill ");
+        assert_eq!(
+            parse(&spec),
+            Ok(vec![
+                (WORKER_AFTER_CLAIM_BEFORE_SPAWN, Action::Kill),
+                (RELOAD_MID_SWAP, Action::Kill),
+            ])
+        );
+        assert_eq!(parse(""), Ok(vec![]));
+    }
+
+    #[test]
+    fn typos_are_errors() {
+        assert!(parse("worker.after_claim=kill")
+            .unwrap_err()
+            .contains("no failpoint is named"));
+        assert!(parse(&format!("{RELOAD_MID_SWAP}=abort"))
+            .unwrap_err()
+            .contains("unknown action"));
+        assert!(parse(RELOAD_MID_SWAP).unwrap_err().contains("no `=action`"));
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names = NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), NAMES.len());
+    }
+
+    #[test]
+    fn an_unarmed_point_returns() {
+        // The test process has no ORCH_FAILPOINTS: passing every point must not kill it.
+        assert!(std::env::var(ENV).is_err());
+        for name in NAMES {
+            hit(name);
+        }
+    }
+
+    /// Set in the child run of [`an_armed_point_kills_orch_like_kill_9`].
+    #[cfg(feature = "failpoints")]
+    const CHILD: &str = "ORCH_FAILPOINT_TEST_CHILD";
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn an_armed_point_kills_orch_like_kill_9() {
+        use std::os::unix::process::ExitStatusExt;
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "failpoint::tests::child_passes_an_armed_point",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .env(ENV, format!("{WORKER_AFTER_SPAWN_BEFORE_RECORD}=kill"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.signal(), Some(9), "{stdout}");
+        assert!(stdout.contains("before the armed point"), "{stdout}");
+        assert!(!stdout.contains("after the armed point"), "{stdout}");
+    }
+
+    /// Runs only as the child of the test above: an unarmed point passes, the armed one kills.
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn child_passes_an_armed_point() {
+        if std::env::var(CHILD).is_err() {
+            return;
+        }
+        use std::io::Write;
+        let say = |line: &str| {
+            let mut out = std::io::stdout();
+            writeln!(out, "{line}").and_then(|()| out.flush()).unwrap();
+        };
+        hit(RELOAD_MID_SWAP);
+        say("before the armed point");
+        hit(WORKER_AFTER_SPAWN_BEFORE_RECORD);
+        say("after the armed point");
+    }
+}

@@ -1,0 +1,121 @@
+//! Issue 14's crash matrix: `orch serve` dies like `kill -9` at a named failpoint
+//! (`orch_daemon::failpoint`), starts again, and the item still ends merged and Done with one
+//! pull request and no agent left over. Slow: set `RUN_SLOW_TESTS=1`.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use orch_core::domain::Stage;
+use orch_daemon::failpoint;
+use orch_daemon::sandbox;
+
+use crate::harness::{alive, approve_to_the_end_then_stop, sandbox, wait_for};
+use crate::process::{fix_port, serve_command, wait_ready};
+
+/// How long each analyst run takes: long enough that an agent orphaned by the crash would
+/// still run when orch is back, so only the boot's reaping can explain its end.
+const ANALYST_RUN: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_claiming_before_spawning_recovers() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    crash_at(failpoint::WORKER_AFTER_CLAIM_BEFORE_SPAWN, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_spawning_before_recording_leaves_no_orphan() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    crash_at(failpoint::WORKER_AFTER_SPAWN_BEFORE_RECORD, true).await;
+}
+
+/// The pids of live processes carrying `ORCH_INSTANCE={instance}`.
+fn marked(instance: &std::path::Path) -> Vec<u32> {
+    let mut wanted = format!("{}=", orch_agent::INSTANCE_VARIABLE).into_bytes();
+    wanted.extend_from_slice(instance.as_os_str().as_encoded_bytes());
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|entry| entry == wanted.as_slice())
+            })
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+/// Runs one item with `point` armed in the first `orch serve`, then without it in a second.
+/// `orphaned`: the point lies after an agent's spawn, so the agent must outlive the crash
+/// (its own process group, no sandbox) and be killed by the second boot.
+async fn crash_at(point: &str, orphaned: bool) {
+    let script = format!(
+        r#"{{"default": {{"analyst": {{"run_for_ms": {}}}}}, "items": {{}}}}"#,
+        ANALYST_RUN.as_millis()
+    );
+    let (mut sandbox, _dir) = sandbox(&script).await;
+    sandbox.set_agent_sandbox("none").expect("sandbox mode set");
+    let port = fix_port(&sandbox);
+    let instance = orch_daemon::wiring::data_dir(&sandbox.config).join("scratch");
+    let mut first = serve_command(&sandbox)
+        .env(failpoint::ENV, format!("{point}=kill"))
+        .spawn()
+        .expect("orch serve starts");
+    wait_ready(port).await;
+    let (item, _) = sandbox
+        .create_item("Survive a failpoint")
+        .await
+        .expect("item");
+    sandbox
+        .move_item(&item, "In Progress")
+        .await
+        .expect("moved");
+    let status = wait_for("orch to die at the failpoint", || {
+        let status = first.try_wait().expect("try_wait");
+        async move { status }
+    })
+    .await;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "{point}: orch ended with {status:?}"
+    );
+
+    let orphans = marked(&instance);
+    if orphaned {
+        assert!(!orphans.is_empty(), "{point}: the agent outlives orch");
+    } else {
+        assert!(
+            orphans.is_empty(),
+            "{point}: no agent was spawned: {orphans:?}"
+        );
+    }
+    let second = serve_command(&sandbox).spawn().expect("orch serve starts");
+    let restarted = Instant::now();
+    wait_ready(port).await;
+    for orphan in &orphans {
+        while alive(*orphan) {
+            assert!(
+                restarted.elapsed() < ANALYST_RUN / 2,
+                "{point}: the orphan agent {orphan} still runs after the restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let store =
+        orch_sqlite::SqliteStore::open(&sandbox.config.storage.db_path).expect("store opens");
+    let task = approve_to_the_end_then_stop(&sandbox, &store, &item, second).await;
+    assert_eq!(task.stage, Stage::Done, "{point}");
+    assert!(sandbox::merged(&sandbox, Some(&task)), "{point}");
+    assert_eq!(
+        sandbox.gitea.pulls(orch_daemon::sandbox::REPO).len(),
+        1,
+        "{point}: exactly one pull request"
+    );
+    assert!(marked(&instance).is_empty(), "{point}: no agent left");
+}
