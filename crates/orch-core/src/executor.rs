@@ -493,6 +493,12 @@ impl Executor {
         let Some(target) = states.id_of(role).cloned() else {
             return Ok(output);
         };
+        let merged = role == StateRole::Done && task.stage == Stage::Done;
+        if merged {
+            // The merged pull request is the last word whatever the item's state: nothing to
+            // read first (one Plane call per item saved; `set_state` is idempotent).
+            return self.set_item_state(task, target, output).await;
+        }
         let item = step!(
             Service::Plane,
             ports.tracker.work_item(&task.project, &task.issue).await
@@ -528,12 +534,11 @@ impl Executor {
                     }
             })
         };
-        let merged = role == StateRole::Done && task.stage == Stage::Done;
         let verdict_found = matches!(
             states.role_of(&item.state),
             Some(StateRole::Approved | StateRole::Rejected)
         );
-        let leave = if merged || own(&item.state, item.updated_at) {
+        let leave = if own(&item.state, item.updated_at) {
             false
         } else if role == StateRole::Awaiting && verdict_found {
             // A verdict Plane recorded after the gate's comment was posted answers the gate:
@@ -550,6 +555,18 @@ impl Executor {
             output.tracker_at = Some(item.updated_at);
             return Ok(output);
         }
+        self.set_item_state(task, target, output).await
+    }
+
+    /// Moves the task's item to `target` and records where and when (by Plane's clock) it
+    /// landed.
+    async fn set_item_state(
+        &self,
+        task: &Task,
+        target: crate::ids::StateId,
+        mut output: JobOutput,
+    ) -> Result<JobOutput, StepError> {
+        let ports = &self.ports;
         let at = match ports
             .tracker
             .set_state(&task.project, &task.issue, &target)

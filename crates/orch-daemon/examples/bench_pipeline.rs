@@ -210,6 +210,7 @@ struct Pipeline {
     single: Latencies,
     process_idle: Rss,
     process_after: Rss,
+    calls: Calls,
 }
 
 /// Enqueue → spawned of agent jobs, and its legs, in ms.
@@ -254,6 +255,19 @@ async fn pipeline_figures(sandbox: &mut Sandbox) -> BenchResult<Pipeline> {
     sandbox.config.worker.concurrency = AGENT_CONCURRENCY;
     sandbox.config.worker.per_repo_concurrency = AGENT_CONCURRENCY;
     let probe = Arc::new(Probe::default());
+    // `--cold-mirror`: the workspace as it was before warm mirrors, fetching on every prepare
+    // under an exclusive lock, for the before/after comparison.
+    let cold: Option<Arc<dyn orch_core::ports::Workspace>> =
+        if std::env::args().any(|arg| arg == "--cold-mirror") {
+            let mut git = orch_git::GitConfig::new(
+                sandbox.config.workspace.repos_dir.clone(),
+                sandbox.config.gitea.base_url.as_str(),
+            );
+            git.token = Some(sandbox.config.gitea.token.expose().to_owned());
+            Some(Arc::new(orch_git::GitWorkspace::new(git)?))
+        } else {
+            None
+        };
     let wrapper = probe.clone();
     let options = DaemonOptions {
         listener: Some(TcpListener::bind(("127.0.0.1", 0)).await?),
@@ -264,13 +278,20 @@ async fn pipeline_figures(sandbox: &mut Sandbox) -> BenchResult<Pipeline> {
             settings.heartbeat_every = Duration::from_secs(1);
             settings.lease = Duration::from_secs(10);
         })),
-        ports: Some(Box::new(move |ports| wrapper.wrap(ports))),
+        ports: Some(Box::new(move |mut ports| {
+            if let Some(cold) = &cold {
+                ports.workspace = cold.clone();
+            }
+            wrapper.wrap(ports)
+        })),
     };
     let daemon = Daemon::start(&sandbox.config, options).await?;
     sandbox.point_webhooks_at(&format!("http://{}", daemon.addr()));
     let store = daemon.store();
     let process_idle = Rss::of("self")?;
 
+    let plane_before = sandbox.plane.requests().len();
+    let gitea_before = sandbox.gitea.api_requests().len();
     let mut items = Vec::new();
     for index in 0..ITEMS {
         let (item, _) = sandbox
@@ -300,6 +321,19 @@ async fn pipeline_figures(sandbox: &mut Sandbox) -> BenchResult<Pipeline> {
         .then(|| done.values().max().map(|last| *last - first_in_progress))
         .flatten();
     let process_after = Rss::of("self")?;
+    let calls = Calls {
+        plane: sandbox.plane.requests()[plane_before..]
+            .iter()
+            .map(|request| format!("{} {}", request.method, shape(&request.path)))
+            .collect(),
+        gitea: sandbox.gitea.api_requests()[gitea_before..]
+            .iter()
+            .map(|request| {
+                let path = request.uri.split('?').next().unwrap_or_default();
+                format!("{} {}", request.method, shape(path))
+            })
+            .collect(),
+    };
     let burst_starts = probe.starts();
     let burst = Latencies::of(store.as_ref(), &burst_starts).await?;
 
@@ -318,7 +352,46 @@ async fn pipeline_figures(sandbox: &mut Sandbox) -> BenchResult<Pipeline> {
         single,
         process_idle,
         process_after,
+        calls,
     })
+}
+
+/// The outside calls orch made during the 50-item run, as `METHOD /path/shape`.
+struct Calls {
+    plane: Vec<String>,
+    gitea: Vec<String>,
+}
+
+impl Calls {
+    /// The most frequent call shapes with their counts, most frequent first.
+    fn top(calls: &[String], n: usize) -> Vec<(usize, &str)> {
+        let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+        for call in calls {
+            *counts.entry(call.as_str()).or_default() += 1;
+        }
+        let mut top: Vec<(usize, &str)> = counts.into_iter().map(|(call, n)| (n, call)).collect();
+        top.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        top.truncate(n);
+        top
+    }
+}
+
+/// A request path with its ids (uuids, numbers, task branches) replaced by `{}`.
+fn shape(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let id_like = segment.len() >= 32
+                || (!segment.is_empty() && segment.bytes().all(|byte| byte.is_ascii_digit()))
+                || segment.starts_with("ET-")
+                || segment.contains("%2F");
+            if id_like {
+                "{}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Waits until the item's analysis gate is open and nothing runs for it any more.
@@ -429,6 +502,29 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
             );
         }
     }
+    if pipeline.merged > 0 {
+        let merged = pipeline.merged as f64;
+        for (host, calls) in [
+            ("Plane", &pipeline.calls.plane),
+            ("Gitea", &pipeline.calls.gitea),
+        ] {
+            row(
+                &format!("{host} API calls per merged item"),
+                format!("{:.1}", calls.len() as f64 / merged),
+                "-",
+                "",
+            );
+        }
+        row(
+            "Plane calls per merged item vs 60/min budget",
+            format!(
+                "{:.1} items/min max",
+                60.0 * merged / pipeline.calls.plane.len().max(1) as f64
+            ),
+            "-",
+            "",
+        );
+    }
     let idle = mib(served.idle.now_kib);
     row(
         "idle RSS, orch serve (peak)",
@@ -509,5 +605,17 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
             .loaded_pass_ms
             .map_or("?".to_owned(), |ms| format!("{ms} ms"))
     );
+    for (host, calls) in [
+        ("Plane", &pipeline.calls.plane),
+        ("Gitea", &pipeline.calls.gitea),
+    ] {
+        println!(
+            "{host} calls during the {ITEMS}-item run ({} in all), most frequent:",
+            calls.len()
+        );
+        for (count, call) in Calls::top(calls, 8) {
+            println!("  {count:>6}  {call}");
+        }
+    }
     println!("MiB = 2^20 bytes; the targets are in MB (10^6 bytes) as SPEC §7 writes them");
 }

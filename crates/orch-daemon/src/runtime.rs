@@ -544,11 +544,14 @@ impl EventLoop {
                         &delivery.body,
                     ) {
                         Parsed::Ignored(reason) => Some(format!("ignored: {reason}")),
-                        Parsed::Event(event) => match self.handle(&event, Origin::Webhook).await {
-                            Ok(handled) if handled.changed => Some("applied".to_owned()),
-                            Ok(handled) => Some(format!("no change: {}", handled.note)),
-                            Err(err) => self.failed(key, &err),
-                        },
+                        Parsed::Event(event) => {
+                            self.remote_named(&event);
+                            match self.handle(&event, Origin::Webhook).await {
+                                Ok(handled) if handled.changed => Some("applied".to_owned()),
+                                Ok(handled) => Some(format!("no change: {}", handled.note)),
+                                Err(err) => self.failed(key, &err),
+                            }
+                        }
                     };
                     if let Some(outcome) = outcome {
                         let now = self.ports.clock.now();
@@ -584,6 +587,30 @@ impl EventLoop {
             }
             Err(err) => warn!(error = %err, "ended jobs not readable"),
         }
+    }
+
+    /// A push names a repository: unless orch pushed that head itself, its mirror is marked
+    /// stale before the event is handled (so a dispatch it causes fetches first) and refreshed
+    /// in the background, off the dispatch path.
+    fn remote_named(&self, event: &Event) {
+        let Event::BranchPushed {
+            repo,
+            branch,
+            head_sha,
+        } = event
+        else {
+            return;
+        };
+        let workspace = self.ports.workspace.clone();
+        if !workspace.remote_changed(repo, branch, head_sha) {
+            return;
+        }
+        let repo = repo.clone();
+        tokio::spawn(async move {
+            if let Err(err) = workspace.refresh(&repo).await {
+                warn!(repo = %repo, error = %err, "mirror refresh failed; the next dispatch fetches");
+            }
+        });
     }
 
     /// Records a failed handling; `Some(outcome)` when the delivery is given up.

@@ -93,6 +93,9 @@ impl Notifier for LogNotifier {
     }
 }
 
+/// How long a git mirror is trusted without a fetch when no webhook named its repository.
+const MIRROR_MAX_AGE: Duration = Duration::from_secs(300);
+
 /// The adapters' webhook parsers, by source.
 pub fn delivery_parser() -> DeliveryParser {
     Arc::new(|source, event_type, body| -> Parsed {
@@ -175,6 +178,9 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
         .ca_file
         .as_ref()
         .map(|ca_file| ca_file.path.clone());
+    // Pushes and CI statuses refresh the mirror off the dispatch path; this bounds how long
+    // a missed webhook can leave it behind.
+    git.warm = Some(MIRROR_MAX_AGE);
     let workspace =
         orch_git::GitWorkspace::new(git).map_err(|err| RunError::Adapter(err.to_string()))?;
 

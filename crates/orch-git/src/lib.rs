@@ -26,12 +26,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use orch_core::domain::Agent;
-use orch_core::ids::{CommitSha, RepoSlug, WorkItemId};
-use orch_core::ports::{PreparedWorktree, Workspace, WorkspaceError, WorktreeSpec};
+use orch_core::ids::{BranchName, CommitSha, RepoSlug, WorkItemId};
+use orch_core::ports::{PreparedWorktree, SandboxMount, Workspace, WorkspaceError, WorktreeSpec};
 
 use crate::command::{git_args, Git, Network, Worktree};
 use crate::error::GitError;
@@ -55,6 +55,12 @@ pub struct GitConfig {
     /// A PEM file of the CAs that git trusts on HTTPS (`http.sslCAInfo`, which replaces git's
     /// default bundle); `None` keeps git's default, the system's bundle.
     pub ca_file: Option<PathBuf>,
+    /// `None` (the default): `prepare` fetches the base and task branch every time. `Some(age)`:
+    /// the mirror is kept warm off the dispatch path (`Workspace::refresh`, called when the
+    /// forge names the repository) and `prepare` fetches only when the mirror is stale: never
+    /// fetched, fetched longer than `age` ago, named by `Workspace::remote_changed` since its
+    /// last fetch, or missing the base branch. Fresh prepares share the mirror.
+    pub warm: Option<Duration>,
 }
 
 impl GitConfig {
@@ -66,6 +72,7 @@ impl GitConfig {
             token: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             ca_file: None,
+            warm: None,
         }
     }
 }
@@ -78,6 +85,7 @@ impl fmt::Debug for GitConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("command_timeout", &self.command_timeout)
             .field("ca_file", &self.ca_file)
+            .field("warm", &self.warm)
             .finish()
     }
 }
@@ -87,9 +95,59 @@ pub struct GitWorkspace {
     layout: Layout,
     remote_base: String,
     git: Git,
-    /// One lock per mirror: fetches, branch creation, worktree changes and pushes of one
-    /// repository never overlap.
-    mirror_locks: Mutex<HashMap<RepoSlug, Arc<tokio::sync::Mutex<()>>>>,
+    warm: Option<Duration>,
+    /// One lock and freshness record per mirror. Fetches, config rewrites, pushes and removals
+    /// hold the lock exclusively; a `prepare` from a fresh mirror (warm mode) shares it, since
+    /// it touches only its own task branch, worktree and agent view.
+    mirrors: Mutex<HashMap<RepoSlug, Arc<MirrorState>>>,
+}
+
+/// What `GitWorkspace` knows about one mirror.
+#[derive(Default)]
+struct MirrorState {
+    lock: tokio::sync::RwLock<()>,
+    /// `git worktree add` reads every worktree's admin directory and fails on one being made:
+    /// adding, switching and pruning worktrees take turns even under the shared lock.
+    worktrees: tokio::sync::Mutex<()>,
+    freshness: Mutex<Freshness>,
+}
+
+#[derive(Default)]
+struct Freshness {
+    /// How many times the forge named the repository (`remote_changed`).
+    changes: u64,
+    /// `changes` as it was when the last complete fetch of every branch started, and when.
+    fetched: Option<(u64, Instant)>,
+    /// The head orch itself pushed last, by task branch: a push webhook for it is no news.
+    pushed: HashMap<String, CommitSha>,
+}
+
+impl MirrorState {
+    fn freshness(&self) -> std::sync::MutexGuard<'_, Freshness> {
+        self.freshness
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the mirror holds everything the forge had `max_age` ago and since its last
+    /// `remote_changed`.
+    fn is_fresh(&self, max_age: Duration) -> bool {
+        let freshness = self.freshness();
+        freshness
+            .fetched
+            .is_some_and(|(changes, at)| changes == freshness.changes && at.elapsed() < max_age)
+    }
+
+    /// Records that the forge's `branch` is now `head`; whether that is news (not orch's own
+    /// last push there).
+    fn changed(&self, branch: &str, head: &CommitSha) -> bool {
+        let mut freshness = self.freshness();
+        if freshness.pushed.get(branch) == Some(head) {
+            return false;
+        }
+        freshness.changes = freshness.changes.wrapping_add(1);
+        true
+    }
 }
 
 impl fmt::Debug for GitWorkspace {
@@ -140,7 +198,8 @@ impl GitWorkspace {
             git,
             layout,
             remote_base: config.remote_base.trim_end_matches('/').to_owned(),
-            mirror_locks: Mutex::new(HashMap::new()),
+            warm: config.warm,
+            mirrors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -153,12 +212,55 @@ impl GitWorkspace {
         format!("{}/{}/{}.git", self.remote_base, repo.owner(), repo.name())
     }
 
-    fn mirror_lock(&self, repo: &RepoSlug) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .mirror_locks
+    fn mirror_state(&self, repo: &RepoSlug) -> Arc<MirrorState> {
+        let mut mirrors = self
+            .mirrors
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        locks.entry(repo.clone()).or_default().clone()
+        mirrors.entry(repo.clone()).or_default().clone()
+    }
+
+    /// Fetches every branch of the forge into the mirror and records it fresh as of the
+    /// moment the fetch started. Call with the mirror lock held exclusively.
+    async fn fetch_all(&self, state: &MirrorState, mirror: &Path) -> Result<(), GitError> {
+        let changes = state.freshness().changes;
+        let started = Instant::now();
+        self.fetch_refspecs(mirror, &["+refs/heads/*:refs/remotes/origin/*".to_owned()])
+            .await?;
+        state.freshness().fetched = Some((changes, started));
+        Ok(())
+    }
+
+    /// The mirror of `spec.repo` when it can serve a prepare without the network: it exists,
+    /// its config is orch's own and the base branch is in it. Shared lock suffices.
+    async fn ready_mirror(&self, spec: &WorktreeSpec) -> Result<Option<PathBuf>, GitError> {
+        let mirror = self.layout.mirror(&spec.repo)?;
+        self.layout.ensure_inside(&mirror).await?;
+        if !tokio::fs::try_exists(mirror.join("HEAD"))
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(None);
+        }
+        let config = tokio::fs::read(mirror.join("config")).await.ok();
+        if config.as_deref() != Some(mirror_config(&self.remote_url(&spec.repo)).as_bytes()) {
+            return Ok(None);
+        }
+        let base = paths::branch(spec.base_branch.as_str())?;
+        Ok(self
+            .resolve(&mirror, &format!("refs/remotes/origin/{base}"))
+            .await?
+            .map(|_| mirror))
+    }
+
+    /// `Workspace::refresh`: a full fetch under the exclusive lock.
+    async fn do_refresh(&self, repo: &RepoSlug) -> Result<(), GitError> {
+        let state = self.mirror_state(repo);
+        let _guard = state.lock.write().await;
+        let mirror = self.ensure_mirror(repo).await?;
+        self.fetch_all(&state, &mirror).await?;
+        tracing::debug!(repo = %repo, "mirror refreshed");
+        Ok(())
     }
 
     /// Creates the bare mirror if missing (atomically: built beside it, then renamed), keeps
@@ -207,22 +309,14 @@ impl GitWorkspace {
         let base = paths::branch(spec.base_branch.as_str())?;
         let base_refspec = format!("+refs/heads/{base}:refs/remotes/origin/{base}");
         let task_refspec = format!("+refs/heads/{branch}*:refs/remotes/origin/{branch}*");
-        self.git
-            .run(
-                mirror,
-                &git_args![
-                    "fetch",
-                    "--prune",
-                    "--no-tags",
-                    "--quiet",
-                    "origin",
-                    base_refspec,
-                    task_refspec
-                ],
-                Network::Remote,
-            )
+        self.fetch_refspecs(mirror, &[base_refspec, task_refspec])
             .await
-            .map(drop)
+    }
+
+    async fn fetch_refspecs(&self, mirror: &Path, refspecs: &[String]) -> Result<(), GitError> {
+        let mut args = git_args!["fetch", "--prune", "--no-tags", "--quiet", "origin"].to_vec();
+        args.extend(refspecs.iter().map(std::ffi::OsString::from));
+        self.git.run(mirror, &args, Network::Remote).await.map(drop)
     }
 
     /// The commit `refname` points at, or `None` if it does not exist.
@@ -365,6 +459,8 @@ impl GitWorkspace {
         let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
         let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
         self.layout.ensure_inside(&worktree).await?;
+        let state = self.mirror_state(&spec.repo);
+        let _turn = state.worktrees.lock().await;
         let dirs = Worktree {
             work_tree: &worktree,
             git_dir: &admin,
@@ -480,8 +576,8 @@ impl GitWorkspace {
         mirror: &Path,
         spec: &WorktreeSpec,
     ) -> Result<(), GitError> {
-        let lock = self.mirror_lock(&spec.repo);
-        let _guard = lock.lock().await;
+        let state = self.mirror_state(&spec.repo);
+        let _guard = state.lock.write().await;
         self.adopt_agent_branch(mirror, spec).await
     }
 
@@ -499,17 +595,16 @@ impl GitWorkspace {
     ) -> Result<PreparedWorktree, GitError> {
         paths::branch(spec.branch.as_str())?;
         paths::branch(spec.base_branch.as_str())?;
-        let lock = self.mirror_lock(&spec.repo);
-        let (worktree, mounts) = {
-            let _guard = lock.lock().await;
-            let mirror = self.ensure_mirror(&spec.repo).await?;
-            self.adopt_agent_branch(&mirror, spec).await?;
-            self.fetch(&mirror, spec).await?;
-            self.ensure_branch(&mirror, spec).await?;
-            let worktree = self.ensure_worktree(&mirror, spec).await?;
-            self.follow_remote_branch(&mirror, &worktree, spec).await?;
-            let mounts = self.seed_agent_view(&mirror, spec).await?;
-            (worktree, mounts)
+        let state = self.mirror_state(&spec.repo);
+        let (worktree, mounts) = match self.warm {
+            None => {
+                let _guard = state.lock.write().await;
+                let mirror = self.ensure_mirror(&spec.repo).await?;
+                self.adopt_agent_branch(&mirror, spec).await?;
+                self.fetch(&mirror, spec).await?;
+                self.set_up_branch(&mirror, spec).await?
+            }
+            Some(max_age) => self.prepare_warm(&state, spec, max_age).await?,
         };
         self.exclude_output_dir(&spec.repo, &spec.work_item).await?;
         let output_dir = self.fresh_output_dir(spec, &worktree, agent).await?;
@@ -535,6 +630,49 @@ impl GitWorkspace {
             analysis_file,
             mounts,
         })
+    }
+
+    /// The task branch, its worktree (following commits someone pushed on it) and the
+    /// agent's view of the mirror. Call with the mirror lock held, after fetching if needed.
+    async fn set_up_branch(
+        &self,
+        mirror: &Path,
+        spec: &WorktreeSpec,
+    ) -> Result<(PathBuf, Vec<SandboxMount>), GitError> {
+        self.ensure_branch(mirror, spec).await?;
+        let worktree = self.ensure_worktree(mirror, spec).await?;
+        self.follow_remote_branch(mirror, &worktree, spec).await?;
+        let mounts = self.seed_agent_view(mirror, spec).await?;
+        Ok((worktree, mounts))
+    }
+
+    /// `prepare` in warm mode: from a fresh mirror under the shared lock, without the
+    /// network; otherwise one full fetch under the exclusive lock first (prepares waiting
+    /// behind it then share the mirror it made fresh).
+    async fn prepare_warm(
+        &self,
+        state: &MirrorState,
+        spec: &WorktreeSpec,
+        max_age: Duration,
+    ) -> Result<(PathBuf, Vec<SandboxMount>), GitError> {
+        loop {
+            if state.is_fresh(max_age) {
+                let _guard = state.lock.read().await;
+                if let Some(mirror) = self.ready_mirror(spec).await? {
+                    self.adopt_agent_branch(&mirror, spec).await?;
+                    return self.set_up_branch(&mirror, spec).await;
+                }
+            }
+            let _guard = state.lock.write().await;
+            if state.is_fresh(max_age) && self.ready_mirror(spec).await?.is_some() {
+                // Another prepare fetched while this one waited: share its result.
+                continue;
+            }
+            let mirror = self.ensure_mirror(&spec.repo).await?;
+            self.adopt_agent_branch(&mirror, spec).await?;
+            self.fetch_all(state, &mirror).await?;
+            return self.set_up_branch(&mirror, spec).await;
+        }
     }
 
     async fn do_read_output(
@@ -770,8 +908,8 @@ impl GitWorkspace {
     ) -> Result<bool, GitError> {
         paths::branch(spec.branch.as_str())?;
         let base = paths::branch(spec.base_branch.as_str())?;
-        let lock = self.mirror_lock(&spec.repo);
-        let _guard = lock.lock().await;
+        let state = self.mirror_state(&spec.repo);
+        let _guard = state.lock.write().await;
         let mirror = self.ensure_mirror(&spec.repo).await?;
         self.fetch(&mirror, spec).await?;
         let base_ref = format!("refs/remotes/origin/{base}");
@@ -805,8 +943,8 @@ impl GitWorkspace {
 
     async fn do_push(&self, spec: &WorktreeSpec) -> Result<CommitSha, GitError> {
         let branch = paths::branch(spec.branch.as_str())?;
-        let lock = self.mirror_lock(&spec.repo);
-        let _guard = lock.lock().await;
+        let state = self.mirror_state(&spec.repo);
+        let _guard = state.lock.write().await;
         let mirror = self.ensure_mirror(&spec.repo).await?;
         self.adopt_agent_branch(&mirror, spec).await?;
         // Push the sha read here, so the sha returned is exactly the one pushed even if an
@@ -820,6 +958,12 @@ impl GitWorkspace {
             "--force-with-lease=refs/heads/{branch}:{}",
             expected.as_ref().map_or("", CommitSha::as_str)
         );
+        // Recorded before pushing: the forge's push webhook may arrive before git returns, and
+        // a head orch pushed itself is no news for the mirror.
+        state
+            .freshness()
+            .pushed
+            .insert(branch.to_owned(), sha.clone());
         self.git
             .run(
                 &mirror,
@@ -838,8 +982,8 @@ impl GitWorkspace {
         self.layout.ensure_inside(&worktree).await?;
         self.layout.ensure_inside(&outputs).await?;
         let mirror = self.layout.mirror(&spec.repo)?;
-        let lock = self.mirror_lock(&spec.repo);
-        let _guard = lock.lock().await;
+        let state = self.mirror_state(&spec.repo);
+        let _guard = state.lock.write().await;
         let has_mirror = tokio::fs::try_exists(mirror.join("HEAD"))
             .await
             .unwrap_or(false);
@@ -939,6 +1083,15 @@ impl Workspace for GitWorkspace {
     async fn remove(&self, spec: &WorktreeSpec) -> Result<(), WorkspaceError> {
         Ok(self.do_remove(spec).await?)
     }
+
+    fn remote_changed(&self, repo: &RepoSlug, branch: &BranchName, head: &CommitSha) -> bool {
+        self.warm.is_some() && self.mirror_state(repo).changed(branch.as_str(), head)
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %repo))]
+    async fn refresh(&self, repo: &RepoSlug) -> Result<(), WorkspaceError> {
+        Ok(self.do_refresh(repo).await?)
+    }
 }
 
 fn parse_sha(text: &str, command: &'static str) -> Result<CommitSha, GitError> {
@@ -1031,14 +1184,18 @@ fn remote_base_has_userinfo(remote_base: &str) -> bool {
 /// a proxy, an `uploadpack` command, an include), so it is rewritten from this template
 /// under the mirror lock before every fetch and push.
 async fn write_mirror_config(mirror: &Path, url: &str) -> Result<(), GitError> {
-    let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
-    let text = format!(
-        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n\
-         [remote \"origin\"]\n\turl = \"{quoted}\"\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n"
-    );
-    tokio::fs::write(mirror.join("config"), text)
+    tokio::fs::write(mirror.join("config"), mirror_config(url))
         .await
         .map_err(GitError::io("write the mirror's config"))
+}
+
+/// The text of orch's mirror config for the remote `url`.
+fn mirror_config(url: &str) -> String {
+    let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n\
+         [remote \"origin\"]\n\turl = \"{quoted}\"\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n"
+    )
 }
 
 /// The ref where orch keeps the last task-branch head it pushed or accepted: the lease a

@@ -33,6 +33,15 @@ impl Fixture {
 
     /// `remote_base` `None` means the local remotes directory.
     fn with_remote_base(remote_base: Option<String>, timeout: Duration) -> Fixture {
+        Fixture::build(remote_base, timeout, None)
+    }
+
+    /// A workspace that keeps its mirror warm (`GitConfig::warm`).
+    fn warm(max_age: Duration) -> Fixture {
+        Fixture::build(None, Duration::from_secs(30), Some(max_age))
+    }
+
+    fn build(remote_base: Option<String>, timeout: Duration, warm: Option<Duration>) -> Fixture {
         captured_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let remotes = dir.path().join("remotes");
@@ -60,6 +69,7 @@ impl Fixture {
         );
         config.token = Some(TOKEN.to_owned());
         config.command_timeout = timeout;
+        config.warm = warm;
         let mut workspace = GitWorkspace::new(config).expect("workspace");
         let recorder = Arc::new(Mutex::new(Vec::new()));
         workspace.git.record_into(recorder.clone());
@@ -1411,3 +1421,5 @@ async fn merges_cleanly_fetches_a_head_pushed_elsewhere_and_an_unknown_head_is_n
         .expect_err("no such commit");
     assert!(matches!(err, WorkspaceError::NotFound(_)), "{err}");
 }
+
+mod warm;

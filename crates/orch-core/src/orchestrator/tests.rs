@@ -632,6 +632,36 @@ async fn review_rejected_sends_the_task_back_to_development_with_the_comments() 
 }
 
 #[tokio::test]
+async fn the_move_to_done_after_a_merge_is_one_plane_call_without_a_read() {
+    let world = World::new();
+    let item = world.add_item(1, "Ship it cheaply");
+    world.to_final_verdict(&item).await;
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    assert_eq!(world.task(&item).await.stage, Stage::Done);
+    let calls = world.tracker.calls();
+    let moves: Vec<usize> = (0..calls.len())
+        .filter(|&at| calls[at].starts_with("set_state "))
+        .collect();
+    let [.., before_done, done] = moves[..] else {
+        panic!("two moves at least: {calls:?}");
+    };
+    // Between the gate's move and Done: the verdict's own re-read, and nothing for Done.
+    let reads = calls[before_done..done]
+        .iter()
+        .filter(|call| call.starts_with("work_item "))
+        .count();
+    assert_eq!(reads, 1, "the Done move reads nothing first: {calls:?}");
+    assert_eq!(
+        world.tracker.item(&item.id).expect("item").state,
+        world.state_of_role(&item, StateRole::Done)
+    );
+}
+
+#[tokio::test]
 async fn merge_of_an_already_merged_pull_request_finishes_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Merged twice");

@@ -101,4 +101,19 @@ pub trait Workspace: Send + Sync {
 
     /// Removes the worktree and its output directories. Idempotent.
     async fn remove(&self, spec: &WorktreeSpec) -> Result<(), WorkspaceError>;
+
+    /// The forge says `branch` of `repo` now points at `head` (a push webhook): what the
+    /// workspace keeps of the repository may be behind, and the next `prepare` must not trust
+    /// it before fetching again. Cheap and synchronous (it only marks). Returns whether the
+    /// caller should `refresh` (off the dispatch path): false when nothing is kept, or when
+    /// `head` is what orch itself pushed there last. Default: nothing kept.
+    fn remote_changed(&self, _repo: &RepoSlug, _branch: &BranchName, _head: &CommitSha) -> bool {
+        false
+    }
+
+    /// Brings the local copy of `repo` up to date, off the dispatch path, so that `prepare`
+    /// needs no network. Default: nothing is kept, nothing to fetch.
+    async fn refresh(&self, _repo: &RepoSlug) -> Result<(), WorkspaceError> {
+        Ok(())
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use orch_core::domain::{Agent, Stage};
-use orch_core::ids::{CommitSha, JobId};
+use orch_core::ids::{BranchName, CommitSha, JobId, RepoSlug};
 use orch_core::orchestrator::Handled;
 use orch_core::ports::{
     AgentError, AgentRequest, AgentRunner, Ports, PreparedWorktree, RunningAgent, Workspace,
@@ -175,5 +175,13 @@ impl Workspace for TimedWorkspace {
 
     async fn remove(&self, spec: &WorktreeSpec) -> Result<(), WorkspaceError> {
         self.inner.remove(spec).await
+    }
+
+    fn remote_changed(&self, repo: &RepoSlug, branch: &BranchName, head: &CommitSha) -> bool {
+        self.inner.remote_changed(repo, branch, head)
+    }
+
+    async fn refresh(&self, repo: &RepoSlug) -> Result<(), WorkspaceError> {
+        self.inner.refresh(repo).await
     }
 }
