@@ -24,12 +24,15 @@ use crate::harness::{sandbox, wait_for};
 const TOKEN: &str = "board-e2e-admin-token";
 
 /// ET-001 goes all the way; ET-002's analyst fails three times (blocked, then Retry makes
-/// the fourth run work); ET-003 waits at the analysis gate; ET-004's developer keeps
-/// running; ET-005 waits at the review gate; ET-006 stays blocked; ET-007 waits at the
-/// analysis gate until the board's Cancel button cancels it.
+/// the fourth run work); ET-003 waits at the analysis gate, and once approved its developer
+/// works for 8 s, so the board shows it in development (a quicker run can pass through that
+/// column between two of the board's looks at the store); ET-004's developer keeps running;
+/// ET-005 waits at the review gate; ET-006 stays blocked; ET-007 waits at the analysis gate
+/// until the board's Cancel button cancels it.
 const SCRIPT: &str = r#"{"default": {},
   "items": {
     "ET-002": {"analyst": {"fail_times": 3}},
+    "ET-003": {"developer": {"run_for_ms": 8000}},
     "ET-004": {"developer": {"hang": true}},
     "ET-005": {},
     "ET-006": {"analyst": {"fail_times": 100}}
