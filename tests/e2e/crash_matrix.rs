@@ -21,7 +21,7 @@ async fn killed_after_claiming_before_spawning_recovers() {
     if std::env::var_os("RUN_SLOW_TESTS").is_none() {
         return;
     }
-    crash_at(failpoint::WORKER_AFTER_CLAIM_BEFORE_SPAWN, false).await;
+    crash_at(failpoint::WORKER_AFTER_CLAIM_BEFORE_SPAWN, Some(false)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +29,39 @@ async fn killed_after_spawning_before_recording_leaves_no_orphan() {
     if std::env::var_os("RUN_SLOW_TESTS").is_none() {
         return;
     }
-    crash_at(failpoint::WORKER_AFTER_SPAWN_BEFORE_RECORD, true).await;
+    crash_at(failpoint::WORKER_AFTER_SPAWN_BEFORE_RECORD, Some(true)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_opening_the_pull_request_before_recording_it() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    crash_at(failpoint::PUBLISH_AFTER_PR_CREATE_BEFORE_RECORD, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_merging_before_recording_the_merge() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    crash_at(failpoint::MERGE_AFTER_MERGE_BEFORE_RECORD, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_a_plane_comment_before_recording_it() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    crash_at(failpoint::TRACKER_AFTER_COMMENT_BEFORE_RECORD, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_a_plane_state_change_before_recording_it() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    crash_at(failpoint::TRACKER_AFTER_STATE_BEFORE_RECORD, None).await;
 }
 
 /// The pids of live processes carrying `ORCH_INSTANCE={instance}`.
@@ -51,9 +83,11 @@ fn marked(instance: &std::path::Path) -> Vec<u32> {
 }
 
 /// Runs one item with `point` armed in the first `orch serve`, then without it in a second.
-/// `orphaned`: the point lies after an agent's spawn, so the agent must outlive the crash
-/// (its own process group, no sandbox) and be killed by the second boot.
-async fn crash_at(point: &str, orphaned: bool) {
+/// `orphaned`: `Some(true)` when the point lies after an agent's spawn, so the agent must
+/// outlive the crash (its own process group, no sandbox) and be killed by the second boot;
+/// `Some(false)` when no agent can run yet; `None` when the point is passed at several
+/// moments of the flow, with or without an agent running (any survivor must still be reaped).
+async fn crash_at(point: &str, orphaned: Option<bool>) {
     let script = format!(
         r#"{{"default": {{"analyst": {{"run_for_ms": {}}}}}, "items": {{}}}}"#,
         ANALYST_RUN.as_millis()
@@ -75,11 +109,26 @@ async fn crash_at(point: &str, orphaned: bool) {
         .move_item(&item, "In Progress")
         .await
         .expect("moved");
-    let status = wait_for("orch to die at the failpoint", || {
-        let status = first.try_wait().expect("try_wait");
-        async move { status }
-    })
-    .await;
+    let store =
+        orch_sqlite::SqliteStore::open(&sandbox.config.storage.db_path).expect("store opens");
+    // A person approves along the way, so points past an approval are reached too.
+    let items = [item.clone()];
+    let mut approver = sandbox::Approver;
+    let mut on_act = |_: &orch_core::domain::Task, _: &_| {};
+    let status = tokio::select! {
+        status = wait_for("orch to die at the failpoint", || {
+            let status = first.try_wait().expect("try_wait");
+            async move { status }
+        }) => status,
+        ended = sandbox::play_person(
+            &sandbox,
+            &store,
+            &items,
+            &mut approver,
+            ANALYST_RUN * 6,
+            &mut on_act,
+        ) => panic!("{point}: the item ended without orch passing the point: {ended:?}"),
+    };
     assert_eq!(
         status.signal(),
         Some(9),
@@ -87,13 +136,13 @@ async fn crash_at(point: &str, orphaned: bool) {
     );
 
     let orphans = marked(&instance);
-    if orphaned {
-        assert!(!orphans.is_empty(), "{point}: the agent outlives orch");
-    } else {
-        assert!(
+    match orphaned {
+        Some(true) => assert!(!orphans.is_empty(), "{point}: the agent outlives orch"),
+        Some(false) => assert!(
             orphans.is_empty(),
             "{point}: no agent was spawned: {orphans:?}"
-        );
+        ),
+        None => {}
     }
     let second = serve_command(&sandbox).spawn().expect("orch serve starts");
     let restarted = Instant::now();
@@ -107,8 +156,6 @@ async fn crash_at(point: &str, orphaned: bool) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let store =
-        orch_sqlite::SqliteStore::open(&sandbox.config.storage.db_path).expect("store opens");
     let task = approve_to_the_end_then_stop(&sandbox, &store, &item, second).await;
     assert_eq!(task.stage, Stage::Done, "{point}");
     assert!(sandbox::merged(&sandbox, Some(&task)), "{point}");
@@ -117,5 +164,12 @@ async fn crash_at(point: &str, orphaned: bool) {
         1,
         "{point}: exactly one pull request"
     );
+    let merges = sandbox
+        .gitea
+        .mutations()
+        .into_iter()
+        .filter(|mutation| matches!(mutation, orch_sim::gitea::Mutation::PullMerged { .. }))
+        .count();
+    assert_eq!(merges, 1, "{point}: exactly one merge");
     assert!(marked(&instance).is_empty(), "{point}: no agent left");
 }

@@ -11,6 +11,19 @@
 //! at the first hit; an unknown name or action makes that first hit panic, so a typo in a
 //! test cannot pass as "the point was never reached".
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use orch_core::domain::MergeOutcome;
+use orch_core::ids::{
+    BranchName, CommitSha, IssueId, PrNumber, ProjectId, RepoSlug, StateId, UserId,
+};
+use orch_core::ports::{
+    CombinedStatus, Comment, Forge, ForgeError, NewPullRequest, Notifier, NotifyError, Ports,
+    ProjectStates, PullRequest, StateNames, Subject, Tracker, TrackerError, WorkItem, WorkItemPage,
+};
+use orch_core::time::Timestamp;
+
 /// The environment variable a test build reads its armed failpoints from.
 pub const ENV: &str = "ORCH_FAILPOINTS";
 
@@ -19,6 +32,11 @@ pub const NAMES: &[&str] = &[
     WORKER_AFTER_CLAIM_BEFORE_SPAWN,
     WORKER_AFTER_SPAWN_BEFORE_RECORD,
     RELOAD_MID_SWAP,
+    PUBLISH_AFTER_PR_CREATE_BEFORE_RECORD,
+    MERGE_AFTER_MERGE_BEFORE_RECORD,
+    TRACKER_AFTER_COMMENT_BEFORE_RECORD,
+    TRACKER_AFTER_STATE_BEFORE_RECORD,
+    NOTIFY_AFTER_SEND_BEFORE_RECORD,
 ];
 
 /// A job was claimed (its lease and attempt are stored) and nothing of it has run yet.
@@ -27,6 +45,16 @@ pub const WORKER_AFTER_CLAIM_BEFORE_SPAWN: &str = "worker.after_claim_before_spa
 pub const WORKER_AFTER_SPAWN_BEFORE_RECORD: &str = "worker.after_spawn_before_record";
 /// A reload built the new services and has not published them yet.
 pub const RELOAD_MID_SWAP: &str = "reload.mid_swap";
+/// `Forge::ensure_pull_request` returned a pull request; the caller has not stored it yet.
+pub const PUBLISH_AFTER_PR_CREATE_BEFORE_RECORD: &str = "publish.after_pr_create_before_record";
+/// `Forge::merge` answered; the caller has not recorded the outcome yet.
+pub const MERGE_AFTER_MERGE_BEFORE_RECORD: &str = "merge.after_merge_before_record";
+/// `Tracker::add_comment` succeeded; the caller has not recorded it yet.
+pub const TRACKER_AFTER_COMMENT_BEFORE_RECORD: &str = "tracker.after_comment_before_record";
+/// `Tracker::set_state` succeeded; the caller has not recorded it yet.
+pub const TRACKER_AFTER_STATE_BEFORE_RECORD: &str = "tracker.after_state_before_record";
+/// A notification was delivered; the caller has not recorded it yet.
+pub const NOTIFY_AFTER_SEND_BEFORE_RECORD: &str = "notify.after_send_before_record";
 
 /// Passes the failpoint `name`: kills orch if a test armed it, does nothing otherwise.
 #[inline]
@@ -67,6 +95,191 @@ pub fn parse(spec: &str) -> Result<Vec<(&'static str, Action)>, String> {
         armed.push((name, action));
     }
     Ok(armed)
+}
+
+/// The forge of `ports`, its tracker and its notifier, each behind a wrapper that passes the
+/// matching `…_before_record` point right after a call with an outside effect returned `Ok`,
+/// before the caller (orch-core, which has no failpoints) can record anything of it.
+pub fn wrap_ports(ports: &mut Ports) {
+    ports.forge = Arc::new(PointedForge(ports.forge.clone()));
+    ports.tracker = Arc::new(PointedTracker(ports.tracker.clone()));
+    ports.notifier = Arc::new(PointedNotifier(ports.notifier.clone()));
+}
+
+/// Passes `name` when `result` is `Ok`, then hands `result` back.
+fn after_ok<T, E>(name: &'static str, result: Result<T, E>) -> Result<T, E> {
+    if result.is_ok() {
+        hit(name);
+    }
+    result
+}
+
+struct PointedForge(Arc<dyn Forge>);
+
+#[async_trait]
+impl Forge for PointedForge {
+    async fn ensure_pull_request(&self, new: &NewPullRequest) -> Result<PullRequest, ForgeError> {
+        after_ok(
+            PUBLISH_AFTER_PR_CREATE_BEFORE_RECORD,
+            self.0.ensure_pull_request(new).await,
+        )
+    }
+
+    async fn pull_request(
+        &self,
+        repo: &RepoSlug,
+        number: PrNumber,
+    ) -> Result<PullRequest, ForgeError> {
+        self.0.pull_request(repo, number).await
+    }
+
+    async fn open_pull_request_for_branch(
+        &self,
+        repo: &RepoSlug,
+        head: &BranchName,
+        base: &BranchName,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        self.0.open_pull_request_for_branch(repo, head, base).await
+    }
+
+    async fn open_pull_request_for_sha(
+        &self,
+        repo: &RepoSlug,
+        sha: &CommitSha,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        self.0.open_pull_request_for_sha(repo, sha).await
+    }
+
+    async fn combined_status(
+        &self,
+        repo: &RepoSlug,
+        sha: &CommitSha,
+    ) -> Result<CombinedStatus, ForgeError> {
+        self.0.combined_status(repo, sha).await
+    }
+
+    async fn merge(
+        &self,
+        repo: &RepoSlug,
+        number: PrNumber,
+        head_sha: &CommitSha,
+    ) -> Result<MergeOutcome, ForgeError> {
+        let outcome = self.0.merge(repo, number, head_sha).await;
+        if matches!(outcome, Ok(MergeOutcome::Merged)) {
+            hit(MERGE_AFTER_MERGE_BEFORE_RECORD);
+        }
+        outcome
+    }
+
+    async fn review(
+        &self,
+        repo: &RepoSlug,
+        number: PrNumber,
+        marker: &str,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        self.0.review(repo, number, marker, body).await
+    }
+
+    async fn comment(
+        &self,
+        repo: &RepoSlug,
+        number: PrNumber,
+        marker: &str,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        self.0.comment(repo, number, marker, body).await
+    }
+
+    async fn close_pull_request(
+        &self,
+        repo: &RepoSlug,
+        number: PrNumber,
+    ) -> Result<(), ForgeError> {
+        self.0.close_pull_request(repo, number).await
+    }
+}
+
+struct PointedTracker(Arc<dyn Tracker>);
+
+#[async_trait]
+impl Tracker for PointedTracker {
+    async fn me(&self) -> Result<UserId, TrackerError> {
+        self.0.me().await
+    }
+
+    async fn project_states(
+        &self,
+        project: &ProjectId,
+        names: &StateNames,
+    ) -> Result<ProjectStates, TrackerError> {
+        self.0.project_states(project, names).await
+    }
+
+    async fn list_work_items(
+        &self,
+        project: &ProjectId,
+        cursor: Option<&str>,
+    ) -> Result<WorkItemPage, TrackerError> {
+        self.0.list_work_items(project, cursor).await
+    }
+
+    async fn work_item(
+        &self,
+        project: &ProjectId,
+        issue: &IssueId,
+    ) -> Result<WorkItem, TrackerError> {
+        self.0.work_item(project, issue).await
+    }
+
+    async fn set_state(
+        &self,
+        project: &ProjectId,
+        issue: &IssueId,
+        state: &StateId,
+    ) -> Result<Timestamp, TrackerError> {
+        after_ok(
+            TRACKER_AFTER_STATE_BEFORE_RECORD,
+            self.0.set_state(project, issue, state).await,
+        )
+    }
+
+    async fn comments(
+        &self,
+        project: &ProjectId,
+        issue: &IssueId,
+    ) -> Result<Vec<Comment>, TrackerError> {
+        self.0.comments(project, issue).await
+    }
+
+    async fn add_comment(
+        &self,
+        project: &ProjectId,
+        issue: &IssueId,
+        external_id: &str,
+        text: &str,
+    ) -> Result<(), TrackerError> {
+        after_ok(
+            TRACKER_AFTER_COMMENT_BEFORE_RECORD,
+            self.0.add_comment(project, issue, external_id, text).await,
+        )
+    }
+}
+
+struct PointedNotifier(Arc<dyn Notifier>);
+
+#[async_trait]
+impl Notifier for PointedNotifier {
+    async fn notify(&self, text: &str) -> Result<(), NotifyError> {
+        after_ok(NOTIFY_AFTER_SEND_BEFORE_RECORD, self.0.notify(text).await)
+    }
+
+    async fn notify_about(&self, text: &str, subject: &Subject) -> Result<(), NotifyError> {
+        after_ok(
+            NOTIFY_AFTER_SEND_BEFORE_RECORD,
+            self.0.notify_about(text, subject).await,
+        )
+    }
 }
 
 #[cfg(feature = "failpoints")]

@@ -203,7 +203,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
         }
         None => Arc::new(LogNotifier),
     };
-    let ports = Ports {
+    let mut ports = Ports {
         store,
         tracker: tracker.clone(),
         forge: forge.clone(),
@@ -212,6 +212,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
         notifier,
         clock: Arc::new(SystemClock),
     };
+    crate::failpoint::wrap_ports(&mut ports);
     Ok(Adapters {
         ports,
         plane: tracker,
