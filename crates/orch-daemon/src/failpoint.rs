@@ -14,13 +14,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orch_core::domain::MergeOutcome;
+use orch_core::domain::{Agent, MergeOutcome};
 use orch_core::ids::{
     BranchName, CommitSha, IssueId, PrNumber, ProjectId, RepoSlug, StateId, UserId,
 };
 use orch_core::ports::{
     CombinedStatus, Comment, Forge, ForgeError, NewPullRequest, Notifier, NotifyError, Ports,
-    ProjectStates, PullRequest, StateNames, Subject, Tracker, TrackerError, WorkItem, WorkItemPage,
+    PreparedWorktree, ProjectStates, PullRequest, StateNames, Subject, Tracker, TrackerError,
+    WorkItem, WorkItemPage, Workspace, WorkspaceError, WorktreeSpec,
 };
 use orch_core::time::Timestamp;
 
@@ -37,6 +38,8 @@ pub const NAMES: &[&str] = &[
     TRACKER_AFTER_COMMENT_BEFORE_RECORD,
     TRACKER_AFTER_STATE_BEFORE_RECORD,
     NOTIFY_AFTER_SEND_BEFORE_RECORD,
+    PUBLISH_AFTER_PUSH_BEFORE_RECORD,
+    AGENT_AFTER_EXIT_BEFORE_RESULT,
 ];
 
 /// A job was claimed (its lease and attempt are stored) and nothing of it has run yet.
@@ -45,6 +48,10 @@ pub const WORKER_AFTER_CLAIM_BEFORE_SPAWN: &str = "worker.after_claim_before_spa
 pub const WORKER_AFTER_SPAWN_BEFORE_RECORD: &str = "worker.after_spawn_before_record";
 /// A reload built the new services and has not published them yet.
 pub const RELOAD_MID_SWAP: &str = "reload.mid_swap";
+/// `Workspace::push` pushed the task branch; the caller has not recorded the pushed sha yet.
+pub const PUBLISH_AFTER_PUSH_BEFORE_RECORD: &str = "publish.after_push_before_record";
+/// An agent's process ended; the executor has not turned its outcome into the job's result.
+pub const AGENT_AFTER_EXIT_BEFORE_RESULT: &str = "agent.after_exit_before_result";
 /// `Forge::ensure_pull_request` returned a pull request; the caller has not stored it yet.
 pub const PUBLISH_AFTER_PR_CREATE_BEFORE_RECORD: &str = "publish.after_pr_create_before_record";
 /// `Forge::merge` answered; the caller has not recorded the outcome yet.
@@ -97,13 +104,14 @@ pub fn parse(spec: &str) -> Result<Vec<(&'static str, Action)>, String> {
     Ok(armed)
 }
 
-/// The forge of `ports`, its tracker and its notifier, each behind a wrapper that passes the
+/// The forge of `ports`, its tracker, its notifier and its workspace, each behind a wrapper that passes the
 /// matching `…_before_record` point right after a call with an outside effect returned `Ok`,
 /// before the caller (orch-core, which has no failpoints) can record anything of it.
 pub fn wrap_ports(ports: &mut Ports) {
     ports.forge = Arc::new(PointedForge(ports.forge.clone()));
     ports.tracker = Arc::new(PointedTracker(ports.tracker.clone()));
     ports.notifier = Arc::new(PointedNotifier(ports.notifier.clone()));
+    ports.workspace = Arc::new(PointedWorkspace(ports.workspace.clone()));
 }
 
 /// Passes `name` when `result` is `Ok`, then hands `result` back.
@@ -279,6 +287,68 @@ impl Notifier for PointedNotifier {
             NOTIFY_AFTER_SEND_BEFORE_RECORD,
             self.0.notify_about(text, subject).await,
         )
+    }
+}
+
+struct PointedWorkspace(Arc<dyn Workspace>);
+
+#[async_trait]
+impl Workspace for PointedWorkspace {
+    async fn prepare(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+    ) -> Result<PreparedWorktree, WorkspaceError> {
+        self.0.prepare(spec, agent).await
+    }
+
+    async fn read_output(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+        name: &str,
+    ) -> Result<Option<String>, WorkspaceError> {
+        self.0.read_output(spec, agent, name).await
+    }
+
+    async fn commit_leftovers(
+        &self,
+        spec: &WorktreeSpec,
+        message: &str,
+    ) -> Result<Option<CommitSha>, WorkspaceError> {
+        self.0.commit_leftovers(spec, message).await
+    }
+
+    async fn commits_ahead(&self, spec: &WorktreeSpec) -> Result<u32, WorkspaceError> {
+        self.0.commits_ahead(spec).await
+    }
+
+    async fn head_sha(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError> {
+        self.0.head_sha(spec).await
+    }
+
+    async fn merges_cleanly(
+        &self,
+        spec: &WorktreeSpec,
+        head: &CommitSha,
+    ) -> Result<bool, WorkspaceError> {
+        self.0.merges_cleanly(spec, head).await
+    }
+
+    async fn push(&self, spec: &WorktreeSpec) -> Result<CommitSha, WorkspaceError> {
+        after_ok(PUBLISH_AFTER_PUSH_BEFORE_RECORD, self.0.push(spec).await)
+    }
+
+    async fn remove(&self, spec: &WorktreeSpec) -> Result<(), WorkspaceError> {
+        self.0.remove(spec).await
+    }
+
+    fn remote_changed(&self, repo: &RepoSlug, branch: &BranchName, head: &CommitSha) -> bool {
+        self.0.remote_changed(repo, branch, head)
+    }
+
+    async fn refresh(&self, repo: &RepoSlug) -> Result<(), WorkspaceError> {
+        self.0.refresh(repo).await
     }
 }
 

@@ -782,6 +782,7 @@ impl Worker {
                         .await;
                     match outcome {
                         Watched::Done(outcome) => {
+                            crate::failpoint::hit(crate::failpoint::AGENT_AFTER_EXIT_BEFORE_RESULT);
                             if let JobKind::Agent(agent) = job.kind() {
                                 self.observer.agent_ran(agent, &outcome, started.elapsed());
                             }
