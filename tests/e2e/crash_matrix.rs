@@ -16,69 +16,59 @@ use crate::process::{fix_port, serve_command, wait_ready};
 /// still run when orch is back, so only the boot's reaping can explain its end.
 const ANALYST_RUN: Duration = Duration::from_secs(15);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_claiming_before_spawning_recovers() {
-    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
-        return;
-    }
-    crash_at(failpoint::WORKER_AFTER_CLAIM_BEFORE_SPAWN, Some(false)).await;
+/// One matrix case: `orch serve` killed at failpoint `$point`, see [`crash_at`].
+macro_rules! case {
+    ($name:ident, $point:ident, $orphaned:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+                return;
+            }
+            crash_at(failpoint::$point, $orphaned).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_spawning_before_recording_leaves_no_orphan() {
-    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
-        return;
-    }
-    crash_at(failpoint::WORKER_AFTER_SPAWN_BEFORE_RECORD, Some(true)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_opening_the_pull_request_before_recording_it() {
-    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
-        return;
-    }
-    crash_at(failpoint::PUBLISH_AFTER_PR_CREATE_BEFORE_RECORD, None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_merging_before_recording_the_merge() {
-    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
-        return;
-    }
-    crash_at(failpoint::MERGE_AFTER_MERGE_BEFORE_RECORD, None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_a_plane_comment_before_recording_it() {
-    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
-        return;
-    }
-    crash_at(failpoint::TRACKER_AFTER_COMMENT_BEFORE_RECORD, None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_a_plane_state_change_before_recording_it() {
-    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
-        return;
-    }
-    crash_at(failpoint::TRACKER_AFTER_STATE_BEFORE_RECORD, None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_pushing_before_recording_the_push() {
-    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
-        return;
-    }
-    crash_at(failpoint::PUBLISH_AFTER_PUSH_BEFORE_RECORD, None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_an_agent_exits_before_its_result() {
-    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
-        return;
-    }
-    crash_at(failpoint::AGENT_AFTER_EXIT_BEFORE_RESULT, None).await;
-}
+case!(
+    killed_after_claiming_before_spawning_recovers,
+    WORKER_AFTER_CLAIM_BEFORE_SPAWN,
+    Some(false)
+);
+case!(
+    killed_after_spawning_before_recording_leaves_no_orphan,
+    WORKER_AFTER_SPAWN_BEFORE_RECORD,
+    Some(true)
+);
+case!(
+    killed_after_opening_the_pull_request_before_recording_it,
+    PUBLISH_AFTER_PR_CREATE_BEFORE_RECORD,
+    None
+);
+case!(
+    killed_after_merging_before_recording_the_merge,
+    MERGE_AFTER_MERGE_BEFORE_RECORD,
+    None
+);
+case!(
+    killed_after_a_plane_comment_before_recording_it,
+    TRACKER_AFTER_COMMENT_BEFORE_RECORD,
+    None
+);
+case!(
+    killed_after_a_plane_state_change_before_recording_it,
+    TRACKER_AFTER_STATE_BEFORE_RECORD,
+    None
+);
+case!(
+    killed_after_pushing_before_recording_the_push,
+    PUBLISH_AFTER_PUSH_BEFORE_RECORD,
+    None
+);
+case!(
+    killed_after_an_agent_exits_before_its_result,
+    AGENT_AFTER_EXIT_BEFORE_RESULT,
+    None
+);
 
 /// The pids of live processes carrying `ORCH_INSTANCE={instance}`.
 fn marked(instance: &std::path::Path) -> Vec<u32> {
