@@ -30,6 +30,11 @@ macro_rules! case {
 }
 
 case!(
+    killed_after_a_notification_before_recording_it,
+    NOTIFY_AFTER_SEND_BEFORE_RECORD,
+    None
+);
+case!(
     killed_after_claiming_before_spawning_recovers,
     WORKER_AFTER_CLAIM_BEFORE_SPAWN,
     Some(false)
