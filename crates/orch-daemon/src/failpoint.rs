@@ -6,6 +6,9 @@
 //! dev-dependency on this crate, so the `orch` binary the tests run has it (see
 //! docs/adr/0009-failpoints.md).
 //!
+//! Points in orch-http and orch-sqlite use this same mechanism: the feature turns on theirs,
+//! and [`install`] (the first thing `main` does) hands them [`hit`].
+//!
 //! `ORCH_FAILPOINTS` is a comma-separated list of `name=action`; the only action is `kill`
 //! (SIGKILL to orch itself: no destructor, no flush, no graceful shutdown). It is read once,
 //! at the first hit; an unknown name or action makes that first hit panic, so a typo in a
