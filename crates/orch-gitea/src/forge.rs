@@ -11,7 +11,9 @@ use orch_core::ports::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::client::{encode, ApiError, Client, Counters, ForgeStats, Method};
+use crate::client::{
+    encode_branch_path, encode_segment, ApiError, Client, Counters, ForgeStats, Method,
+};
 use crate::config::{GiteaConfig, MergeStyle, RetryPolicy};
 
 /// Gitea's largest page (`[api] MAX_RESPONSE_ITEMS`).
@@ -205,8 +207,8 @@ pub(crate) fn ci_state(word: &str) -> CiState {
 fn repo_path(repo: &RepoSlug) -> String {
     format!(
         "repos/{}/{}",
-        encode(repo.owner(), false),
-        encode(repo.name(), false)
+        encode_segment(repo.owner()),
+        encode_segment(repo.name())
     )
 }
 
@@ -263,8 +265,8 @@ fn ensure_pull(client: &Client, new: &NewPullRequest) -> Result<PullRequest, Api
     let lookup = client.get(&format!(
         "{}/pulls/{}/{}",
         repo_path(&new.repo),
-        encode(base, false),
-        encode(head, true)
+        encode_segment(base),
+        encode_branch_path(head)
     ))?;
     match lookup.status {
         200 => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use orch_core::domain::CiState;
 use orch_core::ports::ForgeError;
 
-use crate::client::{encode, ApiError};
+use crate::client::{encode_branch_path, encode_segment, ApiError};
 use crate::config::{GiteaConfig, MergeStyle, RetryPolicy};
 use crate::forge::{ci_state, PullDto};
 
@@ -107,8 +107,12 @@ fn merge_styles_round_trip_their_config_words() {
 
 #[test]
 fn path_pieces_are_percent_encoded() {
-    assert_eq!(encode("feature/ET-001-a b", true), "feature/ET-001-a%20b");
-    assert_eq!(encode("release/1.0", false), "release%2F1.0");
+    assert_eq!(
+        encode_branch_path("feature/ET-001-a b"),
+        "feature/ET-001-a%20b"
+    );
+    assert_eq!(encode_segment("release/1.0"), "release%2F1.0");
+    assert_eq!(encode_segment("ü~-._"), "%C3%BC~-._");
 }
 
 #[test]
