@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use orch_core::ports::ForgeError;
+use orch_core::ports::{ForgeError, UNTRUSTED_CERTIFICATE_HINT};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -218,7 +218,7 @@ impl Client {
                 tracing::debug!(?method, path, error = %err, "gitea call got no answer");
                 if is_untrusted_certificate(&err) {
                     return Err(ApiError::Transport(format!(
-                        "{err}; {UNTRUSTED_CERTIFICATE}"
+                        "{err}; {UNTRUSTED_CERTIFICATE_HINT}"
                     )));
                 }
                 return Err(ApiError::Transport(err.to_string()));
@@ -282,9 +282,6 @@ pub(crate) fn encode_segment(piece: &str) -> String {
 pub(crate) fn encode_branch_path(piece: &str) -> String {
     utf8_percent_encode(piece, BRANCH_PATH).to_string()
 }
-
-/// What a refused server certificate means to the person reading the error.
-const UNTRUSTED_CERTIFICATE: &str = "the server's certificate is not trusted: put the CA that signed it in tls.ca_file (PEM) or in the system's certificate store";
 
 /// Whether `err` is a TLS certificate the client refused (rustls reports it as an i/o error).
 fn is_untrusted_certificate(err: &ureq::Error) -> bool {

@@ -195,12 +195,14 @@ struct BodyDto {
     body: Option<String>,
 }
 
-/// Gitea's combined state word as the core sees it. No statuses is `Pending` (SPEC §5.5).
-pub(crate) fn ci_state(word: &str) -> CiState {
+/// A Gitea status word (a commit status's, or the combined state) as the core sees it; `None`
+/// for a word that carries no verdict. Both the REST API and the `status` webhook use it.
+pub(crate) fn ci_state(word: &str) -> Option<CiState> {
     match word {
-        "success" => CiState::Success,
-        "error" | "failure" | "warning" => CiState::Failure,
-        _ => CiState::Pending,
+        "pending" => Some(CiState::Pending),
+        "success" => Some(CiState::Success),
+        "error" | "failure" | "warning" => Some(CiState::Failure),
+        _ => None,
     }
 }
 
@@ -501,7 +503,8 @@ impl Forge for GiteaForge {
             let state = if checks.is_empty() {
                 CiState::Pending
             } else {
-                ci_state(combined.state.as_deref().unwrap_or_default())
+                // An unknown combined word is read as "not decided yet" (SPEC §5.5).
+                ci_state(combined.state.as_deref().unwrap_or_default()).unwrap_or(CiState::Pending)
             };
             Ok(CombinedStatus { state, checks })
         })

@@ -54,12 +54,13 @@ fn answers_are_classified_into_the_port_error_classes() {
 #[test]
 fn combined_state_words_map_to_ci_states() {
     let cases = [
-        ("success", CiState::Success),
-        ("failure", CiState::Failure),
-        ("error", CiState::Failure),
-        ("warning", CiState::Failure),
-        ("pending", CiState::Pending),
-        ("", CiState::Pending),
+        ("success", Some(CiState::Success)),
+        ("failure", Some(CiState::Failure)),
+        ("error", Some(CiState::Failure)),
+        ("warning", Some(CiState::Failure)),
+        ("pending", Some(CiState::Pending)),
+        ("", None),
+        ("skipped", None),
     ];
     for (word, expected) in cases {
         assert_eq!(ci_state(word), expected, "{word:?}");

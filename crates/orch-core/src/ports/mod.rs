@@ -15,7 +15,7 @@ mod workspace;
 
 pub use agent::{AgentError, AgentOutcome, AgentRequest, AgentRunner, CancelHandle, RunningAgent};
 pub use clock::Clock;
-pub use error::ErrorClass;
+pub use error::{ErrorClass, UNTRUSTED_CERTIFICATE_HINT};
 pub use forge::{
     CombinedStatus, Forge, ForgeError, NewPullRequest, PrState, PullRequest, StatusCheck,
 };

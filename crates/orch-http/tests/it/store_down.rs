@@ -20,7 +20,7 @@ use orch_core::time::Timestamp;
 use orch_http::{AdminSocket, AppState, Listeners, WebhookSecrets};
 use tokio::net::TcpListener;
 
-use crate::support::{over_socket, plane_headers, HttpClient, PLANE_SECRET};
+use crate::support::{over_socket, plane_headers, webhook_events, HttpClient, PLANE_SECRET};
 
 /// Every call fails with `Unavailable`, as a database that cannot be reached does.
 struct DownStore;
@@ -170,7 +170,11 @@ impl Store for DownStore {
 
 #[tokio::test]
 async fn with_the_store_down_store_routes_answer_503_and_health_still_answers() {
-    let mut state = AppState::new(Arc::new(DownStore), Arc::new(FakeClock::new()));
+    let mut state = AppState::new(
+        Arc::new(DownStore),
+        Arc::new(FakeClock::new()),
+        webhook_events(),
+    );
     state.plane_secrets = WebhookSecrets::from_strings(&[PLANE_SECRET]);
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .await
