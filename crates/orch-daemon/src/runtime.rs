@@ -17,7 +17,9 @@ use orch_core::domain::{Agent, ClaimedJob, JobKind, JobResult, ProcessRecord};
 use orch_core::event::{Event, Origin, Parsed};
 use orch_core::ids::{BootId, UserId};
 use orch_core::orchestrator::{EventSink, HandleError, Handled, Orchestrator};
-use orch_core::ports::{AgentOutcome, ClaimKinds, ClaimRequest, Ports, Source, StoreError};
+use orch_core::ports::{
+    AgentOutcome, ClaimKinds, ClaimRequest, InboxOutcome, Ports, Source, StoreError,
+};
 use orch_core::reconciler::{PassReport, Reconciler, TrackerSide};
 use orch_core::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries};
 use orch_core::Executor;
@@ -543,12 +545,12 @@ impl EventLoop {
                         &delivery.event_type,
                         &delivery.body,
                     ) {
-                        Parsed::Ignored(reason) => Some(format!("ignored: {reason}")),
+                        Parsed::Ignored(reason) => Some(InboxOutcome::Ignored(reason)),
                         Parsed::Event(event) => {
                             self.remote_named(&event);
                             match self.handle(&event, Origin::Webhook).await {
-                                Ok(handled) if handled.changed => Some("applied".to_owned()),
-                                Ok(handled) => Some(format!("no change: {}", handled.note)),
+                                Ok(handled) if handled.changed => Some(InboxOutcome::Applied),
+                                Ok(handled) => Some(InboxOutcome::NoChange(handled.note)),
                                 Err(err) => self.failed(key, &err),
                             }
                         }
@@ -614,7 +616,7 @@ impl EventLoop {
     }
 
     /// Records a failed handling; `Some(outcome)` when the delivery is given up.
-    fn failed(&mut self, key: EventKey, err: &HandleError) -> Option<String> {
+    fn failed(&mut self, key: EventKey, err: &HandleError) -> Option<InboxOutcome> {
         let (source, id) = (key.source(), key.id());
         match self.retries.failed(key, err, self.ports.clock.now()) {
             AfterFailure::RetryAt(_) if matches!(err, HandleError::TooEarly(_)) => {

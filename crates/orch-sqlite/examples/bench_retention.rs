@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use orch_core::domain::{Action, JobSpec, Stage, Task};
 use orch_core::ids::BootId;
 use orch_core::ports::{
-    ClaimKinds, ClaimRequest, InboxInsert, NewDelivery, PruneRequest, Source, Store, Transition,
+    ClaimKinds, ClaimRequest, InboxInsert, InboxOutcome, NewDelivery, PruneRequest, Source, Store,
+    Transition,
 };
 use orch_core::time::Timestamp;
 use orch_sqlite::SqliteStore;
@@ -222,7 +223,9 @@ async fn one_item(store: &SqliteStore, item: u32, began: Timestamp) -> BenchResu
                 now,
             })
             .await?;
-        store.inbox_mark_processed(delivery, "applied", now).await?;
+        store
+            .inbox_mark_processed(delivery, &InboxOutcome::Applied, now)
+            .await?;
         let request = ClaimRequest {
             owner: boot.clone(),
             kinds: ClaimKinds::Actions,

@@ -21,9 +21,9 @@ pub use forge::{
 };
 pub use notifier::{Notifier, NotifyError, Subject};
 pub use store::{
-    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait,
-    Source, Store, StoreError, Transition, Unblocked, Via,
+    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxOutcome, InboxStats,
+    NewDelivery, PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo,
+    ServiceWait, Source, Store, StoreError, Transition, Unblocked, Via,
 };
 pub use tracker::{
     Comment, ProjectStates, StateNames, Tracker, TrackerError, WorkItem, WorkItemPage,

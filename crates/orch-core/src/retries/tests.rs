@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::ids::JobId;
 use crate::orchestrator::HandleError;
-use crate::ports::{StoreError, TrackerError};
+use crate::ports::{InboxOutcome, StoreError, TrackerError};
 use crate::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries, HANDLE_ATTEMPTS};
 use crate::time::Timestamp;
 
@@ -69,7 +69,7 @@ fn a_delivery_that_stays_too_early_is_left_to_the_reconciler() {
     let (_, given_up) = fail_until_given_up(&mut retries, EventKey::Delivery(1), &early, 500);
     assert_eq!(
         given_up.map(|given_up| given_up.outcome()),
-        Some("ignored: the gate is not open yet".to_owned())
+        Some(InboxOutcome::Ignored("the gate is not open yet".to_owned()))
     );
 }
 

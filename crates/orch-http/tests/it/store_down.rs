@@ -12,9 +12,9 @@ use orch_core::ids::{
     AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId,
 };
 use orch_core::ports::{
-    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, Store, StoreError,
-    Transition,
+    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxOutcome, InboxStats,
+    NewDelivery, PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, Store,
+    StoreError, Transition,
 };
 use orch_core::time::Timestamp;
 use orch_http::{AdminSocket, AppState, Listeners, WebhookSecrets};
@@ -136,7 +136,12 @@ impl Store for DownStore {
     async fn inbox_pending(&self, _: u32) -> Result<Vec<Delivery>, StoreError> {
         down()
     }
-    async fn inbox_mark_processed(&self, _: i64, _: &str, _: Timestamp) -> Result<(), StoreError> {
+    async fn inbox_mark_processed(
+        &self,
+        _: i64,
+        _: &InboxOutcome,
+        _: Timestamp,
+    ) -> Result<(), StoreError> {
         down()
     }
     async fn inbox_stats(&self, _: Timestamp) -> Result<InboxStats, StoreError> {

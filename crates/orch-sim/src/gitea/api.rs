@@ -34,6 +34,14 @@ fn not_found(base: &str) -> Response {
     )
 }
 
+/// What a merge asks for, as Gitea's `MergePullRequestForm` carries it.
+pub(crate) struct MergeForm {
+    pub(crate) style: MergeStyle,
+    /// The head the merge is pinned to, when the caller gave one.
+    pub(crate) head_commit_id: Option<String>,
+    pub(crate) delete_branch_after_merge: bool,
+}
+
 /// How a merge attempt ended inside the simulator.
 #[derive(Debug)]
 pub(crate) enum MergeResult {
@@ -578,40 +586,32 @@ impl Inner {
         let head_commit_id = str_field(body, &["head_commit_id"])
             .filter(|sha| !sha.is_empty())
             .map(str::to_owned);
-        let delete_branch = body
-            .get("delete_branch_after_merge")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let form = MergeForm {
+            style,
+            head_commit_id,
+            delete_branch_after_merge: body
+                .get("delete_branch_after_merge")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
         let base = self.base().to_owned();
-        Ok(
-            match self
-                .merge(
-                    full,
-                    number,
-                    style,
-                    head_commit_id,
-                    delete_branch,
-                    api_user(),
-                )
-                .await
-            {
-                MergeResult::Merged(_) => crate::server::empty(200),
-                // Gitea answers an already merged PR with an empty message.
-                MergeResult::AlreadyMerged => error(&base, 405, ""),
-                MergeResult::Closed | MergeResult::NotFound => not_found(&base),
-                MergeResult::HeadMoved => error(&base, 409, "head out of date"),
-                MergeResult::Conflict {
-                    style,
-                    stdout,
-                    stderr,
-                } => crate::server::json(
-                    409,
-                    &json!({ "Style": style.as_str(), "StdOut": stdout, "StdErr": stderr, "Err": {} }),
-                ),
-                MergeResult::TryLater => error(&base, 405, "Please try again later"),
-                MergeResult::Failed(message) => error(&base, 500, &message),
-            },
-        )
+        Ok(match self.merge(full, number, form, api_user()).await {
+            MergeResult::Merged(_) => crate::server::empty(200),
+            // Gitea answers an already merged PR with an empty message.
+            MergeResult::AlreadyMerged => error(&base, 405, ""),
+            MergeResult::Closed | MergeResult::NotFound => not_found(&base),
+            MergeResult::HeadMoved => error(&base, 409, "head out of date"),
+            MergeResult::Conflict {
+                style,
+                stdout,
+                stderr,
+            } => crate::server::json(
+                409,
+                &json!({ "Style": style.as_str(), "StdOut": stdout, "StdErr": stderr, "Err": {} }),
+            ),
+            MergeResult::TryLater => error(&base, 405, "Please try again later"),
+            MergeResult::Failed(message) => error(&base, 500, &message),
+        })
     }
 
     /// Merges PR `number` with a real git merge in the bare repository.
@@ -619,11 +619,14 @@ impl Inner {
         self: &Arc<Self>,
         full: &str,
         number: u64,
-        style: MergeStyle,
-        head_commit_id: Option<String>,
-        delete_branch: bool,
+        form: MergeForm,
         doer: UserRef,
     ) -> MergeResult {
+        let MergeForm {
+            style,
+            head_commit_id,
+            delete_branch_after_merge: delete_branch,
+        } = form;
         let guard = self.git_lock.lock().await;
         let pull = {
             let state = self.lock();
