@@ -53,6 +53,23 @@ fn an_outage_never_gives_a_delivery_up() {
 }
 
 #[test]
+fn a_missed_deadline_or_a_stopped_loop_waits_like_an_outage() {
+    for err in [
+        HandleError::DeadlineExceeded(Duration::from_secs(30)),
+        HandleError::LoopStopped,
+    ] {
+        let mut retries = HandlingRetries::new();
+        let (failures, given_up) =
+            fail_until_given_up(&mut retries, EventKey::Delivery(1), &err, 500);
+        assert_eq!((failures, given_up), (500, None), "{err}");
+    }
+    assert_eq!(
+        HandleError::DeadlineExceeded(Duration::from_secs(30)).to_string(),
+        "handling took longer than 30 s"
+    );
+}
+
+#[test]
 fn a_delivery_that_keeps_failing_for_another_reason_is_given_up_with_its_error() {
     let mut retries = HandlingRetries::new();
     let (failures, given_up) =

@@ -245,18 +245,28 @@ async fn commands_are_post_only_and_refused_from_browsers() {
 
 #[tokio::test]
 async fn a_failing_event_loop_answers_503_when_retrying_may_help_and_500_otherwise() {
-    let stopped = RecordingSink::answering(Box::new(|_| {
-        Err(HandleError::Store(StoreError::Unavailable(
-            "the event loop has stopped".to_owned(),
-        )))
-    }));
+    let stopped = RecordingSink::answering(Box::new(|_| Err(HandleError::LoopStopped)));
     let server = serve_with(Some(stopped), None).await;
     add_task(server.served_store.as_ref(), 1).await;
     let reply = server.local_post("/api/tasks/ET-001/retry").await;
     assert_eq!(reply.status, 503);
     assert_eq!(
         reply.json()["error"],
-        "retry of ET-001 failed: store: unavailable: the event loop has stopped"
+        "retry of ET-001 failed: the event loop has stopped"
+    );
+
+    let store_down = RecordingSink::answering(Box::new(|_| {
+        Err(HandleError::Store(StoreError::Unavailable(
+            "database is locked".to_owned(),
+        )))
+    }));
+    let server = serve_with(Some(store_down), None).await;
+    add_task(server.served_store.as_ref(), 1).await;
+    let reply = server.local_post("/api/tasks/ET-001/retry").await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(
+        reply.json()["error"],
+        "retry of ET-001 failed: store: unavailable: database is locked"
     );
 
     let broken = RecordingSink::answering(Box::new(|_| {
