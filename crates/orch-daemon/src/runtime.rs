@@ -435,12 +435,6 @@ struct LoopSink {
     commands: mpsc::Sender<Command>,
 }
 
-fn loop_gone() -> HandleError {
-    HandleError::Store(StoreError::Unavailable(
-        "the event loop has stopped".to_owned(),
-    ))
-}
-
 #[async_trait]
 impl EventSink for LoopSink {
     async fn submit(&self, event: Event, origin: Origin) -> Result<Handled, HandleError> {
@@ -452,8 +446,8 @@ impl EventSink for LoopSink {
                 reply,
             })
             .await
-            .map_err(|_| loop_gone())?;
-        answer.await.map_err(|_| loop_gone())?
+            .map_err(|_| HandleError::LoopStopped)?;
+        answer.await.map_err(|_| HandleError::LoopStopped)?
     }
 }
 
@@ -512,10 +506,7 @@ impl EventLoop {
         .await
         {
             Ok(result) => result,
-            Err(_) => Err(HandleError::Store(StoreError::Unavailable(format!(
-                "handling took longer than {} s",
-                HANDLE_DEADLINE.as_secs()
-            )))),
+            Err(_) => Err(HandleError::DeadlineExceeded(HANDLE_DEADLINE)),
         };
         // A long sweep is progress too: each handled event counts.
         self.observer.loop_alive(Loop::Events);

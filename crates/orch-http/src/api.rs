@@ -272,7 +272,9 @@ fn is_unavailable(err: &HandleError) -> bool {
             matches!(tracker.class(), ErrorClass::Unavailable { .. })
         }
         HandleError::Forge(forge) => matches!(forge.class(), ErrorClass::Unavailable { .. }),
-        HandleError::TooEarly(_) => true,
+        HandleError::TooEarly(_) | HandleError::DeadlineExceeded(_) | HandleError::LoopStopped => {
+            true
+        }
     }
 }
 

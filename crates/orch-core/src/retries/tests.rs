@@ -83,3 +83,16 @@ fn a_job_end_is_never_given_up() {
     retries.done(EventKey::JobEnd(JobId(3)));
     assert!(retries.next_due().is_none());
 }
+
+#[test]
+fn a_handling_past_its_deadline_or_a_stopped_loop_never_gives_a_delivery_up() {
+    for err in [
+        HandleError::DeadlineExceeded(Duration::from_secs(90)),
+        HandleError::LoopStopped,
+    ] {
+        let mut retries = HandlingRetries::new();
+        let (failures, given_up) =
+            fail_until_given_up(&mut retries, EventKey::Delivery(1), &err, 500);
+        assert_eq!((failures, given_up), (500, None), "{err}");
+    }
+}

@@ -2,6 +2,7 @@
 //! over the admin socket or with the admin token, never on the strength of an address.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use orch_core::domain::{Agent, JobSpec, NewTask, Stage, Task};
@@ -245,19 +246,37 @@ async fn commands_are_post_only_and_refused_from_browsers() {
 
 #[tokio::test]
 async fn a_failing_event_loop_answers_503_when_retrying_may_help_and_500_otherwise() {
-    let stopped = RecordingSink::answering(Box::new(|_| {
-        Err(HandleError::Store(StoreError::Unavailable(
-            "the event loop has stopped".to_owned(),
-        )))
-    }));
+    let stopped = RecordingSink::answering(Box::new(|_| Err(HandleError::LoopStopped)));
     let server = serve_with(Some(stopped), None).await;
     add_task(server.served_store.as_ref(), 1).await;
     let reply = server.local_post("/api/tasks/ET-001/retry").await;
     assert_eq!(reply.status, 503);
     assert_eq!(
         reply.json()["error"],
-        "retry of ET-001 failed: store: unavailable: the event loop has stopped"
+        "retry of ET-001 failed: the event loop has stopped"
     );
+
+    let slow = RecordingSink::answering(Box::new(|_| {
+        Err(HandleError::DeadlineExceeded(Duration::from_secs(90)))
+    }));
+    let server = serve_with(Some(slow), None).await;
+    add_task(server.served_store.as_ref(), 1).await;
+    let reply = server.local_post("/api/tasks/ET-001/cancel").await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(
+        reply.json()["error"],
+        "cancel of ET-001 failed: handling took longer than 90 s"
+    );
+
+    let store_out = RecordingSink::answering(Box::new(|_| {
+        Err(HandleError::Store(StoreError::Unavailable(
+            "database is locked".to_owned(),
+        )))
+    }));
+    let server = serve_with(Some(store_out), None).await;
+    add_task(server.served_store.as_ref(), 1).await;
+    let reply = server.local_post("/api/tasks/ET-001/retry").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
 
     let broken = RecordingSink::answering(Box::new(|_| {
         Err(HandleError::Store(StoreError::Conflict(
