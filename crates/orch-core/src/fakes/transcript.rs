@@ -17,6 +17,7 @@ use crate::fakes::World;
 use crate::ids::{CommitSha, IssueId, JobId, ProjectId, RepoSlug, StateId, TaskId, WorkItemId};
 use crate::orchestrator::{HandleError, Handled};
 use crate::ports::{Comment, PrState, PullRequest, StateNames, Store, WorkItem};
+use crate::reconciler::PassReport;
 use crate::time::Timestamp;
 
 /// The steps recorded so far, and the fakes as the last step left them.
@@ -302,7 +303,22 @@ pub(crate) fn event_header(log: &Log, event: &Event, origin: Origin) -> String {
         Origin::Reconciler(via) => format!("reconciler ({})", via.as_str()),
         Origin::Admin => "admin".to_owned(),
     };
-    let what = match event {
+    format!("{from}: {}", event_text(log, event))
+}
+
+/// What a reconciler pass did besides its changes: the events it replayed, its errors.
+pub(crate) fn pass_notes(log: &Log, report: &PassReport) -> Vec<String> {
+    let replays = report
+        .replays
+        .iter()
+        .map(|event| format!("replays: {}", event_text(log, event)));
+    let errors = report.errors.iter().map(|error| format!("error: {error}"));
+    replays.chain(errors).collect()
+}
+
+/// An event, in a few words.
+fn event_text(log: &Log, event: &Event) -> String {
+    match event {
         Event::WorkItemMoved { item, actor } => {
             let by = actor
                 .as_ref()
@@ -355,8 +371,7 @@ pub(crate) fn event_header(log: &Log, event: &Event, origin: Origin) -> String {
         ),
         Event::RetryRequested { task } => format!("retry {}", log.work_item_of(*task)),
         Event::CancelRequested { task } => format!("cancel {}", log.work_item_of(*task)),
-    };
-    format!("{from}: {what}")
+    }
 }
 
 /// What changed from `before` to `after`: outward effects, and the store's tasks and jobs.

@@ -15,7 +15,7 @@ use crate::fakes::{
 use crate::ids::{BootId, BranchName, IssueId, JobId, ProjectId, RepoSlug, UserId};
 use crate::orchestrator::{HandleError, Handled, Orchestrator};
 use crate::ports::{ClaimKinds, ClaimRequest, Clock, Ports, StateNames, Store, WorkItem};
-use crate::reconciler::Reconciler;
+use crate::reconciler::{PassReport, Reconciler};
 
 /// The fakes, the orchestrator, the executor and a reconciler, for one project `ET` bound to
 /// `acme/widgets`.
@@ -210,6 +210,32 @@ impl World {
         self.record(header, vec![transcript::handled_text(&handled)], None)
             .await;
         handled
+    }
+
+    /// One pass of the reconciler over the gates (F-1), recorded as a step.
+    pub async fn reconcile_gates(&self) -> PassReport {
+        self.record_pass("gates", self.reconciler.reconcile_gates_once())
+            .await
+    }
+
+    /// One pass of the reconciler over Plane's items (F-2), recorded as a step.
+    pub async fn reconcile_tracker(&self) -> PassReport {
+        self.record_pass("tracker", self.reconciler.reconcile_tracker_once())
+            .await
+    }
+
+    /// Runs the reconciler's `pass` (it starts when awaited) as a step.
+    async fn record_pass(
+        &self,
+        name: &str,
+        pass: impl std::future::Future<Output = PassReport>,
+    ) -> PassReport {
+        self.record_outside().await;
+        let report = pass.await;
+        let notes = transcript::pass_notes(&self.lock_log(), &report);
+        self.record(format!("reconciler: {name} pass"), notes, None)
+            .await;
+        report
     }
 
     /// What happened since the last call (since the world was made, the first time): each

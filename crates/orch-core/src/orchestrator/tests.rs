@@ -1801,12 +1801,17 @@ async fn a_head_the_reviewer_sent_back_cannot_pass_the_gate_again() {
     let task = world.task(&item).await;
     assert_eq!(task.stage, Stage::Development);
     assert!(task.status.is_blocked(), "{:?}", task.status);
-    let report = world.reconciler.reconcile_gates_once().await;
-    assert!(
-        report.unblocked.is_empty(),
-        "the old green head must not undo the block"
-    );
-    assert_eq!(world.task(&item).await.stage, Stage::Development);
+    world.clear_transcript().await;
+    world.reconcile_gates().await;
+    // The old green head must not undo the block.
+    check(
+        &world,
+        expect![[r#"
+        reconciler: gates pass
+          replays: forge facts of ET-001 at @fee0001: green
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
