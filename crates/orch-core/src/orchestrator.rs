@@ -17,6 +17,8 @@
 //! (`handle`), `finish` (shared by every way a task ends merged) and `apply`, which writes a
 //! plan.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use tracing::{debug, info};
 
@@ -48,18 +50,20 @@ pub enum HandleError {
     /// the gate in Plane has been recorded): it is kept and handled again shortly.
     #[error("too early: {0}")]
     TooEarly(String),
-    /// Handling took longer than the caller allows (the daemon's deadline per event): what it
-    /// had committed stays, and the event is handled again later.
+    /// Handling took longer than the serial loop allows it (an outside call retrying through
+    /// an outage): whatever it committed stays, and the event is handled again later.
     #[error("handling took longer than {} s", .0.as_secs())]
-    DeadlineExceeded(std::time::Duration),
-    /// The daemon's event loop has stopped: nothing submitted to it is handled any more.
+    DeadlineExceeded(Duration),
+    /// The serial event loop has stopped (the daemon is shutting down): the event was not
+    /// handled.
     #[error("the event loop has stopped")]
     LoopStopped,
 }
 
 impl HandleError {
-    /// The store or an outside service is out (or refuses orch's credential): handling the
-    /// event again later is all there is to do, however long it takes.
+    /// The store or an outside service is out (or refuses orch's credential), or the loop
+    /// could not finish or take the event: handling it again later is all there is to do,
+    /// however long it takes.
     pub fn is_outage(&self) -> bool {
         match self {
             HandleError::Store(StoreError::Unavailable(_))

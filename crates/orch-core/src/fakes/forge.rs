@@ -79,6 +79,11 @@ impl FakeForge {
         self.lock().pulls.values().cloned().collect()
     }
 
+    /// Every commit status CI reported, by repository and commit.
+    pub fn statuses(&self) -> BTreeMap<(RepoSlug, CommitSha), CiState> {
+        self.lock().statuses.clone()
+    }
+
     pub fn merges(&self) -> Vec<(RepoSlug, PrNumber, CommitSha)> {
         self.lock().merges.clone()
     }

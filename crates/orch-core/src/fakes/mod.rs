@@ -12,6 +12,7 @@ pub mod notifier;
 pub mod sim;
 pub mod store;
 pub mod tracker;
+mod transcript;
 pub mod workspace;
 pub mod world;
 

@@ -82,7 +82,14 @@ impl FakeTracker {
     pub fn add_project(&self, project: &ProjectId, names: &StateNames) {
         let mut state = self.lock();
         let map = state.states.entry(project.clone()).or_default();
-        let all = [
+        for name in FakeTracker::state_names(names) {
+            map.insert(name.clone(), FakeTracker::state_id_for(project, &name));
+        }
+    }
+
+    /// The states a project added with `names` has: the configured ones and Backlog.
+    pub fn state_names(names: &StateNames) -> Vec<String> {
+        [
             Some(&names.in_progress),
             Some(&names.approved),
             Some(&names.rejected),
@@ -90,10 +97,11 @@ impl FakeTracker {
             Some(&names.done),
             names.cancelled.as_ref(),
             Some(&"Backlog".to_owned()),
-        ];
-        for name in all.into_iter().flatten() {
-            map.insert(name.clone(), FakeTracker::state_id_for(project, name));
-        }
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     }
 
     /// The id a state name gets in `project`.
@@ -153,6 +161,16 @@ impl FakeTracker {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Every work item, by id.
+    pub fn items(&self) -> Vec<WorkItem> {
+        self.lock().items.values().cloned().collect()
+    }
+
+    /// Every comment (orch's and people's), by item, in posting order.
+    pub fn all_comments(&self) -> BTreeMap<IssueId, Vec<Comment>> {
+        self.lock().comments.clone()
     }
 
     /// Every `set_state` call orch made, in order.

@@ -95,6 +95,16 @@ impl FakeWorkspace {
             .is_some_and(|tree| tree.exists)
     }
 
+    /// The work items whose worktree exists.
+    pub fn worktrees(&self) -> Vec<WorkItemId> {
+        self.lock()
+            .trees
+            .iter()
+            .filter(|(_, tree)| tree.exists)
+            .map(|(work_item, _)| work_item.clone())
+            .collect()
+    }
+
     pub fn pushes(&self) -> Vec<(WorkItemId, CommitSha)> {
         self.lock().pushes.clone()
     }

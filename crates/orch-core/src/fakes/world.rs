@@ -1,6 +1,6 @@
 //! `World`: every fake wired to the core services, driven step by step like a tiny daemon.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::{Grace, PipelineConfig, ProjectConfig};
@@ -8,13 +8,14 @@ use crate::domain::{CiState, StateRole, Task};
 use crate::event::{Event, Origin};
 use crate::executor::Executor;
 use crate::fakes::store::MemStore;
+use crate::fakes::transcript::{self, Log, Snapshot};
 use crate::fakes::{
     FakeAgentRunner, FakeClock, FakeForge, FakeTracker, FakeWorkspace, RecordingNotifier,
 };
-use crate::ids::{BootId, BranchName, IssueId, ProjectId, RepoSlug, UserId};
+use crate::ids::{BootId, BranchName, IssueId, JobId, ProjectId, RepoSlug, UserId};
 use crate::orchestrator::{HandleError, Handled, Orchestrator};
 use crate::ports::{ClaimKinds, ClaimRequest, Clock, Ports, StateNames, Store, WorkItem};
-use crate::reconciler::Reconciler;
+use crate::reconciler::{PassReport, Reconciler};
 
 /// The fakes, the orchestrator, the executor and a reconciler, for one project `ET` bound to
 /// `acme/widgets`.
@@ -33,6 +34,8 @@ pub struct World {
     pub reconciler: Reconciler,
     pub person: UserId,
     boot: BootId,
+    /// What happened so far, for `transcript`.
+    log: Mutex<Log>,
 }
 
 /// The job lease a `World` takes.
@@ -116,6 +119,7 @@ impl World {
             reconciler,
             person: UserId::new("ada").expect("valid id"),
             boot: BootId::new("boot-1").expect("valid id"),
+            log: Mutex::new(Log::default()),
         }
     }
 
@@ -151,15 +155,8 @@ impl World {
             .config
             .project(&item.project)
             .expect("item of a configured project");
-        let names = &project.states;
-        let name = match role {
-            StateRole::InProgress => &names.in_progress,
-            StateRole::Approved => &names.approved,
-            StateRole::Rejected => &names.rejected,
-            StateRole::Awaiting => names.awaiting.as_ref().expect("awaiting configured"),
-            StateRole::Done => &names.done,
-            StateRole::Cancelled => names.cancelled.as_ref().expect("cancelled configured"),
-        };
+        let name = transcript::state_name_of_role(&project.states, role)
+            .unwrap_or_else(|| panic!("no state configured for {role:?}"));
         FakeTracker::state_id_for(&item.project, name)
     }
 
@@ -177,17 +174,96 @@ impl World {
         item: &WorkItem,
         role: StateRole,
     ) -> Result<Handled, HandleError> {
+        self.record_outside().await;
         let moved = self.move_silently(item, role);
-        self.deliver(Event::WorkItemMoved {
+        let header = {
+            let log = self.lock_log();
+            format!(
+                "{} moves {} to {}",
+                self.person,
+                log.item_name(&moved),
+                log.state_name(&moved.state)
+            )
+        };
+        let seen = Snapshot::of(self).await;
+        self.lock_log().absorb(seen);
+        let event = Event::WorkItemMoved {
             item: moved,
             actor: Some(self.person.clone()),
-        })
-        .await
+        };
+        let handled = self.orchestrator.handle(&event, Origin::Webhook).await;
+        self.record(header, vec![transcript::handled_text(&handled)], None)
+            .await;
+        handled
     }
 
     /// Hands an event to the orchestrator as a webhook.
     pub async fn deliver(&self, event: Event) -> Result<Handled, HandleError> {
-        self.orchestrator.handle(&event, Origin::Webhook).await
+        self.handle(event, Origin::Webhook).await
+    }
+
+    /// Hands an event to the orchestrator as if it came from `origin`.
+    pub async fn handle(&self, event: Event, origin: Origin) -> Result<Handled, HandleError> {
+        self.record_outside().await;
+        let header = transcript::event_header(&self.lock_log(), &event, origin);
+        let handled = self.orchestrator.handle(&event, origin).await;
+        self.record(header, vec![transcript::handled_text(&handled)], None)
+            .await;
+        handled
+    }
+
+    /// One pass of the reconciler over the gates (F-1), recorded as a step.
+    pub async fn reconcile_gates(&self) -> PassReport {
+        self.record_pass("gates", self.reconciler.reconcile_gates_once())
+            .await
+    }
+
+    /// One pass of the reconciler over Plane's items (F-2), recorded as a step.
+    pub async fn reconcile_tracker(&self) -> PassReport {
+        self.record_pass("tracker", self.reconciler.reconcile_tracker_once())
+            .await
+    }
+
+    /// Runs the reconciler's `pass` (it starts when awaited) as a step.
+    async fn record_pass(
+        &self,
+        name: &str,
+        pass: impl std::future::Future<Output = PassReport>,
+    ) -> PassReport {
+        self.record_outside().await;
+        let report = pass.await;
+        let notes = transcript::pass_notes(&self.lock_log(), &report);
+        self.record(format!("reconciler: {name} pass"), notes, None)
+            .await;
+        report
+    }
+
+    /// What happened since the last call (since the world was made, the first time): each
+    /// step (a person's move, an event, a job's run) with what it changed in the fakes.
+    pub async fn transcript(&self) -> String {
+        self.record_outside().await;
+        self.lock_log().take()
+    }
+
+    /// Forgets what happened so far: the next `transcript` starts here.
+    pub async fn clear_transcript(&self) {
+        self.transcript().await;
+    }
+
+    /// Records what the test changed in the fakes directly since the last step.
+    async fn record_outside(&self) {
+        let now = Snapshot::of(self).await;
+        self.lock_log().outside(now);
+    }
+
+    /// Records a step that ends now.
+    async fn record(&self, header: String, notes: Vec<String>, job: Option<JobId>) {
+        let now = Snapshot::of(self).await;
+        self.lock_log().step(header, notes, now, job);
+    }
+
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().expect("transcript mutex")
     }
 
     /// The task of `item`.
@@ -203,10 +279,14 @@ impl World {
     pub async fn ci(&self, item: &WorkItem, state: CiState, deliver: bool) -> Option<Handled> {
         let task = self.task(item).await;
         let sha = task.head_sha.expect("task has a head");
+        self.record_outside().await;
         self.forge.set_status(&task.repo, &sha, state);
         if !deliver {
             return None;
         }
+        // The status is told by its webhook's step.
+        let seen = Snapshot::of(self).await;
+        self.lock_log().absorb(seen);
         Some(
             self.deliver(Event::CiStatusReported {
                 repo: task.repo,
@@ -230,6 +310,7 @@ impl World {
 
     /// `run_jobs` for the given kinds only.
     pub async fn run_jobs_of(&self, kinds_in_order: &[ClaimKinds]) -> u32 {
+        self.record_outside().await;
         let mut ran = 0;
         for _ in 0..10_000 {
             let mut claimed = None;
@@ -258,12 +339,15 @@ impl World {
                 self.executor.run_action(&claimed, &task).await
             };
             let ended = result.is_end();
+            let header = transcript::job_header(&self.lock_log(), &claimed.job, &result);
             self.store
                 .finish_job(claimed.job.id, &claimed.attempt, result, self.clock.now())
                 .await
                 .expect("finish works");
+            let mut notes = Vec::new();
             if ended {
-                self.orchestrator
+                let handled = self
+                    .orchestrator
                     .handle(
                         &Event::JobFinished {
                             job: claimed.job.id,
@@ -272,7 +356,11 @@ impl World {
                     )
                     .await
                     .expect("job end handled");
+                if handled.changed {
+                    notes.push(format!("handled: {}", handled.note));
+                }
             }
+            self.record(header, notes, Some(claimed.job.id)).await;
             ran += 1;
         }
         ran

@@ -3,15 +3,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{
-    Agent, CiState, JobKind, JobStatus, MergeOutcome, Stage, StateRole, TaskStatus,
-};
+use expect_test::{expect, Expect};
+
+use crate::domain::{Agent, CiState, JobKind, MergeOutcome, Stage, StateRole, TaskStatus};
 use crate::event::{Event, Origin};
 use crate::fakes::{FakeStep, World};
 use crate::ids::{CommitSha, RepoSlug, UserId};
-use crate::ports::{PrState, Store, WorkItem};
+use crate::ports::{Store, WorkItem};
 
 mod convergence;
+
+/// Checks what happened in `world` since the last check (or since it was made) against
+/// `expected`: `UPDATE_EXPECT=1 cargo test` rewrites `expected` to what happened.
+async fn check(world: &World, expected: Expect) {
+    expected.assert_eq(&world.transcript().await);
+}
 
 async fn active_agent_jobs(world: &World, item: &WorkItem) -> Vec<JobKind> {
     let task = world.task(item).await;
@@ -26,9 +32,11 @@ async fn active_agent_jobs(world: &World, item: &WorkItem) -> Vec<JobKind> {
         .collect()
 }
 
-/// Walks `item` to the final verdict, scripts Gitea's merge answer, and approves.
+/// Walks `item` to the final verdict, scripts Gitea's merge answer, and approves; the
+/// transcript starts at the approval.
 async fn approve_with_merge_answer(world: &World, item: &WorkItem, answer: MergeOutcome) {
     world.to_final_verdict(item).await;
+    world.clear_transcript().await;
     world.forge.script_merge(answer);
     world
         .move_item(item, StateRole::Approved)
@@ -37,40 +45,26 @@ async fn approve_with_merge_answer(world: &World, item: &WorkItem, answer: Merge
     world.run_jobs().await;
 }
 
-fn agent_runs(world: &World, agent: Agent) -> usize {
-    world
-        .agents
-        .requests()
-        .iter()
-        .filter(|request| request.agent == agent)
-        .count()
-}
-
 // --- status_start ---
 
 #[tokio::test]
 async fn status_start_creates_one_task_on_its_branch_with_one_analyst_job() {
     let world = World::new();
     let item = world.add_item(1, "Fix login redirect loop");
-    let handled = world
+    world
         .move_item(&item, StateRole::InProgress)
         .await
         .expect("handled");
-    assert!(handled.changed);
-    let task = world.task(&item).await;
-    assert_eq!(task.work_item.to_string(), "ET-001");
-    assert_eq!(
-        task.branch.as_str(),
-        "feature/ET-001-fix-login-redirect-loop"
-    );
-    assert_eq!(
-        (task.stage, task.status.clone()),
-        (Stage::Analysis, TaskStatus::Working)
-    );
-    assert_eq!(
-        active_agent_jobs(&world, &item).await,
-        vec![JobKind::Agent(Agent::Analyst)]
-    );
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to In Progress
+          handled: task created
+          task ET-001: new on feature/ET-001-fix-login-redirect-loop, analysis, working
+          job ET-001 analyst: queued
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -81,15 +75,19 @@ async fn status_start_for_an_item_with_a_task_does_nothing() {
         .move_item(&item, StateRole::InProgress)
         .await
         .expect("handled");
-    let again = world
+    world.clear_transcript().await;
+    world
         .move_item(&item, StateRole::InProgress)
         .await
         .expect("handled");
-    assert!(!again.changed);
-    assert_eq!(
-        world.store.list_tasks(10).await.expect("store works").len(),
-        1
-    );
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to In Progress
+          no change: task exists
+    "#]],
+    )
+    .await;
 }
 
 #[test]
@@ -150,13 +148,15 @@ async fn state_changes_made_by_orch_itself_are_ignored() {
         item: moved,
         actor: Some(world.tracker.own_user()),
     };
-    assert!(!world.deliver(event).await.expect("handled").changed);
-    assert!(world
-        .store
-        .task_by_issue(&item.id)
-        .await
-        .expect("store works")
-        .is_none());
+    world.deliver(event).await.expect("handled");
+    check(
+        &world,
+        expect![[r#"
+        webhook: ET-001 moved to In Progress by orch-user
+          no change: orch's own change
+    "#]],
+    )
+    .await;
 }
 
 // --- analysis ---
@@ -166,20 +166,31 @@ async fn analysis_done_posts_the_analysis_moves_the_item_to_awaiting_and_notifie
     let world = World::new();
     let item = world.add_item(1, "Analyse me");
     world.to_analysis_verdict(&item).await;
-    let task = world.task(&item).await;
-    assert_eq!(
-        (task.stage, task.status),
-        (Stage::Analysis, TaskStatus::AwaitingVerdict)
-    );
-    let comments = world.tracker.orch_comments(&item.id);
-    assert_eq!(comments.len(), 1);
-    assert!(comments[0].text.contains("Analysis of Analyse me"));
-    assert_eq!(
-        world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::Awaiting)
-    );
-    assert_eq!(world.messages().len(), 1);
-    assert!(world.messages()[0].contains("ET-001"));
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to In Progress
+          handled: task created
+          task ET-001: new on feature/ET-001-analyse-me, analysis, working
+          job ET-001 analyst: queued
+        run ET-001 analyst: succeeded
+          git: worktree of ET-001 created
+          agent: analyst runs for ET-001, attempt 1
+          handled: analysis ready; awaiting a verdict
+          task ET-001: analysis, working → analysis, awaiting_verdict
+          job ET-001 comment in Plane: queued
+          job ET-001 move to In Review: queued
+          job ET-001 notify: queued
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Analysis by orch** / Analysis of Analyse me
+        run ET-001 move to In Review: succeeded
+          plane: ET-001 is in In Review
+          handled: item moved to awaiting
+        run ET-001 notify: succeeded
+          telegram: ET-001: the analysis is ready; approve or reject it in Plane (Analyse me)
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -192,11 +203,24 @@ async fn analysis_without_analysis_md_blocks_the_task_and_notifies_once() {
         &[FakeStep::WriteNothing],
     );
     world.to_analysis_verdict(&item).await;
-    let task = world.task(&item).await;
-    assert!(
-        matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("analysis.md"))
-    );
-    assert_eq!(world.messages().len(), 1);
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to In Progress
+          handled: task created
+          task ET-001: new on feature/ET-001-silent-analyst, analysis, working
+          job ET-001 analyst: queued
+        run ET-001 analyst: succeeded
+          git: worktree of ET-001 created
+          agent: analyst runs for ET-001, attempt 1
+          handled: analyst finished
+          task ET-001: analysis, working → analysis, blocked (the analyst wrote no analysis.md)
+          job ET-001 notify: queued
+        run ET-001 notify: succeeded
+          telegram: ET-001 is blocked: the analyst wrote no analysis.md
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -204,24 +228,35 @@ async fn analysis_approved_moves_to_development_runs_the_developer_and_moves_the
     let world = World::new();
     let item = world.add_item(1, "Approve me");
     world.to_analysis_verdict(&item).await;
+    world.clear_transcript().await;
     world
         .move_item(&item, StateRole::Approved)
         .await
         .expect("handled");
-    let task = world.task(&item).await;
-    assert_eq!(
-        (task.stage, task.status),
-        (Stage::Development, TaskStatus::Working)
-    );
-    assert_eq!(
-        active_agent_jobs(&world, &item).await,
-        vec![JobKind::Agent(Agent::Developer)]
-    );
     world.run_jobs().await;
-    assert_eq!(
-        world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::InProgress)
-    );
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; development
+          task ET-001: analysis, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1
+          handled: developer made 1 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          gitea: PR #1 opened, feature/ET-001-approve-me into main
+          git: ET-001 pushed at @fee0001
+          handled: branch pushed, pull request open
+          task ET-001: PR #1, head @fee0001
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -229,6 +264,7 @@ async fn analysis_rejected_runs_the_analyst_again_with_the_peoples_comments_as_f
     let world = World::new();
     let item = world.add_item(1, "Reject me");
     world.to_analysis_verdict(&item).await;
+    world.clear_transcript().await;
     world.clock.advance(Duration::from_secs(5));
     world.tracker.add_human_comment(
         &item.id,
@@ -241,18 +277,37 @@ async fn analysis_rejected_runs_the_analyst_again_with_the_peoples_comments_as_f
         .await
         .expect("handled");
     world.run_jobs().await;
-    let analyst_requests: Vec<_> = world
-        .agents
-        .requests()
-        .into_iter()
-        .filter(|request| request.agent == Agent::Analyst)
-        .collect();
-    assert_eq!(analyst_requests.len(), 2);
-    assert_eq!(
-        analyst_requests[1].feedback.as_deref(),
-        Some("Consider the mobile app too.")
-    );
-    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          clock: 5 s later
+          plane: ada comments on ET-001: Consider the mobile app too.
+        ada moves ET-001 to Rejected
+          handled: rejected; analyst runs again with feedback
+          task ET-001: analysis, awaiting_verdict → analysis, working
+          job ET-001 analyst: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 analyst: succeeded
+          agent: analyst runs for ET-001, attempt 1, feedback: Consider the mobile app too.
+          handled: analysis ready; awaiting a verdict
+          task ET-001: analysis, working → analysis, awaiting_verdict
+          job ET-001 comment in Plane: queued
+          job ET-001 move to In Review: queued
+          job ET-001 notify: queued
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Analysis by orch** / Analysis of Reject me
+        run ET-001 move to In Review: succeeded
+          plane: ET-001 is in In Review
+          handled: item moved to awaiting
+        run ET-001 notify: succeeded
+          telegram: ET-001: the analysis is ready; approve or reject it in Plane (Reject me)
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -260,18 +315,41 @@ async fn approved_delivered_twice_advances_once() {
     let world = World::new();
     let item = world.add_item(1, "Twice");
     world.to_analysis_verdict(&item).await;
-    let first = world
+    world.clear_transcript().await;
+    world
         .move_item(&item, StateRole::Approved)
         .await
         .expect("handled");
-    let second = world
+    world
         .move_item(&item, StateRole::Approved)
         .await
         .expect("handled");
-    assert!(first.changed);
-    assert!(!second.changed);
     world.run_jobs().await;
-    assert_eq!(agent_runs(&world, Agent::Developer), 1);
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; development
+          task ET-001: analysis, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+        ada moves ET-001 to Approved
+          no change: a job is active
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1
+          handled: developer made 1 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          gitea: PR #1 opened, feature/ET-001-twice into main
+          git: ET-001 pushed at @fee0001
+          handled: branch pushed, pull request open
+          task ET-001: PR #1, head @fee0001
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -282,12 +360,19 @@ async fn approved_while_not_awaiting_a_verdict_does_nothing() {
         .move_item(&item, StateRole::InProgress)
         .await
         .expect("handled");
-    let handled = world
+    world.clear_transcript().await;
+    world
         .move_item(&item, StateRole::Approved)
         .await
         .expect("handled");
-    assert!(!handled.changed);
-    assert_eq!(world.task(&item).await.stage, Stage::Analysis);
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to Approved
+          no change: a job is active
+    "#]],
+    )
+    .await;
 }
 
 // --- development ---
@@ -296,15 +381,36 @@ async fn approved_while_not_awaiting_a_verdict_does_nothing() {
 async fn development_done_pushes_the_branch_and_opens_exactly_one_pull_request() {
     let world = World::new();
     let item = world.add_item(1, "Build it");
-    world.to_ci_wait(&item).await;
-    let task = world.task(&item).await;
-    assert_eq!(
-        (task.stage, task.status.clone()),
-        (Stage::Development, TaskStatus::Working)
-    );
-    assert!(task.pr.is_some() && task.head_sha.is_some());
-    assert_eq!(world.forge.pulls().len(), 1);
-    assert_eq!(world.workspace.pushes().len(), 1);
+    world.to_analysis_verdict(&item).await;
+    world.clear_transcript().await;
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; development
+          task ET-001: analysis, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1
+          handled: developer made 1 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          gitea: PR #1 opened, feature/ET-001-build-it into main
+          git: ET-001 pushed at @fee0001
+          handled: branch pushed, pull request open
+          task ET-001: PR #1, head @fee0001
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -316,10 +422,36 @@ async fn development_leftovers_are_committed_by_orch_before_the_push() {
         Agent::Developer,
         &[FakeStep::LeaveUncommitted],
     );
-    world.to_ci_wait(&item).await;
-    let task = world.task(&item).await;
-    assert!(task.pr.is_some(), "{:?}", task.status);
-    assert_eq!(world.workspace.pushes()[0].1, task.head_sha.expect("head"));
+    world.to_analysis_verdict(&item).await;
+    world.clear_transcript().await;
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; development
+          task ET-001: analysis, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1
+          handled: developer made 1 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          gitea: PR #1 opened, feature/ET-001-lazy-developer into main
+          git: ET-001 pushed at @fee0001
+          handled: branch pushed, pull request open
+          task ET-001: PR #1, head @fee0001
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -331,10 +463,34 @@ async fn development_without_commits_blocks_the_task() {
         Agent::Developer,
         &[FakeStep::WriteNothing],
     );
-    world.to_ci_wait(&item).await;
-    assert!(
-        matches!(world.task(&item).await.status, TaskStatus::Blocked { ref reason } if reason.contains("no commits"))
-    );
+    world.to_analysis_verdict(&item).await;
+    world.clear_transcript().await;
+    world
+        .move_item(&item, StateRole::Approved)
+        .await
+        .expect("handled");
+    world.run_jobs().await;
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; development
+          task ET-001: analysis, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1
+          handled: developer finished
+          task ET-001: development, working → development, blocked (the developer made no commits)
+          job ET-001 notify: queued
+        run ET-001 notify: succeeded
+          telegram: ET-001 is blocked: the developer made no commits
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -342,16 +498,18 @@ async fn development_gate_green_moves_the_task_to_review() {
     let world = World::new();
     let item = world.add_item(1, "Green");
     world.to_ci_wait(&item).await;
-    let handled = world
-        .ci(&item, CiState::Success, true)
-        .await
-        .expect("delivered");
-    assert!(handled.changed);
-    assert_eq!(world.task(&item).await.stage, Stage::Review);
-    assert_eq!(
-        active_agent_jobs(&world, &item).await,
-        vec![JobKind::Agent(Agent::Reviewer)]
-    );
+    world.clear_transcript().await;
+    world.ci(&item, CiState::Success, true).await;
+    check(
+        &world,
+        expect![[r#"
+        webhook: CI success at @fee0001 in acme/widgets
+          handled: gate green; review
+          task ET-001: development, working → review, working
+          job ET-001 reviewer: queued
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -359,11 +517,16 @@ async fn ci_pending_does_nothing() {
     let world = World::new();
     let item = world.add_item(1, "Pending");
     world.to_ci_wait(&item).await;
-    let handled = world
-        .ci(&item, CiState::Pending, true)
-        .await
-        .expect("delivered");
-    assert!(!handled.changed);
+    world.clear_transcript().await;
+    world.ci(&item, CiState::Pending, true).await;
+    check(
+        &world,
+        expect![[r#"
+        webhook: CI pending at @fee0001 in acme/widgets
+          no change: CI pending
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -371,39 +534,26 @@ async fn ci_failure_runs_one_fix_round_per_head_sha_with_the_ci_feedback() {
     let world = World::new();
     let item = world.add_item(1, "Red");
     world.to_ci_wait(&item).await;
-    assert!(
-        world
-            .ci(&item, CiState::Failure, true)
-            .await
-            .expect("delivered")
-            .changed
-    );
-    assert!(
-        !world
-            .ci(&item, CiState::Failure, true)
-            .await
-            .expect("delivered")
-            .changed
-    );
-    let task = world.task(&item).await;
-    assert_eq!(task.fix_rounds, 1);
+    world.clear_transcript().await;
+    world.ci(&item, CiState::Failure, true).await;
+    world.ci(&item, CiState::Failure, true).await;
     world.run_jobs().await;
-    let developer_requests: Vec<_> = world
-        .agents
-        .requests()
-        .into_iter()
-        .filter(|request| request.agent == Agent::Developer)
-        .collect();
-    assert_eq!(developer_requests.len(), 2);
-    assert!(developer_requests[1]
-        .feedback
-        .as_deref()
-        .is_some_and(|feedback| feedback.contains("CI failed")));
-    let after_fix = world.task(&item).await;
-    assert_ne!(
-        after_fix.head_sha, task.head_sha,
-        "the fix round pushed a new head"
-    );
+    check(&world, expect![[r#"
+        webhook: CI failure at @fee0001 in acme/widgets
+          handled: CI failed; fix round 1
+          task ET-001: fix round 1
+          job ET-001 developer: queued
+        webhook: CI failure at @fee0001 in acme/widgets
+          no change: a job is active
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1, feedback: CI failed at 000000000000000000000000000000c0ffee0001: / - ci/build (failure): build failure http://ci.invalid/000000000000000000000000000000c0ffee0001
+          handled: developer made 2 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          git: ET-001 pushed at @fee0002
+          handled: branch pushed, pull request open
+          task ET-001: head @fee0002
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -411,13 +561,28 @@ async fn fix_rounds_beyond_the_maximum_block_the_task() {
     let world = World::with_config(|config| config.max_fix_rounds = 1);
     let item = world.add_item(1, "Always red");
     world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
     world.ci(&item, CiState::Failure, true).await;
     world.run_jobs().await;
     world.ci(&item, CiState::Failure, true).await;
-    let task = world.task(&item).await;
-    assert!(
-        matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("CI failed 2 times"))
-    );
+    check(&world, expect![[r#"
+        webhook: CI failure at @fee0001 in acme/widgets
+          handled: CI failed; fix round 1
+          task ET-001: fix round 1
+          job ET-001 developer: queued
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1, feedback: CI failed at 000000000000000000000000000000c0ffee0001: / - ci/build (failure): build failure http://ci.invalid/000000000000000000000000000000c0ffee0001
+          handled: developer made 2 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          git: ET-001 pushed at @fee0002
+          handled: branch pushed, pull request open
+          task ET-001: head @fee0002
+        webhook: CI failure at @fee0002 in acme/widgets
+          handled: CI failed at 0000000000
+          task ET-001: development, working → development, blocked (CI failed 2 times), fix round 2
+          job ET-001 notify: queued
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -427,6 +592,7 @@ async fn ci_status_at_a_head_someone_pushed_follows_the_pull_request_and_reads_t
     let other = world.add_item(2, "Second task");
     world.to_ci_wait(&item).await;
     world.to_ci_wait(&other).await;
+    world.clear_transcript().await;
     let task = world.task(&item).await;
     // A person pushes to the task's branch; Gitea's push webhook is lost.
     let pushed = CommitSha::new("d".repeat(40)).expect("sha");
@@ -436,7 +602,7 @@ async fn ci_status_at_a_head_someone_pushed_follows_the_pull_request_and_reads_t
     world
         .forge
         .set_status(&task.repo, &pushed, CiState::Success);
-    let handled = world
+    world
         .deliver(Event::CiStatusReported {
             repo: task.repo.clone(),
             sha: pushed.clone(),
@@ -444,18 +610,20 @@ async fn ci_status_at_a_head_someone_pushed_follows_the_pull_request_and_reads_t
         })
         .await
         .expect("handled");
-    assert_eq!(handled.task, Some(task.id));
-    let task = world.task(&item).await;
-    assert_eq!(
-        task.head_sha,
-        Some(pushed),
-        "the task follows its pull request's head"
-    );
-    assert_eq!(
-        task.stage,
-        Stage::Review,
-        "and the green gate at that head is read"
-    );
+    // The task follows its pull request's head, and the green gate at that head is read.
+    check(
+        &world,
+        expect![[r#"
+            outside orch:
+              gitea: PR #1 head is @ddddddd
+              gitea: CI success at @ddddddd in acme/widgets
+            webhook: CI success at @ddddddd in acme/widgets
+              handled: gate green; review
+              task ET-001: development, working → review, working, head @ddddddd
+              job ET-001 reviewer: queued
+        "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -465,9 +633,10 @@ async fn ci_status_of_an_unknown_sha_with_two_waiting_tasks_is_not_guessed() {
     let second = world.add_item(2, "Two");
     world.to_ci_wait(&first).await;
     world.to_ci_wait(&second).await;
+    world.clear_transcript().await;
     let repo = world.project().repo.clone();
     let unknown = CommitSha::new("e".repeat(40)).expect("sha");
-    let handled = world
+    world
         .deliver(Event::CiStatusReported {
             repo,
             sha: unknown,
@@ -475,7 +644,14 @@ async fn ci_status_of_an_unknown_sha_with_two_waiting_tasks_is_not_guessed() {
         })
         .await
         .expect("handled");
-    assert_eq!(handled.task, None);
+    check(
+        &world,
+        expect![[r#"
+        webhook: CI failure at @eeeeeee in acme/widgets
+          no change: sha not resolved to a task
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -525,18 +701,37 @@ async fn ci_status_of_an_unknown_sha_costs_no_forge_call_while_no_task_waits_on_
 async fn review_done_posts_a_review_on_the_pr_and_in_plane_and_awaits_the_final_verdict() {
     let world = World::new();
     let item = world.add_item(1, "Review me");
-    world.to_final_verdict(&item).await;
-    let task = world.task(&item).await;
-    assert_eq!(
-        (task.stage, task.status),
-        (Stage::Review, TaskStatus::AwaitingVerdict)
-    );
-    assert_eq!(world.forge.reviews().len(), 1);
-    assert_eq!(world.tracker.orch_comments(&item.id).len(), 2);
-    assert_eq!(
-        world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::Awaiting)
-    );
+    world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
+    world.ci(&item, CiState::Success, true).await;
+    world.run_jobs().await;
+    check(
+        &world,
+        expect![[r#"
+        webhook: CI success at @fee0001 in acme/widgets
+          handled: gate green; review
+          task ET-001: development, working → review, working
+          job ET-001 reviewer: queued
+        run ET-001 reviewer: succeeded
+          agent: reviewer runs for ET-001, attempt 1
+          handled: review ready; awaiting the final verdict
+          task ET-001: review, working → review, awaiting_verdict
+          job ET-001 review on the PR: queued
+          job ET-001 comment in Plane: queued
+          job ET-001 move to In Review: queued
+          job ET-001 notify: queued
+        run ET-001 review on the PR: succeeded
+          gitea: review on PR #1: Looks good. / <!-- orch:1:review:8 -->
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Review by orch** / Looks good.
+        run ET-001 move to In Review: succeeded
+          plane: ET-001 is in In Review
+          handled: item moved to awaiting
+        run ET-001 notify: succeeded
+          telegram: ET-001: the review is ready; approve to merge or reject in Plane (Review me)
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -548,25 +743,62 @@ async fn reviewer_requesting_changes_sends_the_task_back_to_development_while_ro
         Agent::Reviewer,
         &[FakeStep::RequestChanges],
     );
-    world.to_final_verdict(&item).await;
-    let task = world.task(&item).await;
-    assert_eq!((task.stage, task.review_rounds), (Stage::Development, 1));
-    let developer_requests: Vec<_> = world
-        .agents
-        .requests()
-        .into_iter()
-        .filter(|request| request.agent == Agent::Developer)
-        .collect();
-    assert_eq!(
-        developer_requests
-            .last()
-            .and_then(|r| r.feedback.clone())
-            .as_deref(),
-        Some("Please handle the error case.")
-    );
+    world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
     world.ci(&item, CiState::Success, true).await;
     world.run_jobs().await;
-    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+    world.ci(&item, CiState::Success, true).await;
+    world.run_jobs().await;
+    check(
+        &world,
+        expect![[r#"
+        webhook: CI success at @fee0001 in acme/widgets
+          handled: gate green; review
+          task ET-001: development, working → review, working
+          job ET-001 reviewer: queued
+        run ET-001 reviewer: succeeded
+          agent: reviewer runs for ET-001, attempt 1
+          handled: the reviewer requests changes; development
+          task ET-001: review, working → development, working, review round 1
+          job ET-001 review on the PR: queued
+          job ET-001 comment in Plane: queued
+          job ET-001 developer: queued
+        run ET-001 review on the PR: succeeded
+          gitea: review on PR #1: Please handle the error case. / <!-- orch:1:review:8 -->
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Review by orch** / Please handle the error case.
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1, feedback: Please handle the error case.
+          handled: developer made 2 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          git: ET-001 pushed at @fee0002
+          handled: branch pushed, pull request open
+          task ET-001: head @fee0002
+        webhook: CI success at @fee0002 in acme/widgets
+          handled: gate green; review
+          task ET-001: development, working → review, working
+          job ET-001 reviewer: queued
+        run ET-001 reviewer: succeeded
+          agent: reviewer runs for ET-001, attempt 1
+          handled: review ready; awaiting the final verdict
+          task ET-001: review, working → review, awaiting_verdict
+          job ET-001 review on the PR: queued
+          job ET-001 comment in Plane: queued
+          job ET-001 move to In Review: queued
+          job ET-001 notify: queued
+        run ET-001 review on the PR: succeeded
+          gitea: review on PR #1: Looks good. / <!-- orch:1:review:13 -->
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Review by orch** / Looks good.
+        run ET-001 move to In Review: succeeded
+          plane: ET-001 is in In Review
+          handled: item moved to awaiting
+        run ET-001 notify: succeeded
+          telegram: ET-001: the review is ready; approve to merge or reject in Plane (Needs changes)
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -579,25 +811,92 @@ async fn review_approved_merges_pinned_to_the_head_and_finishes_the_task() {
         .await
         .expect("handled");
     world.run_jobs().await;
+    // The whole trip of a work item, from In Progress to merged.
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to In Progress
+          handled: task created
+          task ET-001: new on feature/ET-001-ship-it, analysis, working
+          job ET-001 analyst: queued
+        run ET-001 analyst: succeeded
+          git: worktree of ET-001 created
+          agent: analyst runs for ET-001, attempt 1
+          handled: analysis ready; awaiting a verdict
+          task ET-001: analysis, working → analysis, awaiting_verdict
+          job ET-001 comment in Plane: queued
+          job ET-001 move to In Review: queued
+          job ET-001 notify: queued
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Analysis by orch** / Analysis of Ship it
+        run ET-001 move to In Review: succeeded
+          plane: ET-001 is in In Review
+          handled: item moved to awaiting
+        run ET-001 notify: succeeded
+          telegram: ET-001: the analysis is ready; approve or reject it in Plane (Ship it)
+        ada moves ET-001 to Approved
+          handled: approved; development
+          task ET-001: analysis, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1
+          handled: developer made 1 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          gitea: PR #1 opened, feature/ET-001-ship-it into main
+          git: ET-001 pushed at @fee0001
+          handled: branch pushed, pull request open
+          task ET-001: PR #1, head @fee0001
+        webhook: CI success at @fee0001 in acme/widgets
+          handled: gate green; review
+          task ET-001: development, working → review, working
+          job ET-001 reviewer: queued
+        run ET-001 reviewer: succeeded
+          agent: reviewer runs for ET-001, attempt 1
+          handled: review ready; awaiting the final verdict
+          task ET-001: review, working → review, awaiting_verdict
+          job ET-001 review on the PR: queued
+          job ET-001 comment in Plane: queued
+          job ET-001 move to In Review: queued
+          job ET-001 notify: queued
+        run ET-001 review on the PR: succeeded
+          gitea: review on PR #1: Looks good. / <!-- orch:1:review:8 -->
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Review by orch** / Looks good.
+        run ET-001 move to In Review: succeeded
+          plane: ET-001 is in In Review
+          handled: item moved to awaiting
+        run ET-001 notify: succeeded
+          telegram: ET-001: the review is ready; approve to merge or reject in Plane (Ship it)
+        ada moves ET-001 to Approved
+          handled: approved; merging at 0000000000
+          task ET-001: review, awaiting_verdict → review, working
+          job ET-001 merge at @fee0001: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 merge at @fee0001: succeeded
+          gitea: PR #1 is merged
+          gitea: PR #1 merged at @fee0001
+          handled: merged
+          task ET-001: review, working → done, working
+          job ET-001 remove the worktree: queued
+          job ET-001 move to Done: queued
+          job ET-001 notify: queued
+        run ET-001 move to In Progress: succeeded
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 move to Done: succeeded
+          plane: ET-001 is in Done
+          handled: item moved to done
+        run ET-001 notify: succeeded
+          telegram: ET-001 is merged (#1): Ship it
+    "#]],
+    )
+    .await;
     let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Done);
-    assert_eq!(
-        world.forge.merges(),
-        vec![(
-            task.repo.clone(),
-            task.pr.expect("pr"),
-            task.head_sha.clone().expect("head")
-        )]
-    );
-    assert_eq!(
-        world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::Done)
-    );
-    assert!(!world.workspace.exists(&task.work_item));
-    assert!(world
-        .messages()
-        .last()
-        .is_some_and(|message| message.contains("merged")));
     assert_eq!(
         world.notifier.subjects().last(),
         Some(&Some(crate::ports::Subject::of(&task))),
@@ -610,6 +909,7 @@ async fn review_rejected_sends_the_task_back_to_development_with_the_comments() 
     let world = World::new();
     let item = world.add_item(1, "Not yet");
     world.to_final_verdict(&item).await;
+    world.clear_transcript().await;
     world.clock.advance(Duration::from_secs(1));
     world.tracker.add_human_comment(
         &item.id,
@@ -621,14 +921,32 @@ async fn review_rejected_sends_the_task_back_to_development_with_the_comments() 
         .move_item(&item, StateRole::Rejected)
         .await
         .expect("handled");
-    let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Development);
     world.run_jobs().await;
-    let last = world.agents.requests().pop().expect("a request");
-    assert_eq!(
-        (last.agent, last.feedback.as_deref()),
-        (Agent::Developer, Some("Rename the flag."))
-    );
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          clock: 1 s later
+          plane: ada comments on ET-001: Rename the flag.
+        ada moves ET-001 to Rejected
+          handled: rejected; developer runs again with feedback
+          task ET-001: review, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1, feedback: Rename the flag.
+          handled: developer made 2 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          git: ET-001 pushed at @fee0002
+          handled: branch pushed, pull request open
+          task ET-001: head @fee0002
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -666,7 +984,31 @@ async fn merge_of_an_already_merged_pull_request_finishes_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Merged twice");
     approve_with_merge_answer(&world, &item, MergeOutcome::AlreadyMerged).await;
-    assert_eq!(world.task(&item).await.stage, Stage::Done);
+    check(
+        &world,
+        expect![[r#"
+            ada moves ET-001 to Approved
+              handled: approved; merging at 0000000000
+              task ET-001: review, awaiting_verdict → review, working
+              job ET-001 merge at @fee0001: queued
+              job ET-001 move to In Progress: queued
+            run ET-001 merge at @fee0001: succeeded
+              handled: merged
+              task ET-001: review, working → done, working
+              job ET-001 remove the worktree: queued
+              job ET-001 move to Done: queued
+              job ET-001 notify: queued
+            run ET-001 move to In Progress: succeeded
+            run ET-001 remove the worktree: succeeded
+              git: worktree of ET-001 removed
+            run ET-001 move to Done: succeeded
+              plane: ET-001 is in Done
+              handled: item moved to done
+            run ET-001 notify: succeeded
+              telegram: ET-001 is merged (#1): Merged twice
+        "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -681,13 +1023,28 @@ async fn merge_conflict_sends_the_task_to_development_with_rebase_feedback() {
         },
     )
     .await;
-    let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Development);
-    let last = world.agents.requests().pop().expect("a request");
-    assert!(last
-        .feedback
-        .as_deref()
-        .is_some_and(|feedback| feedback.contains("Rebase onto main")));
+    check(&world, expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; merging at 0000000000
+          task ET-001: review, awaiting_verdict → review, working
+          job ET-001 merge at @fee0001: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 merge at @fee0001: succeeded
+          handled: merge needs a rebase; development
+          task ET-001: review, working → development, working
+          job ET-001 developer: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1, feedback: The pull request cannot be merged (merge conflict). Rebase onto main and resolve the conflicts.
+          handled: developer made 2 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          git: ET-001 pushed at @fee0002
+          handled: branch pushed, pull request open
+          task ET-001: head @fee0002
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -702,20 +1059,50 @@ async fn merge_try_later_is_retried_with_backoff_and_then_merges() {
         },
     )
     .await;
-    assert_eq!(
-        world.task(&item).await.stage,
-        Stage::Review,
-        "the retry waits for its backoff"
-    );
+    // The retry waits for its backoff.
+    check(&world, expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; merging at 0000000000
+          task ET-001: review, awaiting_verdict → review, working
+          job ET-001 merge at @fee0001: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 merge at @fee0001: retries later: merge: try again later (please try again later); it merges cleanly here
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+    "#]]).await;
     world.clock.advance(Duration::from_secs(301));
     world.run_jobs().await;
-    assert_eq!(world.task(&item).await.stage, Stage::Done);
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          clock: 301 s later
+        run ET-001 merge at @fee0001: succeeded
+          gitea: PR #1 is merged
+          gitea: PR #1 merged at @fee0001
+          handled: merged
+          task ET-001: review, working → done, working
+          job ET-001 remove the worktree: queued
+          job ET-001 move to Done: queued
+          job ET-001 notify: queued
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 move to Done: succeeded
+          plane: ET-001 is in Done
+          handled: item moved to done
+        run ET-001 notify: succeeded
+          telegram: ET-001 is merged (#1): Busy forge
+    "#]],
+    )
+    .await;
 }
 
 /// Walks `item` to the final verdict, lets `before` change the world, scripts Gitea's 405
-/// "Please try again later", approves and runs the jobs.
+/// "Please try again later", approves and runs the jobs; the transcript starts after the walk.
 async fn approve_into_try_later(world: &World, item: &WorkItem, before: impl FnOnce(&World)) {
     world.to_final_verdict(item).await;
+    world.clear_transcript().await;
     before(world);
     world.forge.script_merge(MergeOutcome::TryLater {
         reason: "Please try again later".to_owned(),
@@ -727,13 +1114,6 @@ async fn approve_into_try_later(world: &World, item: &WorkItem, before: impl FnO
     world.run_jobs().await;
 }
 
-fn merge_job_error(jobs: &[crate::domain::Job]) -> String {
-    jobs.iter()
-        .find(|job| job.kind() == JobKind::Merge)
-        .and_then(|job| job.last_error.clone())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn merge_try_later_with_a_head_that_conflicts_locally_goes_to_development_to_rebase() {
     let world = World::new();
@@ -743,17 +1123,29 @@ async fn merge_try_later_with_a_head_that_conflicts_locally_goes_to_development_
         world.workspace.set_conflicts_with_base(&work_item, true);
     })
     .await;
-    let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Development, "not retried for an hour");
-    let last = world.agents.requests().pop().expect("a request");
-    let feedback = last.feedback.unwrap_or_default();
-    assert!(
-        last.agent == Agent::Developer
-            && feedback.contains("conflicts with main")
-            && feedback.contains("Rebase onto main"),
-        "{feedback}"
-    );
-    assert!(world.forge.merges().is_empty());
+    // Not retried for an hour: the developer rebases.
+    check(&world, expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; merging at 0000000000
+          task ET-001: review, awaiting_verdict → review, working
+          job ET-001 merge at @fee0001: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 merge at @fee0001: succeeded
+          handled: merge needs a rebase; development
+          task ET-001: review, working → development, working
+          job ET-001 developer: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1, feedback: The pull request cannot be merged (conflicts with main). Rebase onto main and resolve the conflicts.
+          handled: developer made 2 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          git: ET-001 pushed at @fee0002
+          handled: branch pushed, pull request open
+          task ET-001: head @fee0002
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -767,20 +1159,43 @@ async fn merge_try_later_with_a_clean_local_merge_is_retried_while_gitea_catches
         }
     })
     .await;
-    let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Review, "the retry waits for its backoff");
-    let jobs = world
-        .store
-        .jobs_of_task(task.id)
-        .await
-        .expect("store works");
-    assert!(
-        merge_job_error(&jobs).contains("has not caught up"),
-        "{jobs:?}"
-    );
+    // The retry waits for its backoff.
+    check(&world, expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; merging at 0000000000
+          task ET-001: review, awaiting_verdict → review, working
+          job ET-001 merge at @fee0001: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 merge at @fee0001: retries later: merge: try again later (Please try again later); it merges cleanly here; gitea's mergeability check has not caught up
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+    "#]]).await;
     world.clock.advance(Duration::from_secs(301));
     world.run_jobs().await;
-    assert_eq!(world.task(&item).await.stage, Stage::Done);
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          clock: 301 s later
+        run ET-001 merge at @fee0001: succeeded
+          gitea: PR #1 is merged
+          gitea: PR #1 merged at @fee0001
+          handled: merged
+          task ET-001: review, working → done, working
+          job ET-001 remove the worktree: queued
+          job ET-001 move to Done: queued
+          job ET-001 notify: queued
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 move to Done: succeeded
+          plane: ET-001 is in Done
+          handled: item moved to done
+        run ET-001 notify: succeeded
+          telegram: ET-001 is merged (#1): Checker lags
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -788,24 +1203,43 @@ async fn merge_try_later_whose_local_check_fails_is_retried() {
     let world = World::new();
     let item = world.add_item(1, "Git hiccup");
     approve_into_try_later(&world, &item, |world| world.workspace.fail_next(1)).await;
-    let task = world.task(&item).await;
-    assert_eq!(
-        task.stage,
-        Stage::Review,
-        "an infrastructure error is retried"
-    );
-    let jobs = world
-        .store
-        .jobs_of_task(task.id)
-        .await
-        .expect("store works");
-    assert!(
-        merge_job_error(&jobs).contains("local merge check failed"),
-        "{jobs:?}"
-    );
+    // An infrastructure error is retried.
+    check(&world, expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; merging at 0000000000
+          task ET-001: review, awaiting_verdict → review, working
+          job ET-001 merge at @fee0001: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 merge at @fee0001: waits on git: merge: try again later (Please try again later); the local merge check failed: workspace: unavailable: git is down (fake)
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+    "#]]).await;
     world.clock.advance(Duration::from_secs(301));
     world.run_jobs().await;
-    assert_eq!(world.task(&item).await.stage, Stage::Done);
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          clock: 301 s later
+        run ET-001 merge at @fee0001: succeeded
+          gitea: PR #1 is merged
+          gitea: PR #1 merged at @fee0001
+          handled: merged
+          task ET-001: review, working → done, working
+          job ET-001 remove the worktree: queued
+          job ET-001 move to Done: queued
+          job ET-001 notify: queued
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 move to Done: succeeded
+          plane: ET-001 is in Done
+          handled: item moved to done
+        run ET-001 notify: succeeded
+          telegram: ET-001 is merged (#1): Git hiccup
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -819,7 +1253,33 @@ async fn merge_try_later_of_a_pull_request_found_merged_at_our_head_finishes_the
         }
     })
     .await;
-    assert_eq!(world.task(&item).await.stage, Stage::Done);
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          gitea: PR #1 is merged
+        ada moves ET-001 to Approved
+          handled: approved; merging at 0000000000
+          task ET-001: review, awaiting_verdict → review, working
+          job ET-001 merge at @fee0001: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 merge at @fee0001: succeeded
+          handled: merged
+          task ET-001: review, working → done, working
+          job ET-001 remove the worktree: queued
+          job ET-001 move to Done: queued
+          job ET-001 notify: queued
+        run ET-001 move to In Progress: succeeded
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 move to Done: succeeded
+          plane: ET-001 is in Done
+          handled: item moved to done
+        run ET-001 notify: succeeded
+          telegram: ET-001 is merged (#1): Merged meanwhile
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -834,9 +1294,26 @@ async fn merge_refused_blocks_the_task() {
         },
     )
     .await;
-    assert!(
-        matches!(world.task(&item).await.status, TaskStatus::Blocked { ref reason } if reason.contains("protected"))
-    );
+    check(
+        &world,
+        expect![[r#"
+            ada moves ET-001 to Approved
+              handled: approved; merging at 0000000000
+              task ET-001: review, awaiting_verdict → review, working
+              job ET-001 merge at @fee0001: queued
+              job ET-001 move to In Progress: queued
+            run ET-001 merge at @fee0001: succeeded
+              handled: merge refused
+              task ET-001: review, working → review, blocked (merge refused: branch is protected)
+              job ET-001 notify: queued
+            run ET-001 move to In Progress: succeeded
+              plane: ET-001 is in In Progress
+              handled: item moved to in progress
+            run ET-001 notify: succeeded
+              telegram: ET-001 is blocked: merge refused: branch is protected
+        "#]],
+    )
+    .await;
 }
 
 // --- pull requests closed in Gitea ---
@@ -846,6 +1323,7 @@ async fn pull_request_merged_by_a_person_finishes_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Merged by hand");
     world.to_final_verdict(&item).await;
+    world.clear_transcript().await;
     let task = world.task(&item).await;
     let pr = task.pr.expect("pr");
     world.forge.close_by_person(&task.repo, pr, true);
@@ -858,11 +1336,28 @@ async fn pull_request_merged_by_a_person_finishes_the_task() {
         .await
         .expect("handled");
     world.run_jobs().await;
-    assert_eq!(world.task(&item).await.stage, Stage::Done);
-    assert!(
-        world.forge.merges().is_empty(),
-        "orch does not merge what a person merged"
-    );
+    // orch does not merge what a person merged.
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          gitea: PR #1 is merged
+        webhook: PR #1 merged
+          handled: pull request merged
+          task ET-001: review, awaiting_verdict → done, working
+          job ET-001 remove the worktree: queued
+          job ET-001 move to Done: queued
+          job ET-001 notify: queued
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 move to Done: succeeded
+          plane: ET-001 is in Done
+          handled: item moved to done
+        run ET-001 notify: succeeded
+          telegram: ET-001 is merged (#1): Merged by hand
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -870,6 +1365,7 @@ async fn pull_request_closed_unmerged_by_a_person_blocks_the_task() {
     let world = World::new();
     let item = world.add_item(1, "Closed by hand");
     world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
     let task = world.task(&item).await;
     let pr = task.pr.expect("pr");
     world
@@ -880,7 +1376,12 @@ async fn pull_request_closed_unmerged_by_a_person_blocks_the_task() {
         })
         .await
         .expect("handled");
-    assert!(world.task(&item).await.status.is_blocked());
+    check(&world, expect![[r#"
+        webhook: PR #1 closed without merge
+          handled: pull request closed without merge
+          task ET-001: development, working → development, blocked (pull request #1 was closed without merge; reopen it in Gitea and reject to continue, or cancel the item)
+          job ET-001 notify: queued
+    "#]]).await;
 }
 
 // --- cancel, failures, unblocking ---
@@ -890,25 +1391,33 @@ async fn cancelled_item_cancels_the_task_its_jobs_its_pr_and_its_worktree() {
     let world = World::new();
     let item = world.add_item(1, "Cancel me");
     world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
     world.ci(&item, CiState::Failure, true).await;
     world
         .move_item(&item, StateRole::Cancelled)
         .await
         .expect("handled");
     world.run_jobs().await;
-    let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Cancelled);
-    let jobs = world
-        .store
-        .jobs_of_task(task.id)
-        .await
-        .expect("store works");
-    assert!(jobs
-        .iter()
-        .any(|job| job.kind() == JobKind::Agent(Agent::Developer)
-            && job.status == JobStatus::Cancelled));
-    assert_eq!(world.forge.pulls()[0].state, PrState::Closed);
-    assert!(!world.workspace.exists(&task.work_item));
+    check(&world, expect![[r#"
+        webhook: CI failure at @fee0001 in acme/widgets
+          handled: CI failed; fix round 1
+          task ET-001: fix round 1
+          job ET-001 developer: queued
+        ada moves ET-001 to Cancelled
+          handled: cancelled
+          task ET-001: development, working → cancelled, working
+          job ET-001 developer: cancelled
+          job ET-001 close the PR: queued
+          job ET-001 remove the worktree: queued
+          job ET-001 notify: queued
+        run ET-001 close the PR: succeeded
+          gitea: PR #1 is closed
+          gitea: comment on PR #1: ET-001 was cancelled; orch closes this pull request. / <!-- orch:1:close -->
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 notify: succeeded
+          telegram: ET-001 was cancelled: Cancel me
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -928,12 +1437,30 @@ async fn agent_failing_max_attempts_times_blocks_the_task_and_notifies_once() {
         world.run_jobs().await;
         world.clock.advance(Duration::from_secs(301));
     }
-    let task = world.task(&item).await;
-    assert!(
-        matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("after 3 attempts"))
-    );
-    assert_eq!(agent_runs(&world, Agent::Analyst), 3);
-    assert_eq!(world.messages().len(), 1);
+    check(&world, expect![[r#"
+        ada moves ET-001 to In Progress
+          handled: task created
+          task ET-001: new on feature/ET-001-flaky, analysis, working
+          job ET-001 analyst: queued
+        run ET-001 analyst: retries later: analyst exited with code 1
+          git: worktree of ET-001 created
+          agent: analyst runs for ET-001, attempt 1
+        outside orch:
+          clock: 301 s later
+        run ET-001 analyst: retries later: analyst exited with code 1
+          agent: analyst runs for ET-001, attempt 2
+        outside orch:
+          clock: 301 s later
+        run ET-001 analyst: failed: analyst exited with code 1
+          agent: analyst runs for ET-001, attempt 3
+          handled: analyst finished
+          task ET-001: analysis, working → analysis, blocked (analyst failed after 3 attempts: analyst exited with code 1)
+          job ET-001 notify: queued
+        run ET-001 notify: succeeded
+          telegram: ET-001 is blocked: analyst failed after 3 attempts: analyst exited with code 1
+        outside orch:
+          clock: 301 s later
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -947,6 +1474,9 @@ async fn a_blocked_task_rejected_by_a_person_runs_its_agent_again_with_the_comme
     );
     world.to_analysis_verdict(&item).await;
     assert!(world.task(&item).await.status.is_blocked());
+    world.clear_transcript().await;
+    // The comment is written after the block (Plane's clock has moved since the item did).
+    world.clock.advance(Duration::from_secs(1));
     world.tracker.add_human_comment(
         &item.id,
         &world.person,
@@ -958,7 +1488,37 @@ async fn a_blocked_task_rejected_by_a_person_runs_its_agent_again_with_the_comme
         .await
         .expect("handled");
     world.run_jobs().await;
-    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+    check(
+        &world,
+        expect![[r#"
+            outside orch:
+              clock: 1 s later
+              plane: ada comments on ET-001: Try again, with tests.
+            ada moves ET-001 to Rejected
+              handled: rejected; analyst runs again with feedback
+              task ET-001: analysis, blocked (the analyst wrote no analysis.md) → analysis, working
+              job ET-001 analyst: queued
+              job ET-001 move to In Progress: queued
+            run ET-001 move to In Progress: succeeded
+              plane: ET-001 is in In Progress
+              handled: item moved to in progress
+            run ET-001 analyst: succeeded
+              agent: analyst runs for ET-001, attempt 1, feedback: Try again, with tests.
+              handled: analysis ready; awaiting a verdict
+              task ET-001: analysis, working → analysis, awaiting_verdict
+              job ET-001 comment in Plane: queued
+              job ET-001 move to In Review: queued
+              job ET-001 notify: queued
+            run ET-001 comment in Plane: succeeded
+              plane: orch comments on ET-001: **Analysis by orch** / Analysis of Unblock me
+            run ET-001 move to In Review: succeeded
+              plane: ET-001 is in In Review
+              handled: item moved to awaiting
+            run ET-001 notify: succeeded
+              telegram: ET-001: the analysis is ready; approve or reject it in Plane (Unblock me)
+        "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -966,6 +1526,7 @@ async fn job_end_handled_twice_changes_the_task_once() {
     let world = World::new();
     let item = world.add_item(1, "Replay job end");
     world.to_analysis_verdict(&item).await;
+    world.clear_transcript().await;
     let task = world.task(&item).await;
     let analyst = world
         .store
@@ -973,13 +1534,18 @@ async fn job_end_handled_twice_changes_the_task_once() {
         .await
         .expect("store works")
         .remove(0);
-    let again = world
-        .orchestrator
-        .handle(&Event::JobFinished { job: analyst.id }, Origin::Worker)
+    world
+        .handle(Event::JobFinished { job: analyst.id }, Origin::Worker)
         .await
         .expect("handled");
-    assert!(!again.changed);
-    assert_eq!(world.task(&item).await.version, task.version);
+    check(
+        &world,
+        expect![[r#"
+        worker: job 1 finished
+          no change: job already handled or still active
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -992,14 +1558,37 @@ async fn retry_requested_runs_the_stage_agent_again() {
         &[FakeStep::WriteNothing],
     );
     world.to_analysis_verdict(&item).await;
+    world.clear_transcript().await;
     let task = world.task(&item).await;
     world
-        .orchestrator
-        .handle(&Event::RetryRequested { task: task.id }, Origin::Admin)
+        .handle(Event::RetryRequested { task: task.id }, Origin::Admin)
         .await
         .expect("handled");
     world.run_jobs().await;
-    assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+    check(
+        &world,
+        expect![[r#"
+        admin: retry ET-001
+          handled: retry requested; analyst runs again
+          task ET-001: analysis, blocked (the analyst wrote no analysis.md) → analysis, working
+          job ET-001 analyst: queued
+        run ET-001 analyst: succeeded
+          agent: analyst runs for ET-001, attempt 1
+          handled: analysis ready; awaiting a verdict
+          task ET-001: analysis, working → analysis, awaiting_verdict
+          job ET-001 comment in Plane: queued
+          job ET-001 move to In Review: queued
+          job ET-001 notify: queued
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Analysis by orch** / Analysis of Retry me
+        run ET-001 move to In Review: succeeded
+          plane: ET-001 is in In Review
+          handled: item moved to awaiting
+        run ET-001 notify: succeeded
+          telegram: ET-001: the analysis is ready; approve or reject it in Plane (Retry me)
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1008,11 +1597,20 @@ async fn notifications_survive_a_telegram_outage() {
     let item = world.add_item(1, "Quiet phone");
     world.notifier.set_down(true);
     world.to_analysis_verdict(&item).await;
-    assert!(world.messages().is_empty());
+    world.clear_transcript().await;
     world.notifier.set_down(false);
     world.clock.advance(Duration::from_secs(301));
     world.run_jobs().await;
-    assert_eq!(world.messages().len(), 1);
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          clock: 301 s later
+        run ET-001 notify: succeeded
+          telegram: ET-001: the analysis is ready; approve or reject it in Plane (Quiet phone)
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1021,16 +1619,23 @@ async fn a_person_is_not_mistaken_for_orch() {
     let item = world.add_item(1, "Person");
     let moved = world.move_silently(&item, StateRole::InProgress);
     let person = UserId::new("someone-else").expect("valid id");
-    assert!(
-        world
-            .deliver(Event::WorkItemMoved {
-                item: moved,
-                actor: Some(person)
-            })
-            .await
-            .expect("handled")
-            .changed
-    );
+    world
+        .deliver(Event::WorkItemMoved {
+            item: moved,
+            actor: Some(person),
+        })
+        .await
+        .expect("handled");
+    check(
+        &world,
+        expect![[r#"
+        webhook: ET-001 moved to In Progress by someone-else
+          handled: task created
+          task ET-001: new on feature/ET-001-person, analysis, working
+          job ET-001 analyst: queued
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1039,16 +1644,23 @@ async fn a_verdict_during_a_telegram_outage_is_applied_at_once() {
     let item = world.add_item(1, "Phone is down");
     world.notifier.set_down(true);
     world.to_analysis_verdict(&item).await;
-    let handled = world
+    world.clear_transcript().await;
+    world
         .move_item(&item, StateRole::Approved)
         .await
         .expect("handled");
-    assert!(
-        handled.changed,
-        "a queued notification must not hold the verdict up: {}",
-        handled.note
-    );
-    assert_eq!(world.task(&item).await.stage, Stage::Development);
+    // A queued notification must not hold the verdict up.
+    check(
+        &world,
+        expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; development
+          task ET-001: analysis, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1066,19 +1678,23 @@ async fn a_verdict_older_than_the_open_gate_is_ignored() {
     world.ci(&item, CiState::Success, true).await;
     world.run_jobs().await;
     assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
-    let handled = world
+    world.clear_transcript().await;
+    world
         .deliver(Event::WorkItemMoved {
             item: stale_approval,
             actor: Some(world.person.clone()),
         })
         .await
         .expect("handled");
-    assert!(
-        !handled.changed,
-        "an approval of the analysis must not merge: {}",
-        handled.note
-    );
-    assert!(world.forge.merges().is_empty());
+    // An approval of the analysis must not merge.
+    check(
+        &world,
+        expect![[r#"
+        webhook: ET-001 moved to Approved by ada
+          no change: not newer than what orch knows of the item
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1091,19 +1707,42 @@ async fn approved_on_a_blocked_review_does_not_merge() {
         &[FakeStep::Fail, FakeStep::Fail, FakeStep::Fail],
     );
     world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
     world.ci(&item, CiState::Success, true).await;
     for _ in 0..3 {
         world.run_jobs().await;
         world.clock.advance(Duration::from_secs(301));
     }
-    assert!(world.task(&item).await.status.is_blocked());
-    let handled = world
+    world
         .move_item(&item, StateRole::Approved)
         .await
         .expect("handled");
-    assert!(!handled.changed);
     world.run_jobs().await;
-    assert!(world.forge.merges().is_empty());
+    check(&world, expect![[r#"
+        webhook: CI success at @fee0001 in acme/widgets
+          handled: gate green; review
+          task ET-001: development, working → review, working
+          job ET-001 reviewer: queued
+        run ET-001 reviewer: retries later: reviewer exited with code 1
+          agent: reviewer runs for ET-001, attempt 1
+        outside orch:
+          clock: 301 s later
+        run ET-001 reviewer: retries later: reviewer exited with code 1
+          agent: reviewer runs for ET-001, attempt 2
+        outside orch:
+          clock: 301 s later
+        run ET-001 reviewer: failed: reviewer exited with code 1
+          agent: reviewer runs for ET-001, attempt 3
+          handled: reviewer finished
+          task ET-001: review, working → review, blocked (reviewer failed after 3 attempts: reviewer exited with code 1)
+          job ET-001 notify: queued
+        run ET-001 notify: succeeded
+          telegram: ET-001 is blocked: reviewer failed after 3 attempts: reviewer exited with code 1
+        outside orch:
+          clock: 301 s later
+        ada moves ET-001 to Approved
+          no change: no open gate for this verdict
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -1116,14 +1755,22 @@ async fn a_fix_round_without_new_commits_blocks_the_task() {
         &[FakeStep::Succeed, FakeStep::WriteNothing],
     );
     world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
     world.ci(&item, CiState::Failure, true).await;
     world.run_jobs().await;
-    let task = world.task(&item).await;
-    assert!(
-        matches!(task.status, TaskStatus::Blocked { ref reason } if reason.contains("no new commits")),
-        "{:?}",
-        task.status
-    );
+    check(&world, expect![[r#"
+        webhook: CI failure at @fee0001 in acme/widgets
+          handled: CI failed; fix round 1
+          task ET-001: fix round 1
+          job ET-001 developer: queued
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1, feedback: CI failed at 000000000000000000000000000000c0ffee0001: / - ci/build (failure): build failure http://ci.invalid/000000000000000000000000000000c0ffee0001
+          handled: developer finished
+          task ET-001: development, working → development, blocked (the developer made no new commits (the head is still 0000000000))
+          job ET-001 notify: queued
+        run ET-001 notify: succeeded
+          telegram: ET-001 is blocked: the developer made no new commits (the head is still 0000000000)
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -1154,12 +1801,17 @@ async fn a_head_the_reviewer_sent_back_cannot_pass_the_gate_again() {
     let task = world.task(&item).await;
     assert_eq!(task.stage, Stage::Development);
     assert!(task.status.is_blocked(), "{:?}", task.status);
-    let report = world.reconciler.reconcile_gates_once().await;
-    assert!(
-        report.unblocked.is_empty(),
-        "the old green head must not undo the block"
-    );
-    assert_eq!(world.task(&item).await.stage, Stage::Development);
+    world.clear_transcript().await;
+    world.reconcile_gates().await;
+    // The old green head must not undo the block.
+    check(
+        &world,
+        expect![[r#"
+        reconciler: gates pass
+          replays: forge facts of ET-001 at @fee0001: green
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1167,6 +1819,7 @@ async fn feedback_includes_the_token_owners_own_comments_but_not_orchs() {
     let world = World::new();
     let item = world.add_item(1, "Solo developer");
     world.to_analysis_verdict(&item).await;
+    world.clear_transcript().await;
     world.clock.advance(Duration::from_secs(1));
     world.tracker.add_human_comment(
         &item.id,
@@ -1179,11 +1832,37 @@ async fn feedback_includes_the_token_owners_own_comments_but_not_orchs() {
         .await
         .expect("handled");
     world.run_jobs().await;
-    let last = world.agents.requests().pop().expect("a request");
-    assert_eq!(
-        last.feedback.as_deref(),
-        Some("Written by the token's owner.")
-    );
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          clock: 1 s later
+          plane: orch-user comments on ET-001: Written by the token's owner.
+        ada moves ET-001 to Rejected
+          handled: rejected; analyst runs again with feedback
+          task ET-001: analysis, awaiting_verdict → analysis, working
+          job ET-001 analyst: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: succeeded
+          plane: ET-001 is in In Progress
+          handled: item moved to in progress
+        run ET-001 analyst: succeeded
+          agent: analyst runs for ET-001, attempt 1, feedback: Written by the token's owner.
+          handled: analysis ready; awaiting a verdict
+          task ET-001: analysis, working → analysis, awaiting_verdict
+          job ET-001 comment in Plane: queued
+          job ET-001 move to In Review: queued
+          job ET-001 notify: queued
+        run ET-001 comment in Plane: succeeded
+          plane: orch comments on ET-001: **Analysis by orch** / Analysis of Solo developer
+        run ET-001 move to In Review: succeeded
+          plane: ET-001 is in In Review
+          handled: item moved to awaiting
+        run ET-001 notify: succeeded
+          telegram: ET-001: the analysis is ready; approve or reject it in Plane (Solo developer)
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1196,6 +1875,7 @@ async fn a_state_move_overtaken_by_a_later_one_is_skipped() {
         .expect("handled");
     world.run_jobs().await;
     assert_eq!(world.task(&item).await.status, TaskStatus::AwaitingVerdict);
+    world.clear_transcript().await;
     // The person approves; Plane then fails orch's move back to In Progress once.
     world
         .move_item(&item, StateRole::Approved)
@@ -1211,17 +1891,42 @@ async fn a_state_move_overtaken_by_a_later_one_is_skipped() {
         .expect("handled");
     world.clock.advance(Duration::from_secs(301));
     world.run_jobs().await;
-    assert_eq!(
-        world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::Cancelled),
-        "the stale move to In Progress must not land after the cancel"
-    );
-    assert!(
-        !world
-            .tracker
-            .state_changes()
-            .iter()
-            .any(|(_, state)| state == &world.state_of_role(&item, StateRole::InProgress)),
-        "the overtaken move never ran"
-    );
+    // The stale move to In Progress never runs after the cancel.
+    check(&world, expect![[r#"
+        ada moves ET-001 to Approved
+          handled: approved; development
+          task ET-001: analysis, awaiting_verdict → development, working
+          job ET-001 developer: queued
+          job ET-001 move to In Progress: queued
+        run ET-001 move to In Progress: waits on plane: tracker: unavailable: plane is down (fake)
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1
+          handled: developer made 1 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          gitea: PR #1 opened, feature/ET-001-out-of-order into main
+          git: ET-001 pushed at @fee0001
+          handled: branch pushed, pull request open
+          task ET-001: PR #1, head @fee0001
+        webhook: cancel ET-001
+          handled: cancelled
+          task ET-001: development, working → cancelled, working
+          job ET-001 close the PR: queued
+          job ET-001 remove the worktree: queued
+          job ET-001 move to Cancelled: queued
+          job ET-001 notify: queued
+        outside orch:
+          clock: 301 s later
+        run ET-001 close the PR: succeeded
+          gitea: PR #1 is closed
+          gitea: comment on PR #1: ET-001 was cancelled; orch closes this pull request. / <!-- orch:1:close -->
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 move to Cancelled: succeeded
+          plane: ET-001 is in Cancelled
+          handled: item moved to cancelled
+        run ET-001 notify: succeeded
+          telegram: ET-001 was cancelled: Out of order
+        run ET-001 move to In Progress: succeeded
+    "#]]).await;
 }

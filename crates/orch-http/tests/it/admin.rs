@@ -246,40 +246,38 @@ async fn commands_are_post_only_and_refused_from_browsers() {
 
 #[tokio::test]
 async fn a_failing_event_loop_answers_503_when_retrying_may_help_and_500_otherwise() {
-    // Each case: what the loop answers, and the error the caller reads with its 503.
-    type MakeError = fn() -> HandleError;
-    let unavailable: [(MakeError, &str); 3] = [
+    // The error the loop answers with, the HTTP status, and the answer's error text.
+    type Case = (fn() -> HandleError, u16, &'static str);
+    let cases: Vec<Case> = vec![
         (
             || HandleError::LoopStopped,
+            503,
             "retry of ET-001 failed: the event loop has stopped",
         ),
         (
-            || HandleError::DeadlineExceeded(Duration::from_secs(30)),
-            "retry of ET-001 failed: handling took longer than 30 s",
+            || HandleError::DeadlineExceeded(Duration::from_secs(90)),
+            503,
+            "retry of ET-001 failed: handling took longer than 90 s",
         ),
         (
             || HandleError::Store(StoreError::Unavailable("database is locked".to_owned())),
+            503,
             "retry of ET-001 failed: store: unavailable: database is locked",
         ),
+        (
+            || HandleError::Store(StoreError::Conflict("version moved".to_owned())),
+            500,
+            "retry of ET-001 failed: store: conflict: version moved",
+        ),
     ];
-    for (answer, expected) in unavailable {
-        let sink = RecordingSink::answering(Box::new(move |_| Err(answer())));
+    for (error, status, message) in cases {
+        let sink = RecordingSink::answering(Box::new(move |_| Err(error())));
         let server = serve_with(Some(sink), None).await;
         add_task(server.served_store.as_ref(), 1).await;
         let reply = server.local_post("/api/tasks/ET-001/retry").await;
-        assert_eq!(reply.status, 503);
-        assert_eq!(reply.json()["error"], expected);
+        assert_eq!(reply.status, status, "{}", reply.text());
+        assert_eq!(reply.json()["error"], message);
     }
-
-    let broken = RecordingSink::answering(Box::new(|_| {
-        Err(HandleError::Store(StoreError::Conflict(
-            "version moved".to_owned(),
-        )))
-    }));
-    let server = serve_with(Some(broken), None).await;
-    add_task(server.served_store.as_ref(), 1).await;
-    let reply = server.local_post("/api/tasks/ET-001/cancel").await;
-    assert_eq!(reply.status, 500, "{}", reply.text());
 }
 
 /// What a same-host reverse proxy adds; none of it may stand in for a credential.

@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use expect_test::expect;
+
 use crate::domain::{
     Action, Agent, CiState, JobKind, JobStatus, Service, Stage, StateRole, TaskStatus,
 };
 use crate::event::{Event, Origin};
 use crate::executor::still_current;
 use crate::fakes::{FakeStep, World};
+use crate::orchestrator::tests::check;
 use crate::pipeline::{transition_of, ExitGate, OnPass, STAGE_TRANSITIONS};
 use crate::ports::{PrState, Store, WorkItem};
 
@@ -138,19 +141,39 @@ async fn a_pull_request_merged_by_a_person_during_review_with_the_webhook_lost_f
     let world = World::new();
     let item = world.add_item(1, "Merged while waiting for the verdict");
     world.to_final_verdict(&item).await;
+    world.clear_transcript().await;
     let task = world.task(&item).await;
     world
         .forge
         .close_by_person(&task.repo, task.pr.expect("pr"), true);
     world.clock.advance(Duration::from_secs(301));
-    world.reconciler.reconcile_gates_once().await;
+    world.reconcile_gates().await;
     world.run_jobs().await;
-    let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Done);
-    assert_eq!(
-        world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::Done)
-    );
+    check(
+        &world,
+        expect![[r#"
+        outside orch:
+          clock: 301 s later
+          gitea: PR #1 is merged
+        reconciler: gates pass
+          replays: forge facts of ET-001 at @fee0001: not green
+          task ET-001: review, awaiting_verdict → done, working
+          job ET-001 remove the worktree: queued
+          job ET-001 move to Done: queued
+          job ET-001 notify: queued
+          job ET-001 notify: queued
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 move to Done: succeeded
+          plane: ET-001 is in Done
+          handled: item moved to done
+        run ET-001 notify: succeeded
+          telegram: ET-001 is merged (#1): Merged while waiting for the verdict
+        run ET-001 notify: succeeded
+          telegram: reconcile unblocked ET-001 (done → pull request merged, via gate)
+    "#]],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -158,19 +181,23 @@ async fn a_pull_request_closed_by_a_person_during_review_with_the_webhook_lost_b
     let world = World::new();
     let item = world.add_item(1, "Closed while waiting for the verdict");
     world.to_final_verdict(&item).await;
+    world.clear_transcript().await;
     let task = world.task(&item).await;
     world
         .forge
         .close_by_person(&task.repo, task.pr.expect("pr"), false);
     world.clock.advance(Duration::from_secs(301));
-    world.reconciler.reconcile_gates_once().await;
-    let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Review);
-    assert!(
-        matches!(&task.status, TaskStatus::Blocked { reason } if reason.contains("closed without merge")),
-        "{:?}",
-        task.status
-    );
+    world.reconcile_gates().await;
+    check(&world, expect![[r#"
+        outside orch:
+          clock: 301 s later
+          gitea: PR #1 is closed
+        reconciler: gates pass
+          replays: forge facts of ET-001 at @fee0001: not green
+          task ET-001: review, awaiting_verdict → review, blocked (pull request #1 was closed without merge; reopen it in Gitea and reject to continue, or cancel the item)
+          job ET-001 notify: queued
+          job ET-001 notify: queued
+    "#]]).await;
 }
 
 #[tokio::test]
@@ -178,25 +205,29 @@ async fn an_item_moved_to_done_by_a_person_with_the_webhook_lost_ends_the_task()
     let world = World::new();
     let item = world.add_item(1, "Done by hand");
     world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
     world.move_silently(&item, StateRole::Done);
     world.clock.advance(Duration::from_secs(301));
-    world.reconciler.reconcile_tracker_once().await;
+    world.reconcile_tracker().await;
     world.run_jobs().await;
-    let task = world.task(&item).await;
-    assert_eq!(task.stage, Stage::Done);
-    assert_eq!(
-        world.forge.pulls()[0].state,
-        PrState::Open,
-        "the person's pull request is left as it is"
-    );
-    assert_eq!(
-        world.tracker.item(&item.id).expect("item").state,
-        world.state_of_role(&item, StateRole::Done)
-    );
-    assert!(world
-        .messages()
-        .iter()
-        .any(|message| message.contains("moved to Done in Plane")));
+    // The person's pull request is left as it is.
+    check(&world, expect![[r#"
+        outside orch:
+          clock: 301 s later
+          plane: ET-001 is in Done
+        reconciler: tracker pass
+          replays: ET-001 moved to Done
+          task ET-001: development, working → done, working
+          job ET-001 remove the worktree: queued
+          job ET-001 notify: queued
+          job ET-001 notify: queued
+        run ET-001 remove the worktree: succeeded
+          git: worktree of ET-001 removed
+        run ET-001 notify: succeeded
+          telegram: ET-001 was moved to Done in Plane; orch stopped working on it; pull request #1 is left as it is
+        run ET-001 notify: succeeded
+          telegram: reconcile unblocked ET-001 (done → moved to Done by a person, via tracker)
+    "#]]).await;
 }
 
 // --- 7. a person's newer state wins over orch's older plan ---
@@ -467,22 +498,42 @@ async fn the_reconciler_forwards_forge_facts_and_one_failure_is_one_fix_round() 
     let world = World::new();
     let item = world.add_item(1, "Lost red");
     world.to_ci_wait(&item).await;
+    world.clear_transcript().await;
     world.ci(&item, CiState::Failure, false).await;
     world.clock.advance(Duration::from_secs(301));
-    let report = world.reconciler.reconcile_gates_once().await;
-    assert!(report
-        .replays
-        .iter()
-        .all(|event| matches!(event, Event::ForgeObserved { .. })));
+    let report = world.reconcile_gates().await;
     assert!(matches!(
         report.replays.as_slice(),
         [Event::ForgeObserved { report, .. }] if report.ci == Some(CiState::Failure)
     ));
     world.run_jobs().await;
     world.clock.advance(Duration::from_secs(301));
-    world.reconciler.reconcile_gates_once().await;
+    world.reconcile_gates().await;
     world.run_jobs().await;
-    assert_eq!(world.task(&item).await.fix_rounds, 1);
+    check(&world, expect![[r#"
+        outside orch:
+          clock: 301 s later
+          gitea: CI failure at @fee0001 in acme/widgets
+        reconciler: gates pass
+          replays: forge facts of ET-001 at @fee0001: not green
+          task ET-001: fix round 1
+          job ET-001 developer: queued
+          job ET-001 notify: queued
+        run ET-001 notify: succeeded
+          telegram: reconcile unblocked ET-001 (development → CI failed; fix round 1, via gate)
+        run ET-001 developer: succeeded
+          agent: developer runs for ET-001, attempt 1, feedback: CI failed at 000000000000000000000000000000c0ffee0001: / - ci/build (failure): build failure http://ci.invalid/000000000000000000000000000000c0ffee0001
+          handled: developer made 2 commit(s); publishing
+          job ET-001 publish: queued
+        run ET-001 publish: succeeded
+          git: ET-001 pushed at @fee0002
+          handled: branch pushed, pull request open
+          task ET-001: head @fee0002
+        outside orch:
+          clock: 301 s later
+        reconciler: gates pass
+          replays: forge facts of ET-001 at @fee0002: not green
+    "#]]).await;
 }
 
 // --- 12. the pipeline table drives behaviour ---
