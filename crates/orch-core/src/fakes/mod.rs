@@ -24,4 +24,4 @@ pub use workspace::FakeWorkspace;
 pub use world::World;
 
 #[cfg(test)]
-mod store_tests;
+mod contract_tests;

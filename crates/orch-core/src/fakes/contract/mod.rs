@@ -13,9 +13,17 @@ use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+pub mod agent;
+pub mod forge;
 pub mod store;
+pub mod tracker;
+pub mod workspace;
 
+pub use agent::{agent_runner, AgentBehaviour, AgentFixture};
+pub use forge::{forge, ForgeFixture};
 pub use store::store;
+pub use tracker::{tracker, TrackerFixture};
+pub use workspace::{workspace, WorkspaceFixture};
 
 /// What running one case is: a future borrowing the subject.
 pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
