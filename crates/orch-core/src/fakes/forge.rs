@@ -163,7 +163,9 @@ impl Forge for FakeForge {
             .get(&(new.repo.clone(), new.head.to_string()))
             .cloned()
         else {
-            return Err(ForgeError::Invalid(format!(
+            // Gitea answers 404 when the head branch does not exist (swagger:
+            // repoCreatePullRequest), which the core retries: the push may not show yet.
+            return Err(ForgeError::NotFound(format!(
                 "branch {} does not exist",
                 new.head
             )));

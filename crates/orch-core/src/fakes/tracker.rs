@@ -195,6 +195,15 @@ fn later_than(previous: Timestamp, at: Timestamp) -> Timestamp {
     at.max(Timestamp::from_millis(previous.as_millis() + 1))
 }
 
+/// Plane answers 404 for the comments of an item that does not exist.
+fn item_exists(state: &TrackerState, issue: &IssueId) -> Result<(), TrackerError> {
+    if state.items.contains_key(issue) {
+        Ok(())
+    } else {
+        Err(TrackerError::NotFound(format!("work item {issue}")))
+    }
+}
+
 fn plane_time(state: &TrackerState) -> Timestamp {
     match &state.clock {
         Some(PlaneClock(clock)) => Timestamp::from_millis(clock.now().as_millis() + state.skew_ms),
@@ -315,6 +324,7 @@ impl Tracker for FakeTracker {
         issue: &IssueId,
     ) -> Result<Vec<Comment>, TrackerError> {
         let state = self.enter(format!("comments {project}"))?;
+        item_exists(&state, issue)?;
         let mut comments = state.comments.get(issue).cloned().unwrap_or_default();
         comments.reverse();
         Ok(comments)
@@ -328,6 +338,7 @@ impl Tracker for FakeTracker {
         text: &str,
     ) -> Result<(), TrackerError> {
         let mut state = self.enter(format!("add_comment {project}"))?;
+        item_exists(&state, issue)?;
         let comments = state.comments.entry(issue.clone()).or_default();
         if comments
             .iter()

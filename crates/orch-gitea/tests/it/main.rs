@@ -1,5 +1,6 @@
 //! Integration tests of orch-gitea against `GiteaSim`: real git repositories, real pushes.
 
+mod contract;
 mod errors;
 mod merge;
 mod pulls;

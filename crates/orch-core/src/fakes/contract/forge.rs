@@ -298,4 +298,25 @@ pub(super) const CASES: &[Case<dyn ForgeFixture>] = &[
             );
         }
     ),
+    // Not found, which the core retries (the push may not show yet), not refused for good.
+    case!(
+        a_pull_request_of_a_branch_the_forge_lacks_is_not_found,
+        |fixture| {
+            let result = fixture
+                .forge()
+                .ensure_pull_request(&new_pull(fixture, "feature/ET-1-nowhere"))
+                .await;
+            assert!(matches!(result, Err(ForgeError::NotFound(_))), "{result:?}");
+        }
+    ),
+    case!(merging_a_missing_pull_request_is_not_found, |fixture| {
+        let sha = fixture
+            .push("feature/ET-1-lonely", "lonely.txt", "l\n")
+            .await;
+        let result = fixture
+            .forge()
+            .merge(&fixture.repo(), PrNumber::new(4242).expect("valid"), &sha)
+            .await;
+        assert!(matches!(result, Err(ForgeError::NotFound(_))), "{result:?}");
+    }),
 ];

@@ -251,4 +251,21 @@ pub(super) const CASES: &[Case<dyn TrackerFixture>] = &[
             assert_eq!(ids, [Some("t1:review:2"), Some("t1:review:20")]);
         }
     ),
+    case!(
+        a_missing_work_item_has_no_comments_to_list_or_add_to,
+        |fixture| {
+            let project = fixture.project();
+            let missing = fixture.unknown_issue();
+            let listed = fixture.tracker().comments(&project, &missing).await;
+            assert!(
+                matches!(listed, Err(TrackerError::NotFound(_))),
+                "{listed:?}"
+            );
+            let added = fixture
+                .tracker()
+                .add_comment(&project, &missing, "t1:analysis:1", "Into the void.")
+                .await;
+            assert!(matches!(added, Err(TrackerError::NotFound(_))), "{added:?}");
+        }
+    ),
 ];

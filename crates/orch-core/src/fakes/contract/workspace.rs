@@ -101,9 +101,15 @@ pub(super) const CASES: &[Case<dyn WorkspaceFixture>] = &[
     case!(preparing_twice_gives_the_same_worktree, |fixture| {
         let spec = task_spec(1);
         let first = prepare(fixture, &spec, Agent::Developer).await;
+        let commit = fixture.agent_commits(&spec, &first).await;
         let second = prepare(fixture, &spec, Agent::Developer).await;
         assert_eq!(first.path, second.path);
         assert_eq!(first.output_dir, second.output_dir);
+        assert_eq!(
+            head(fixture, &spec).await,
+            commit,
+            "the work done so far stays"
+        );
         let other = prepare(fixture, &task_spec(2), Agent::Developer).await;
         assert_ne!(
             other.path, first.path,
@@ -231,6 +237,25 @@ pub(super) const CASES: &[Case<dyn WorkspaceFixture>] = &[
                 commit,
                 "the pushed branch is where work goes on"
             );
+        }
+    ),
+    case!(
+        the_analysis_the_analyst_wrote_is_given_to_the_next_agents,
+        |fixture| {
+            let spec = task_spec(1);
+            let analyst = prepare(fixture, &spec, Agent::Analyst).await;
+            assert_eq!(analyst.analysis_file, None, "no analysis yet");
+            fixture
+                .agent_writes_output(&spec, &analyst, Agent::Analyst, "analysis.md", "The plan.")
+                .await;
+            assert_eq!(
+                output(fixture, &spec, Agent::Analyst, "analysis.md")
+                    .await
+                    .as_deref(),
+                Some("The plan.")
+            );
+            let developer = prepare(fixture, &spec, Agent::Developer).await;
+            assert!(developer.analysis_file.is_some(), "{developer:?}");
         }
     ),
 ];
