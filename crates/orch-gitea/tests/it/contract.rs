@@ -38,20 +38,7 @@ impl ForgeFixture for Fixture {
             Ok(_) => remote,
             Err(_) => "origin/main".to_owned(),
         };
-        self.clone
-            .checkout_new(branch, &start)
-            .await
-            .expect("checkout");
-        let sha = self
-            .clone
-            .commit_file(file, content, &format!("Change {file} on {branch}"))
-            .await
-            .expect("commit");
-        self.clone
-            .push(&format!("HEAD:refs/heads/{branch}"))
-            .await
-            .expect("push");
-        CommitSha::new(sha).expect("git prints a sha")
+        self.push_from(&start, branch, file, content).await
     }
 
     async fn report_ci(&self, sha: &CommitSha, state: CiState) {
