@@ -5,18 +5,18 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use orch_agent::ProcessAgentRunner;
-use orch_core::domain::Agent;
+use orch_core::domain::{Agent, ProcessRecord};
 use orch_core::fakes::contract::{self, AgentBehaviour, AgentFixture};
 use orch_core::ids::{BranchName, WorkItemId};
 use orch_core::ports::{AgentRequest, AgentRunner};
 
-use crate::Fixture;
+use crate::{is_running, Fixture};
 
 /// The analyst: what it does is chosen by the branch `request` gives it.
 const ANALYST: &str = r#"case "$ORCH_BRANCH" in
   contract/writes) printf 'Analysis of %s' "$ORCH_TITLE" > "$ORCH_OUTPUT_DIR/analysis.md" ;;
   contract/fails) exit 1 ;;
-  contract/hangs) exec sleep 600 ;;
+  contract/hangs) sleep 600 & sleep 600 & wait ;;
   *) exit 3 ;;
 esac"#;
 
@@ -72,4 +72,18 @@ impl AgentFixture for ProcessFixture {
     async fn output(&self, request: &AgentRequest, name: &str) -> Option<String> {
         std::fs::read_to_string(request.output_dir.join(name)).ok()
     }
+
+    fn group_runs(&self, process: &ProcessRecord) -> bool {
+        let entries = std::fs::read_dir("/proc").expect("/proc lists");
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .any(|pid| process_group(pid) == Some(process.pgid) && is_running(pid))
+    }
+}
+
+/// The process group of `pid` (field 5 of `/proc/{pid}/stat`), if it still exists.
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    stat[close + 1..].split_whitespace().nth(2)?.parse().ok()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{Agent, CiState};
+use crate::domain::{Agent, CiState, ProcessRecord};
 use crate::fakes::contract::{self, AgentBehaviour, AgentFixture};
 use crate::fakes::contract::{ForgeFixture, TrackerFixture, WorkspaceFixture};
 use crate::fakes::store::MemStore;
@@ -274,5 +274,9 @@ impl AgentFixture for FakeAgentFixture {
             .read_output(&spec, request.agent, name)
             .await
             .expect("the fake reads")
+    }
+
+    fn group_runs(&self, process: &ProcessRecord) -> bool {
+        panic!("fake runs report no process, yet {process:?} was reported")
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::domain::{Agent, Stage};
+use crate::domain::{Agent, ProcessRecord, Stage};
 use crate::fakes::contract::{case, run_suite, Case};
 use crate::ids::{BranchName, JobId, RepoSlug, TaskId, WorkItemId};
 use crate::ports::{AgentOutcome, AgentRequest, AgentRunner, RunningAgent};
@@ -18,7 +18,7 @@ pub enum AgentBehaviour {
     WritesItsAnalysis,
     /// Writes nothing and exits with code 1.
     ExitsWithOne,
-    /// Runs until it is cancelled.
+    /// Runs until it is cancelled, in a process group with children (for real processes).
     Hangs,
 }
 
@@ -32,6 +32,10 @@ pub trait AgentFixture: Send + Sync {
 
     /// The text of file `name` of the request's output directory, once the run ended.
     async fn output(&self, request: &AgentRequest, name: &str) -> Option<String>;
+
+    /// Whether any process of the group `process` names still runs (for runners that report
+    /// processes).
+    fn group_runs(&self, process: &ProcessRecord) -> bool;
 }
 
 /// The analyst's request for `work_item` titled `title`, in `worktree` with `output_dir`: what
@@ -128,22 +132,30 @@ pub(super) const CASES: &[Case<dyn AgentFixture>] = &[
         );
         assert_eq!(fixture.output(&request, "analysis.md").await, None);
     }),
-    case!(
-        cancel_ends_a_running_agent_as_cancelled_and_twice_is_harmless,
-        |fixture| {
-            let request = fixture.request(AgentBehaviour::Hangs, "Take forever");
-            let running = fixture
-                .runner()
-                .start(request.clone())
-                .await
-                .expect("the analyst starts");
-            assert_eq!(
-                wait_cancelling_once_waiting(running).await,
-                AgentOutcome::Cancelled
-            );
-            assert_eq!(fixture.output(&request, "analysis.md").await, None);
+    // Cancelled twice while waiting, as the worker may when the task moves on.
+    case!(cancel_ends_a_running_agent_and_its_whole_group, |fixture| {
+        let request = fixture.request(AgentBehaviour::Hangs, "Take forever");
+        let running = fixture
+            .runner()
+            .start(request.clone())
+            .await
+            .expect("the analyst starts");
+        let process = running.process();
+        if let Some(process) = &process {
+            assert!(fixture.group_runs(process), "the agent runs: {process:?}");
         }
-    ),
+        assert_eq!(
+            wait_cancelling_once_waiting(running).await,
+            AgentOutcome::Cancelled
+        );
+        if let Some(process) = process {
+            assert!(
+                !fixture.group_runs(&process),
+                "cancel ends the whole process group: {process:?}"
+            );
+        }
+        assert_eq!(fixture.output(&request, "analysis.md").await, None);
+    }),
     case!(
         an_agent_cancelled_before_the_wait_ends_cancelled,
         |fixture| {
