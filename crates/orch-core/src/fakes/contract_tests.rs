@@ -213,6 +213,10 @@ impl WorkspaceFixture for FakeWorkspace {
         self.leave_uncommitted(&spec.work_item);
     }
 
+    async fn base_conflicts_with_the_agents_commit(&self, spec: &WorktreeSpec) {
+        self.set_conflicts_with_base(&spec.work_item, true);
+    }
+
     async fn remote_head(&self, spec: &WorktreeSpec) -> Option<CommitSha> {
         self.pushes()
             .into_iter()

@@ -11,7 +11,7 @@ use orch_core::fakes::contract::{self, WorkspaceFixture};
 use orch_core::ids::CommitSha;
 use orch_core::ports::{PreparedWorktree, Workspace, WorktreeSpec};
 use orch_git::{GitConfig, GitWorkspace};
-use orch_sim::gitea::GiteaSim;
+use orch_sim::gitea::{GiteaSim, LocalClone};
 use tempfile::TempDir;
 
 const GIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -96,6 +96,25 @@ impl WorkspaceFixture for GitFixture {
     async fn agent_leaves_uncommitted(&self, spec: &WorktreeSpec, prepared: &PreparedWorktree) {
         let file = format!("{}-leftover.md", spec.work_item);
         std::fs::write(prepared.path.join(file), "left over\n").expect("written");
+    }
+
+    async fn base_conflicts_with_the_agents_commit(&self, spec: &WorktreeSpec) {
+        let person = LocalClone::new(&self.sim, &spec.repo.to_string())
+            .await
+            .expect("clone");
+        person
+            .checkout_new("main", "origin/main")
+            .await
+            .expect("checkout");
+        person
+            .commit_file(
+                &format!("{}.md", spec.work_item),
+                "the base's own version\n",
+                "Change the same file on main",
+            )
+            .await
+            .expect("commit");
+        person.push("HEAD:refs/heads/main").await.expect("push");
     }
 
     async fn remote_head(&self, spec: &WorktreeSpec) -> Option<CommitSha> {

@@ -319,4 +319,18 @@ pub(super) const CASES: &[Case<dyn ForgeFixture>] = &[
             .await;
         assert!(matches!(result, Err(ForgeError::NotFound(_))), "{result:?}");
     }),
+    case!(closing_a_merged_pull_request_leaves_it_merged, |fixture| {
+        let (pull, sha) = open(fixture, "feature/ET-1-late", "late.txt").await;
+        assert_eq!(
+            merge(fixture, pull.number, &sha).await,
+            MergeOutcome::Merged
+        );
+        let closed = fixture
+            .forge()
+            .close_pull_request(&fixture.repo(), pull.number)
+            .await;
+        assert!(closed.is_ok(), "{closed:?}");
+        let read = read(fixture, pull.number).await;
+        assert_eq!((read.state, read.merged), (PrState::Closed, true));
+    }),
 ];

@@ -51,7 +51,10 @@ async fn runner_runs_every_case_and_names_each_failure() {
         "{message}"
     );
     assert!(
-        message.contains("first_fails_with_its_message: assertion `left == right` failed: the first case wants two"),
+        message.contains(
+            "first_fails_with_its_message: assertion `left == right` failed: \
+             the first case wants two"
+        ),
         "{message}"
     );
     assert!(

@@ -97,7 +97,7 @@ pub(super) const CASES: &[Case<dyn TrackerFixture>] = &[
             .project_states(&fixture.project(), &names)
             .await;
         assert!(
-            matches!(&result, Err(TrackerError::NotFound(message)) if message.contains("Shipped To The Moon")),
+            matches!(&result, Err(TrackerError::NotFound(message)) if message.contains("Moon")),
             "{result:?}"
         );
     }),
@@ -268,4 +268,21 @@ pub(super) const CASES: &[Case<dyn TrackerFixture>] = &[
             assert!(matches!(added, Err(TrackerError::NotFound(_))), "{added:?}");
         }
     ),
+    // Plane checks membership first: an unknown project is refused like a foreign one.
+    case!(a_project_orchs_user_cannot_see_is_unauthorized, |fixture| {
+        let unknown = ProjectId::new("0c4f1b9e-5d2a-4e7b-9f3c-000000000405").expect("valid");
+        let states = fixture
+            .tracker()
+            .project_states(&unknown, &StateNames::default())
+            .await;
+        assert!(
+            matches!(states, Err(TrackerError::Unauthorized(_))),
+            "{states:?}"
+        );
+        let listed = fixture.tracker().list_work_items(&unknown, None).await;
+        assert!(
+            matches!(listed, Err(TrackerError::Unauthorized(_))),
+            "{listed:?}"
+        );
+    }),
 ];

@@ -31,6 +31,10 @@ pub trait WorkspaceFixture: Send + Sync {
     /// A developer changes a file in the worktree and leaves it uncommitted.
     async fn agent_leaves_uncommitted(&self, spec: &WorktreeSpec, prepared: &PreparedWorktree);
 
+    /// Someone pushes to the base branch another version of the file `agent_commits` wrote,
+    /// so the task branch no longer merges cleanly.
+    async fn base_conflicts_with_the_agents_commit(&self, spec: &WorktreeSpec);
+
     /// Where the task branch points on the remote, if it exists there.
     async fn remote_head(&self, spec: &WorktreeSpec) -> Option<CommitSha>;
 }
@@ -256,6 +260,23 @@ pub(super) const CASES: &[Case<dyn WorkspaceFixture>] = &[
             );
             let developer = prepare(fixture, &spec, Agent::Developer).await;
             assert!(developer.analysis_file.is_some(), "{developer:?}");
+        }
+    ),
+    case!(
+        a_branch_whose_base_changed_the_same_file_does_not_merge_cleanly,
+        |fixture| {
+            let spec = task_spec(1);
+            let prepared = prepare(fixture, &spec, Agent::Developer).await;
+            let commit = fixture.agent_commits(&spec, &prepared).await;
+            fixture.base_conflicts_with_the_agents_commit(&spec).await;
+            let merges = fixture
+                .workspace()
+                .merges_cleanly(&spec, &commit)
+                .await
+                .expect("tested");
+            assert!(!merges, "the base changed the same file");
+            assert_eq!(head(fixture, &spec).await, commit, "testing moves no ref");
+            assert_eq!(ahead(fixture, &spec).await, 1);
         }
     ),
 ];

@@ -92,7 +92,8 @@ pub(super) const CASES: &[Case<dyn Store>] = &[
                     history: 0
                 }
             );
-            // A pruned delivery is gone (its id and body no longer dedupe); a kept one still dedupes.
+            // A pruned delivery is gone (its id and body no longer dedupe); a kept one still
+            // dedupes.
             assert!(matches!(
                 insert_again(store, "d0", at(40)).await,
                 InboxInsert::Queued(_)
