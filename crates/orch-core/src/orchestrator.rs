@@ -48,6 +48,13 @@ pub enum HandleError {
     /// the gate in Plane has been recorded): it is kept and handled again shortly.
     #[error("too early: {0}")]
     TooEarly(String),
+    /// Handling took longer than the caller allows (the daemon's deadline per event): what it
+    /// had committed stays, and the event is handled again later.
+    #[error("handling took longer than {} s", .0.as_secs())]
+    DeadlineExceeded(std::time::Duration),
+    /// The daemon's event loop has stopped: nothing submitted to it is handled any more.
+    #[error("the event loop has stopped")]
+    LoopStopped,
 }
 
 impl HandleError {
@@ -55,7 +62,9 @@ impl HandleError {
     /// event again later is all there is to do, however long it takes.
     pub fn is_outage(&self) -> bool {
         match self {
-            HandleError::Store(StoreError::Unavailable(_)) => true,
+            HandleError::Store(StoreError::Unavailable(_))
+            | HandleError::DeadlineExceeded(_)
+            | HandleError::LoopStopped => true,
             HandleError::Store(_) | HandleError::TooEarly(_) => false,
             HandleError::Tracker(err) => err.class().is_outage(),
             HandleError::Forge(err) => err.class().is_outage(),

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use orch_core::fakes::store::MemStore;
 use orch_core::ports::{Clock, Store};
 use orch_core::time::Timestamp;
-use orch_http::{AppState, WebhookSecrets};
+use orch_http::{AppState, WebhookEvents, WebhookSecrets};
 use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -265,7 +265,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         }
     };
-    let mut state = AppState::new(store.clone(), Arc::new(SystemClock));
+    let events = WebhookEvents {
+        plane: orch_plane::webhook::WEBHOOK_EVENTS,
+        gitea: orch_gitea::webhook::WEBHOOK_EVENTS,
+    };
+    let mut state = AppState::new(store.clone(), Arc::new(SystemClock), events);
     state.plane_secrets = WebhookSecrets::from_strings(&[SECRET]);
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let url = format!("http://{}/webhooks/plane", listener.local_addr()?);

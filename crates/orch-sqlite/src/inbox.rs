@@ -74,11 +74,11 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Request>, health: &Storage
         }
         let deliveries: Vec<&NewDelivery> = batch.iter().map(|request| &request.delivery).collect();
         let committed = commit_batch(&mut conn, &deliveries);
-        health.observe(&committed, true);
+        health.observe_write(&committed);
         match committed {
             Ok(outcomes) => {
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
-                    health.observe(&outcome, false);
+                    health.observe_read(&outcome);
                     // The caller may have gone away; the delivery is stored regardless.
                     let _ = request.reply.send(outcome.map_err(StoreError::from));
                 }

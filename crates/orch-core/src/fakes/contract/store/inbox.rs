@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::fakes::contract::store::{assert_not_found, at, delivery};
 use crate::fakes::contract::{case, Case};
-use crate::ports::{InboxInsert, Source, Store};
+use crate::ports::{InboxInsert, InboxOutcome, Source, Store};
 use crate::time::Timestamp;
 
 pub(super) const CASES: &[Case<dyn Store>] = &[
@@ -127,11 +127,15 @@ pub(super) const CASES: &[Case<dyn Store>] = &[
                 (3, Some(Duration::from_secs(10)))
             );
             store
-                .inbox_mark_processed(ids[0], "applied", at(11))
+                .inbox_mark_processed(ids[0], &InboxOutcome::Applied, at(11))
                 .await
                 .expect("mark");
             store
-                .inbox_mark_processed(ids[2], "ignored: not ours", at(11))
+                .inbox_mark_processed(
+                    ids[2],
+                    &InboxOutcome::Ignored("not ours".to_owned()),
+                    at(11),
+                )
                 .await
                 .expect("mark");
             let pending = store.inbox_pending(10).await.expect("pending");
@@ -155,7 +159,7 @@ pub(super) const CASES: &[Case<dyn Store>] = &[
             );
             assert_not_found(
                 store
-                    .inbox_mark_processed(ids[2] + 1000, "applied", at(12))
+                    .inbox_mark_processed(ids[2] + 1000, &InboxOutcome::Applied, at(12))
                     .await,
                 "unknown delivery",
             );

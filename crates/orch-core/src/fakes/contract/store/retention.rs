@@ -4,7 +4,7 @@ use crate::domain::{JobOutput, JobResult, JobSpec, Stage, Task};
 use crate::fakes::contract::store::{at, claim_request, create, delivery, notify, transition};
 use crate::fakes::contract::{case, Case};
 use crate::ids::JobId;
-use crate::ports::{ClaimKinds, InboxInsert, PruneRequest, Pruned, Source, Store};
+use crate::ports::{ClaimKinds, InboxInsert, InboxOutcome, PruneRequest, Pruned, Source, Store};
 use crate::time::Timestamp;
 
 /// Claims every due action job and ends it `Succeeded` at `now`, its end handled.
@@ -73,7 +73,7 @@ pub(super) const CASES: &[Case<dyn Store>] = &[
             }
             for (id, processed) in ids.iter().zip([at(10), at(20), at(30)]) {
                 store
-                    .inbox_mark_processed(*id, "applied", processed)
+                    .inbox_mark_processed(*id, &InboxOutcome::Applied, processed)
                     .await
                     .expect("mark processed");
             }
@@ -205,7 +205,7 @@ pub(super) const CASES: &[Case<dyn Store>] = &[
                     panic!("{name} should be queued");
                 };
                 store
-                    .inbox_mark_processed(id, "applied", at(n))
+                    .inbox_mark_processed(id, &InboxOutcome::Applied, at(n))
                     .await
                     .expect("processed");
             }
