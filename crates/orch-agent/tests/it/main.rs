@@ -1,6 +1,7 @@
 //! Integration tests of orch-agent: real processes started with `/bin/sh` and coreutils.
 
 mod config;
+mod contract;
 mod environment;
 mod lifecycle;
 mod reap;

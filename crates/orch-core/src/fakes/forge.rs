@@ -1,6 +1,6 @@
 //! `FakeForge`: Gitea in memory — pull requests, commit statuses, merges, reviews.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -26,6 +26,8 @@ struct ForgeState {
     reviews: Vec<(RepoSlug, PrNumber, String)>,
     comments: Vec<(RepoSlug, PrNumber, String)>,
     merges: Vec<(RepoSlug, PrNumber, CommitSha)>,
+    /// PRs Gitea's mergeability checker found to conflict with their base.
+    conflicting: BTreeSet<(RepoSlug, u64)>,
     failures: u32,
     calls: u64,
 }
@@ -68,10 +70,28 @@ impl FakeForge {
         }
     }
 
-    /// What Gitea's mergeability checker says about the PR from now on.
+    /// What Gitea's mergeability checker says about the PR from now on; `Some(true)` also ends
+    /// a conflict it found.
     pub fn set_mergeable(&self, repo: &RepoSlug, number: PrNumber, mergeable: Option<bool>) {
-        if let Some(pull) = self.lock().pulls.get_mut(&(repo.clone(), number.get())) {
+        let mut state = self.lock();
+        let key = (repo.clone(), number.get());
+        if mergeable == Some(true) {
+            state.conflicting.remove(&key);
+        }
+        if let Some(pull) = state.pulls.get_mut(&key) {
             pull.mergeable = mergeable;
+        }
+    }
+
+    /// Gitea's mergeability checker finds that the PR conflicts with its base: it reads
+    /// `mergeable: false` and merges answer 405 "Please try again later" (contracts/gitea
+    /// README, "Merging") until `set_mergeable(.., Some(true))`.
+    pub fn checker_finds_conflict(&self, repo: &RepoSlug, number: PrNumber) {
+        let mut state = self.lock();
+        let key = (repo.clone(), number.get());
+        if let Some(pull) = state.pulls.get_mut(&key) {
+            pull.mergeable = Some(false);
+            state.conflicting.insert(key);
         }
     }
 
@@ -148,7 +168,9 @@ impl Forge for FakeForge {
             .get(&(new.repo.clone(), new.head.to_string()))
             .cloned()
         else {
-            return Err(ForgeError::Invalid(format!(
+            // Gitea answers 404 when the head branch does not exist (swagger:
+            // repoCreatePullRequest), which the core retries: the push may not show yet.
+            return Err(ForgeError::NotFound(format!(
                 "branch {} does not exist",
                 new.head
             )));
@@ -256,6 +278,8 @@ impl Forge for FakeForge {
         if let Some(outcome) = state.merge_script.pop_front() {
             return Ok(outcome);
         }
+        // In the order Gitea checks (contracts/gitea README, "Merging").
+        let conflicting = state.conflicting.contains(&(repo.clone(), number.get()));
         let pull = pull_of(&mut state, repo, number)?;
         if pull.merged {
             return Ok(if &pull.head_sha == head_sha {
@@ -266,14 +290,19 @@ impl Forge for FakeForge {
                 }
             });
         }
-        if &pull.head_sha != head_sha {
-            return Ok(MergeOutcome::NeedsRebase {
-                reason: "head out of date".to_owned(),
-            });
-        }
         if pull.state == PrState::Closed {
             return Ok(MergeOutcome::Refused {
                 reason: "pull request is closed".to_owned(),
+            });
+        }
+        if conflicting {
+            return Ok(MergeOutcome::TryLater {
+                reason: "Please try again later".to_owned(),
+            });
+        }
+        if &pull.head_sha != head_sha {
+            return Ok(MergeOutcome::NeedsRebase {
+                reason: "head out of date".to_owned(),
             });
         }
         pull.state = PrState::Closed;

@@ -25,4 +25,4 @@ pub use workspace::FakeWorkspace;
 pub use world::World;
 
 #[cfg(test)]
-mod store_tests;
+mod contract_tests;

@@ -213,6 +213,28 @@ fn later_than(previous: Timestamp, at: Timestamp) -> Timestamp {
     at.max(Timestamp::from_millis(previous.as_millis() + 1))
 }
 
+/// Plane checks project membership before anything else: a project orch's user is not a
+/// member of, or that does not exist, is 403 "You do not have permission to perform this
+/// action." (contracts/plane `error_responses.json`), which the adapter maps to `Unauthorized`.
+fn member_of(state: &TrackerState, project: &ProjectId) -> Result<(), TrackerError> {
+    if state.states.contains_key(project) {
+        Ok(())
+    } else {
+        Err(TrackerError::Unauthorized(format!(
+            "orch's user is not a member of project {project}"
+        )))
+    }
+}
+
+/// Plane answers 404 for the comments of an item that does not exist.
+fn item_exists(state: &TrackerState, issue: &IssueId) -> Result<(), TrackerError> {
+    if state.items.contains_key(issue) {
+        Ok(())
+    } else {
+        Err(TrackerError::NotFound(format!("work item {issue}")))
+    }
+}
+
 fn plane_time(state: &TrackerState) -> Timestamp {
     match &state.clock {
         Some(PlaneClock(clock)) => Timestamp::from_millis(clock.now().as_millis() + state.skew_ms),
@@ -239,6 +261,7 @@ impl Tracker for FakeTracker {
         names: &StateNames,
     ) -> Result<ProjectStates, TrackerError> {
         let state = self.enter(format!("project_states {project}"))?;
+        member_of(&state, project)?;
         let Some(map) = state.states.get(project) else {
             return Err(TrackerError::NotFound(format!("project {project}")));
         };
@@ -264,6 +287,7 @@ impl Tracker for FakeTracker {
         cursor: Option<&str>,
     ) -> Result<WorkItemPage, TrackerError> {
         let mut state = self.enter(format!("list_work_items {project}"))?;
+        member_of(&state, project)?;
         if state.listing_failures > 0 {
             state.listing_failures -= 1;
             return Err(TrackerError::unavailable("plane listing is down (fake)"));
@@ -302,6 +326,7 @@ impl Tracker for FakeTracker {
         issue: &IssueId,
     ) -> Result<WorkItem, TrackerError> {
         let state = self.enter(format!("work_item {project}"))?;
+        member_of(&state, project)?;
         state
             .items
             .get(issue)
@@ -316,6 +341,7 @@ impl Tracker for FakeTracker {
         state_id: &StateId,
     ) -> Result<Timestamp, TrackerError> {
         let mut state = self.enter(format!("set_state {project}"))?;
+        member_of(&state, project)?;
         let now = plane_time(&state);
         let Some(item) = state.items.get_mut(issue) else {
             return Err(TrackerError::NotFound(format!("work item {issue}")));
@@ -333,6 +359,8 @@ impl Tracker for FakeTracker {
         issue: &IssueId,
     ) -> Result<Vec<Comment>, TrackerError> {
         let state = self.enter(format!("comments {project}"))?;
+        member_of(&state, project)?;
+        item_exists(&state, issue)?;
         let mut comments = state.comments.get(issue).cloned().unwrap_or_default();
         comments.reverse();
         Ok(comments)
@@ -346,6 +374,8 @@ impl Tracker for FakeTracker {
         text: &str,
     ) -> Result<(), TrackerError> {
         let mut state = self.enter(format!("add_comment {project}"))?;
+        member_of(&state, project)?;
+        item_exists(&state, issue)?;
         let comments = state.comments.entry(issue.clone()).or_default();
         if comments
             .iter()

@@ -1,5 +1,6 @@
 //! Integration tests of orch-gitea against `GiteaSim`: real git repositories, real pushes.
 
+mod contract;
 mod errors;
 mod merge;
 mod pulls;
@@ -63,8 +64,20 @@ impl Fixture {
 
     /// Commits `file` = `content` on `branch` (from `main`) and pushes it; returns the head sha.
     pub(crate) async fn push_branch(&self, branch: &str, file: &str, content: &str) -> CommitSha {
+        self.push_from("origin/main", branch, file, content).await
+    }
+
+    /// Commits `file` = `content` on `branch` made from `start` and pushes it; returns the head
+    /// sha.
+    pub(crate) async fn push_from(
+        &self,
+        start: &str,
+        branch: &str,
+        file: &str,
+        content: &str,
+    ) -> CommitSha {
         self.clone
-            .checkout_new(branch, "origin/main")
+            .checkout_new(branch, start)
             .await
             .expect("checkout");
         let sha = self

@@ -1,5 +1,6 @@
 //! Integration tests of `PlaneTracker` against `orch_sim::plane::PlaneSim` on loopback.
 
+mod contract;
 mod faults;
 mod reads;
 mod writes;

@@ -2,4 +2,7 @@
 
 use crate::support::temp_store;
 
-orch_core::store_contract_tests!(async { temp_store() });
+#[tokio::test]
+async fn sqlite_store_keeps_the_store_contract() {
+    orch_core::fakes::contract::store(|_case| async { temp_store() }).await;
+}

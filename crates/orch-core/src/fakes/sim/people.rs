@@ -320,7 +320,7 @@ impl Sim {
                 let work_item = self.people[index].work_item.clone();
                 self.workspace.set_conflicts_with_base(&work_item, true);
                 self.forge
-                    .set_mergeable(&self.project.repo, pull.number, Some(false));
+                    .checker_finds_conflict(&self.project.repo, pull.number);
                 self.shared
                     .lock()
                     .conflicting
