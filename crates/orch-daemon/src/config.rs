@@ -28,13 +28,15 @@ use std::time::Duration;
 use orch_agent::{AgentSandbox, RoleConfig, SandboxPath};
 use orch_core::config::{Grace, PipelineConfig, ProjectConfig};
 use orch_core::domain::Agent;
+use orch_core::secret::Secret;
+use orch_gitea::MergeStyle;
 
 use crate::config::schema::Fallback;
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
 pub use crate::config::reference::reference_markdown;
 pub use crate::config::secrets::{permission_warnings, SecretFile, CREDENTIALS_ENV};
-pub use crate::config::values::{BaseUrl, CaFile, MergeStyle, Prompt, Secret};
+pub use crate::config::values::{BaseUrl, CaFile, Prompt};
 
 /// The environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "ORCH_CONFIG";

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use orch_core::backoff::RetryPolicy;
 use orch_core::domain::{CiState, MergeOutcome};
 use orch_core::ids::{BranchName, CommitSha, PrNumber, RepoSlug};
 use orch_core::ports::{
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::client::{encode, ApiError, Client, Counters, ForgeStats, Method};
-use crate::config::{GiteaConfig, MergeStyle, RetryPolicy};
+use crate::config::{GiteaSettings, MergeStyle};
 
 /// Gitea's largest page (`[api] MAX_RESPONSE_ITEMS`).
 const PAGE_SIZE: usize = 50;
@@ -39,7 +40,7 @@ impl std::fmt::Debug for GiteaForge {
 
 impl GiteaForge {
     /// Builds the adapter. Errors: `Invalid` if `base_url` is not an `http(s)://` URL.
-    pub fn new(config: GiteaConfig) -> Result<GiteaForge, ForgeError> {
+    pub fn new(config: GiteaSettings) -> Result<GiteaForge, ForgeError> {
         let scheme_ok =
             config.base_url.starts_with("http://") || config.base_url.starts_with("https://");
         if !scheme_ok {
@@ -106,7 +107,7 @@ impl GiteaForge {
             match result {
                 Ok(value) => return Ok(value),
                 Err(err) if err.is_retryable() && attempt < self.retry.max_attempts => {
-                    let delay = self.retry.delay(attempt, err.retry_after());
+                    let delay = retry_delay(&self.retry, attempt, err.retry_after());
                     tracing::warn!(
                         operation,
                         attempt,
@@ -407,6 +408,18 @@ fn post_once(
 
 /// The marker as an HTML comment: invisible in Gitea's rendering, and a whole token, so
 /// `orch:7:comment:1` never matches inside `orch:7:comment:10`.
+/// The wait before attempt `attempt + 1`, after `attempt` failed attempts: full jitter, never
+/// longer than the backoff's cap, `Retry-After` included.
+pub(crate) fn retry_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    retry_after: Option<std::time::Duration>,
+) -> std::time::Duration {
+    policy
+        .delay(attempt, retry_after, rand::random::<f64>())
+        .min(policy.backoff.cap)
+}
+
 fn hidden(marker: &str) -> String {
     format!("<!-- {marker} -->")
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use orch_core::domain::{Agent, Stage};
 use orch_core::ports::StateNames;
+use orch_gitea::MergeStyle;
 
 use crate::config::reference::SECTIONS;
 use crate::config::schema::Fallback;
 use crate::config::{
-    load, parse, reference_markdown, resolve_path, BaseUrl, Config, MergeStyle, RetentionConfig,
+    load, parse, reference_markdown, resolve_path, BaseUrl, Config, RetentionConfig,
 };
 
 const MINIMAL: &str = r#"
@@ -772,7 +773,7 @@ fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
 
 /// The config's secrets by key path, exposed, in a fixed order.
 fn exposed_secrets(config: &Config) -> Vec<(&'static str, String)> {
-    let joined = |secrets: &[crate::config::Secret]| {
+    let joined = |secrets: &[orch_core::secret::Secret]| {
         secrets
             .iter()
             .map(|secret| secret.expose())

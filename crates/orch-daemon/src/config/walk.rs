@@ -11,12 +11,14 @@ use orch_agent::{PromptTemplate, SandboxPath};
 use orch_core::config::{Grace, ProjectConfig};
 use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
 use orch_core::ports::StateNames;
+use orch_core::secret::Secret;
+use orch_gitea::MergeStyle;
 use toml::{Table, Value};
 
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
-use crate::config::values::{BaseUrl, CaFile, MergeStyle, Prompt, Secret};
+use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
     AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, RetentionConfig,
     SandboxMode, ServerConfig, StorageConfig, TelegramConfig, TlsConfig, WorkerConfig,
