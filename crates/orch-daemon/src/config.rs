@@ -14,6 +14,7 @@ mod schema;
 mod error;
 mod reference;
 mod secrets;
+mod setting;
 mod values;
 mod walk;
 
@@ -32,6 +33,7 @@ use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 
 use crate::config::schema::Fallback;
+use crate::config::setting::Ranged;
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
 pub use crate::config::reference::reference_markdown;
@@ -43,6 +45,13 @@ pub const CONFIG_ENV: &str = "ORCH_CONFIG";
 
 /// The config file used when neither `--config` nor `$ORCH_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "orch.toml";
+
+/// A week in seconds, the longest timeout and grace period.
+const WEEK_S: u64 = 7 * 24 * 3600;
+/// A day in seconds, the longest interval between passes.
+const DAY_S: u64 = 24 * 3600;
+/// The longest retention, in days (100 years).
+const MAX_DAYS: u64 = 36_500;
 
 /// Reads and checks the config file at `path`, with `env` overriding it.
 ///
@@ -192,7 +201,7 @@ config_section! {
     pub struct ServerConfig as "server" {
         /// The IP address and port to listen on, for example `0.0.0.0:8787`.
         /// Plane and Gitea must be able to reach it for webhooks.
-        #[key = "listen", ty = "socket address", default = Fallback::Value("\"127.0.0.1:8787\""), env = "ORCH_LISTEN"]
+        #[key = "listen", ty = (SocketAddr), default = Fallback::Value("\"127.0.0.1:8787\""), env = "ORCH_LISTEN"]
         pub listen: SocketAddr,
         /// The bearer token that admits a request over TCP to what shows work items (`/queue`, `/api/tasks`, `/api/tasks/{id}`) and to the commands (`POST /api/tasks/{id}/retry|cancel`): they need `Authorization: Bearer <token>`.
         /// Unset or empty: over TCP those routes answer `403`, and only the admin socket `{db_path}.sock` (mode 0600, used by the `orch` CLI) reaches them; a source address is never a credential (behind a reverse proxy every request comes from 127.0.0.1).
@@ -205,7 +214,7 @@ config_section! {
         #[key = "admin_token_file", ty = "path", default = Fallback::Unset]
         pub admin_token_file: Option<PathBuf>,
         /// The largest webhook body accepted, in bytes; a larger one is answered `413` and reading stops at the cap.
-        #[key = "max_body_bytes", ty = "integer (1 to 1073741824)", default = Fallback::Value("1048576")]
+        #[key = "max_body_bytes", ty = (Ranged<1, 1_073_741_824>), default = Fallback::Value("1048576")]
         pub max_body_bytes: u64,
     }
 }
@@ -215,7 +224,7 @@ config_section! {
     pub struct StorageConfig as "storage" {
         /// The database file; relative paths are relative to the working directory.
         /// The daemon holds an exclusive lock on `{db_path}.lock`, so two daemons never share a database, and serves its API to its own user on the Unix socket `{db_path}.sock` (mode 0600), where the `orch` CLI sends `task retry|cancel`.
-        #[key = "db_path", ty = "path", default = Fallback::Value("\"data/orch.db\""), env = "ORCH_DB_PATH"]
+        #[key = "db_path", ty = (PathBuf), default = Fallback::Value("\"data/orch.db\""), env = "ORCH_DB_PATH"]
         pub db_path: PathBuf,
     }
 }
@@ -224,7 +233,7 @@ config_section! {
     /// The local git clones and task worktrees.
     pub struct WorkspaceConfig as "workspace" {
         /// The directory of clones and worktrees (`{repos_dir}/{owner}/{repo}/worktrees/{work item id}`); relative paths are relative to the working directory.
-        #[key = "repos_dir", ty = "path", default = Fallback::Value("\"data/repos\""), env = "ORCH_REPOS_DIR"]
+        #[key = "repos_dir", ty = (PathBuf), default = Fallback::Value("\"data/repos\""), env = "ORCH_REPOS_DIR"]
         pub repos_dir: PathBuf,
     }
 }
@@ -233,7 +242,7 @@ config_section! {
     /// The Plane tracker, through its REST API (`X-Api-Key`) and its webhooks.
     pub struct PlaneConfig as "plane" {
         /// The root URL of the Plane instance, for example `https://plane.example.com` (no `/api/v1`).
-        #[key = "base_url", ty = "http(s) URL", default = Fallback::Required, env = "ORCH_PLANE_URL"]
+        #[key = "base_url", ty = (BaseUrl), default = Fallback::Required, env = "ORCH_PLANE_URL"]
         pub base_url: BaseUrl,
         /// The workspace slug, as in `https://plane.example.com/<slug>/projects/`.
         #[key = "workspace_slug", ty = "string", default = Fallback::Required]
@@ -259,7 +268,7 @@ config_section! {
         pub webhook_secrets_file: Option<PathBuf>,
         /// The API rate limit of the Plane instance, in requests per minute.
         /// orch stays under 80 % of it, and the reconciler uses at most half of that.
-        #[key = "rate_limit_per_min", ty = "integer (1 to 100000)", default = Fallback::Value("60")]
+        #[key = "rate_limit_per_min", ty = (Ranged<1, 100_000>), default = Fallback::Value("60")]
         pub rate_limit_per_min: u32,
     }
 }
@@ -268,7 +277,7 @@ config_section! {
     /// The Gitea forge, through its REST API (`Authorization: token …`) and its webhooks.
     pub struct GiteaConfig as "gitea" {
         /// The root URL of the Gitea instance, for example `https://gitea.example.com` (no `/api/v1`).
-        #[key = "base_url", ty = "http(s) URL", default = Fallback::Required, env = "ORCH_GITEA_URL"]
+        #[key = "base_url", ty = (BaseUrl), default = Fallback::Required, env = "ORCH_GITEA_URL"]
         pub base_url: BaseUrl,
         /// An access token of the Gitea user orch acts as, with read and write access to the repositories (scopes `repository` and `issue`).
         /// Git pushes use it too, through git's config environment, never in a URL.
@@ -291,11 +300,11 @@ config_section! {
         pub webhook_secrets_file: Option<PathBuf>,
         /// How pull requests are merged: `merge`, `squash`, `rebase` or `rebase-merge`.
         /// The repository must allow the style.
-        #[key = "merge_style", ty = "string", default = Fallback::Value("\"merge\"")]
+        #[key = "merge_style", ty = (MergeStyle), default = Fallback::Value("\"merge\"")]
         pub merge_style: MergeStyle,
         /// With `true`, a commit must have a `success` combined status before review.
         /// With `false`, a commit with no statuses at all also counts as green (for repositories without CI).
-        #[key = "require_ci", ty = "boolean", default = Fallback::Value("true")]
+        #[key = "require_ci", ty = (bool), default = Fallback::Value("true")]
         pub require_ci: bool,
     }
 }
@@ -327,7 +336,7 @@ config_section! {
         #[key = "chat_id", ty = "string or integer", default = Fallback::Required, env = "ORCH_TELEGRAM_CHAT_ID"]
         pub chat_id: String,
         /// The Bot API root URL; change it only for a local Bot API server.
-        #[key = "api_base", ty = "http(s) URL", default = Fallback::Value("\"https://api.telegram.org\"")]
+        #[key = "api_base", ty = (BaseUrl), default = Fallback::Value("\"https://api.telegram.org\"")]
         pub api_base: BaseUrl,
     }
 }
@@ -336,23 +345,23 @@ config_section! {
     /// The job worker, which runs agents and the actions on Plane, Gitea and Telegram.
     pub struct WorkerConfig as "worker" {
         /// The most agent jobs running at once.
-        #[key = "concurrency", ty = "integer (1 to 64)", default = Fallback::Value("2")]
+        #[key = "concurrency", ty = (Ranged<1, 64>), default = Fallback::Value("2")]
         pub concurrency: u32,
         /// The most agent jobs running at once on one repository.
-        #[key = "per_repo_concurrency", ty = "integer (1 to 64)", default = Fallback::Value("1")]
+        #[key = "per_repo_concurrency", ty = (Ranged<1, 64>), default = Fallback::Value("1")]
         pub per_repo_concurrency: u32,
         /// The longest one job may take, in seconds, before it is treated as lost and retried.
         /// No agent's `timeout_s` may exceed it.
-        #[key = "job_timeout_s", ty = "integer (1 to 604800)", default = Fallback::Value("3600")]
+        #[key = "job_timeout_s", ty = (Ranged<1, WEEK_S>), default = Fallback::Value("3600")]
         pub job_timeout: Duration,
         /// An agent that writes no output for this many seconds is stalled and killed.
-        #[key = "stall_timeout_s", ty = "integer (1 to 86400)", default = Fallback::Value("600")]
+        #[key = "stall_timeout_s", ty = (Ranged<1, DAY_S>), default = Fallback::Value("600")]
         pub stall_timeout: Duration,
         /// Agent attempts before a task is blocked.
-        #[key = "max_attempts", ty = "integer (1 to 100)", default = Fallback::Value("3")]
+        #[key = "max_attempts", ty = (Ranged<1, 100>), default = Fallback::Value("3")]
         pub max_attempts: u32,
         /// CI fix rounds, and review rounds, before a task is blocked.
-        #[key = "max_fix_rounds", ty = "integer (0 to 100)", default = Fallback::Value("3")]
+        #[key = "max_fix_rounds", ty = (Ranged<0, 100>), default = Fallback::Value("3")]
         pub max_fix_rounds: u32,
     }
 }
@@ -361,14 +370,14 @@ config_section! {
     /// The reconciler: a background pass that replays what lost webhooks would have said.
     pub struct ReconcileConfig as "reconcile" {
         /// Whether the reconciler runs at all.
-        #[key = "enabled", ty = "boolean", default = Fallback::Value("true"), env = "ORCH_RECONCILE_ENABLED"]
+        #[key = "enabled", ty = (bool), default = Fallback::Value("true"), env = "ORCH_RECONCILE_ENABLED"]
         pub enabled: bool,
         /// Whether its tracker side (F-2, listing Plane work items) runs; the gate side (F-1) does not depend on it.
-        #[key = "plane_enabled", ty = "boolean", default = Fallback::Value("true"), env = "ORCH_RECONCILE_PLANE_ENABLED"]
+        #[key = "plane_enabled", ty = (bool), default = Fallback::Value("true"), env = "ORCH_RECONCILE_PLANE_ENABLED"]
         pub plane_enabled: bool,
         /// Seconds between passes.
         /// A pass also runs at start-up.
-        #[key = "interval_s", ty = "integer (1 to 86400)", default = Fallback::Value("60")]
+        #[key = "interval_s", ty = (Ranged<1, DAY_S>), default = Fallback::Value("60")]
         pub interval: Duration,
         /// Per stage, how long a task must be unchanged before the reconciler touches it.
         #[key = "grace_s", ty = "table", default = Fallback::Table]
@@ -380,11 +389,11 @@ config_section! {
     /// Grace periods of the reconciler, per stage, in seconds (each an integer from 0 to 604800).
     keys GRACE_SECTION as "reconcile.grace_s" {
         /// For tasks in `analysis`.
-        #[key = "analysis", ty = "integer (0 to 604800)", default = Fallback::Value("300")]
+        #[key = "analysis", ty = (Ranged<0, WEEK_S>), default = Fallback::Value("300")]
         /// For tasks in `development`.
-        #[key = "development", ty = "integer (0 to 604800)", default = Fallback::Value("300")]
+        #[key = "development", ty = (Ranged<0, WEEK_S>), default = Fallback::Value("300")]
         /// For tasks in `review`.
-        #[key = "review", ty = "integer (0 to 604800)", default = Fallback::Value("300")]
+        #[key = "review", ty = (Ranged<0, WEEK_S>), default = Fallback::Value("300")]
     }
 }
 
@@ -394,23 +403,23 @@ config_section! {
     /// The database file does not shrink: SQLite reuses the freed pages, so it stops growing.
     pub struct RetentionConfig as "retention" {
         /// Whether the retention pass runs at all; with `false` nothing is ever deleted.
-        #[key = "enabled", ty = "boolean", default = Fallback::Value("true"), env = "ORCH_RETENTION_ENABLED"]
+        #[key = "enabled", ty = (bool), default = Fallback::Value("true"), env = "ORCH_RETENTION_ENABLED"]
         pub enabled: bool,
         /// Seconds between passes.
-        #[key = "interval_s", ty = "integer (60 to 86400)", default = Fallback::Value("3600")]
+        #[key = "interval_s", ty = (Ranged<60, DAY_S>), default = Fallback::Value("3600")]
         pub interval: Duration,
         /// Days a processed webhook delivery (with its body, up to `server.max_body_bytes`) is kept after it was handled.
         /// At least 7: a delivery with the same body is recognised as a duplicate for 7 days.
-        #[key = "deliveries_days", ty = "integer (7 to 36500)", default = Fallback::Value("30")]
+        #[key = "deliveries_days", ty = (Ranged<7, MAX_DAYS>), default = Fallback::Value("30")]
         pub deliveries: Duration,
         /// Days an ended job (its payload, output and last error) of an ended task (done or cancelled, with no job left to run) is kept after it last changed.
-        #[key = "jobs_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        #[key = "jobs_days", ty = (Ranged<1, MAX_DAYS>), default = Fallback::Value("30")]
         pub jobs: Duration,
         /// Days a history line of an ended task (what `orch task show` lists) is kept.
-        #[key = "history_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        #[key = "history_days", ty = (Ranged<1, MAX_DAYS>), default = Fallback::Value("30")]
         pub history: Duration,
         /// Days an agent's log file (`{data}/logs/{work item}/{job}-{agent}.log`, data being the directory of `storage.db_path`) is kept after it was last written; the logs of a task that has not ended are kept.
-        #[key = "agent_logs_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        #[key = "agent_logs_days", ty = (Ranged<1, MAX_DAYS>), default = Fallback::Value("30")]
         pub agent_logs: Duration,
     }
 }
@@ -421,7 +430,7 @@ config_section! {
     pub struct AgentsConfig as "agents" {
         /// `"bwrap"`: each run in a bubblewrap sandbox with its own PID namespace, the system read-only, write access only to its worktree, its output directory and a private home (`{data}/homes/{work item}`) and tmp; orch's config, database, logs, mirrors and other tasks are not visible, and everything the agent starts ends with it.
         /// `"none"`: agents run as orch's user and see what it sees (`orch check` warns); an orch running as root still starts them without capabilities.
-        #[key = "sandbox", ty = "string", default = Fallback::Value("\"bwrap\"")]
+        #[key = "sandbox", ty = (SandboxMode), default = Fallback::Value("\"bwrap\"")]
         pub sandbox: SandboxMode,
         /// The bubblewrap program, an absolute path.
         /// Unset: `bwrap` is looked up on `PATH` (Debian: `apt-get install bubblewrap`).
@@ -449,10 +458,10 @@ config_section! {
         pub command: Vec<String>,
         /// The prompt template, relative to the config file's directory.
         /// It may use `{{task}}`, `{{title}}`, `{{description}}`, `{{feedback}}`, `{{analysis}}`, `{{branch}}`, `{{base_branch}}` and `{{repo}}`; any other placeholder is an error.
-        #[key = "prompt", ty = "path", default = Fallback::Value("\"prompts/<role>.md\"")]
+        #[key = "prompt", ty = (PathBuf), default = Fallback::Value("\"prompts/<role>.md\"")]
         pub prompt: Prompt,
         /// The longest one run may take, in seconds; then its process group gets SIGTERM, and SIGKILL 10 s later.
-        #[key = "timeout_s", ty = "integer (1 to 604800)", default = Fallback::Value("1800")]
+        #[key = "timeout_s", ty = (Ranged<1, WEEK_S>), default = Fallback::Value("1800")]
         pub timeout: Duration,
         /// Extra environment variables for the agent, for example its own API key.
         /// Names starting with `ORCH_` are reserved for orch.
@@ -464,7 +473,7 @@ config_section! {
         pub pass_env: Vec<String>,
         /// With the sandbox: whether the agent reaches the network (its model's API needs it).
         /// `false` gives it no network at all.
-        #[key = "network", ty = "boolean", default = Fallback::Value("true")]
+        #[key = "network", ty = (bool), default = Fallback::Value("true")]
         pub network: bool,
         /// With the sandbox: more paths the agent may read, absolute or `~/…`.
         /// The program, its installation (the directory holding its `bin/`), the interpreter of a script and every absolute path in `command` are shown without being listed.

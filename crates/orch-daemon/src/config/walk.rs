@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,21 +17,16 @@ use toml::{Table, Value};
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
+use crate::config::setting::{shown, shown_str, Ranged, Setting};
 use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
     AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, RetentionConfig,
     SandboxMode, ServerConfig, StorageConfig, TelegramConfig, TlsConfig, WorkerConfig,
-    WorkspaceConfig, GRACE_SECTION, PROJECT_SECTION, STATES_SECTION,
+    WorkspaceConfig, DAY_S, GRACE_SECTION, MAX_DAYS, PROJECT_SECTION, STATES_SECTION, WEEK_S,
 };
 
 /// The largest prompt template read, in bytes.
 const MAX_PROMPT_BYTES: u64 = 1024 * 1024;
-
-/// The longest value shown back in an error message, in characters.
-const MAX_SHOWN_CHARS: usize = 80;
-
-const WEEK_S: u64 = 7 * 24 * 3600;
-const DAY_S: u64 = 24 * 3600;
 
 /// Whether the walk reads the secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,26 +203,26 @@ impl<'e> Walker<'e> {
     }
 
     fn server(&mut self, section: &Section<'_>) -> Option<ServerConfig> {
-        let listen = section.socket_addr(self, "listen");
+        let listen = section.value::<SocketAddr>(self, "listen");
         let admin_token = section.secret(self, "admin_token");
-        let max_body_bytes = section.int(self, "max_body_bytes", 1..=1024 * 1024 * 1024);
+        let max_body_bytes = section.value::<Ranged<1, 1_073_741_824>>(self, "max_body_bytes");
         section.finish(self);
         Some(ServerConfig {
             listen: listen?,
             admin_token: admin_token?,
             admin_token_file: section.secret_file_path(self, "admin_token"),
-            max_body_bytes: max_body_bytes?,
+            max_body_bytes: max_body_bytes?.get(),
         })
     }
 
     fn storage(&mut self, section: &Section<'_>) -> Option<StorageConfig> {
-        let db_path = section.path(self, "db_path");
+        let db_path = section.value::<PathBuf>(self, "db_path");
         section.finish(self);
         Some(StorageConfig { db_path: db_path? })
     }
 
     fn workspace(&mut self, section: &Section<'_>) -> Option<WorkspaceConfig> {
-        let repos_dir = section.path(self, "repos_dir");
+        let repos_dir = section.value::<PathBuf>(self, "repos_dir");
         section.finish(self);
         Some(WorkspaceConfig {
             repos_dir: repos_dir?,
@@ -236,7 +230,7 @@ impl<'e> Walker<'e> {
     }
 
     fn plane(&mut self, section: &Section<'_>) -> Option<PlaneConfig> {
-        let base_url = section.base_url(self, "base_url");
+        let base_url = section.value::<BaseUrl>(self, "base_url");
         let workspace_slug = section.string(self, "workspace_slug").and_then(|slug| {
             let slug = slug?;
             let slug_ok = slug.len() <= 100
@@ -258,47 +252,34 @@ impl<'e> Walker<'e> {
         });
         let api_token = section.required_secret(self, "api_token");
         let webhook_secrets = section.secret_list(self, "webhook_secrets");
-        let rate_limit_per_min = section.int(self, "rate_limit_per_min", 1..=100_000);
+        let rate_limit_per_min = section.value::<Ranged<1, 100_000>>(self, "rate_limit_per_min");
         section.finish(self);
         Some(PlaneConfig {
-            base_url: base_url??,
+            base_url: base_url?,
             workspace_slug: workspace_slug?,
             api_token: api_token?,
             api_token_file: section.secret_file_path(self, "api_token"),
             webhook_secrets: webhook_secrets?,
             webhook_secrets_file: section.secret_file_path(self, "webhook_secrets"),
-            rate_limit_per_min: u32::try_from(rate_limit_per_min?).ok()?,
+            rate_limit_per_min: rate_limit_per_min?.get_u32(),
         })
     }
 
     fn gitea(&mut self, section: &Section<'_>) -> Option<GiteaConfig> {
-        let base_url = section.base_url(self, "base_url");
+        let base_url = section.value::<BaseUrl>(self, "base_url");
         let token = section.required_secret(self, "token");
         let webhook_secrets = section.secret_list(self, "webhook_secrets");
-        let merge_style = section.string(self, "merge_style").and_then(|style| {
-            let style = style?;
-            let parsed = MergeStyle::parse(&style);
-            if parsed.is_none() {
-                self.error(
-                    section.label(self, "merge_style"),
-                    format!(
-                        "expected merge, squash, rebase or rebase-merge, got {}",
-                        shown_str(&style)
-                    ),
-                );
-            }
-            parsed
-        });
-        let require_ci = section.bool(self, "require_ci");
+        let merge_style = section.value::<MergeStyle>(self, "merge_style");
+        let require_ci = section.value::<bool>(self, "require_ci");
         section.finish(self);
         Some(GiteaConfig {
-            base_url: base_url??,
+            base_url: base_url?,
             token: token?,
             token_file: section.secret_file_path(self, "token"),
             webhook_secrets: webhook_secrets?,
             webhook_secrets_file: section.secret_file_path(self, "webhook_secrets"),
             merge_style: merge_style?,
-            require_ci: require_ci??,
+            require_ci: require_ci?,
         })
     }
 
@@ -351,13 +332,13 @@ impl<'e> Walker<'e> {
                 }
             },
         };
-        let api_base = section.base_url(self, "api_base");
+        let api_base = section.value::<BaseUrl>(self, "api_base");
         section.finish(self);
         Some(Some(TelegramConfig {
             bot_token: bot_token?,
             bot_token_file: section.secret_file_path(self, "bot_token"),
             chat_id: chat_id?,
-            api_base: api_base??,
+            api_base: api_base?,
         }))
     }
 
@@ -378,66 +359,69 @@ impl<'e> Walker<'e> {
     }
 
     fn worker(&mut self, section: &Section<'_>) -> Option<WorkerConfig> {
-        let concurrency = section.int(self, "concurrency", 1..=64);
-        let per_repo_concurrency = section.int(self, "per_repo_concurrency", 1..=64);
-        let job_timeout = section.int(self, "job_timeout_s", 1..=WEEK_S);
-        let stall_timeout = section.int(self, "stall_timeout_s", 1..=DAY_S);
-        let max_attempts = section.int(self, "max_attempts", 1..=100);
-        let max_fix_rounds = section.int(self, "max_fix_rounds", 0..=100);
+        let concurrency = section.value::<Ranged<1, 64>>(self, "concurrency");
+        let per_repo_concurrency = section.value::<Ranged<1, 64>>(self, "per_repo_concurrency");
+        let job_timeout = section.value::<Ranged<1, WEEK_S>>(self, "job_timeout_s");
+        let stall_timeout = section.value::<Ranged<1, DAY_S>>(self, "stall_timeout_s");
+        let max_attempts = section.value::<Ranged<1, 100>>(self, "max_attempts");
+        let max_fix_rounds = section.value::<Ranged<0, 100>>(self, "max_fix_rounds");
         section.finish(self);
         Some(WorkerConfig {
-            concurrency: u32::try_from(concurrency?).ok()?,
-            per_repo_concurrency: u32::try_from(per_repo_concurrency?).ok()?,
-            job_timeout: Duration::from_secs(job_timeout?),
-            stall_timeout: Duration::from_secs(stall_timeout?),
-            max_attempts: u32::try_from(max_attempts?).ok()?,
-            max_fix_rounds: u32::try_from(max_fix_rounds?).ok()?,
+            concurrency: concurrency?.get_u32(),
+            per_repo_concurrency: per_repo_concurrency?.get_u32(),
+            job_timeout: Duration::from_secs(job_timeout?.get()),
+            stall_timeout: Duration::from_secs(stall_timeout?.get()),
+            max_attempts: max_attempts?.get_u32(),
+            max_fix_rounds: max_fix_rounds?.get_u32(),
         })
     }
 
     fn reconcile(&mut self, section: &Section<'_>) -> Option<ReconcileConfig> {
-        let enabled = section.bool(self, "enabled");
-        let plane_enabled = section.bool(self, "plane_enabled");
-        let interval = section.int(self, "interval_s", 1..=DAY_S);
+        let enabled = section.value::<bool>(self, "enabled");
+        let plane_enabled = section.value::<bool>(self, "plane_enabled");
+        let interval = section.value::<Ranged<1, DAY_S>>(self, "interval_s");
         let grace = match section.table_or_default(self, "grace_s", &GRACE_SECTION) {
             Some(grace_section) => {
-                let analysis = grace_section.int(self, "analysis", 0..=WEEK_S);
-                let development = grace_section.int(self, "development", 0..=WEEK_S);
-                let review = grace_section.int(self, "review", 0..=WEEK_S);
+                let seconds = |walker: &mut Walker<'_>, key: &str| {
+                    grace_section
+                        .value::<Ranged<0, WEEK_S>>(walker, key)
+                        .map(|seconds| Duration::from_secs(seconds.get()))
+                };
+                let analysis = seconds(self, "analysis");
+                let development = seconds(self, "development");
+                let review = seconds(self, "review");
                 grace_section.finish(self);
                 Some(Grace {
-                    analysis: Duration::from_secs(analysis?),
-                    development: Duration::from_secs(development?),
-                    review: Duration::from_secs(review?),
+                    analysis: analysis?,
+                    development: development?,
+                    review: review?,
                 })
             }
             None => None,
         };
         section.finish(self);
         Some(ReconcileConfig {
-            enabled: enabled??,
-            plane_enabled: plane_enabled??,
-            interval: Duration::from_secs(interval?),
+            enabled: enabled?,
+            plane_enabled: plane_enabled?,
+            interval: Duration::from_secs(interval?.get()),
             grace: grace?,
         })
     }
 
     fn retention(&mut self, section: &Section<'_>) -> Option<RetentionConfig> {
-        let enabled = section.bool(self, "enabled");
-        let interval = section.int(self, "interval_s", 60..=DAY_S);
-        let days = |walker: &mut Walker<'_>, key: &str, min: u64| {
-            section
-                .int(walker, key, min..=36_500)
-                .map(|days| Duration::from_secs(days * DAY_S))
-        };
-        let deliveries = days(self, "deliveries_days", 7);
-        let jobs = days(self, "jobs_days", 1);
-        let history = days(self, "history_days", 1);
-        let agent_logs = days(self, "agent_logs_days", 1);
+        let enabled = section.value::<bool>(self, "enabled");
+        let interval = section.value::<Ranged<60, DAY_S>>(self, "interval_s");
+        let days = |days: Ranged<1, MAX_DAYS>| Duration::from_secs(days.get() * DAY_S);
+        let deliveries = section
+            .value::<Ranged<7, MAX_DAYS>>(self, "deliveries_days")
+            .map(|days| Duration::from_secs(days.get() * DAY_S));
+        let jobs = section.value(self, "jobs_days").map(days);
+        let history = section.value(self, "history_days").map(days);
+        let agent_logs = section.value(self, "agent_logs_days").map(days);
         section.finish(self);
         Some(RetentionConfig {
-            enabled: enabled??,
-            interval: Duration::from_secs(interval?),
+            enabled: enabled?,
+            interval: Duration::from_secs(interval?.get()),
             deliveries: deliveries?,
             jobs: jobs?,
             history: history?,
@@ -458,23 +442,7 @@ impl<'e> Walker<'e> {
             };
             walker.agent(&agent_section, worker)
         };
-        let sandbox =
-            section
-                .string(self, "sandbox")
-                .and_then(|mode| match mode.as_deref().map(str::trim) {
-                    Some("bwrap") => Some(SandboxMode::Bwrap),
-                    Some("none") => Some(SandboxMode::None),
-                    other => {
-                        self.error(
-                            section.label(self, "sandbox"),
-                            format!(
-                                "expected \"bwrap\" or \"none\", got {}",
-                                shown_str(other.unwrap_or_default())
-                            ),
-                        );
-                        None
-                    }
-                });
+        let sandbox = section.value::<SandboxMode>(self, "sandbox");
         let bwrap_path = section
             .string(self, "bwrap_path")
             .and_then(|path| match path {
@@ -509,8 +477,9 @@ impl<'e> Walker<'e> {
         let command = section.string_list(self, "command");
         let prompt = self.prompt(section);
         let timeout = section
-            .int(self, "timeout_s", 1..=WEEK_S)
+            .value::<Ranged<1, WEEK_S>>(self, "timeout_s")
             .and_then(|seconds| {
+                let seconds = seconds.get();
                 let timeout = Duration::from_secs(seconds);
                 match worker {
                     Some(worker) if timeout > worker.job_timeout => {
@@ -528,7 +497,7 @@ impl<'e> Walker<'e> {
             });
         let env = self.agent_env(section);
         let pass_env = self.pass_env(section);
-        let network = section.bool(self, "network");
+        let network = section.value::<bool>(self, "network");
         let read_only_paths = self.sandbox_paths(section, "read_only_paths");
         let writable_paths = self.sandbox_paths(section, "writable_paths");
         let probe = section.strings(self, "probe");
@@ -539,7 +508,7 @@ impl<'e> Walker<'e> {
             timeout: timeout?,
             env: env?,
             pass_env: pass_env?,
-            network: network??,
+            network: network?,
             read_only_paths: read_only_paths?,
             writable_paths: writable_paths?,
             probe: probe?,
@@ -593,7 +562,7 @@ impl<'e> Walker<'e> {
     }
 
     fn prompt(&mut self, section: &Section<'_>) -> Option<Prompt> {
-        let relative = section.path(self, "prompt")?;
+        let relative = section.value::<PathBuf>(self, "prompt")?;
         let path = self.base_dir.join(&relative);
         let label = section.label(self, "prompt");
         let text = match read_prompt(&path) {
@@ -989,107 +958,39 @@ impl<'d> Section<'d> {
         }
     }
 
-    fn path(&self, walker: &mut Walker<'_>, key: &str) -> Option<PathBuf> {
-        let text = self.string(walker, key)??;
-        if text.trim().is_empty() {
-            walker.error(self.label(walker, key), "a path must not be empty");
-            return None;
-        }
-        Some(PathBuf::from(text))
-    }
-
-    /// `Some(None)` when absent without default.
-    fn base_url(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<BaseUrl>> {
-        let Some(text) = self.string(walker, key)? else {
-            return Some(None);
-        };
-        match BaseUrl::parse(text.trim()) {
-            Ok(url) => Some(Some(url)),
-            Err(reason) => {
-                // A URL with credentials is not echoed back.
-                let message = if text.contains('@') {
-                    reason.to_owned()
-                } else {
-                    format!("{reason}, got {}", shown_str(&text))
-                };
-                walker.error(self.label(walker, key), message);
-                None
-            }
-        }
-    }
-
-    fn socket_addr(&self, walker: &mut Walker<'_>, key: &str) -> Option<SocketAddr> {
-        let text = self.string(walker, key)??;
-        match text.trim().parse::<SocketAddr>() {
-            Ok(address) => Some(address),
-            Err(_) => {
-                walker.error(
-                    self.label(walker, key),
-                    format!(
-                        "expected an IP address and port such as 127.0.0.1:8787, got {}",
-                        shown_str(&text)
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn int(&self, walker: &mut Walker<'_>, key: &str, range: RangeInclusive<u64>) -> Option<u64> {
-        let label = self.label(walker, key);
-        let expected = format!(
-            "expected an integer from {} to {}",
-            range.start(),
-            range.end()
+    /// The value of `key`, decoded and checked by `T`, the setting type its declaration names:
+    /// `Some(None)` when absent without default, `None` after an error.
+    fn setting<T: Setting>(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<T>> {
+        let doc = self.key_doc(key);
+        assert!(
+            doc.ty.is::<T>(),
+            "{} is read as the type its declaration names",
+            self.key_path(key)
         );
-        let number = match self.lookup(walker, key) {
-            Lookup::Missing => {
-                walker.error(label, required_message(self.key_doc(key)));
+        let label = self.label(walker, key);
+        let decoded = match self.lookup(walker, key) {
+            Lookup::Missing if doc.fallback == Fallback::Required => {
+                walker.error(label, required_message(doc));
                 return None;
             }
-            Lookup::Env(text) => text.trim().parse::<i64>().map_err(|_| shown_str(&text)),
-            Lookup::Toml(value) => match value.as_ref() {
-                Value::Integer(number) => Ok(*number),
-                other => Err(shown(other)),
-            },
+            Lookup::Missing => return Some(None),
+            Lookup::Env(text) => T::from_env(&text),
+            Lookup::Toml(value) => T::from_toml(&value),
         };
-        match number {
-            Ok(number) => match u64::try_from(number) {
-                Ok(number) if range.contains(&number) => Some(number),
-                _ => {
-                    walker.error(label, format!("{expected}, got {number}"));
-                    None
-                }
-            },
-            Err(got) => {
-                walker.error(label, format!("{expected}, got {got}"));
+        match decoded {
+            Ok(value) => Some(Some(value)),
+            Err(message) => {
+                walker.error(label, message);
                 None
             }
         }
     }
 
-    /// `Some(None)` when absent without default.
-    fn bool(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<bool>> {
-        let label = self.label(walker, key);
-        let parsed = match self.lookup(walker, key) {
-            Lookup::Missing => return Some(None),
-            Lookup::Env(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(shown_str(&text)),
-            },
-            Lookup::Toml(value) => match value.as_ref() {
-                Value::Boolean(flag) => Ok(*flag),
-                other => Err(shown(other)),
-            },
-        };
-        match parsed {
-            Ok(flag) => Some(Some(flag)),
-            Err(got) => {
-                walker.error(label, format!("expected true or false, got {got}"));
-                None
-            }
-        }
+    /// A setting that is given or has a default: `None` after an error.
+    fn value<T: Setting>(&self, walker: &mut Walker<'_>, key: &str) -> Option<T> {
+        let value = self.setting(walker, key)?;
+        debug_assert!(value.is_some(), "{key} has a default or is required");
+        value
     }
 
     /// Where the secret `key` comes from, in the order of precedence: its environment
@@ -1354,28 +1255,4 @@ fn required_message(doc: &KeyDoc) -> String {
 /// `expected "owner/name", got "widgets"`: the SPEC's form of a refused identifier.
 fn id_message(err: &IdError) -> String {
     format!("{}, got {}", err.reason, shown_str(&err.value))
-}
-
-fn shown_str(text: &str) -> String {
-    let mut shown: String = text.chars().take(MAX_SHOWN_CHARS).collect();
-    if shown.len() < text.len() {
-        shown.push('…');
-    }
-    format!("{shown:?}")
-}
-
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(text) => shown_str(text),
-        Value::Table(_) => "a table".to_owned(),
-        Value::Array(_) => "a list".to_owned(),
-        other => {
-            let text = other.to_string();
-            let mut shown: String = text.chars().take(MAX_SHOWN_CHARS).collect();
-            if shown.len() < text.len() {
-                shown.push('…');
-            }
-            shown
-        }
-    }
 }
