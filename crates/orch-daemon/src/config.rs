@@ -29,11 +29,14 @@ use std::time::Duration;
 use orch_agent::{AgentSandbox, RoleConfig, SandboxPath};
 use orch_core::config::{Grace, PipelineConfig, ProjectConfig};
 use orch_core::domain::Agent;
+use orch_core::ids::{BranchName, ProjectId, RepoSlug};
 use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 
 use crate::config::schema::Fallback;
-use crate::config::setting::Ranged;
+use crate::config::setting::{
+    AbsolutePath, ProjectKey, Ranged, StateName, WorkItemPrefix, WorkspaceSlug,
+};
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
 pub use crate::config::reference::reference_markdown;
@@ -245,7 +248,7 @@ config_section! {
         #[key = "base_url", ty = (BaseUrl), default = Fallback::Required, env = "ORCH_PLANE_URL"]
         pub base_url: BaseUrl,
         /// The workspace slug, as in `https://plane.example.com/<slug>/projects/`.
-        #[key = "workspace_slug", ty = "string", default = Fallback::Required]
+        #[key = "workspace_slug", ty = (WorkspaceSlug), default = Fallback::Required]
         pub workspace_slug: String,
         /// An API token of the Plane user orch acts as (Profile settings, API tokens).
         /// Changes made with it are recognised as orch's own and ignored.
@@ -434,7 +437,7 @@ config_section! {
         pub sandbox: SandboxMode,
         /// The bubblewrap program, an absolute path.
         /// Unset: `bwrap` is looked up on `PATH` (Debian: `apt-get install bubblewrap`).
-        #[key = "bwrap_path", ty = "path", default = Fallback::Unset]
+        #[key = "bwrap_path", ty = (AbsolutePath), default = Fallback::Unset]
         pub bwrap_path: Option<PathBuf>,
         /// Writes `analysis.md` for a work item.
         #[key = "analyst", ty = "table", default = Fallback::Table]
@@ -502,15 +505,15 @@ config_section! {
     /// One Plane project bound to one Gitea repository; repeat the table for more.
     keys PROJECT_SECTION as "projects[]" {
         /// A short unique name for logs and the CLI, of letters, digits, `-` and `_`.
-        #[key = "key", ty = "string", default = Fallback::Required]
+        #[key = "key", ty = (ProjectKey), default = Fallback::Required]
         /// The Plane project's id (a UUID, from the project's URL or settings); unique.
-        #[key = "plane_project_id", ty = "string", default = Fallback::Required]
+        #[key = "plane_project_id", ty = (ProjectId), default = Fallback::Required]
         /// The Gitea repository, `owner/name`; unique.
-        #[key = "repo", ty = "string", default = Fallback::Required]
+        #[key = "repo", ty = (RepoSlug), default = Fallback::Required]
         /// The project's work item prefix in Plane (its identifier, `ET` in `ET-001`): 1 to 10 letters or digits, starting with a letter.
-        #[key = "work_item_prefix", ty = "string", default = Fallback::Required]
+        #[key = "work_item_prefix", ty = (WorkItemPrefix), default = Fallback::Required]
         /// The branch pull requests target.
-        #[key = "base_branch", ty = "string", default = Fallback::Value("\"main\"")]
+        #[key = "base_branch", ty = (BranchName), default = Fallback::Value("\"main\"")]
         /// The names of the project's Plane states orch reads and sets.
         #[key = "states", ty = "table", default = Fallback::Table]
     }
@@ -521,19 +524,19 @@ config_section! {
     /// Each must exist in the project; two roles may not name the same state.
     keys STATES_SECTION as "projects[].states" {
         /// A person moves a work item here to start it; orch moves it back here after applying a verdict.
-        #[key = "in_progress", ty = "string", default = Fallback::Value("\"In Progress\"")]
+        #[key = "in_progress", ty = (StateName), default = Fallback::Value("\"In Progress\"")]
         /// A person's approval of the analysis or of the reviewed pull request.
-        #[key = "approved", ty = "string", default = Fallback::Value("\"Approved\"")]
+        #[key = "approved", ty = (StateName), default = Fallback::Value("\"Approved\"")]
         /// A person's rejection, with comments as feedback for the agent.
-        #[key = "rejected", ty = "string", default = Fallback::Value("\"Rejected\"")]
+        #[key = "rejected", ty = (StateName), default = Fallback::Value("\"Rejected\"")]
         /// Where orch puts a work item that waits for a person's verdict.
         /// Unset: orch leaves the state alone and only notifies.
-        #[key = "awaiting", ty = "string", default = Fallback::Unset]
+        #[key = "awaiting", ty = (StateName), default = Fallback::Unset]
         /// Where orch puts a work item once its pull request is merged.
-        #[key = "done", ty = "string", default = Fallback::Value("\"Done\"")]
+        #[key = "done", ty = (StateName), default = Fallback::Value("\"Done\"")]
         /// A person moves a work item here to cancel its task.
         /// Unset: tasks are cancelled only through `orch task cancel`.
-        #[key = "cancelled", ty = "string", default = Fallback::Unset]
+        #[key = "cancelled", ty = (StateName), default = Fallback::Unset]
     }
 }
 

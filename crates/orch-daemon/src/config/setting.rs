@@ -5,8 +5,9 @@
 //! in `docs/config.md`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
 use orch_gitea::MergeStyle;
 use serde::de::DeserializeOwned;
 use toml::Value;
@@ -199,6 +200,91 @@ text_setting!(SandboxMode, "string", |raw| match raw.trim() {
         shown_str(other)
     )),
 });
+
+/// `plane.workspace_slug`: letters, digits, `-` and `_`, at most 100.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkspaceSlug(pub(crate) String);
+
+text_setting!(WorkspaceSlug, "string", |raw| {
+    let slug_ok = raw.len() <= 100
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !slug_ok {
+        return Err(format!(
+            "expected letters, digits, '-' or '_', got {}",
+            shown_str(&raw)
+        ));
+    }
+    Ok(WorkspaceSlug(raw))
+});
+
+/// `projects[].key`: up to 64 letters, digits, `-` and `_`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProjectKey(pub(crate) String);
+
+text_setting!(ProjectKey, "string", |raw| {
+    let key_ok = raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !key_ok {
+        return Err(format!(
+            "expected up to 64 letters, digits, '-' or '_', got {}",
+            shown_str(&raw)
+        ));
+    }
+    Ok(ProjectKey(raw))
+});
+
+/// `projects[].work_item_prefix`: what `WorkItemId` accepts before its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkItemPrefix(pub(crate) String);
+
+text_setting!(WorkItemPrefix, "string", |raw| {
+    WorkItemId::new(&raw, 1)
+        .map(|_| WorkItemPrefix(raw))
+        .map_err(|err| id_message(&err))
+});
+
+text_setting!(ProjectId, "string", |raw| ProjectId::new(raw)
+    .map_err(|err| id_message(&err)));
+
+text_setting!(RepoSlug, "string", |raw| RepoSlug::new(&raw)
+    .map_err(|err| id_message(&err)));
+
+text_setting!(BranchName, "string", |raw| BranchName::new(raw)
+    .map_err(|err| id_message(&err)));
+
+/// The name of a Plane state: not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StateName(pub(crate) String);
+
+text_setting!(StateName, "string", |raw| {
+    if raw.trim().is_empty() {
+        return Err("a state name must not be empty".to_owned());
+    }
+    Ok(StateName(raw))
+});
+
+/// An absolute path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AbsolutePath(pub(crate) PathBuf);
+
+text_setting!(AbsolutePath, "path", |raw| {
+    if !Path::new(&raw).is_absolute() {
+        return Err(format!(
+            "expected an absolute path, got {}",
+            shown_str(&raw)
+        ));
+    }
+    Ok(AbsolutePath(PathBuf::from(raw)))
+});
+
+/// `expected "owner/name", got "widgets"`: the SPEC's form of a refused identifier.
+fn id_message(err: &IdError) -> String {
+    format!("{}, got {}", err.reason, shown_str(&err.value))
+}
 
 /// A string as an error message shows it: quoted, cut after 80 characters.
 pub(crate) fn shown_str(text: &str) -> String {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use orch_agent::{PromptTemplate, SandboxPath};
 use orch_core::config::{Grace, ProjectConfig};
-use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
+use orch_core::ids::{BranchName, ProjectId, RepoSlug};
 use orch_core::ports::StateNames;
 use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
@@ -17,7 +17,10 @@ use toml::{Table, Value};
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
-use crate::config::setting::{shown, shown_str, Ranged, Setting};
+use crate::config::setting::{
+    shown, shown_str, AbsolutePath, ProjectKey, Ranged, Setting, StateName, WorkItemPrefix,
+    WorkspaceSlug,
+};
 use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
     AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, RetentionConfig,
@@ -231,32 +234,14 @@ impl<'e> Walker<'e> {
 
     fn plane(&mut self, section: &Section<'_>) -> Option<PlaneConfig> {
         let base_url = section.value::<BaseUrl>(self, "base_url");
-        let workspace_slug = section.string(self, "workspace_slug").and_then(|slug| {
-            let slug = slug?;
-            let slug_ok = slug.len() <= 100
-                && slug
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if slug_ok {
-                Some(slug)
-            } else {
-                self.error(
-                    section.label(self, "workspace_slug"),
-                    format!(
-                        "expected letters, digits, '-' or '_', got {}",
-                        shown_str(&slug)
-                    ),
-                );
-                None
-            }
-        });
+        let workspace_slug = section.value::<WorkspaceSlug>(self, "workspace_slug");
         let api_token = section.required_secret(self, "api_token");
         let webhook_secrets = section.secret_list(self, "webhook_secrets");
         let rate_limit_per_min = section.value::<Ranged<1, 100_000>>(self, "rate_limit_per_min");
         section.finish(self);
         Some(PlaneConfig {
             base_url: base_url?,
-            workspace_slug: workspace_slug?,
+            workspace_slug: workspace_slug?.0,
             api_token: api_token?,
             api_token_file: section.secret_file_path(self, "api_token"),
             webhook_secrets: webhook_secrets?,
@@ -444,18 +429,8 @@ impl<'e> Walker<'e> {
         };
         let sandbox = section.value::<SandboxMode>(self, "sandbox");
         let bwrap_path = section
-            .string(self, "bwrap_path")
-            .and_then(|path| match path {
-                None => Some(None),
-                Some(path) if Path::new(&path).is_absolute() => Some(Some(PathBuf::from(path))),
-                Some(path) => {
-                    self.error(
-                        section.label(self, "bwrap_path"),
-                        format!("expected an absolute path, got {}", shown_str(&path)),
-                    );
-                    None
-                }
-            });
+            .setting::<AbsolutePath>(self, "bwrap_path")
+            .map(|path| path.map(|path| path.0));
         let analyst = read(self, "analyst");
         let developer = read(self, "developer");
         let reviewer = read(self, "reviewer");
@@ -692,30 +667,11 @@ impl<'e> Walker<'e> {
     }
 
     fn project(&mut self, section: &Section<'_>) -> Option<ProjectConfig> {
-        let key = section.string(self, "key").and_then(|key| {
-            let key = key?;
-            let key_ok = key.len() <= 64
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !key_ok {
-                self.error(
-                    section.label(self, "key"),
-                    format!(
-                        "expected up to 64 letters, digits, '-' or '_', got {}",
-                        shown_str(&key)
-                    ),
-                );
-                return None;
-            }
-            Some(key)
-        });
-        let plane_project_id = section.id(self, "plane_project_id", ProjectId::new);
-        let repo = section.id(self, "repo", |text| RepoSlug::new(&text));
-        let work_item_prefix = section.id(self, "work_item_prefix", |text| {
-            WorkItemId::new(&text, 1).map(|_| text)
-        });
-        let base_branch = section.id(self, "base_branch", BranchName::new);
+        let key = section.value::<ProjectKey>(self, "key");
+        let plane_project_id = section.value::<ProjectId>(self, "plane_project_id");
+        let repo = section.value::<RepoSlug>(self, "repo");
+        let work_item_prefix = section.value::<WorkItemPrefix>(self, "work_item_prefix");
+        let base_branch = section.value::<BranchName>(self, "base_branch");
         let states = section
             .table_or_default(self, "states", &STATES_SECTION)
             .and_then(|states| {
@@ -725,25 +681,19 @@ impl<'e> Walker<'e> {
             });
         section.finish(self);
         Some(ProjectConfig {
-            key: key?,
+            key: key?.0,
             plane_project_id: plane_project_id?,
             repo: repo?,
-            work_item_prefix: work_item_prefix?,
+            work_item_prefix: work_item_prefix?.0,
             base_branch: base_branch?,
             states: states?,
         })
     }
 
     fn states(&mut self, section: &Section<'_>) -> Option<StateNames> {
-        let name = |walker: &mut Walker<'_>, key: &str| -> Option<Option<String>> {
-            let value = section.string(walker, key)?;
-            if let Some(text) = &value {
-                if text.trim().is_empty() {
-                    walker.error(section.label(walker, key), "a state name must not be empty");
-                    return None;
-                }
-            }
-            Some(value)
+        let name = |walker: &mut Walker<'_>, key: &str| {
+            let name = section.setting::<StateName>(walker, key)?;
+            Some(name.map(|name| name.0))
         };
         let in_progress = name(self, "in_progress");
         let approved = name(self, "approved");
@@ -936,23 +886,6 @@ impl<'d> Section<'d> {
             Ok(value) => Some(value),
             Err(message) => {
                 walker.error(label, message);
-                None
-            }
-        }
-    }
-
-    /// A string checked by one of orch_core's validating constructors.
-    fn id<T>(
-        &self,
-        walker: &mut Walker<'_>,
-        key: &str,
-        make: impl FnOnce(String) -> Result<T, IdError>,
-    ) -> Option<T> {
-        let text = self.string(walker, key)??;
-        match make(text) {
-            Ok(value) => Some(value),
-            Err(err) => {
-                walker.error(self.label(walker, key), id_message(&err));
                 None
             }
         }
@@ -1250,9 +1183,4 @@ fn required_message(doc: &KeyDoc) -> String {
         Some(var) => format!("required; set it in the file or in {var}"),
         None => "required".to_owned(),
     }
-}
-
-/// `expected "owner/name", got "widgets"`: the SPEC's form of a refused identifier.
-fn id_message(err: &IdError) -> String {
-    format!("{}, got {}", err.reason, shown_str(&err.value))
 }
