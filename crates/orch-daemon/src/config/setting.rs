@@ -206,11 +206,7 @@ text_setting!(SandboxMode, "string", |raw| match raw.trim() {
 pub(crate) struct WorkspaceSlug(pub(crate) String);
 
 text_setting!(WorkspaceSlug, "string", |raw| {
-    let slug_ok = raw.len() <= 100
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !slug_ok {
+    if !is_slug(&raw, 100) {
         return Err(format!(
             "expected letters, digits, '-' or '_', got {}",
             shown_str(&raw)
@@ -224,11 +220,7 @@ text_setting!(WorkspaceSlug, "string", |raw| {
 pub(crate) struct ProjectKey(pub(crate) String);
 
 text_setting!(ProjectKey, "string", |raw| {
-    let key_ok = raw.len() <= 64
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !key_ok {
+    if !is_slug(&raw, 64) {
         return Err(format!(
             "expected up to 64 letters, digits, '-' or '_', got {}",
             shown_str(&raw)
@@ -280,6 +272,14 @@ text_setting!(AbsolutePath, "path", |raw| {
     }
     Ok(AbsolutePath(PathBuf::from(raw)))
 });
+
+/// At most `max_len` bytes of letters, digits, `-` and `_`.
+fn is_slug(text: &str, max_len: usize) -> bool {
+    text.len() <= max_len
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
 
 /// `expected "owner/name", got "widgets"`: the SPEC's form of a refused identifier.
 fn id_message(err: &IdError) -> String {
