@@ -77,7 +77,7 @@ fn write_section(out: &mut String, section: &SectionDoc) {
         let _ = writeln!(out, "- type: {}", key.ty.text());
         let fallback = match key.fallback {
             Fallback::Required => "required".to_owned(),
-            Fallback::Value(literal) => format!("`{literal}`"),
+            Fallback::Value(value) => format!("`{}`", value()),
             Fallback::Unset => "unset".to_owned(),
             Fallback::Table => "absent means every key at its default".to_owned(),
         };

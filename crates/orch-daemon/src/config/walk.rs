@@ -795,8 +795,8 @@ impl<'d> Section<'d> {
         match doc.fallback {
             Fallback::Required | Fallback::Unset => Lookup::Missing,
             Fallback::Table => Lookup::Toml(Cow::Owned(Value::Table(Table::new()))),
-            Fallback::Value(literal) => {
-                let mut value = default_value(literal);
+            Fallback::Value(default) => {
+                let mut value = default();
                 if let (Value::String(text), Some(role)) = (&mut value, self.role) {
                     *text = text.replace("<role>", role);
                 }
@@ -824,7 +824,7 @@ impl<'d> Section<'d> {
         let path = self.key_path(key);
         match self.lookup(walker, key) {
             Lookup::Missing => {
-                if self.key_doc(key).fallback == Fallback::Required {
+                if self.key_doc(key).fallback.is_required() {
                     walker.error(path, "required");
                     return Err(());
                 }
@@ -879,7 +879,7 @@ impl<'d> Section<'d> {
             },
         };
         match result {
-            Ok(None) if self.key_doc(key).fallback == Fallback::Required => {
+            Ok(None) if self.key_doc(key).fallback.is_required() => {
                 walker.error(label, required_message(self.key_doc(key)));
                 None
             }
@@ -902,7 +902,7 @@ impl<'d> Section<'d> {
         );
         let label = self.label(walker, key);
         let decoded = match self.lookup(walker, key) {
-            Lookup::Missing if doc.fallback == Fallback::Required => {
+            Lookup::Missing if doc.fallback.is_required() => {
                 walker.error(label, required_message(doc));
                 return None;
             }
@@ -1166,16 +1166,6 @@ fn is_unset_secret(value: &Value) -> bool {
         Value::Array(items) => items.iter().all(|item| item.as_str() == Some("")),
         _ => false,
     }
-}
-
-/// The documented default of a key, as a TOML value.
-fn default_value(literal: &str) -> Value {
-    let document: Table = toml::from_str(&format!("value = {literal}"))
-        .expect("every documented default is a valid TOML value");
-    document
-        .get("value")
-        .cloned()
-        .expect("the default document has its one key")
 }
 
 fn required_message(doc: &KeyDoc) -> String {
