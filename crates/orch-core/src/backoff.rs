@@ -33,6 +33,53 @@ impl Backoff {
     }
 }
 
+/// Bounded retries of one call to an outside service, inside one job's attempt: how many
+/// attempts in all, and the backoff between them.
+///
+/// The one retry policy of orch's adapters. `max_attempts` counts attempts, the first
+/// included: 1 means no retry, 3 means the first attempt and two retries.
+/// What a `Retry-After` longer than the cap means (wait the cap, or give up and let the job
+/// layer wait) is the adapter's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+}
+
+impl Default for RetryPolicy {
+    /// SPEC §4: three attempts, base 1 s, cap 5 min; then the job layer retries.
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether another attempt may follow `failed_attempts` failed ones.
+    pub fn allows_another(&self, failed_attempts: u32) -> bool {
+        failed_attempts < self.max_attempts
+    }
+
+    /// The wait before the next attempt, after `failed_attempts` failed ones (at least 1):
+    /// `Backoff::delay` with `jitter` in `[0, 1)`.
+    pub fn delay(
+        &self,
+        failed_attempts: u32,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> Duration {
+        self.backoff.delay(failed_attempts, retry_after, jitter)
+    }
+
+    /// The longest wait `delay` draws after `failed_attempts` failed ones, without a `Retry-After`.
+    pub fn ceiling(&self, failed_attempts: u32) -> Duration {
+        self.backoff.delay(failed_attempts, None, 1.0)
+    }
+}
+
 /// A deterministic jitter in `[0, 1)` from a few numbers (splitmix64): the core has no
 /// random source, and a job's retries only need to be spread, not secret.
 pub fn jitter_from(seed: &[i64]) -> f64 {

@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod reconciler;
 pub mod retries;
+pub mod secret;
 pub mod time;
 
 #[cfg(feature = "fakes")]

@@ -14,6 +14,7 @@ mod schema;
 mod error;
 mod reference;
 mod secrets;
+mod setting;
 mod values;
 mod walk;
 
@@ -28,19 +29,31 @@ use std::time::Duration;
 use orch_agent::{AgentSandbox, RoleConfig, SandboxPath};
 use orch_core::config::{Grace, PipelineConfig, ProjectConfig};
 use orch_core::domain::Agent;
+use orch_core::ids::{BranchName, ProjectId, RepoSlug};
+use orch_core::secret::Secret;
+use orch_gitea::MergeStyle;
 
-use crate::config::schema::Fallback;
+use crate::config::setting::{
+    AbsolutePath, ProjectKey, Ranged, StateName, WorkItemPrefix, WorkspaceSlug,
+};
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
 pub use crate::config::reference::reference_markdown;
 pub use crate::config::secrets::{permission_warnings, SecretFile, CREDENTIALS_ENV};
-pub use crate::config::values::{BaseUrl, CaFile, MergeStyle, Prompt, Secret};
+pub use crate::config::values::{BaseUrl, CaFile, Prompt};
 
 /// The environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "ORCH_CONFIG";
 
 /// The config file used when neither `--config` nor `$ORCH_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "orch.toml";
+
+/// A week in seconds, the longest timeout and grace period.
+const WEEK_S: u64 = 7 * 24 * 3600;
+/// A day in seconds, the longest interval between passes.
+const DAY_S: u64 = 24 * 3600;
+/// The longest retention, in days (100 years).
+const MAX_DAYS: u64 = 36_500;
 
 /// Reads and checks the config file at `path`, with `env` overriding it.
 ///
@@ -145,42 +158,42 @@ config_section! {
     /// A section may be left out when all its keys have defaults.
     pub struct Config as "" {
         /// The HTTP server: webhooks, health, queue, metrics and the admin API.
-        #[key = "server", ty = "table", default = Fallback::Table]
+        #[key = "server", ty = "table", default = Table]
         pub server: ServerConfig,
         /// Where the SQLite database lives.
-        #[key = "storage", ty = "table", default = Fallback::Table]
+        #[key = "storage", ty = "table", default = Table]
         pub storage: StorageConfig,
         /// Where repositories and worktrees live.
-        #[key = "workspace", ty = "table", default = Fallback::Table]
+        #[key = "workspace", ty = "table", default = Table]
         pub workspace: WorkspaceConfig,
         /// The Plane tracker.
-        #[key = "plane", ty = "table", default = Fallback::Table]
+        #[key = "plane", ty = "table", default = Table]
         pub plane: PlaneConfig,
         /// The Gitea forge.
-        #[key = "gitea", ty = "table", default = Fallback::Table]
+        #[key = "gitea", ty = "table", default = Table]
         pub gitea: GiteaConfig,
         /// Which certificates orch trusts on HTTPS: the system's store, plus a private CA.
-        #[key = "tls", ty = "table", default = Fallback::Table]
+        #[key = "tls", ty = "table", default = Table]
         pub tls: TlsConfig,
         /// Telegram notifications.
         /// When the section is absent (and neither `ORCH_TELEGRAM_BOT_TOKEN` nor `ORCH_TELEGRAM_CHAT_ID` is set, nor the credential `telegram.bot_token` given), notifications are only logged.
-        #[key = "telegram", ty = "table", default = Fallback::Unset]
+        #[key = "telegram", ty = "table", default = Unset]
         pub telegram: Option<TelegramConfig>,
         /// The job worker: concurrency, timeouts, attempts.
-        #[key = "worker", ty = "table", default = Fallback::Table]
+        #[key = "worker", ty = "table", default = Table]
         pub worker: WorkerConfig,
         /// The reconciler, which makes the pipeline converge when webhooks are lost.
-        #[key = "reconcile", ty = "table", default = Fallback::Table]
+        #[key = "reconcile", ty = "table", default = Table]
         pub reconcile: ReconcileConfig,
         /// What orch deletes after a while, so the database and the logs stop growing.
-        #[key = "retention", ty = "table", default = Fallback::Table]
+        #[key = "retention", ty = "table", default = Table]
         pub retention: RetentionConfig,
         /// The three agents: `analyst`, `developer`, `reviewer`.
-        #[key = "agents", ty = "table", default = Fallback::Table]
+        #[key = "agents", ty = "table", default = Table]
         pub agents: AgentsConfig,
         /// The Plane projects orch works on, each bound to one Gitea repository.
         /// At least one is required.
-        #[key = "projects", ty = "array of tables", default = Fallback::Required]
+        #[key = "projects", ty = "array of tables", default = Required]
         pub projects: Vec<ProjectConfig>,
     }
 }
@@ -190,20 +203,20 @@ config_section! {
     pub struct ServerConfig as "server" {
         /// The IP address and port to listen on, for example `0.0.0.0:8787`.
         /// Plane and Gitea must be able to reach it for webhooks.
-        #[key = "listen", ty = "socket address", default = Fallback::Value("\"127.0.0.1:8787\""), env = "ORCH_LISTEN"]
+        #[key = "listen", ty = (SocketAddr), default = ("127.0.0.1:8787"), env = "ORCH_LISTEN"]
         pub listen: SocketAddr,
         /// The bearer token that admits a request over TCP to what shows work items (`/queue`, `/api/tasks`, `/api/tasks/{id}`) and to the commands (`POST /api/tasks/{id}/retry|cancel`): they need `Authorization: Bearer <token>`.
         /// Unset or empty: over TCP those routes answer `403`, and only the admin socket `{db_path}.sock` (mode 0600, used by the `orch` CLI) reaches them; a source address is never a credential (behind a reverse proxy every request comes from 127.0.0.1).
         /// `/metrics` (counts, no work items) needs the token when one is set and is open otherwise; `/healthz`, `/readyz` and the webhooks (checked by their signatures) never need it.
         /// Also read from `admin_token_file`, or from the credential `server.admin_token`.
-        #[key = "admin_token", ty = "secret string", default = Fallback::Unset, env = "ORCH_ADMIN_TOKEN"]
+        #[key = "admin_token", ty = "secret string", default = Unset, env = "ORCH_ADMIN_TOKEN"]
         pub admin_token: Option<Secret>,
         /// A file holding `admin_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `admin_token`.
-        #[key = "admin_token_file", ty = "path", default = Fallback::Unset]
+        #[key = "admin_token_file", ty = "path", default = Unset]
         pub admin_token_file: Option<PathBuf>,
         /// The largest webhook body accepted, in bytes; a larger one is answered `413` and reading stops at the cap.
-        #[key = "max_body_bytes", ty = "integer (1 to 1073741824)", default = Fallback::Value("1048576")]
+        #[key = "max_body_bytes", ty = (Ranged<1, 1_073_741_824>), default = (1_048_576)]
         pub max_body_bytes: u64,
     }
 }
@@ -213,7 +226,7 @@ config_section! {
     pub struct StorageConfig as "storage" {
         /// The database file; relative paths are relative to the working directory.
         /// The daemon holds an exclusive lock on `{db_path}.lock`, so two daemons never share a database, and serves its API to its own user on the Unix socket `{db_path}.sock` (mode 0600), where the `orch` CLI sends `task retry|cancel`.
-        #[key = "db_path", ty = "path", default = Fallback::Value("\"data/orch.db\""), env = "ORCH_DB_PATH"]
+        #[key = "db_path", ty = (PathBuf), default = ("data/orch.db"), env = "ORCH_DB_PATH"]
         pub db_path: PathBuf,
     }
 }
@@ -222,7 +235,7 @@ config_section! {
     /// The local git clones and task worktrees.
     pub struct WorkspaceConfig as "workspace" {
         /// The directory of clones and worktrees (`{repos_dir}/{owner}/{repo}/worktrees/{work item id}`); relative paths are relative to the working directory.
-        #[key = "repos_dir", ty = "path", default = Fallback::Value("\"data/repos\""), env = "ORCH_REPOS_DIR"]
+        #[key = "repos_dir", ty = (PathBuf), default = ("data/repos"), env = "ORCH_REPOS_DIR"]
         pub repos_dir: PathBuf,
     }
 }
@@ -231,33 +244,33 @@ config_section! {
     /// The Plane tracker, through its REST API (`X-Api-Key`) and its webhooks.
     pub struct PlaneConfig as "plane" {
         /// The root URL of the Plane instance, for example `https://plane.example.com` (no `/api/v1`).
-        #[key = "base_url", ty = "http(s) URL", default = Fallback::Required, env = "ORCH_PLANE_URL"]
+        #[key = "base_url", ty = (BaseUrl), default = Required, env = "ORCH_PLANE_URL"]
         pub base_url: BaseUrl,
         /// The workspace slug, as in `https://plane.example.com/<slug>/projects/`.
-        #[key = "workspace_slug", ty = "string", default = Fallback::Required]
+        #[key = "workspace_slug", ty = (WorkspaceSlug), default = Required]
         pub workspace_slug: String,
         /// An API token of the Plane user orch acts as (Profile settings, API tokens).
         /// Changes made with it are recognised as orch's own and ignored.
         /// Also read from `api_token_file`, or from the credential `plane.api_token`.
-        #[key = "api_token", ty = "secret string", default = Fallback::Required, env = "ORCH_PLANE_API_TOKEN"]
+        #[key = "api_token", ty = "secret string", default = Required, env = "ORCH_PLANE_API_TOKEN"]
         pub api_token: Secret,
         /// A file holding `api_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `api_token`.
-        #[key = "api_token_file", ty = "path", default = Fallback::Unset]
+        #[key = "api_token_file", ty = "path", default = Unset]
         pub api_token_file: Option<PathBuf>,
         /// The secrets of orch's Plane webhook; a delivery is accepted when any of them signs it.
         /// Give two while rotating.
         /// The environment variable takes them comma-separated.
         /// Also read from `webhook_secrets_file`, or from the credential `plane.webhook_secrets`, one secret per line.
-        #[key = "webhook_secrets", ty = "list of secret strings", default = Fallback::Required, env = "ORCH_PLANE_WEBHOOK_SECRET"]
+        #[key = "webhook_secrets", ty = "list of secret strings", default = Required, env = "ORCH_PLANE_WEBHOOK_SECRET"]
         pub webhook_secrets: Vec<Secret>,
         /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
         /// Not together with `webhook_secrets`.
-        #[key = "webhook_secrets_file", ty = "path", default = Fallback::Unset]
+        #[key = "webhook_secrets_file", ty = "path", default = Unset]
         pub webhook_secrets_file: Option<PathBuf>,
         /// The API rate limit of the Plane instance, in requests per minute.
         /// orch stays under 80 % of it, and the reconciler uses at most half of that.
-        #[key = "rate_limit_per_min", ty = "integer (1 to 100000)", default = Fallback::Value("60")]
+        #[key = "rate_limit_per_min", ty = (Ranged<1, 100_000>), default = (60)]
         pub rate_limit_per_min: u32,
     }
 }
@@ -266,34 +279,34 @@ config_section! {
     /// The Gitea forge, through its REST API (`Authorization: token …`) and its webhooks.
     pub struct GiteaConfig as "gitea" {
         /// The root URL of the Gitea instance, for example `https://gitea.example.com` (no `/api/v1`).
-        #[key = "base_url", ty = "http(s) URL", default = Fallback::Required, env = "ORCH_GITEA_URL"]
+        #[key = "base_url", ty = (BaseUrl), default = Required, env = "ORCH_GITEA_URL"]
         pub base_url: BaseUrl,
         /// An access token of the Gitea user orch acts as, with read and write access to the repositories (scopes `repository` and `issue`).
         /// Git pushes use it too, through git's config environment, never in a URL.
         /// Also read from `token_file`, or from the credential `gitea.token`.
-        #[key = "token", ty = "secret string", default = Fallback::Required, env = "ORCH_GITEA_TOKEN"]
+        #[key = "token", ty = "secret string", default = Required, env = "ORCH_GITEA_TOKEN"]
         pub token: Secret,
         /// A file holding `token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `token`.
-        #[key = "token_file", ty = "path", default = Fallback::Unset]
+        #[key = "token_file", ty = "path", default = Unset]
         pub token_file: Option<PathBuf>,
         /// The secrets of orch's Gitea webhooks; a delivery is accepted when any of them signs it.
         /// Give two while rotating.
         /// The environment variable takes them comma-separated.
         /// Also read from `webhook_secrets_file`, or from the credential `gitea.webhook_secrets`, one secret per line.
-        #[key = "webhook_secrets", ty = "list of secret strings", default = Fallback::Required, env = "ORCH_GITEA_WEBHOOK_SECRET"]
+        #[key = "webhook_secrets", ty = "list of secret strings", default = Required, env = "ORCH_GITEA_WEBHOOK_SECRET"]
         pub webhook_secrets: Vec<Secret>,
         /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
         /// Not together with `webhook_secrets`.
-        #[key = "webhook_secrets_file", ty = "path", default = Fallback::Unset]
+        #[key = "webhook_secrets_file", ty = "path", default = Unset]
         pub webhook_secrets_file: Option<PathBuf>,
         /// How pull requests are merged: `merge`, `squash`, `rebase` or `rebase-merge`.
         /// The repository must allow the style.
-        #[key = "merge_style", ty = "string", default = Fallback::Value("\"merge\"")]
+        #[key = "merge_style", ty = (MergeStyle), default = ("merge")]
         pub merge_style: MergeStyle,
         /// With `true`, a commit must have a `success` combined status before review.
         /// With `false`, a commit with no statuses at all also counts as green (for repositories without CI).
-        #[key = "require_ci", ty = "boolean", default = Fallback::Value("true")]
+        #[key = "require_ci", ty = (bool), default = (true)]
         pub require_ci: bool,
     }
 }
@@ -305,7 +318,7 @@ config_section! {
         /// A PEM file of one or more CA certificates, for servers whose certificates a private (company) CA signed; relative to the config file's directory.
         /// Trusted in addition to the system's store by orch's own HTTPS calls; git is given it as `http.sslCAInfo`, which replaces git's default bundle, so the file must also hold the CA of Gitea's certificate when that is a public one.
         /// The file is read at start-up and on `SIGHUP`; one that cannot be read or holds no certificate is a config error.
-        #[key = "ca_file", ty = "path", default = Fallback::Unset]
+        #[key = "ca_file", ty = "path", default = Unset]
         pub ca_file: Option<CaFile>,
     }
 }
@@ -315,17 +328,17 @@ config_section! {
     pub struct TelegramConfig as "telegram" {
         /// The bot's token from @BotFather.
         /// Also read from `bot_token_file`, or from the credential `telegram.bot_token`.
-        #[key = "bot_token", ty = "secret string", default = Fallback::Required, env = "ORCH_TELEGRAM_BOT_TOKEN"]
+        #[key = "bot_token", ty = "secret string", default = Required, env = "ORCH_TELEGRAM_BOT_TOKEN"]
         pub bot_token: Secret,
         /// A file holding `bot_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `bot_token`.
-        #[key = "bot_token_file", ty = "path", default = Fallback::Unset]
+        #[key = "bot_token_file", ty = "path", default = Unset]
         pub bot_token_file: Option<PathBuf>,
         /// The chat to write to: a numeric id (negative for groups) or `@channelname`.
-        #[key = "chat_id", ty = "string or integer", default = Fallback::Required, env = "ORCH_TELEGRAM_CHAT_ID"]
+        #[key = "chat_id", ty = "string or integer", default = Required, env = "ORCH_TELEGRAM_CHAT_ID"]
         pub chat_id: String,
         /// The Bot API root URL; change it only for a local Bot API server.
-        #[key = "api_base", ty = "http(s) URL", default = Fallback::Value("\"https://api.telegram.org\"")]
+        #[key = "api_base", ty = (BaseUrl), default = ("https://api.telegram.org")]
         pub api_base: BaseUrl,
     }
 }
@@ -334,23 +347,23 @@ config_section! {
     /// The job worker, which runs agents and the actions on Plane, Gitea and Telegram.
     pub struct WorkerConfig as "worker" {
         /// The most agent jobs running at once.
-        #[key = "concurrency", ty = "integer (1 to 64)", default = Fallback::Value("2")]
+        #[key = "concurrency", ty = (Ranged<1, 64>), default = (2)]
         pub concurrency: u32,
         /// The most agent jobs running at once on one repository.
-        #[key = "per_repo_concurrency", ty = "integer (1 to 64)", default = Fallback::Value("1")]
+        #[key = "per_repo_concurrency", ty = (Ranged<1, 64>), default = (1)]
         pub per_repo_concurrency: u32,
         /// The longest one job may take, in seconds, before it is treated as lost and retried.
         /// No agent's `timeout_s` may exceed it.
-        #[key = "job_timeout_s", ty = "integer (1 to 604800)", default = Fallback::Value("3600")]
+        #[key = "job_timeout_s", ty = (Ranged<1, WEEK_S>), default = (3600)]
         pub job_timeout: Duration,
         /// An agent that writes no output for this many seconds is stalled and killed.
-        #[key = "stall_timeout_s", ty = "integer (1 to 86400)", default = Fallback::Value("600")]
+        #[key = "stall_timeout_s", ty = (Ranged<1, DAY_S>), default = (600)]
         pub stall_timeout: Duration,
         /// Agent attempts before a task is blocked.
-        #[key = "max_attempts", ty = "integer (1 to 100)", default = Fallback::Value("3")]
+        #[key = "max_attempts", ty = (Ranged<1, 100>), default = (3)]
         pub max_attempts: u32,
         /// CI fix rounds, and review rounds, before a task is blocked.
-        #[key = "max_fix_rounds", ty = "integer (0 to 100)", default = Fallback::Value("3")]
+        #[key = "max_fix_rounds", ty = (Ranged<0, 100>), default = (3)]
         pub max_fix_rounds: u32,
     }
 }
@@ -359,17 +372,17 @@ config_section! {
     /// The reconciler: a background pass that replays what lost webhooks would have said.
     pub struct ReconcileConfig as "reconcile" {
         /// Whether the reconciler runs at all.
-        #[key = "enabled", ty = "boolean", default = Fallback::Value("true"), env = "ORCH_RECONCILE_ENABLED"]
+        #[key = "enabled", ty = (bool), default = (true), env = "ORCH_RECONCILE_ENABLED"]
         pub enabled: bool,
         /// Whether its tracker side (F-2, listing Plane work items) runs; the gate side (F-1) does not depend on it.
-        #[key = "plane_enabled", ty = "boolean", default = Fallback::Value("true"), env = "ORCH_RECONCILE_PLANE_ENABLED"]
+        #[key = "plane_enabled", ty = (bool), default = (true), env = "ORCH_RECONCILE_PLANE_ENABLED"]
         pub plane_enabled: bool,
         /// Seconds between passes.
         /// A pass also runs at start-up.
-        #[key = "interval_s", ty = "integer (1 to 86400)", default = Fallback::Value("60")]
+        #[key = "interval_s", ty = (Ranged<1, DAY_S>), default = (60)]
         pub interval: Duration,
         /// Per stage, how long a task must be unchanged before the reconciler touches it.
-        #[key = "grace_s", ty = "table", default = Fallback::Table]
+        #[key = "grace_s", ty = "table", default = Table]
         pub grace: Grace,
     }
 }
@@ -378,11 +391,11 @@ config_section! {
     /// Grace periods of the reconciler, per stage, in seconds (each an integer from 0 to 604800).
     keys GRACE_SECTION as "reconcile.grace_s" {
         /// For tasks in `analysis`.
-        #[key = "analysis", ty = "integer (0 to 604800)", default = Fallback::Value("300")]
+        #[key = "analysis", ty = (Ranged<0, WEEK_S>), default = (300)]
         /// For tasks in `development`.
-        #[key = "development", ty = "integer (0 to 604800)", default = Fallback::Value("300")]
+        #[key = "development", ty = (Ranged<0, WEEK_S>), default = (300)]
         /// For tasks in `review`.
-        #[key = "review", ty = "integer (0 to 604800)", default = Fallback::Value("300")]
+        #[key = "review", ty = (Ranged<0, WEEK_S>), default = (300)]
     }
 }
 
@@ -392,23 +405,23 @@ config_section! {
     /// The database file does not shrink: SQLite reuses the freed pages, so it stops growing.
     pub struct RetentionConfig as "retention" {
         /// Whether the retention pass runs at all; with `false` nothing is ever deleted.
-        #[key = "enabled", ty = "boolean", default = Fallback::Value("true"), env = "ORCH_RETENTION_ENABLED"]
+        #[key = "enabled", ty = (bool), default = (true), env = "ORCH_RETENTION_ENABLED"]
         pub enabled: bool,
         /// Seconds between passes.
-        #[key = "interval_s", ty = "integer (60 to 86400)", default = Fallback::Value("3600")]
+        #[key = "interval_s", ty = (Ranged<60, DAY_S>), default = (3600)]
         pub interval: Duration,
         /// Days a processed webhook delivery (with its body, up to `server.max_body_bytes`) is kept after it was handled.
         /// At least 7: a delivery with the same body is recognised as a duplicate for 7 days.
-        #[key = "deliveries_days", ty = "integer (7 to 36500)", default = Fallback::Value("30")]
+        #[key = "deliveries_days", ty = (Ranged<7, MAX_DAYS>), default = (30)]
         pub deliveries: Duration,
         /// Days an ended job (its payload, output and last error) of an ended task (done or cancelled, with no job left to run) is kept after it last changed.
-        #[key = "jobs_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        #[key = "jobs_days", ty = (Ranged<1, MAX_DAYS>), default = (30)]
         pub jobs: Duration,
         /// Days a history line of an ended task (what `orch task show` lists) is kept.
-        #[key = "history_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        #[key = "history_days", ty = (Ranged<1, MAX_DAYS>), default = (30)]
         pub history: Duration,
         /// Days an agent's log file (`{data}/logs/{work item}/{job}-{agent}.log`, data being the directory of `storage.db_path`) is kept after it was last written; the logs of a task that has not ended are kept.
-        #[key = "agent_logs_days", ty = "integer (1 to 36500)", default = Fallback::Value("30")]
+        #[key = "agent_logs_days", ty = (Ranged<1, MAX_DAYS>), default = (30)]
         pub agent_logs: Duration,
     }
 }
@@ -419,20 +432,20 @@ config_section! {
     pub struct AgentsConfig as "agents" {
         /// `"bwrap"`: each run in a bubblewrap sandbox with its own PID namespace, the system read-only, write access only to its worktree, its output directory and a private home (`{data}/homes/{work item}`) and tmp; orch's config, database, logs, mirrors and other tasks are not visible, and everything the agent starts ends with it.
         /// `"none"`: agents run as orch's user and see what it sees (`orch check` warns); an orch running as root still starts them without capabilities.
-        #[key = "sandbox", ty = "string", default = Fallback::Value("\"bwrap\"")]
+        #[key = "sandbox", ty = (SandboxMode), default = ("bwrap")]
         pub sandbox: SandboxMode,
         /// The bubblewrap program, an absolute path.
         /// Unset: `bwrap` is looked up on `PATH` (Debian: `apt-get install bubblewrap`).
-        #[key = "bwrap_path", ty = "path", default = Fallback::Unset]
+        #[key = "bwrap_path", ty = (AbsolutePath), default = Unset]
         pub bwrap_path: Option<PathBuf>,
         /// Writes `analysis.md` for a work item.
-        #[key = "analyst", ty = "table", default = Fallback::Table]
+        #[key = "analyst", ty = "table", default = Table]
         pub analyst: AgentConfig,
         /// Implements the work item and commits on the task's branch.
-        #[key = "developer", ty = "table", default = Fallback::Table]
+        #[key = "developer", ty = "table", default = Table]
         pub developer: AgentConfig,
         /// Writes `review.md` and a `verdict` for the pull request.
-        #[key = "reviewer", ty = "table", default = Fallback::Table]
+        #[key = "reviewer", ty = "table", default = Table]
         pub reviewer: AgentConfig,
     }
 }
@@ -443,39 +456,39 @@ config_section! {
     /// orch's own tokens are never in the agent's environment.
     pub struct AgentConfig as "agents.<role>" {
         /// The program and its arguments, run directly (no shell).
-        #[key = "command", ty = "list of strings", default = Fallback::Value("[\"claude\", \"-p\"]")]
+        #[key = "command", ty = "list of strings", default = (["claude", "-p"])]
         pub command: Vec<String>,
         /// The prompt template, relative to the config file's directory.
         /// It may use `{{task}}`, `{{title}}`, `{{description}}`, `{{feedback}}`, `{{analysis}}`, `{{branch}}`, `{{base_branch}}` and `{{repo}}`; any other placeholder is an error.
-        #[key = "prompt", ty = "path", default = Fallback::Value("\"prompts/<role>.md\"")]
+        #[key = "prompt", ty = (PathBuf), default = ("prompts/<role>.md")]
         pub prompt: Prompt,
         /// The longest one run may take, in seconds; then its process group gets SIGTERM, and SIGKILL 10 s later.
-        #[key = "timeout_s", ty = "integer (1 to 604800)", default = Fallback::Value("1800")]
+        #[key = "timeout_s", ty = (Ranged<1, WEEK_S>), default = (1800)]
         pub timeout: Duration,
         /// Extra environment variables for the agent, for example its own API key.
         /// Names starting with `ORCH_` are reserved for orch.
-        #[key = "env", ty = "table of strings", default = Fallback::Value("{}")]
+        #[key = "env", ty = "table of strings", default = (toml::Table::new())]
         pub env: BTreeMap<String, Secret>,
         /// Names of variables of orch's own environment the agent gets too, for example `["ANTHROPIC_API_KEY"]` (so the key stays out of this file).
         /// Names starting with `ORCH_` are refused: they are orch's own secrets and the agent contract, never an agent's.
-        #[key = "pass_env", ty = "list of strings", default = Fallback::Value("[]")]
+        #[key = "pass_env", ty = "list of strings", default = (Vec::<String>::new())]
         pub pass_env: Vec<String>,
         /// With the sandbox: whether the agent reaches the network (its model's API needs it).
         /// `false` gives it no network at all.
-        #[key = "network", ty = "boolean", default = Fallback::Value("true")]
+        #[key = "network", ty = (bool), default = (true)]
         pub network: bool,
         /// With the sandbox: more paths the agent may read, absolute or `~/…`.
         /// The program, its installation (the directory holding its `bin/`), the interpreter of a script and every absolute path in `command` are shown without being listed.
         /// `~/x` is taken from the home of the user orch runs as and shown at `~/x` of the agent's private home.
         /// A path that holds orch's data, database or repositories is refused.
-        #[key = "read_only_paths", ty = "list of strings", default = Fallback::Value("[]")]
+        #[key = "read_only_paths", ty = "list of strings", default = (Vec::<String>::new())]
         pub read_only_paths: Vec<SandboxPath>,
         /// With the sandbox: more paths the agent may change, absolute or `~/…`, for example a CLI's login and settings (`["~/.claude", "~/.claude.json"]` for Claude Code) or a package cache.
         /// Paths that do not exist are left out (`orch check` says so).
-        #[key = "writable_paths", ty = "list of strings", default = Fallback::Value("[]")]
+        #[key = "writable_paths", ty = "list of strings", default = (Vec::<String>::new())]
         pub writable_paths: Vec<SandboxPath>,
         /// The arguments `orch check` starts the program with, in the sandbox, to see that it runs and what it lacks.
-        #[key = "probe", ty = "list of strings", default = Fallback::Value("[\"--version\"]")]
+        #[key = "probe", ty = "list of strings", default = (["--version"])]
         pub probe: Vec<String>,
     }
 }
@@ -491,17 +504,17 @@ config_section! {
     /// One Plane project bound to one Gitea repository; repeat the table for more.
     keys PROJECT_SECTION as "projects[]" {
         /// A short unique name for logs and the CLI, of letters, digits, `-` and `_`.
-        #[key = "key", ty = "string", default = Fallback::Required]
+        #[key = "key", ty = (ProjectKey), default = Required]
         /// The Plane project's id (a UUID, from the project's URL or settings); unique.
-        #[key = "plane_project_id", ty = "string", default = Fallback::Required]
+        #[key = "plane_project_id", ty = (ProjectId), default = Required]
         /// The Gitea repository, `owner/name`; unique.
-        #[key = "repo", ty = "string", default = Fallback::Required]
+        #[key = "repo", ty = (RepoSlug), default = Required]
         /// The project's work item prefix in Plane (its identifier, `ET` in `ET-001`): 1 to 10 letters or digits, starting with a letter.
-        #[key = "work_item_prefix", ty = "string", default = Fallback::Required]
+        #[key = "work_item_prefix", ty = (WorkItemPrefix), default = Required]
         /// The branch pull requests target.
-        #[key = "base_branch", ty = "string", default = Fallback::Value("\"main\"")]
+        #[key = "base_branch", ty = (BranchName), default = ("main")]
         /// The names of the project's Plane states orch reads and sets.
-        #[key = "states", ty = "table", default = Fallback::Table]
+        #[key = "states", ty = "table", default = Table]
     }
 }
 
@@ -510,19 +523,19 @@ config_section! {
     /// Each must exist in the project; two roles may not name the same state.
     keys STATES_SECTION as "projects[].states" {
         /// A person moves a work item here to start it; orch moves it back here after applying a verdict.
-        #[key = "in_progress", ty = "string", default = Fallback::Value("\"In Progress\"")]
+        #[key = "in_progress", ty = (StateName), default = ("In Progress")]
         /// A person's approval of the analysis or of the reviewed pull request.
-        #[key = "approved", ty = "string", default = Fallback::Value("\"Approved\"")]
+        #[key = "approved", ty = (StateName), default = ("Approved")]
         /// A person's rejection, with comments as feedback for the agent.
-        #[key = "rejected", ty = "string", default = Fallback::Value("\"Rejected\"")]
+        #[key = "rejected", ty = (StateName), default = ("Rejected")]
         /// Where orch puts a work item that waits for a person's verdict.
         /// Unset: orch leaves the state alone and only notifies.
-        #[key = "awaiting", ty = "string", default = Fallback::Unset]
+        #[key = "awaiting", ty = (StateName), default = Unset]
         /// Where orch puts a work item once its pull request is merged.
-        #[key = "done", ty = "string", default = Fallback::Value("\"Done\"")]
+        #[key = "done", ty = (StateName), default = ("Done")]
         /// A person moves a work item here to cancel its task.
         /// Unset: tasks are cancelled only through `orch task cancel`.
-        #[key = "cancelled", ty = "string", default = Fallback::Unset]
+        #[key = "cancelled", ty = (StateName), default = Unset]
     }
 }
 

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use orch_core::backoff::{Backoff, RetryPolicy};
 use orch_core::config::ProjectConfig;
 use orch_core::ids::RepoSlug;
 use orch_core::ports::{ErrorClass, StateNames, Tracker, TrackerError};
@@ -43,6 +44,18 @@ impl Default for OnlineOptions {
             retries: 1,
             retry_base: Duration::from_secs(1),
         }
+    }
+}
+
+/// The adapters' retry policy for the check: `retries` after the first attempt, backing off
+/// from `retry_base` up to eight times it.
+fn retry_policy(options: &OnlineOptions) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: options.retries.saturating_add(1),
+        backoff: Backoff {
+            base: options.retry_base,
+            cap: options.retry_base.saturating_mul(8),
+        },
     }
 }
 
@@ -152,7 +165,7 @@ fn secrets(config: &Config) -> Vec<String> {
 /// Plane: `users/me`, then the states of each project.
 async fn check_plane(config: &Config, options: OnlineOptions, tls: &TlsConfig) -> OnlineReport {
     let mut report = OnlineReport::default();
-    let mut settings = orch_plane::PlaneConfig::new(
+    let mut settings = orch_plane::PlaneSettings::new(
         config.plane.base_url.as_str(),
         config.plane.workspace_slug.clone(),
         config.plane.api_token.expose(),
@@ -160,11 +173,7 @@ async fn check_plane(config: &Config, options: OnlineOptions, tls: &TlsConfig) -
     settings.rate_limit_per_min = config.plane.rate_limit_per_min;
     settings.request_timeout = options.request_timeout;
     settings.tls = tls.clone();
-    settings.retry = orch_plane::RetryPolicy {
-        max_retries: options.retries,
-        base_delay: options.retry_base,
-        max_delay: options.retry_base.saturating_mul(8),
-    };
+    settings.retry = retry_policy(&options);
     let tracker = orch_plane::PlaneTracker::new(&settings);
     let user = match tracker.me().await {
         Ok(user) => user,
@@ -319,15 +328,11 @@ fn class_kind(class: ErrorClass) -> ProblemKind {
 async fn check_gitea(config: &Config, options: OnlineOptions, tls: &TlsConfig) -> OnlineReport {
     let mut report = OnlineReport::default();
     let mut settings =
-        orch_gitea::GiteaConfig::new(config.gitea.base_url.as_str(), config.gitea.token.expose());
+        orch_gitea::GiteaSettings::new(config.gitea.base_url.as_str(), config.gitea.token.expose());
     settings.request_timeout = options.request_timeout;
     settings.connect_timeout = options.request_timeout;
     settings.tls = tls.clone();
-    settings.retry = orch_gitea::RetryPolicy {
-        max_attempts: options.retries.saturating_add(1),
-        base: options.retry_base,
-        cap: options.retry_base.saturating_mul(8),
-    };
+    settings.retry = retry_policy(&options);
     let forge = match orch_gitea::GiteaForge::new(settings) {
         Ok(forge) => forge,
         Err(err) => {
@@ -389,7 +394,7 @@ async fn check_telegram(config: &Config, options: OnlineOptions, tls: &TlsConfig
         return report;
     };
     let mut settings =
-        orch_telegram::TelegramConfig::new(telegram.bot_token.expose(), telegram.chat_id.clone());
+        orch_telegram::TelegramSettings::new(telegram.bot_token.expose(), telegram.chat_id.clone());
     settings.api_base = telegram.api_base.as_str().trim_end_matches('/').to_owned();
     settings.request_timeout = options.request_timeout;
     settings.tls = tls.clone();

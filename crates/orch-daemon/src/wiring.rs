@@ -159,7 +159,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
         built_in = trust.built_in,
         "trusted certificates"
     );
-    let mut plane = orch_plane::PlaneConfig::new(
+    let mut plane = orch_plane::PlaneSettings::new(
         config.plane.base_url.as_str(),
         config.plane.workspace_slug.clone(),
         config.plane.api_token.expose(),
@@ -169,9 +169,8 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
     let tracker = Arc::new(orch_plane::PlaneTracker::new(&plane));
 
     let mut gitea =
-        orch_gitea::GiteaConfig::new(config.gitea.base_url.as_str(), config.gitea.token.expose());
-    gitea.merge_style =
-        orch_gitea::MergeStyle::parse(config.gitea.merge_style.as_str()).unwrap_or_default();
+        orch_gitea::GiteaSettings::new(config.gitea.base_url.as_str(), config.gitea.token.expose());
+    gitea.merge_style = config.gitea.merge_style;
     gitea.tls = tls.clone();
     let forge = Arc::new(
         orch_gitea::GiteaForge::new(gitea).map_err(|err| RunError::Adapter(err.to_string()))?,
@@ -197,7 +196,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
 
     let notifier: Arc<dyn Notifier> = match &config.telegram {
         Some(telegram) => {
-            let mut settings = orch_telegram::TelegramConfig::new(
+            let mut settings = orch_telegram::TelegramSettings::new(
                 telegram.bot_token.expose(),
                 telegram.chat_id.clone(),
             );
@@ -484,11 +483,7 @@ impl Daemon {
             .as_ref()
             .map(|token| token.expose().to_owned());
         state.max_body_bytes = usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX);
-        state.admin_token = config
-            .server
-            .admin_token
-            .as_ref()
-            .map(|token| orch_http::Secret::new(token.expose()));
+        state.admin_token = config.server.admin_token.clone();
         state.readiness = readiness.clone();
         state.reconcile = switches;
         state.board = board_settings(config);
@@ -705,7 +700,7 @@ async fn own_user(tracker: &dyn Tracker) -> Option<UserId> {
     }
 }
 
-fn expose_all(secrets: &[crate::config::Secret]) -> Vec<String> {
+fn expose_all(secrets: &[orch_core::secret::Secret]) -> Vec<String> {
     secrets
         .iter()
         .map(|secret| secret.expose().to_owned())

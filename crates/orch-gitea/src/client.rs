@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::GiteaConfig;
+use crate::config::GiteaSettings;
 
 /// Counters of the calls made to Gitea since start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -165,7 +165,7 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(config: &GiteaConfig, counters: Arc<Counters>) -> Client {
+    pub(crate) fn new(config: &GiteaSettings, counters: Arc<Counters>) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.request_timeout))
             .timeout_connect(Some(config.connect_timeout))
@@ -176,7 +176,7 @@ impl Client {
         Client {
             agent,
             api: format!("{}/api/v1", config.base_url.trim_end_matches('/')),
-            auth: format!("token {}", config.token),
+            auth: format!("token {}", config.token.expose()),
             counters,
         }
     }

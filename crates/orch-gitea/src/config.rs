@@ -1,10 +1,14 @@
-//! How `GiteaForge` is configured: endpoint, token, merge style, timeouts and retries.
+//! `GiteaSettings`, how `GiteaForge` reaches Gitea (endpoint, token, timeouts, retries), and `MergeStyle`.
 
 use std::fmt;
 use std::time::Duration;
 
-/// How pull requests are merged (`gitea.merge_style`, Gitea's `Do`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+use orch_core::backoff::RetryPolicy;
+use orch_core::secret::Secret;
+
+/// How pull requests are merged (`gitea.merge_style`, Gitea's `Do`): the one definition, which
+/// orch-daemon's configuration reads too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum MergeStyle {
     #[default]
     Merge,
@@ -14,15 +18,18 @@ pub enum MergeStyle {
 }
 
 impl MergeStyle {
+    pub const ALL: [MergeStyle; 4] = [
+        MergeStyle::Merge,
+        MergeStyle::Squash,
+        MergeStyle::Rebase,
+        MergeStyle::RebaseMerge,
+    ];
+
     /// Parses the configuration word (`merge`, `squash`, `rebase`, `rebase-merge`).
     pub fn parse(word: &str) -> Option<MergeStyle> {
-        match word {
-            "merge" => Some(MergeStyle::Merge),
-            "squash" => Some(MergeStyle::Squash),
-            "rebase" => Some(MergeStyle::Rebase),
-            "rebase-merge" => Some(MergeStyle::RebaseMerge),
-            _ => None,
-        }
+        MergeStyle::ALL
+            .into_iter()
+            .find(|style| style.as_str() == word)
     }
 
     /// The word Gitea expects in `Do`.
@@ -36,91 +43,53 @@ impl MergeStyle {
     }
 }
 
-/// Retries of one forge operation: full-jitter exponential backoff, honouring `Retry-After`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (1 = no retry).
-    pub max_attempts: u32,
-    /// The backoff before the second attempt is drawn from `[0, base]`, then `[0, 2·base]`, …
-    pub base: Duration,
-    /// No wait is longer than this, `Retry-After` included.
-    pub cap: Duration,
-}
-
-impl RetryPolicy {
-    /// SPEC §4: base 1 s, cap 5 min; three attempts, then the job layer retries.
-    pub fn production() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 3,
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(300),
-        }
-    }
-
-    /// The wait before attempt `attempt + 1`, after `attempt` failed attempts.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let backoff = orch_core::backoff::Backoff {
-            base: self.base,
-            cap: self.cap,
-        };
-        backoff
-            .delay(attempt, retry_after, rand::random::<f64>())
-            .min(self.cap)
+impl fmt::Display for MergeStyle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy::production()
-    }
-}
-
-/// Everything `GiteaForge` needs. `Debug` redacts the token.
+/// Everything `GiteaForge` needs: the adapter's settings, which orch-daemon builds from its
+/// `[gitea]` section. `Debug` redacts the token.
 #[derive(Clone)]
-pub struct GiteaConfig {
+pub struct GiteaSettings {
     /// `gitea.base_url`, e.g. `https://gitea.example.com` (no `/api/v1`).
     pub base_url: String,
     /// `gitea.token` / `ORCH_GITEA_TOKEN`.
-    pub token: String,
+    pub token: Secret,
     pub merge_style: MergeStyle,
     pub delete_branch_after_merge: bool,
     pub connect_timeout: Duration,
     /// The whole of one HTTP call.
     pub request_timeout: Duration,
+    /// Retries of one operation; a `Retry-After` longer than the backoff's cap waits the cap.
     pub retry: RetryPolicy,
     /// Which certificates prove the server (orch-daemon: the system's store plus `tls.ca_file`).
     /// The default is ureq's: the webpki roots compiled in.
     pub tls: ureq::tls::TlsConfig,
 }
 
-impl GiteaConfig {
+impl GiteaSettings {
     /// Production defaults for `base_url` and `token`.
-    pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> GiteaConfig {
-        GiteaConfig {
+    pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> GiteaSettings {
+        GiteaSettings {
             base_url: base_url.into(),
-            token: token.into(),
+            token: Secret::new(token),
             merge_style: MergeStyle::Merge,
             delete_branch_after_merge: false,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::production(),
+            retry: RetryPolicy::default(),
             tls: ureq::tls::TlsConfig::default(),
         }
     }
 }
 
-impl fmt::Debug for GiteaConfig {
+impl fmt::Debug for GiteaSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GiteaConfig")
+        f.debug_struct("GiteaSettings")
             .field("base_url", &self.base_url)
-            .field(
-                "token",
-                &if self.token.is_empty() {
-                    "<empty>"
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("token", &self.token)
             .field("merge_style", &self.merge_style)
             .field("delete_branch_after_merge", &self.delete_branch_after_merge)
             .field("connect_timeout", &self.connect_timeout)

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use orch_core::backoff::RetryPolicy;
 use orch_core::domain::{CiState, MergeOutcome};
 use orch_core::ids::{BranchName, CommitSha, PrNumber, RepoSlug};
 use orch_core::ports::{
@@ -14,7 +15,7 @@ use serde_json::json;
 use crate::client::{
     encode_branch_path, encode_segment, ApiError, Client, Counters, ForgeStats, Method,
 };
-use crate::config::{GiteaConfig, MergeStyle, RetryPolicy};
+use crate::config::{GiteaSettings, MergeStyle};
 
 /// Gitea's largest page (`[api] MAX_RESPONSE_ITEMS`).
 const PAGE_SIZE: usize = 50;
@@ -41,7 +42,7 @@ impl std::fmt::Debug for GiteaForge {
 
 impl GiteaForge {
     /// Builds the adapter. Errors: `Invalid` if `base_url` is not an `http(s)://` URL.
-    pub fn new(config: GiteaConfig) -> Result<GiteaForge, ForgeError> {
+    pub fn new(config: GiteaSettings) -> Result<GiteaForge, ForgeError> {
         let scheme_ok =
             config.base_url.starts_with("http://") || config.base_url.starts_with("https://");
         if !scheme_ok {
@@ -108,7 +109,7 @@ impl GiteaForge {
             match result {
                 Ok(value) => return Ok(value),
                 Err(err) if err.is_retryable() && attempt < self.retry.max_attempts => {
-                    let delay = self.retry.delay(attempt, err.retry_after());
+                    let delay = retry_delay(&self.retry, attempt, err.retry_after());
                     tracing::warn!(
                         operation,
                         attempt,
@@ -411,6 +412,18 @@ fn post_once(
 
 /// The marker as an HTML comment: invisible in Gitea's rendering, and a whole token, so
 /// `orch:7:comment:1` never matches inside `orch:7:comment:10`.
+/// The wait before attempt `attempt + 1`, after `attempt` failed attempts: full jitter, never
+/// longer than the backoff's cap, `Retry-After` included.
+pub(crate) fn retry_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    retry_after: Option<std::time::Duration>,
+) -> std::time::Duration {
+    policy
+        .delay(attempt, retry_after, rand::random::<f64>())
+        .min(policy.backoff.cap)
+}
+
 fn hidden(marker: &str) -> String {
     format!("<!-- {marker} -->")
 }

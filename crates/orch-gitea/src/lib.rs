@@ -6,8 +6,8 @@
 //! error classes: 429/5xx/timeouts `Unavailable`, 401/403 `Unauthorized`, 404 `NotFound`) and
 //! leaves every decision to orch-core. Every blocking ureq call runs on tokio's blocking pool
 //! with a deadline; writes are idempotent (look up before create, hidden markers in bodies,
-//! re-read after an ambiguous merge). Main types: `GiteaForge`, `GiteaConfig`, `MergeStyle`,
-//! `RetryPolicy`, `ForgeStats`, and the pure function `webhook::parse`.
+//! re-read after an ambiguous merge). Main types: `GiteaForge`, `GiteaSettings` (with
+//! orch-core's `RetryPolicy`), `MergeStyle`, `ForgeStats`, and the pure function `webhook::parse`.
 
 #![forbid(unsafe_code)]
 
@@ -17,7 +17,7 @@ mod forge;
 pub mod webhook;
 
 pub use client::ForgeStats;
-pub use config::{GiteaConfig, MergeStyle, RetryPolicy};
+pub use config::{GiteaSettings, MergeStyle};
 pub use forge::GiteaForge;
 
 #[cfg(test)]

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use orch_core::backoff::{Backoff, RetryPolicy};
 use orch_core::domain::CiState;
 use orch_core::ports::ForgeError;
 
 use crate::client::{encode_branch_path, encode_segment, ApiError};
-use crate::config::{GiteaConfig, MergeStyle, RetryPolicy};
-use crate::forge::{ci_state, PullDto};
+use crate::config::{GiteaSettings, MergeStyle};
+use crate::forge::{ci_state, retry_delay, PullDto};
 
 fn status(status: u16) -> ApiError {
     ApiError::Status {
@@ -71,28 +72,40 @@ fn combined_state_words_map_to_ci_states() {
 fn backoff_is_full_jitter_under_the_cap_and_honours_retry_after() {
     let policy = RetryPolicy {
         max_attempts: 5,
-        base: Duration::from_millis(100),
-        cap: Duration::from_millis(350),
+        backoff: Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(350),
+        },
     };
     for attempt in 1..10 {
-        let ceiling = Duration::from_millis(100 * (1 << (attempt - 1).min(10))).min(policy.cap);
-        assert!(policy.delay(attempt, None) <= ceiling);
+        let ceiling =
+            Duration::from_millis(100 * (1 << (attempt - 1).min(10))).min(policy.backoff.cap);
+        assert!(retry_delay(&policy, attempt, None) <= ceiling);
     }
     assert_eq!(
-        policy.delay(1, Some(Duration::from_millis(300))),
+        retry_delay(&policy, 1, Some(Duration::from_millis(300))),
         Duration::from_millis(300)
     );
-    assert_eq!(policy.delay(1, Some(Duration::from_secs(60))), policy.cap);
-    let production = RetryPolicy::production();
     assert_eq!(
-        (production.base, production.cap),
-        (Duration::from_secs(1), Duration::from_secs(300))
+        retry_delay(&policy, 1, Some(Duration::from_secs(60))),
+        policy.backoff.cap
+    );
+    let production = GiteaSettings::new("https://gitea.example.com", "token").retry;
+    assert_eq!(
+        production,
+        RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(300),
+            },
+        }
     );
 }
 
 #[test]
 fn config_debug_never_shows_the_token() {
-    let config = GiteaConfig::new("https://gitea.example.com", "secret-token-value");
+    let config = GiteaSettings::new("https://gitea.example.com", "secret-token-value");
     let shown = format!("{config:?}");
     assert!(!shown.contains("secret-token-value"), "{shown}");
     assert!(shown.contains("redacted"));

@@ -8,10 +8,10 @@
 
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::StatusCode;
+use orch_core::secret::Secret;
 
 use crate::server::{error, Response};
 use crate::signature::tokens_match;
-use crate::state::Secret;
 
 /// How a request reached the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,5 +41,5 @@ pub use server::{serve, Listeners};
 pub use socket::{AdminSocket, AdminSocketError};
 pub use state::{
     AppState, BoardSettings, Limits, LoopState, Readiness, ReconcileSettings, ReconcileSwitches,
-    Secret, WebhookEvents, WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
+    WebhookEvents, WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
 };

@@ -2,11 +2,11 @@
 
 use hmac::{Hmac, Mac};
 use hyper::header::HeaderMap;
+use orch_core::secret::Secret;
 use sha2::{Digest as _, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::metrics::SignatureFailure;
-use crate::state::Secret;
 
 /// Plane's header: lowercase hex, no prefix.
 pub(crate) const PLANE_SIGNATURE: &str = "x-plane-signature";

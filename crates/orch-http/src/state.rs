@@ -10,6 +10,7 @@ use std::time::Duration;
 use orch_core::links::WebLinks;
 use orch_core::orchestrator::EventSink;
 use orch_core::ports::{Clock, Store};
+use orch_core::secret::Secret;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -156,26 +157,6 @@ impl Default for Limits {
             max_connections_per_peer: 128,
             shutdown_grace: Duration::from_secs(5),
         }
-    }
-}
-
-/// A secret string; its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
 

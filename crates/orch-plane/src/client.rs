@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::budget::Budget;
-use crate::config::{PlaneConfig, RetryPolicy};
+use crate::config::PlaneSettings;
+use orch_core::backoff::RetryPolicy;
 use orch_core::ports::{TrackerError, UNTRUSTED_CERTIFICATE_HINT};
 
 /// The most orch reads of one answer; Plane's pages of 100 items are far smaller.
@@ -170,7 +171,7 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(config: &PlaneConfig) -> Client {
+    pub(crate) fn new(config: &PlaneSettings) -> Client {
         let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(config.request_timeout))
@@ -182,12 +183,12 @@ impl Client {
         Client {
             agent,
             api_base: format!("{}/api/v1/", config.base_url.trim_end_matches('/')),
-            token: Arc::from(config.api_token.as_str()),
+            token: Arc::from(config.api_token.expose()),
             budget: Arc::new(Budget::new(config.call_budget(), config.rate_window)),
             lane: None,
             window: config.rate_window,
             permits: config.call_budget(),
-            retry: config.retry.clone(),
+            retry: config.retry,
             counters: Arc::new(Counters::default()),
         }
     }
@@ -203,7 +204,7 @@ impl Client {
             lane: Some(Arc::new(Budget::new(self.permits / 2, self.window))),
             window: self.window,
             permits: self.permits,
-            retry: self.retry.clone(),
+            retry: self.retry,
             counters: self.counters.clone(),
         }
     }
@@ -262,9 +263,9 @@ impl Client {
             };
             let wait = match failure.retry_after {
                 Some(retry_after) => retry_after,
-                None => self.retry.backoff(retry),
+                None => self.retry.delay(retry + 1, None, rand::random::<f64>()),
             };
-            if retry >= self.retry.max_retries || wait > self.retry.max_delay {
+            if !self.retry.allows_another(retry + 1) || wait > self.retry.backoff.cap {
                 return Err(TrackerError::Unavailable {
                     message: format!(
                         "{} {}: {} (after {} attempts)",

@@ -3,8 +3,8 @@
 //!
 //! This crate translates; it decides nothing. Plane's JSON shapes stay private here and never
 //! reach the core, every blocking HTTP call runs on tokio's blocking pool with a timeout, and
-//! the API token never reaches a log. Main types: `PlaneTracker`, its `PlaneConfig` and
-//! `RetryPolicy`, `PlaneStats` (call counters for `/metrics`), and the pure `webhook::parse`.
+//! the API token never reaches a log. Main types: `PlaneTracker`, its `PlaneSettings` (with
+//! orch-core's `RetryPolicy`), `PlaneStats` (call counters for `/metrics`), and the pure `webhook::parse`.
 
 #![forbid(unsafe_code)]
 
@@ -17,5 +17,5 @@ pub mod webhook;
 mod wire;
 
 pub use client::PlaneStats;
-pub use config::{PlaneConfig, RetryPolicy};
+pub use config::PlaneSettings;
 pub use tracker::PlaneTracker;

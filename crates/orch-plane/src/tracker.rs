@@ -13,7 +13,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use crate::client::{Answer, Call, Client, Method, PlaneStats};
-use crate::config::PlaneConfig;
+use crate::config::PlaneSettings;
 use crate::html;
 use crate::wire::{updated_at, CommentDto, IssueDto, Page, StateDto, UpdatedAt, UserDto};
 
@@ -44,7 +44,7 @@ impl std::fmt::Debug for PlaneTracker {
 }
 
 impl PlaneTracker {
-    pub fn new(config: &PlaneConfig) -> PlaneTracker {
+    pub fn new(config: &PlaneSettings) -> PlaneTracker {
         PlaneTracker {
             client: Client::new(config),
             workspace_path: format!("workspaces/{}/", config.workspace_slug),

@@ -3,16 +3,19 @@
 use std::fmt;
 use std::time::Duration;
 
+use orch_core::secret::Secret;
+
 /// Telegram's own Bot API host.
 pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
 /// The deadline of one Bot API call.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `[telegram]` of the configuration (SPEC §5.2).
+/// How `TelegramNotifier` reaches the Bot API: the adapter's settings, which orch-daemon builds
+/// from its `[telegram]` section (SPEC §5.2).
 #[derive(Clone)]
-pub struct TelegramConfig {
+pub struct TelegramSettings {
     /// `telegram.bot_token` / `ORCH_TELEGRAM_BOT_TOKEN`. A secret.
-    pub bot_token: String,
+    pub bot_token: Secret,
     /// `telegram.chat_id` / `ORCH_TELEGRAM_CHAT_ID`: a numeric id or `@channelname`.
     pub chat_id: String,
     /// `telegram.api_base`, without a trailing slash.
@@ -24,11 +27,11 @@ pub struct TelegramConfig {
     pub tls: ureq::tls::TlsConfig,
 }
 
-impl TelegramConfig {
+impl TelegramSettings {
     /// A config for Telegram's own host with the default timeout.
-    pub fn new(bot_token: impl Into<String>, chat_id: impl Into<String>) -> TelegramConfig {
-        TelegramConfig {
-            bot_token: bot_token.into(),
+    pub fn new(bot_token: impl Into<String>, chat_id: impl Into<String>) -> TelegramSettings {
+        TelegramSettings {
+            bot_token: Secret::new(bot_token),
             chat_id: chat_id.into(),
             api_base: DEFAULT_API_BASE.to_owned(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -37,10 +40,10 @@ impl TelegramConfig {
     }
 }
 
-impl fmt::Debug for TelegramConfig {
+impl fmt::Debug for TelegramSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TelegramConfig")
-            .field("bot_token", &"<redacted>")
+        f.debug_struct("TelegramSettings")
+            .field("bot_token", &self.bot_token)
             .field("chat_id", &self.chat_id)
             .field("api_base", &self.api_base)
             .field("request_timeout", &self.request_timeout)

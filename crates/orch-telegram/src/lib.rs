@@ -9,7 +9,7 @@
 //! plus Telegram's `description` with the token scrubbed. It deliberately does not retry:
 //! notifications are durable `notify` jobs, and the core retries them using the
 //! `Unavailable { retry_after }` this crate reports. Main types: `TelegramNotifier`,
-//! `TelegramConfig` (its `Debug` redacts the token) and `BotInfo`.
+//! `TelegramSettings` (its `Debug` redacts the token) and `BotInfo`.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +18,6 @@ mod config;
 mod html;
 mod notifier;
 
-pub use config::{TelegramConfig, DEFAULT_API_BASE, DEFAULT_REQUEST_TIMEOUT};
+pub use config::{TelegramSettings, DEFAULT_API_BASE, DEFAULT_REQUEST_TIMEOUT};
 pub use html::{escape_html, fit_message, MAX_MESSAGE_LEN};
 pub use notifier::{links_html, BotInfo, ChatInfo, TelegramNotifier};

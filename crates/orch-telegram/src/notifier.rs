@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Exchange};
-use crate::config::TelegramConfig;
+use crate::config::TelegramSettings;
 use crate::html::{escape_href, escape_html, fit_message, fit_to, MAX_MESSAGE_LEN};
 
 /// What fixes a refused token.
@@ -129,7 +129,7 @@ impl fmt::Debug for TelegramNotifier {
 }
 
 impl TelegramNotifier {
-    pub fn new(config: &TelegramConfig) -> TelegramNotifier {
+    pub fn new(config: &TelegramSettings) -> TelegramNotifier {
         // A numeric id goes as a number, `@channel` as a string, as the Bot API documents.
         let chat_id = match config.chat_id.trim().parse::<i64>() {
             Ok(numeric) => Value::from(numeric),
@@ -138,7 +138,7 @@ impl TelegramNotifier {
         TelegramNotifier {
             client: Client::new(
                 &config.api_base,
-                &config.bot_token,
+                config.bot_token.expose(),
                 config.request_timeout,
                 config.tls.clone(),
             ),

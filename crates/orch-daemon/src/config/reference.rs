@@ -74,10 +74,10 @@ fn write_section(out: &mut String, section: &SectionDoc) {
             format!("{}.{}", section.path, key.key)
         };
         let _ = write!(out, "\n### `{path}`\n\n");
-        let _ = writeln!(out, "- type: {}", key.ty);
+        let _ = writeln!(out, "- type: {}", key.ty.text());
         let fallback = match key.fallback {
             Fallback::Required => "required".to_owned(),
-            Fallback::Value(literal) => format!("`{literal}`"),
+            Fallback::Value(value) => format!("`{}`", value()),
             Fallback::Unset => "unset".to_owned(),
             Fallback::Table => "absent means every key at its default".to_owned(),
         };

@@ -1,30 +1,9 @@
-//! The value types of the configuration: secrets, base URLs, merge styles, prompt templates and CA files.
+//! The value types of the configuration: base URLs, prompt templates and CA files.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use url::Url;
-
-/// A token, a webhook secret or an agent's environment value: never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// `tls.ca_file`: where the private CA's PEM file is, and the certificates it held when read.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,46 +88,6 @@ impl BaseUrl {
 impl fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// How orch merges a pull request (Gitea's `Do` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MergeStyle {
-    Merge,
-    Squash,
-    Rebase,
-    RebaseMerge,
-}
-
-impl MergeStyle {
-    pub const ALL: [MergeStyle; 4] = [
-        MergeStyle::Merge,
-        MergeStyle::Squash,
-        MergeStyle::Rebase,
-        MergeStyle::RebaseMerge,
-    ];
-
-    /// Gitea's name of the style.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergeStyle::Merge => "merge",
-            MergeStyle::Squash => "squash",
-            MergeStyle::Rebase => "rebase",
-            MergeStyle::RebaseMerge => "rebase-merge",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<MergeStyle> {
-        MergeStyle::ALL
-            .into_iter()
-            .find(|style| style.as_str() == value)
-    }
-}
-
-impl fmt::Display for MergeStyle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

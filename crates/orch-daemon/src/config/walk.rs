@@ -3,34 +3,33 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch_agent::{PromptTemplate, SandboxPath};
 use orch_core::config::{Grace, ProjectConfig};
-use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
+use orch_core::ids::{BranchName, ProjectId, RepoSlug};
 use orch_core::ports::StateNames;
+use orch_core::secret::Secret;
+use orch_gitea::MergeStyle;
 use toml::{Table, Value};
 
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
-use crate::config::values::{BaseUrl, CaFile, MergeStyle, Prompt, Secret};
+use crate::config::setting::{
+    shown, shown_str, AbsolutePath, ProjectKey, Ranged, Setting, StateName, WorkItemPrefix,
+    WorkspaceSlug,
+};
+use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
     AgentConfig, AgentsConfig, Config, GiteaConfig, PlaneConfig, ReconcileConfig, RetentionConfig,
     SandboxMode, ServerConfig, StorageConfig, TelegramConfig, TlsConfig, WorkerConfig,
-    WorkspaceConfig, GRACE_SECTION, PROJECT_SECTION, STATES_SECTION,
+    WorkspaceConfig, DAY_S, GRACE_SECTION, MAX_DAYS, PROJECT_SECTION, STATES_SECTION, WEEK_S,
 };
 
 /// The largest prompt template read, in bytes.
 const MAX_PROMPT_BYTES: u64 = 1024 * 1024;
-
-/// The longest value shown back in an error message, in characters.
-const MAX_SHOWN_CHARS: usize = 80;
-
-const WEEK_S: u64 = 7 * 24 * 3600;
-const DAY_S: u64 = 24 * 3600;
 
 /// Whether the walk reads the secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,26 +206,26 @@ impl<'e> Walker<'e> {
     }
 
     fn server(&mut self, section: &Section<'_>) -> Option<ServerConfig> {
-        let listen = section.socket_addr(self, "listen");
+        let listen = section.value::<SocketAddr>(self, "listen");
         let admin_token = section.secret(self, "admin_token");
-        let max_body_bytes = section.int(self, "max_body_bytes", 1..=1024 * 1024 * 1024);
+        let max_body_bytes = section.value::<Ranged<1, 1_073_741_824>>(self, "max_body_bytes");
         section.finish(self);
         Some(ServerConfig {
             listen: listen?,
             admin_token: admin_token?,
             admin_token_file: section.secret_file_path(self, "admin_token"),
-            max_body_bytes: max_body_bytes?,
+            max_body_bytes: max_body_bytes?.get(),
         })
     }
 
     fn storage(&mut self, section: &Section<'_>) -> Option<StorageConfig> {
-        let db_path = section.path(self, "db_path");
+        let db_path = section.value::<PathBuf>(self, "db_path");
         section.finish(self);
         Some(StorageConfig { db_path: db_path? })
     }
 
     fn workspace(&mut self, section: &Section<'_>) -> Option<WorkspaceConfig> {
-        let repos_dir = section.path(self, "repos_dir");
+        let repos_dir = section.value::<PathBuf>(self, "repos_dir");
         section.finish(self);
         Some(WorkspaceConfig {
             repos_dir: repos_dir?,
@@ -234,69 +233,38 @@ impl<'e> Walker<'e> {
     }
 
     fn plane(&mut self, section: &Section<'_>) -> Option<PlaneConfig> {
-        let base_url = section.base_url(self, "base_url");
-        let workspace_slug = section.string(self, "workspace_slug").and_then(|slug| {
-            let slug = slug?;
-            let slug_ok = slug.len() <= 100
-                && slug
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if slug_ok {
-                Some(slug)
-            } else {
-                self.error(
-                    section.label(self, "workspace_slug"),
-                    format!(
-                        "expected letters, digits, '-' or '_', got {}",
-                        shown_str(&slug)
-                    ),
-                );
-                None
-            }
-        });
+        let base_url = section.value::<BaseUrl>(self, "base_url");
+        let workspace_slug = section.value::<WorkspaceSlug>(self, "workspace_slug");
         let api_token = section.required_secret(self, "api_token");
         let webhook_secrets = section.secret_list(self, "webhook_secrets");
-        let rate_limit_per_min = section.int(self, "rate_limit_per_min", 1..=100_000);
+        let rate_limit_per_min = section.value::<Ranged<1, 100_000>>(self, "rate_limit_per_min");
         section.finish(self);
         Some(PlaneConfig {
-            base_url: base_url??,
-            workspace_slug: workspace_slug?,
+            base_url: base_url?,
+            workspace_slug: workspace_slug?.0,
             api_token: api_token?,
             api_token_file: section.secret_file_path(self, "api_token"),
             webhook_secrets: webhook_secrets?,
             webhook_secrets_file: section.secret_file_path(self, "webhook_secrets"),
-            rate_limit_per_min: u32::try_from(rate_limit_per_min?).ok()?,
+            rate_limit_per_min: rate_limit_per_min?.get_u32(),
         })
     }
 
     fn gitea(&mut self, section: &Section<'_>) -> Option<GiteaConfig> {
-        let base_url = section.base_url(self, "base_url");
+        let base_url = section.value::<BaseUrl>(self, "base_url");
         let token = section.required_secret(self, "token");
         let webhook_secrets = section.secret_list(self, "webhook_secrets");
-        let merge_style = section.string(self, "merge_style").and_then(|style| {
-            let style = style?;
-            let parsed = MergeStyle::parse(&style);
-            if parsed.is_none() {
-                self.error(
-                    section.label(self, "merge_style"),
-                    format!(
-                        "expected merge, squash, rebase or rebase-merge, got {}",
-                        shown_str(&style)
-                    ),
-                );
-            }
-            parsed
-        });
-        let require_ci = section.bool(self, "require_ci");
+        let merge_style = section.value::<MergeStyle>(self, "merge_style");
+        let require_ci = section.value::<bool>(self, "require_ci");
         section.finish(self);
         Some(GiteaConfig {
-            base_url: base_url??,
+            base_url: base_url?,
             token: token?,
             token_file: section.secret_file_path(self, "token"),
             webhook_secrets: webhook_secrets?,
             webhook_secrets_file: section.secret_file_path(self, "webhook_secrets"),
             merge_style: merge_style?,
-            require_ci: require_ci??,
+            require_ci: require_ci?,
         })
     }
 
@@ -349,13 +317,13 @@ impl<'e> Walker<'e> {
                 }
             },
         };
-        let api_base = section.base_url(self, "api_base");
+        let api_base = section.value::<BaseUrl>(self, "api_base");
         section.finish(self);
         Some(Some(TelegramConfig {
             bot_token: bot_token?,
             bot_token_file: section.secret_file_path(self, "bot_token"),
             chat_id: chat_id?,
-            api_base: api_base??,
+            api_base: api_base?,
         }))
     }
 
@@ -376,66 +344,69 @@ impl<'e> Walker<'e> {
     }
 
     fn worker(&mut self, section: &Section<'_>) -> Option<WorkerConfig> {
-        let concurrency = section.int(self, "concurrency", 1..=64);
-        let per_repo_concurrency = section.int(self, "per_repo_concurrency", 1..=64);
-        let job_timeout = section.int(self, "job_timeout_s", 1..=WEEK_S);
-        let stall_timeout = section.int(self, "stall_timeout_s", 1..=DAY_S);
-        let max_attempts = section.int(self, "max_attempts", 1..=100);
-        let max_fix_rounds = section.int(self, "max_fix_rounds", 0..=100);
+        let concurrency = section.value::<Ranged<1, 64>>(self, "concurrency");
+        let per_repo_concurrency = section.value::<Ranged<1, 64>>(self, "per_repo_concurrency");
+        let job_timeout = section.value::<Ranged<1, WEEK_S>>(self, "job_timeout_s");
+        let stall_timeout = section.value::<Ranged<1, DAY_S>>(self, "stall_timeout_s");
+        let max_attempts = section.value::<Ranged<1, 100>>(self, "max_attempts");
+        let max_fix_rounds = section.value::<Ranged<0, 100>>(self, "max_fix_rounds");
         section.finish(self);
         Some(WorkerConfig {
-            concurrency: u32::try_from(concurrency?).ok()?,
-            per_repo_concurrency: u32::try_from(per_repo_concurrency?).ok()?,
-            job_timeout: Duration::from_secs(job_timeout?),
-            stall_timeout: Duration::from_secs(stall_timeout?),
-            max_attempts: u32::try_from(max_attempts?).ok()?,
-            max_fix_rounds: u32::try_from(max_fix_rounds?).ok()?,
+            concurrency: concurrency?.get_u32(),
+            per_repo_concurrency: per_repo_concurrency?.get_u32(),
+            job_timeout: Duration::from_secs(job_timeout?.get()),
+            stall_timeout: Duration::from_secs(stall_timeout?.get()),
+            max_attempts: max_attempts?.get_u32(),
+            max_fix_rounds: max_fix_rounds?.get_u32(),
         })
     }
 
     fn reconcile(&mut self, section: &Section<'_>) -> Option<ReconcileConfig> {
-        let enabled = section.bool(self, "enabled");
-        let plane_enabled = section.bool(self, "plane_enabled");
-        let interval = section.int(self, "interval_s", 1..=DAY_S);
+        let enabled = section.value::<bool>(self, "enabled");
+        let plane_enabled = section.value::<bool>(self, "plane_enabled");
+        let interval = section.value::<Ranged<1, DAY_S>>(self, "interval_s");
         let grace = match section.table_or_default(self, "grace_s", &GRACE_SECTION) {
             Some(grace_section) => {
-                let analysis = grace_section.int(self, "analysis", 0..=WEEK_S);
-                let development = grace_section.int(self, "development", 0..=WEEK_S);
-                let review = grace_section.int(self, "review", 0..=WEEK_S);
+                let seconds = |walker: &mut Walker<'_>, key: &str| {
+                    grace_section
+                        .value::<Ranged<0, WEEK_S>>(walker, key)
+                        .map(|seconds| Duration::from_secs(seconds.get()))
+                };
+                let analysis = seconds(self, "analysis");
+                let development = seconds(self, "development");
+                let review = seconds(self, "review");
                 grace_section.finish(self);
                 Some(Grace {
-                    analysis: Duration::from_secs(analysis?),
-                    development: Duration::from_secs(development?),
-                    review: Duration::from_secs(review?),
+                    analysis: analysis?,
+                    development: development?,
+                    review: review?,
                 })
             }
             None => None,
         };
         section.finish(self);
         Some(ReconcileConfig {
-            enabled: enabled??,
-            plane_enabled: plane_enabled??,
-            interval: Duration::from_secs(interval?),
+            enabled: enabled?,
+            plane_enabled: plane_enabled?,
+            interval: Duration::from_secs(interval?.get()),
             grace: grace?,
         })
     }
 
     fn retention(&mut self, section: &Section<'_>) -> Option<RetentionConfig> {
-        let enabled = section.bool(self, "enabled");
-        let interval = section.int(self, "interval_s", 60..=DAY_S);
-        let days = |walker: &mut Walker<'_>, key: &str, min: u64| {
-            section
-                .int(walker, key, min..=36_500)
-                .map(|days| Duration::from_secs(days * DAY_S))
-        };
-        let deliveries = days(self, "deliveries_days", 7);
-        let jobs = days(self, "jobs_days", 1);
-        let history = days(self, "history_days", 1);
-        let agent_logs = days(self, "agent_logs_days", 1);
+        let enabled = section.value::<bool>(self, "enabled");
+        let interval = section.value::<Ranged<60, DAY_S>>(self, "interval_s");
+        let days = |days: Ranged<1, MAX_DAYS>| Duration::from_secs(days.get() * DAY_S);
+        let deliveries = section
+            .value::<Ranged<7, MAX_DAYS>>(self, "deliveries_days")
+            .map(|days| Duration::from_secs(days.get() * DAY_S));
+        let jobs = section.value(self, "jobs_days").map(days);
+        let history = section.value(self, "history_days").map(days);
+        let agent_logs = section.value(self, "agent_logs_days").map(days);
         section.finish(self);
         Some(RetentionConfig {
-            enabled: enabled??,
-            interval: Duration::from_secs(interval?),
+            enabled: enabled?,
+            interval: Duration::from_secs(interval?.get()),
             deliveries: deliveries?,
             jobs: jobs?,
             history: history?,
@@ -456,36 +427,10 @@ impl<'e> Walker<'e> {
             };
             walker.agent(&agent_section, worker)
         };
-        let sandbox =
-            section
-                .string(self, "sandbox")
-                .and_then(|mode| match mode.as_deref().map(str::trim) {
-                    Some("bwrap") => Some(SandboxMode::Bwrap),
-                    Some("none") => Some(SandboxMode::None),
-                    other => {
-                        self.error(
-                            section.label(self, "sandbox"),
-                            format!(
-                                "expected \"bwrap\" or \"none\", got {}",
-                                shown_str(other.unwrap_or_default())
-                            ),
-                        );
-                        None
-                    }
-                });
+        let sandbox = section.value::<SandboxMode>(self, "sandbox");
         let bwrap_path = section
-            .string(self, "bwrap_path")
-            .and_then(|path| match path {
-                None => Some(None),
-                Some(path) if Path::new(&path).is_absolute() => Some(Some(PathBuf::from(path))),
-                Some(path) => {
-                    self.error(
-                        section.label(self, "bwrap_path"),
-                        format!("expected an absolute path, got {}", shown_str(&path)),
-                    );
-                    None
-                }
-            });
+            .setting::<AbsolutePath>(self, "bwrap_path")
+            .map(|path| path.map(|path| path.0));
         let analyst = read(self, "analyst");
         let developer = read(self, "developer");
         let reviewer = read(self, "reviewer");
@@ -507,8 +452,9 @@ impl<'e> Walker<'e> {
         let command = section.string_list(self, "command");
         let prompt = self.prompt(section);
         let timeout = section
-            .int(self, "timeout_s", 1..=WEEK_S)
+            .value::<Ranged<1, WEEK_S>>(self, "timeout_s")
             .and_then(|seconds| {
+                let seconds = seconds.get();
                 let timeout = Duration::from_secs(seconds);
                 match worker {
                     Some(worker) if timeout > worker.job_timeout => {
@@ -526,7 +472,7 @@ impl<'e> Walker<'e> {
             });
         let env = self.agent_env(section);
         let pass_env = self.pass_env(section);
-        let network = section.bool(self, "network");
+        let network = section.value::<bool>(self, "network");
         let read_only_paths = self.sandbox_paths(section, "read_only_paths");
         let writable_paths = self.sandbox_paths(section, "writable_paths");
         let probe = section.strings(self, "probe");
@@ -537,7 +483,7 @@ impl<'e> Walker<'e> {
             timeout: timeout?,
             env: env?,
             pass_env: pass_env?,
-            network: network??,
+            network: network?,
             read_only_paths: read_only_paths?,
             writable_paths: writable_paths?,
             probe: probe?,
@@ -591,7 +537,7 @@ impl<'e> Walker<'e> {
     }
 
     fn prompt(&mut self, section: &Section<'_>) -> Option<Prompt> {
-        let relative = section.path(self, "prompt")?;
+        let relative = section.value::<PathBuf>(self, "prompt")?;
         let path = self.base_dir.join(&relative);
         let label = section.label(self, "prompt");
         let text = match read_prompt(&path) {
@@ -721,30 +667,11 @@ impl<'e> Walker<'e> {
     }
 
     fn project(&mut self, section: &Section<'_>) -> Option<ProjectConfig> {
-        let key = section.string(self, "key").and_then(|key| {
-            let key = key?;
-            let key_ok = key.len() <= 64
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !key_ok {
-                self.error(
-                    section.label(self, "key"),
-                    format!(
-                        "expected up to 64 letters, digits, '-' or '_', got {}",
-                        shown_str(&key)
-                    ),
-                );
-                return None;
-            }
-            Some(key)
-        });
-        let plane_project_id = section.id(self, "plane_project_id", ProjectId::new);
-        let repo = section.id(self, "repo", |text| RepoSlug::new(&text));
-        let work_item_prefix = section.id(self, "work_item_prefix", |text| {
-            WorkItemId::new(&text, 1).map(|_| text)
-        });
-        let base_branch = section.id(self, "base_branch", BranchName::new);
+        let key = section.value::<ProjectKey>(self, "key");
+        let plane_project_id = section.value::<ProjectId>(self, "plane_project_id");
+        let repo = section.value::<RepoSlug>(self, "repo");
+        let work_item_prefix = section.value::<WorkItemPrefix>(self, "work_item_prefix");
+        let base_branch = section.value::<BranchName>(self, "base_branch");
         let states = section
             .table_or_default(self, "states", &STATES_SECTION)
             .and_then(|states| {
@@ -754,25 +681,19 @@ impl<'e> Walker<'e> {
             });
         section.finish(self);
         Some(ProjectConfig {
-            key: key?,
+            key: key?.0,
             plane_project_id: plane_project_id?,
             repo: repo?,
-            work_item_prefix: work_item_prefix?,
+            work_item_prefix: work_item_prefix?.0,
             base_branch: base_branch?,
             states: states?,
         })
     }
 
     fn states(&mut self, section: &Section<'_>) -> Option<StateNames> {
-        let name = |walker: &mut Walker<'_>, key: &str| -> Option<Option<String>> {
-            let value = section.string(walker, key)?;
-            if let Some(text) = &value {
-                if text.trim().is_empty() {
-                    walker.error(section.label(walker, key), "a state name must not be empty");
-                    return None;
-                }
-            }
-            Some(value)
+        let name = |walker: &mut Walker<'_>, key: &str| {
+            let name = section.setting::<StateName>(walker, key)?;
+            Some(name.map(|name| name.0))
         };
         let in_progress = name(self, "in_progress");
         let approved = name(self, "approved");
@@ -874,8 +795,8 @@ impl<'d> Section<'d> {
         match doc.fallback {
             Fallback::Required | Fallback::Unset => Lookup::Missing,
             Fallback::Table => Lookup::Toml(Cow::Owned(Value::Table(Table::new()))),
-            Fallback::Value(literal) => {
-                let mut value = default_value(literal);
+            Fallback::Value(default) => {
+                let mut value = default();
                 if let (Value::String(text), Some(role)) = (&mut value, self.role) {
                     *text = text.replace("<role>", role);
                 }
@@ -903,7 +824,7 @@ impl<'d> Section<'d> {
         let path = self.key_path(key);
         match self.lookup(walker, key) {
             Lookup::Missing => {
-                if self.key_doc(key).fallback == Fallback::Required {
+                if self.key_doc(key).fallback.is_required() {
                     walker.error(path, "required");
                     return Err(());
                 }
@@ -958,7 +879,7 @@ impl<'d> Section<'d> {
             },
         };
         match result {
-            Ok(None) if self.key_doc(key).fallback == Fallback::Required => {
+            Ok(None) if self.key_doc(key).fallback.is_required() => {
                 walker.error(label, required_message(self.key_doc(key)));
                 None
             }
@@ -970,124 +891,39 @@ impl<'d> Section<'d> {
         }
     }
 
-    /// A string checked by one of orch_core's validating constructors.
-    fn id<T>(
-        &self,
-        walker: &mut Walker<'_>,
-        key: &str,
-        make: impl FnOnce(String) -> Result<T, IdError>,
-    ) -> Option<T> {
-        let text = self.string(walker, key)??;
-        match make(text) {
-            Ok(value) => Some(value),
-            Err(err) => {
-                walker.error(self.label(walker, key), id_message(&err));
-                None
-            }
-        }
-    }
-
-    fn path(&self, walker: &mut Walker<'_>, key: &str) -> Option<PathBuf> {
-        let text = self.string(walker, key)??;
-        if text.trim().is_empty() {
-            walker.error(self.label(walker, key), "a path must not be empty");
-            return None;
-        }
-        Some(PathBuf::from(text))
-    }
-
-    /// `Some(None)` when absent without default.
-    fn base_url(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<BaseUrl>> {
-        let Some(text) = self.string(walker, key)? else {
-            return Some(None);
-        };
-        match BaseUrl::parse(text.trim()) {
-            Ok(url) => Some(Some(url)),
-            Err(reason) => {
-                // A URL with credentials is not echoed back.
-                let message = if text.contains('@') {
-                    reason.to_owned()
-                } else {
-                    format!("{reason}, got {}", shown_str(&text))
-                };
-                walker.error(self.label(walker, key), message);
-                None
-            }
-        }
-    }
-
-    fn socket_addr(&self, walker: &mut Walker<'_>, key: &str) -> Option<SocketAddr> {
-        let text = self.string(walker, key)??;
-        match text.trim().parse::<SocketAddr>() {
-            Ok(address) => Some(address),
-            Err(_) => {
-                walker.error(
-                    self.label(walker, key),
-                    format!(
-                        "expected an IP address and port such as 127.0.0.1:8787, got {}",
-                        shown_str(&text)
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn int(&self, walker: &mut Walker<'_>, key: &str, range: RangeInclusive<u64>) -> Option<u64> {
-        let label = self.label(walker, key);
-        let expected = format!(
-            "expected an integer from {} to {}",
-            range.start(),
-            range.end()
+    /// The value of `key`, decoded and checked by `T`, the setting type its declaration names:
+    /// `Some(None)` when absent without default, `None` after an error.
+    fn setting<T: Setting>(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<T>> {
+        let doc = self.key_doc(key);
+        assert!(
+            doc.ty.is::<T>(),
+            "{} is read as the type its declaration names",
+            self.key_path(key)
         );
-        let number = match self.lookup(walker, key) {
-            Lookup::Missing => {
-                walker.error(label, required_message(self.key_doc(key)));
+        let label = self.label(walker, key);
+        let decoded = match self.lookup(walker, key) {
+            Lookup::Missing if doc.fallback.is_required() => {
+                walker.error(label, required_message(doc));
                 return None;
             }
-            Lookup::Env(text) => text.trim().parse::<i64>().map_err(|_| shown_str(&text)),
-            Lookup::Toml(value) => match value.as_ref() {
-                Value::Integer(number) => Ok(*number),
-                other => Err(shown(other)),
-            },
+            Lookup::Missing => return Some(None),
+            Lookup::Env(text) => T::from_env(&text),
+            Lookup::Toml(value) => T::from_toml(&value),
         };
-        match number {
-            Ok(number) => match u64::try_from(number) {
-                Ok(number) if range.contains(&number) => Some(number),
-                _ => {
-                    walker.error(label, format!("{expected}, got {number}"));
-                    None
-                }
-            },
-            Err(got) => {
-                walker.error(label, format!("{expected}, got {got}"));
+        match decoded {
+            Ok(value) => Some(Some(value)),
+            Err(message) => {
+                walker.error(label, message);
                 None
             }
         }
     }
 
-    /// `Some(None)` when absent without default.
-    fn bool(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<bool>> {
-        let label = self.label(walker, key);
-        let parsed = match self.lookup(walker, key) {
-            Lookup::Missing => return Some(None),
-            Lookup::Env(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(shown_str(&text)),
-            },
-            Lookup::Toml(value) => match value.as_ref() {
-                Value::Boolean(flag) => Ok(*flag),
-                other => Err(shown(other)),
-            },
-        };
-        match parsed {
-            Ok(flag) => Some(Some(flag)),
-            Err(got) => {
-                walker.error(label, format!("expected true or false, got {got}"));
-                None
-            }
-        }
+    /// A setting that is given or has a default: `None` after an error.
+    fn value<T: Setting>(&self, walker: &mut Walker<'_>, key: &str) -> Option<T> {
+        let value = self.setting(walker, key)?;
+        debug_assert!(value.is_some(), "{key} has a default or is required");
+        value
     }
 
     /// Where the secret `key` comes from, in the order of precedence: its environment
@@ -1332,48 +1168,9 @@ fn is_unset_secret(value: &Value) -> bool {
     }
 }
 
-/// The documented default of a key, as a TOML value.
-fn default_value(literal: &str) -> Value {
-    let document: Table = toml::from_str(&format!("value = {literal}"))
-        .expect("every documented default is a valid TOML value");
-    document
-        .get("value")
-        .cloned()
-        .expect("the default document has its one key")
-}
-
 fn required_message(doc: &KeyDoc) -> String {
     match doc.env {
         Some(var) => format!("required; set it in the file or in {var}"),
         None => "required".to_owned(),
-    }
-}
-
-/// `expected "owner/name", got "widgets"`: the SPEC's form of a refused identifier.
-fn id_message(err: &IdError) -> String {
-    format!("{}, got {}", err.reason, shown_str(&err.value))
-}
-
-fn shown_str(text: &str) -> String {
-    let mut shown: String = text.chars().take(MAX_SHOWN_CHARS).collect();
-    if shown.len() < text.len() {
-        shown.push('…');
-    }
-    format!("{shown:?}")
-}
-
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(text) => shown_str(text),
-        Value::Table(_) => "a table".to_owned(),
-        Value::Array(_) => "a list".to_owned(),
-        other => {
-            let text = other.to_string();
-            let mut shown: String = text.chars().take(MAX_SHOWN_CHARS).collect();
-            if shown.len() < text.len() {
-                shown.push('…');
-            }
-            shown
-        }
     }
 }

@@ -78,8 +78,8 @@ async fn forbidden_is_unauthorized_naming_the_setting_and_is_not_retried() {
 
 #[tokio::test]
 async fn a_wrong_token_is_unauthorized() {
-    let fixture = Fixture::start_with(|config| orch_gitea::GiteaConfig {
-        token: "wrong".to_owned(),
+    let fixture = Fixture::start_with(|config| orch_gitea::GiteaSettings {
+        token: orch_core::secret::Secret::new("wrong"),
         ..config
     })
     .await;
@@ -106,9 +106,9 @@ async fn an_unknown_repository_is_not_found() {
 
 #[tokio::test]
 async fn a_slow_answer_past_the_timeout_is_unavailable() {
-    let fixture = Fixture::start_with(|config| orch_gitea::GiteaConfig {
+    let fixture = Fixture::start_with(|config| orch_gitea::GiteaSettings {
         request_timeout: Duration::from_millis(100),
-        retry: orch_gitea::RetryPolicy {
+        retry: orch_core::backoff::RetryPolicy {
             max_attempts: 2,
             ..config.retry
         },
@@ -128,7 +128,7 @@ async fn a_slow_answer_past_the_timeout_is_unavailable() {
 
 #[tokio::test]
 async fn a_base_url_without_http_scheme_is_refused() {
-    let err = orch_gitea::GiteaForge::new(orch_gitea::GiteaConfig::new("gitea.example.com", "t"))
+    let err = orch_gitea::GiteaForge::new(orch_gitea::GiteaSettings::new("gitea.example.com", "t"))
         .expect_err("no scheme");
     assert!(matches!(err, ForgeError::Invalid(_)), "{err:?}");
 }

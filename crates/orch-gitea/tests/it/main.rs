@@ -10,9 +10,10 @@ mod webhooks;
 
 use std::time::{Duration, Instant};
 
+use orch_core::backoff::{Backoff, RetryPolicy};
 use orch_core::ids::{BranchName, CommitSha, RepoSlug};
 use orch_core::ports::NewPullRequest;
-use orch_gitea::{GiteaConfig, GiteaForge, RetryPolicy};
+use orch_gitea::{GiteaForge, GiteaSettings};
 use orch_sim::gitea::{GiteaSim, LocalClone};
 
 /// How long a test waits for something asynchronous (CI, deliveries) before failing.
@@ -27,16 +28,18 @@ pub(crate) struct Fixture {
     pub(crate) repo: RepoSlug,
 }
 
-pub(crate) fn fast_config(base_url: &str, token: &str) -> GiteaConfig {
-    GiteaConfig {
+pub(crate) fn fast_config(base_url: &str, token: &str) -> GiteaSettings {
+    GiteaSettings {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
         retry: RetryPolicy {
             max_attempts: 3,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
+            backoff: Backoff {
+                base: Duration::from_millis(5),
+                cap: Duration::from_millis(20),
+            },
         },
-        ..GiteaConfig::new(base_url, token)
+        ..GiteaSettings::new(base_url, token)
     }
 }
 
@@ -45,7 +48,7 @@ impl Fixture {
         Fixture::start_with(|config| config).await
     }
 
-    pub(crate) async fn start_with(adjust: impl FnOnce(GiteaConfig) -> GiteaConfig) -> Fixture {
+    pub(crate) async fn start_with(adjust: impl FnOnce(GiteaSettings) -> GiteaSettings) -> Fixture {
         let sim = GiteaSim::start().await.expect("sim starts");
         sim.create_repo("acme", "widgets")
             .await

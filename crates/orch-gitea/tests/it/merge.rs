@@ -310,7 +310,7 @@ async fn merge_by_a_person_before_ours_is_already_merged() {
 
 #[tokio::test]
 async fn squash_merge_with_branch_deletion_leaves_one_parent_and_no_branch() {
-    let fixture = Fixture::start_with(|config| orch_gitea::GiteaConfig {
+    let fixture = Fixture::start_with(|config| orch_gitea::GiteaSettings {
         merge_style: MergeStyle::Squash,
         delete_branch_after_merge: true,
         ..config
@@ -375,7 +375,7 @@ async fn squash_merge_with_branch_deletion_leaves_one_parent_and_no_branch() {
 
 /// Merges two independent branches with `style` and returns (main's tip, its parent list).
 async fn merge_two_with(style: MergeStyle) -> (Fixture, String, Vec<String>) {
-    let fixture = Fixture::start_with(|config| orch_gitea::GiteaConfig {
+    let fixture = Fixture::start_with(|config| orch_gitea::GiteaSettings {
         merge_style: style,
         ..config
     })

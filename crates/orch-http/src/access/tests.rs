@@ -1,9 +1,9 @@
 //! Who may do what: every transport, credential and forwarding header against each need.
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use orch_core::secret::Secret;
 
 use crate::access::{check, is_relayed, Admitted, Credential, Need, Refusal, Transport};
-use crate::state::Secret;
 
 const TOKEN: &str = "the-admin-token";
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use hyper::header::{HeaderMap, HeaderValue, COOKIE, HOST, ORIGIN};
+use orch_core::secret::Secret;
 use orch_core::time::Timestamp;
 use sha2::Sha256;
 
 use crate::signature::tokens_match;
-use crate::state::Secret;
 
 /// The cookie's name.
 pub(crate) const COOKIE_NAME: &str = "orch_session";

@@ -9,6 +9,7 @@ use orch_core::ids::{
 };
 use orch_core::links::WebLinks;
 use orch_core::ports::{QueueSnapshot, RunningJobInfo, ServiceWait};
+use orch_core::secret::Secret;
 use orch_core::time::Timestamp;
 
 use crate::board::events::event;
@@ -17,7 +18,7 @@ use crate::board::view::{
     self, agent_run, build_live, duration_text, tail_text, timeline_entry, Ci, TaskPage,
 };
 use crate::board::{form_value, percent_decode, percent_encode};
-use crate::state::{BoardSettings, Secret};
+use crate::state::BoardSettings;
 
 const AT: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 

@@ -1,10 +1,10 @@
 //! Unit tests of signature verification.
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use orch_core::secret::Secret;
 
 use crate::metrics::SignatureFailure;
 use crate::signature::{tokens_match, verify_gitea, verify_plane};
-use crate::state::Secret;
 
 const SECRET: &str = "s3cr3t-for-tests";
 const OTHER_SECRET: &str = "another-secret";

@@ -11,7 +11,7 @@ use orch_core::fakes::FakeClock;
 use orch_core::ids::{BranchName, IssueId, ProjectId, RepoSlug, WorkItemId};
 use orch_core::orchestrator::{EventSink, HandleError, Handled};
 use orch_core::ports::{Store, StoreError};
-use orch_http::Secret;
+use orch_core::secret::Secret;
 
 use crate::support::{bearer, over_socket, HttpClient, TestServer};
 

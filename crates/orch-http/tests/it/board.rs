@@ -6,7 +6,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use orch_core::event::{Event, Origin};
-use orch_http::Secret;
+use orch_core::secret::Secret;
 
 use crate::admin::{add_task, RecordingSink};
 use crate::support::{bearer, HttpClient, Reply, TestServer, DEADLINE};

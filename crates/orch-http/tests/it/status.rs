@@ -6,7 +6,8 @@ use orch_core::domain::{Agent, JobSpec, NewTask, Stage};
 use orch_core::fakes::FakeClock;
 use orch_core::ids::{BranchName, IssueId, ProjectId, RepoSlug, WorkItemId};
 use orch_core::ports::{ReconcileRun, Store};
-use orch_http::{LoopState, ReconcileSettings, ReconcileSwitches, Secret};
+use orch_core::secret::Secret;
+use orch_http::{LoopState, ReconcileSettings, ReconcileSwitches};
 
 use crate::support::{bearer, plane_headers, HttpClient, TestServer, PLANE_SECRET};
 

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use orch_core::backoff::{Backoff, RetryPolicy};
 use orch_core::ports::{Tracker, TrackerError};
-use orch_plane::{PlaneConfig, PlaneStats, PlaneTracker, RetryPolicy};
+use orch_plane::{PlaneSettings, PlaneStats, PlaneTracker};
 use orch_sim::plane::PlaneSim;
 
 use crate::{fast_config, setup};
@@ -139,7 +140,7 @@ async fn slow_answers_time_out_as_unavailable() {
     setup.sim.set_latency(Duration::from_millis(400));
     let mut config = fast_config(&setup.sim, setup.sim.api_token());
     config.request_timeout = Duration::from_millis(100);
-    config.retry.max_retries = 1;
+    config.retry.max_attempts = 2;
     let tracker = PlaneTracker::new(&config);
     let result = tracker.me().await;
     assert!(
@@ -154,11 +155,13 @@ async fn refused_connection_is_unavailable() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let base_url = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
-    let mut config = PlaneConfig::new(base_url, "acme", "token");
+    let mut config = PlaneSettings::new(base_url, "acme", "token");
     config.retry = RetryPolicy {
-        max_retries: 1,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_secs(1),
+        max_attempts: 2,
+        backoff: Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_secs(1),
+        },
     };
     let tracker = PlaneTracker::new(&config);
     let result = tracker.me().await;
@@ -218,7 +221,7 @@ async fn call_budget_keeps_a_burst_under_80_percent_of_the_rate_limit() {
 
 #[test]
 fn debug_output_redacts_the_token() {
-    let config = PlaneConfig::new(
+    let config = PlaneSettings::new(
         "https://plane.example.com",
         "acme",
         "plane_api_secret_value",
@@ -231,16 +234,14 @@ fn debug_output_redacts_the_token() {
 }
 
 #[test]
-fn backoff_is_full_jitter_under_a_doubling_cap() {
-    let policy = RetryPolicy::default();
+fn settings_try_a_call_four_times_with_the_specs_backoff() {
+    let settings = PlaneSettings::new("https://plane.example.com", "acme", "token");
     assert_eq!(
-        [0, 1, 2, 8, 9, 30].map(|retry| policy.ceiling(retry).as_secs()),
-        [1, 2, 4, 256, 300, 300]
-    );
-    assert!((0..200).all(|_| policy.backoff(3) <= Duration::from_secs(8)));
-    assert!(
-        (0..200).any(|_| policy.backoff(3) < Duration::from_secs(4)),
-        "jitter spreads the delays"
+        settings.retry,
+        RetryPolicy {
+            max_attempts: 4,
+            backoff: Backoff::default(),
+        }
     );
 }
 

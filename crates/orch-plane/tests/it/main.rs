@@ -7,8 +7,9 @@ mod writes;
 
 use std::time::Duration;
 
+use orch_core::backoff::{Backoff, RetryPolicy};
 use orch_core::ids::ProjectId;
-use orch_plane::{PlaneConfig, PlaneTracker, RetryPolicy};
+use orch_plane::{PlaneSettings, PlaneTracker};
 use orch_sim::plane::PlaneSim;
 
 /// A simulator with one project (`ET`) and a tracker for it with test-speed retries.
@@ -19,14 +20,16 @@ pub(crate) struct Setup {
 }
 
 /// Retries in milliseconds so tests stay fast; `max_delay` allows a `Retry-After: 1`.
-pub(crate) fn fast_config(sim: &PlaneSim, token: &str) -> PlaneConfig {
-    let mut config = PlaneConfig::new(sim.base_url(), sim.workspace_slug(), token);
+pub(crate) fn fast_config(sim: &PlaneSim, token: &str) -> PlaneSettings {
+    let mut config = PlaneSettings::new(sim.base_url(), sim.workspace_slug(), token);
     config.rate_limit_per_min = 6000;
     config.request_timeout = Duration::from_secs(5);
     config.retry = RetryPolicy {
-        max_retries: 3,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(2),
+        max_attempts: 4,
+        backoff: Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_secs(2),
+        },
     };
     config
 }

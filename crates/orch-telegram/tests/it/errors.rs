@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use orch_core::ports::{ErrorClass, Notifier, NotifyError};
+use orch_core::secret::Secret;
 use orch_sim::telegram::TelegramFault;
-use orch_telegram::{TelegramConfig, TelegramNotifier};
+use orch_telegram::{TelegramNotifier, TelegramSettings};
 
 use crate::{config_for, notifier_for, start_sim, CHAT, TEST_REQUEST_TIMEOUT, TOKEN};
 
@@ -78,12 +79,12 @@ async fn an_unreachable_host_is_unavailable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     let api_base = format!("http://{}", listener.local_addr().expect("bound"));
     drop(listener);
-    let config = TelegramConfig {
-        bot_token: TOKEN.to_owned(),
+    let config = TelegramSettings {
+        bot_token: Secret::new(TOKEN),
         chat_id: CHAT.to_owned(),
         api_base,
         request_timeout: TEST_REQUEST_TIMEOUT,
-        ..TelegramConfig::new(TOKEN, CHAT)
+        ..TelegramSettings::new(TOKEN, CHAT)
     };
     let err = notify_error(&TelegramNotifier::new(&config)).await;
     assert_eq!(
@@ -114,7 +115,7 @@ async fn chat_not_found_is_invalid_naming_the_chat_setting() {
 async fn a_wrong_token_is_unauthorized_naming_the_token_setting() {
     let sim = start_sim().await;
     let mut config = config_for(&sim);
-    config.bot_token = "7012345678:AAH-wrong-token".to_owned();
+    config.bot_token = Secret::new("7012345678:AAH-wrong-token");
     let notifier = TelegramNotifier::new(&config);
 
     let send_err = notify_error(&notifier).await;
@@ -133,12 +134,12 @@ async fn a_wrong_token_is_unauthorized_naming_the_token_setting() {
 
 #[tokio::test]
 async fn an_unusable_api_base_is_invalid_naming_the_setting() {
-    let config = TelegramConfig {
-        bot_token: TOKEN.to_owned(),
+    let config = TelegramSettings {
+        bot_token: Secret::new(TOKEN),
         chat_id: CHAT.to_owned(),
         api_base: "http://exa mple".to_owned(),
         request_timeout: TEST_REQUEST_TIMEOUT,
-        ..TelegramConfig::new(TOKEN, CHAT)
+        ..TelegramSettings::new(TOKEN, CHAT)
     };
     let err = notify_error(&TelegramNotifier::new(&config)).await;
     assert_eq!(err.class(), ErrorClass::Invalid, "{err}");

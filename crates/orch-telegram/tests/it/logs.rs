@@ -4,8 +4,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use orch_core::ports::Notifier;
+use orch_core::secret::Secret;
 use orch_sim::telegram::TelegramFault;
-use orch_telegram::{TelegramConfig, TelegramNotifier};
+use orch_telegram::{TelegramNotifier, TelegramSettings};
 
 use crate::{config_for, notifier_for, start_sim, CHAT, TEST_REQUEST_TIMEOUT, TOKEN};
 
@@ -73,19 +74,19 @@ async fn the_token_is_absent_from_captured_logs_and_error_messages() {
         );
     }
     let mut wrong_token = config_for(&sim);
-    wrong_token.bot_token = format!("{TOKEN}-rotated");
+    wrong_token.bot_token = Secret::new(format!("{TOKEN}-rotated"));
     errors.push(
         TelegramNotifier::new(&wrong_token)
             .notify("refused")
             .await
             .expect_err("unauthorized"),
     );
-    let unusable = TelegramConfig {
-        bot_token: TOKEN.to_owned(),
+    let unusable = TelegramSettings {
+        bot_token: Secret::new(TOKEN),
         chat_id: CHAT.to_owned(),
         api_base: "http://exa mple".to_owned(),
         request_timeout: TEST_REQUEST_TIMEOUT,
-        ..TelegramConfig::new(TOKEN, CHAT)
+        ..TelegramSettings::new(TOKEN, CHAT)
     };
     errors.push(
         TelegramNotifier::new(&unusable)
@@ -122,7 +123,7 @@ async fn the_token_is_absent_from_captured_logs_and_error_messages() {
 
 #[test]
 fn the_config_debug_redacts_the_token() {
-    let config = TelegramConfig::new(TOKEN, CHAT);
+    let config = TelegramSettings::new(TOKEN, CHAT);
     let debug = format!("{config:?}");
     assert!(!debug.contains("very-secret"), "{debug}");
     assert!(

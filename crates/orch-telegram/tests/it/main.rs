@@ -6,8 +6,9 @@ mod send;
 
 use std::time::Duration;
 
+use orch_core::secret::Secret;
 use orch_sim::telegram::TelegramSim;
-use orch_telegram::{TelegramConfig, TelegramNotifier};
+use orch_telegram::{TelegramNotifier, TelegramSettings};
 
 pub(crate) const TOKEN: &str = "7012345678:AAH-very-secret-bot-token";
 pub(crate) const CHAT: &str = "-1001234567890";
@@ -20,13 +21,13 @@ pub(crate) async fn start_sim() -> TelegramSim {
         .expect("the sim starts")
 }
 
-pub(crate) fn config_for(sim: &TelegramSim) -> TelegramConfig {
-    TelegramConfig {
-        bot_token: TOKEN.to_owned(),
+pub(crate) fn config_for(sim: &TelegramSim) -> TelegramSettings {
+    TelegramSettings {
+        bot_token: Secret::new(TOKEN),
         chat_id: CHAT.to_owned(),
         api_base: sim.api_base(),
         request_timeout: TEST_REQUEST_TIMEOUT,
-        ..TelegramConfig::new(TOKEN, CHAT)
+        ..TelegramSettings::new(TOKEN, CHAT)
     }
 }
 
