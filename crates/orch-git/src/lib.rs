@@ -21,6 +21,7 @@ mod agent_view;
 mod command;
 mod error;
 mod paths;
+mod refs;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -319,8 +320,14 @@ impl GitWorkspace {
         self.git.run(mirror, &args, Network::Remote).await.map(drop)
     }
 
-    /// The commit `refname` points at, or `None` if it does not exist.
+    /// The commit `refname` points at, or `None` if it does not exist. A plain ref of the
+    /// mirror is read from its files (`refs`), without a git process.
     async fn resolve(&self, mirror: &Path, refname: &str) -> Result<Option<CommitSha>, GitError> {
+        match refs::read(mirror, refname).await {
+            refs::RefValue::Points(sha) => return Ok(Some(sha)),
+            refs::RefValue::Missing => return Ok(None),
+            refs::RefValue::AskGit => {}
+        }
         let args = git_args![
             "rev-parse",
             "--verify",
@@ -467,7 +474,12 @@ impl GitWorkspace {
             common_dir: mirror,
         };
         if is_registered(&dirs).await {
-            match self.current_branch(&dirs).await {
+            let wanted = format!("refs/heads/{branch}");
+            let head = match refs::head_is(&admin, &wanted).await {
+                Some(true) => Ok(Some(wanted)),
+                _ => self.current_branch(&dirs).await,
+            };
+            match head {
                 Ok(Some(head)) if head == format!("refs/heads/{branch}") => {
                     repair_links(&dirs).await?;
                     return Ok(worktree);
@@ -488,15 +500,36 @@ impl GitWorkspace {
                 Err(err) => tracing::warn!(error = %err, "broken worktree replaced"),
             }
         }
-        // A registration whose directory vanished would make `worktree add` refuse the branch.
-        self.git
-            .run(mirror, &git_args!["worktree", "prune"], Network::Local)
-            .await?;
+        let args = git_args!["worktree", "add", "--quiet", worktree, branch];
+        self.clear_worktree_dirs(&worktree, &admin).await?;
+        let added = self.git.output(mirror, &args, Network::Local).await?;
+        if !added.success() {
+            // A registration whose directory vanished makes `worktree add` refuse the branch:
+            // prune and try once more (not before every add: a process on the dispatch path).
+            tracing::debug!(code = ?added.code, "git worktree add failed; pruning and retrying");
+            self.git
+                .run(mirror, &git_args!["worktree", "prune"], Network::Local)
+                .await?;
+            self.clear_worktree_dirs(&worktree, &admin).await?;
+            self.git.run(mirror, &args, Network::Local).await?;
+        }
+        if !is_registered(&dirs).await {
+            return Err(GitError::Unexpected {
+                command: "worktree",
+                output: format!("no admin directory worktrees/{}", spec.work_item),
+            });
+        }
+        tracing::info!(branch = %branch, "worktree added");
+        Ok(worktree)
+    }
+
+    /// Removes what a broken or half-made worktree left, before `git worktree add`.
+    async fn clear_worktree_dirs(&self, worktree: &Path, admin: &Path) -> Result<(), GitError> {
         for (dir, what) in [
-            (&worktree, "remove a broken worktree"),
+            (worktree, "remove a broken worktree"),
             // An admin directory left by a broken registration would make git name the new
             // one differently.
-            (&admin, "remove a stale worktree registration"),
+            (admin, "remove a stale worktree registration"),
         ] {
             if tokio::fs::try_exists(dir).await.unwrap_or(false) {
                 tokio::fs::remove_dir_all(dir)
@@ -509,21 +542,7 @@ impl GitWorkspace {
                 .await
                 .map_err(GitError::io("create the worktrees directory"))?;
         }
-        self.git
-            .run(
-                mirror,
-                &git_args!["worktree", "add", "--quiet", worktree, branch],
-                Network::Local,
-            )
-            .await?;
-        if !is_registered(&dirs).await {
-            return Err(GitError::Unexpected {
-                command: "worktree",
-                output: format!("no admin directory worktrees/{}", spec.work_item),
-            });
-        }
-        tracing::info!(branch = %branch, "worktree added");
-        Ok(worktree)
+        Ok(())
     }
 
     /// The ref the worktree's HEAD is attached to; `None` when detached.
