@@ -91,7 +91,7 @@ async fn a_warm_prepare_starts_few_git_processes_and_the_next_stage_none() {
     let branch = spec("ET-301").branch;
     let expected = [
         format!("update-ref --no-deref refs/heads/{branch} "),
-        "worktree add --quiet ".to_owned(),
+        "reset --hard --quiet".to_owned(),
         format!("update-ref refs/orch/agent/{branch} "),
     ];
     assert_eq!(first.len(), expected.len(), "{first:?}");
@@ -110,15 +110,15 @@ async fn a_warm_prepare_starts_few_git_processes_and_the_next_stage_none() {
 }
 
 #[tokio::test]
-async fn a_worktree_whose_directory_vanished_is_pruned_and_added_again() {
+async fn a_worktree_whose_directory_vanished_is_made_again() {
     let fixture = Fixture::warm(LONG);
     let prepared = fixture
         .workspace
         .prepare(&spec("ET-310"), Agent::Analyst)
         .await
         .expect("prepare");
-    // Registered under another name whose directory is gone: `worktree add` of the branch
-    // is refused until a prune.
+    // Registered under another name whose directory is gone, as a crash or a person could
+    // leave it: the branch's worktree is made again all the same.
     let admin = fixture
         .repos()
         .join("acme/widgets/mirror.git/worktrees/ET-310");
@@ -133,10 +133,38 @@ async fn a_worktree_whose_directory_vanished_is_pruned_and_added_again() {
         .await
         .expect("prepare again");
     assert!(again.path.join("README.md").is_file());
-    assert!(fixture
-        .invocations()
-        .iter()
-        .any(|invocation| invocation.args == ["worktree", "prune"]));
+}
+
+#[tokio::test]
+async fn a_checkout_a_crash_left_unfinished_is_made_again() {
+    let fixture = Fixture::warm(LONG);
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-320"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    // As a crash between writing the registration and the checkout leaves it.
+    let admin = fixture
+        .repos()
+        .join("acme/widgets/mirror.git/worktrees/ET-320");
+    std::fs::remove_file(admin.join("index")).expect("remove the index");
+    std::fs::remove_file(prepared.path.join("README.md")).expect("remove a file");
+    let again = fixture
+        .workspace
+        .prepare(&spec("ET-320"), Agent::Developer)
+        .await
+        .expect("prepare again");
+    assert!(again.path.join("README.md").is_file());
+    assert!(admin.join("index").is_file());
+    assert_eq!(
+        fixture
+            .workspace
+            .commit_leftovers(&spec("ET-320"), "nothing")
+            .await
+            .expect("commit"),
+        None,
+        "the checkout is whole: nothing to commit"
+    );
 }
 
 #[tokio::test]
