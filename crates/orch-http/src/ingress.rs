@@ -155,6 +155,7 @@ pub(crate) async fn handle(
     };
     match inserted {
         Ok(InboxInsert::Queued(id)) => {
+            crate::failpoint::hit(crate::failpoint::INGRESS_AFTER_COMMIT_BEFORE_ANSWER);
             debug!(source = %source, delivery = %delivery_id, event = event_type, inbox_id = id, "webhook queued");
             state
                 .metrics

@@ -27,6 +27,7 @@ mod access;
 mod api;
 mod board;
 mod connections;
+pub mod failpoint;
 mod ingress;
 mod metrics;
 mod process;
