@@ -211,6 +211,7 @@ struct Pipeline {
     process_idle: Rss,
     process_after: Rss,
     calls: Calls,
+    passes: PassCalls,
 }
 
 /// Enqueue → spawned of agent jobs, and its legs, in ms.
@@ -223,6 +224,9 @@ struct Latencies {
     worktree: Vec<f64>,
     /// The runner spawning the agent's process group.
     spawn: Vec<f64>,
+    /// Claimed → spawned: dispatch once a slot is free and the job is due (the worker claims
+    /// at once then), without the wait for a slot, which is capacity.
+    ready: Vec<f64>,
     /// Retried attempts, left out: their latency includes a backoff.
     retried: usize,
 }
@@ -245,6 +249,7 @@ impl Latencies {
             latencies.claimed.push(claimed - enqueued);
             latencies.worktree.push(start.start_called - claimed);
             latencies.spawn.push(start.spawned - start.start_called);
+            latencies.ready.push(start.spawned - claimed);
         }
         Ok(latencies)
     }
@@ -344,6 +349,7 @@ async fn pipeline_figures(sandbox: &mut Sandbox) -> BenchResult<Pipeline> {
     }
     let single_starts = probe.starts();
     let single = Latencies::of(store.as_ref(), &single_starts[burst_starts.len()..]).await?;
+    let passes = reconcile_passes(sandbox, &daemon).await?;
     daemon.shutdown().await;
     Ok(Pipeline {
         merged,
@@ -353,6 +359,44 @@ async fn pipeline_figures(sandbox: &mut Sandbox) -> BenchResult<Pipeline> {
         process_idle,
         process_after,
         calls,
+        passes,
+    })
+}
+
+/// Plane calls of reconcile passes over the bench's project once every item has settled: a
+/// reconciler built afresh (its adapters' caches empty, like after a restart) runs a full
+/// pass, then a steady one (nothing changed since).
+struct PassCalls {
+    items: usize,
+    first: Vec<String>,
+    steady: Vec<String>,
+}
+
+async fn reconcile_passes(sandbox: &Sandbox, daemon: &Daemon) -> BenchResult<PassCalls> {
+    let store: Arc<dyn Store> = daemon.store();
+    let ports = orch_daemon::wiring::build_ports(&sandbox.config, store)?;
+    let reconciler =
+        orch_core::reconciler::Reconciler::new(ports, sandbox.config.pipeline(), daemon.sink());
+    let plane_calls = |from: usize| -> Vec<String> {
+        sandbox.plane.requests()[from..]
+            .iter()
+            .map(|request| format!("{} {}", request.method, shape(&request.path)))
+            .collect()
+    };
+    let before = sandbox.plane.requests().len();
+    reconciler
+        .run_once(orch_core::reconciler::TrackerSide::Enabled)
+        .await;
+    let first = plane_calls(before);
+    let before = sandbox.plane.requests().len();
+    reconciler
+        .run_once(orch_core::reconciler::TrackerSide::Enabled)
+        .await;
+    let steady = plane_calls(before);
+    Ok(PassCalls {
+        items: usize::try_from(ITEMS + SINGLE_DISPATCHES)?,
+        first,
+        steady,
     })
 }
 
@@ -423,18 +467,24 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / MIB
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "ok"
-    } else {
-        "OVER"
-    }
+fn verdict(ok: bool) -> String {
+    if ok { "ok" } else { "OVER" }.to_owned()
+}
+
+/// `ok` or `OVER` for a figure that must stay below `target`, with the ratio measured/target.
+fn below(measured: f64, target: f64) -> String {
+    format!("{} ×{:.2}", verdict(measured < target), measured / target)
 }
 
 fn print_table(served: &Served, pipeline: &Pipeline) {
-    let mut rows: Vec<(String, String, String, &str)> = Vec::new();
-    let mut row = |figure: &str, measured: String, target: &str, status: &'static str| {
-        rows.push((figure.to_owned(), measured, target.to_owned(), status));
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    let mut row = |figure: &str, measured: String, target: &str, status: &str| {
+        rows.push((
+            figure.to_owned(),
+            measured,
+            target.to_owned(),
+            status.to_owned(),
+        ));
     };
 
     match pipeline.wall {
@@ -444,7 +494,7 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
                 &format!("{ITEMS} items: first In Progress → last done"),
                 format!("{secs:.1} s"),
                 "< 30 s",
-                verdict(secs < 30.0),
+                &below(secs, 30.0),
             );
             row(
                 "pipeline throughput",
@@ -464,29 +514,40 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
         "items merged (PR merged, task done)",
         format!("{} of {ITEMS}", pipeline.merged),
         "all",
-        verdict(pipeline.merged == ITEMS as usize),
+        &verdict(pipeline.merged == ITEMS as usize),
     );
-    for (what, latencies, bar) in [
+    for (what, latencies) in [
         (
             "dispatch, one item at a time, idle daemon".to_owned(),
             &pipeline.single,
-            true,
         ),
         (
-            format!("dispatch during the {ITEMS}-item run"),
+            format!("dispatch, {ITEMS}-item burst on one repository"),
             &pipeline.burst,
-            false,
         ),
     ] {
         let p99 = quantile(&latencies.total, 0.99);
         row(
-            &format!("{what} (p50 / p99 of {})", latencies.total.len()),
+            &format!(
+                "{what}, strict: enqueue → spawned (p50 / p99 of {})",
+                latencies.total.len()
+            ),
             format!("{:.1} / {p99:.1} ms", quantile(&latencies.total, 0.5)),
-            if bar { "p99 < 25 ms" } else { "-" },
-            if bar { verdict(p99 < 25.0) } else { "" },
+            "p99 < 25 ms",
+            &below(p99, 25.0),
+        );
+        let p99 = quantile(&latencies.ready, 0.99);
+        row(
+            "  defined: slot free and job claimed → spawned",
+            format!("{:.1} / {p99:.1} ms", quantile(&latencies.ready, 0.5)),
+            "p99 < 25 ms",
+            &below(p99, 25.0),
         );
         for (leg, values) in [
-            ("  enqueue → claimed (dispatcher)", &latencies.claimed),
+            (
+                "  enqueue → claimed (dispatcher, waits for a slot)",
+                &latencies.claimed,
+            ),
             ("  claimed → worktree ready (git)", &latencies.worktree),
             ("  worktree ready → spawned", &latencies.spawn),
         ] {
@@ -525,12 +586,31 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
             "",
         );
     }
+    let passes = &pipeline.passes;
+    row(
+        &format!(
+            "Plane calls, reconcile pass after a restart ({} items)",
+            passes.items
+        ),
+        passes.first.len().to_string(),
+        "-",
+        "",
+    );
+    row(
+        &format!(
+            "Plane calls, steady reconcile pass ({} items, nothing changed)",
+            passes.items
+        ),
+        passes.steady.len().to_string(),
+        "≤ 1 per project",
+        &verdict(passes.steady.len() <= 1),
+    );
     let idle = mib(served.idle.now_kib);
     row(
         "idle RSS, orch serve (peak)",
         format!("{idle:.1} MiB ({:.1})", mib(served.idle.peak_kib)),
         "< 20 MB",
-        verdict(served.idle.now_kib * 1024 < 20_000_000),
+        &below((served.idle.now_kib * 1024) as f64, 20e6),
     );
     let loaded = mib(served.loaded.now_kib);
     row(
@@ -540,14 +620,14 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
         ),
         format!("{loaded:.1} MiB ({:.1})", mib(served.loaded.peak_kib)),
         "< 64 MB",
-        verdict(served.loaded.now_kib * 1024 < 64_000_000),
+        &below((served.loaded.now_kib * 1024) as f64, 64e6),
     );
     let fresh = served.ready_fresh.as_secs_f64() * 1000.0;
     row(
         "time to ready, new database",
         format!("{fresh:.0} ms"),
         "< 300 ms",
-        verdict(fresh < 300.0),
+        &below(fresh, 300.0),
     );
     let warm: Vec<f64> = served
         .ready_warm
@@ -559,7 +639,7 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
         &format!("time to ready, existing db (median / max of {WARM_STARTS})"),
         format!("{:.0} / {warm_max:.0} ms", quantile(&warm, 0.5)),
         "< 300 ms",
-        verdict(warm_max < 300.0),
+        &below(warm_max, 300.0),
     );
     row(
         "bench process RSS (daemon + simulators), idle / after run",
@@ -574,9 +654,12 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
 
     println!();
     println!(
-        "dispatch = a job's enqueue → its agent's process group spawned; during the run most jobs"
+        "dispatch, strict = a job's enqueue → its agent's process group spawned; in the burst most"
     );
-    println!("also wait for a free agent slot and for the repository's mirror lock (git fetch)");
+    println!(
+        "jobs wait for one of the {AGENT_CONCURRENCY} agent slots first (capacity, not dispatch), so the defined"
+    );
+    println!("figure starts when the worker has a slot and claims the job, which it does at once");
     let width = rows
         .iter()
         .map(|row| row.0.chars().count())
@@ -613,6 +696,15 @@ fn print_table(served: &Served, pipeline: &Pipeline) {
             "{host} calls during the {ITEMS}-item run ({} in all), most frequent:",
             calls.len()
         );
+        for (count, call) in Calls::top(calls, 8) {
+            println!("  {count:>6}  {call}");
+        }
+    }
+    for (what, calls) in [
+        ("the reconcile pass after a restart", &pipeline.passes.first),
+        ("a steady reconcile pass", &pipeline.passes.steady),
+    ] {
+        println!("Plane calls of {what}:");
         for (count, call) in Calls::top(calls, 8) {
             println!("  {count:>6}  {call}");
         }

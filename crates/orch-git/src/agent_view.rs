@@ -83,13 +83,16 @@ impl GitWorkspace {
         tokio::fs::write(&loose, format!("{}\n", head.as_str()))
             .await
             .map_err(GitError::io("write the agent's git directory"))?;
-        self.git
-            .run(
-                mirror,
-                &git_args!["update-ref", seed_ref(branch), head.as_str()],
-                Network::Local,
-            )
-            .await?;
+        // Unchanged since the last prepare (the next stage of the same item): no git process.
+        if self.resolve(mirror, &seed_ref(branch)).await?.as_ref() != Some(&head) {
+            self.git
+                .run(
+                    mirror,
+                    &git_args!["update-ref", seed_ref(branch), head.as_str()],
+                    Network::Local,
+                )
+                .await?;
+        }
         Ok(vec![
             SandboxMount {
                 source: view,

@@ -21,6 +21,7 @@ mod agent_view;
 mod command;
 mod error;
 mod paths;
+mod refs;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -106,8 +107,9 @@ pub struct GitWorkspace {
 #[derive(Default)]
 struct MirrorState {
     lock: tokio::sync::RwLock<()>,
-    /// `git worktree add` reads every worktree's admin directory and fails on one being made:
-    /// adding, switching and pruning worktrees take turns even under the shared lock.
+    /// Writing a worktree's registration, switching a worktree's branch and `git worktree
+    /// prune` (which would take a half-written registration for a broken one) take turns even
+    /// under the shared lock; a new worktree's checkout runs after its turn.
     worktrees: tokio::sync::Mutex<()>,
     freshness: Mutex<Freshness>,
 }
@@ -319,8 +321,14 @@ impl GitWorkspace {
         self.git.run(mirror, &args, Network::Remote).await.map(drop)
     }
 
-    /// The commit `refname` points at, or `None` if it does not exist.
+    /// The commit `refname` points at, or `None` if it does not exist. A plain ref of the
+    /// mirror is read from its files (`refs`), without a git process.
     async fn resolve(&self, mirror: &Path, refname: &str) -> Result<Option<CommitSha>, GitError> {
+        match refs::read(mirror, refname).await {
+            refs::RefValue::Points(sha) => return Ok(Some(sha)),
+            refs::RefValue::Missing => return Ok(None),
+            refs::RefValue::AskGit => {}
+        }
         let args = git_args![
             "rev-parse",
             "--verify",
@@ -460,14 +468,23 @@ impl GitWorkspace {
         let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
         self.layout.ensure_inside(&worktree).await?;
         let state = self.mirror_state(&spec.repo);
-        let _turn = state.worktrees.lock().await;
+        let turn = state.worktrees.lock().await;
         let dirs = Worktree {
             work_tree: &worktree,
             git_dir: &admin,
             common_dir: mirror,
         };
-        if is_registered(&dirs).await {
-            match self.current_branch(&dirs).await {
+        // Without an index the checkout never finished (a crash while making it): anew.
+        let checked_out = tokio::fs::try_exists(admin.join("index"))
+            .await
+            .unwrap_or(false);
+        if checked_out && is_registered(&dirs).await {
+            let wanted = format!("refs/heads/{branch}");
+            let head = match refs::head_is(&admin, &wanted).await {
+                Some(true) => Ok(Some(wanted)),
+                _ => self.current_branch(&dirs).await,
+            };
+            match head {
                 Ok(Some(head)) if head == format!("refs/heads/{branch}") => {
                     repair_links(&dirs).await?;
                     return Ok(worktree);
@@ -488,31 +505,27 @@ impl GitWorkspace {
                 Err(err) => tracing::warn!(error = %err, "broken worktree replaced"),
             }
         }
-        // A registration whose directory vanished would make `worktree add` refuse the branch.
-        self.git
-            .run(mirror, &git_args!["worktree", "prune"], Network::Local)
-            .await?;
-        for (dir, what) in [
-            (&worktree, "remove a broken worktree"),
-            // An admin directory left by a broken registration would make git name the new
-            // one differently.
-            (&admin, "remove a stale worktree registration"),
-        ] {
-            if tokio::fs::try_exists(dir).await.unwrap_or(false) {
-                tokio::fs::remove_dir_all(dir)
-                    .await
-                    .map_err(GitError::io(what))?;
-            }
-        }
-        if let Some(parent) = worktree.parent() {
-            tokio::fs::create_dir_all(parent)
+        // What `git worktree add` writes, written here: `worktree add` reads every sibling's
+        // admin directory (so adds of one repository would have to take turns) and costs a
+        // process more. The registration is complete before the turn ends, so a `worktree
+        // prune` never takes it for a broken one; the checkout then runs beside other
+        // prepares. An admin directory that is there has its index only once the checkout
+        // finished (above).
+        self.clear_worktree_dirs(&worktree, &admin).await?;
+        for dir in [&worktree, &admin] {
+            tokio::fs::create_dir(dir)
                 .await
-                .map_err(GitError::io("create the worktrees directory"))?;
+                .map_err(GitError::io("create the worktree"))?;
         }
+        tokio::fs::write(admin.join("HEAD"), format!("ref: refs/heads/{branch}\n"))
+            .await
+            .map_err(GitError::io("create the worktree"))?;
+        repair_links(&dirs).await?;
+        drop(turn);
         self.git
-            .run(
-                mirror,
-                &git_args!["worktree", "add", "--quiet", worktree, branch],
+            .run_in(
+                &dirs,
+                &git_args!["reset", "--hard", "--quiet", "--no-recurse-submodules"],
                 Network::Local,
             )
             .await?;
@@ -524,6 +537,28 @@ impl GitWorkspace {
         }
         tracing::info!(branch = %branch, "worktree added");
         Ok(worktree)
+    }
+
+    /// Removes what a broken or half-made worktree left, before it is made again.
+    async fn clear_worktree_dirs(&self, worktree: &Path, admin: &Path) -> Result<(), GitError> {
+        for (dir, what) in [
+            (worktree, "remove a broken worktree"),
+            // An admin directory left by a broken registration would make git name the new
+            // one differently.
+            (admin, "remove a stale worktree registration"),
+        ] {
+            if tokio::fs::try_exists(dir).await.unwrap_or(false) {
+                tokio::fs::remove_dir_all(dir)
+                    .await
+                    .map_err(GitError::io(what))?;
+            }
+        }
+        for parent in [worktree.parent(), admin.parent()].into_iter().flatten() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(GitError::io("create the worktrees directory"))?;
+        }
+        Ok(())
     }
 
     /// The ref the worktree's HEAD is attached to; `None` when detached.
@@ -1165,6 +1200,11 @@ async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
             .await
             .map_err(GitError::io("repair the worktree's links"))?;
         tokio::io::AsyncWriteExt::write_all(&mut file, text.as_bytes())
+            .await
+            .map_err(GitError::io("repair the worktree's links"))?;
+        // tokio writes in the background: without a flush, a git started next may read an
+        // empty file.
+        tokio::io::AsyncWriteExt::flush(&mut file)
             .await
             .map_err(GitError::io("repair the worktree's links"))?;
     }

@@ -62,6 +62,111 @@ async fn a_fresh_mirror_serves_a_burst_of_prepares_with_one_fetch() {
     assert_eq!(fetches(&fixture), 1, "a fresh mirror needs no fetch");
 }
 
+/// The git subcommands run since `from` invocations.
+fn subcommands_since(fixture: &Fixture, from: usize) -> Vec<String> {
+    fixture.invocations()[from..]
+        .iter()
+        .map(|invocation| invocation.args.join(" "))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_warm_prepare_starts_few_git_processes_and_the_next_stage_none() {
+    // The dispatch path (SPEC §7: an agent started within 25 ms of its job) reads refs from
+    // the mirror's files; only writes start git.
+    let fixture = Fixture::warm(LONG);
+    fixture
+        .workspace
+        .prepare(&spec("ET-300"), Agent::Analyst)
+        .await
+        .expect("warm the mirror");
+    let before = fixture.invocations().len();
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-301"), Agent::Analyst)
+        .await
+        .expect("first prepare");
+    assert!(prepared.path.join("README.md").is_file());
+    let first = subcommands_since(&fixture, before);
+    let branch = spec("ET-301").branch;
+    let expected = [
+        format!("update-ref --no-deref refs/heads/{branch} "),
+        "reset --hard --quiet".to_owned(),
+        format!("update-ref refs/orch/agent/{branch} "),
+    ];
+    assert_eq!(first.len(), expected.len(), "{first:?}");
+    for (args, start) in first.iter().zip(&expected) {
+        assert!(args.starts_with(start.as_str()), "{first:?}");
+    }
+
+    let before = fixture.invocations().len();
+    let again = fixture
+        .workspace
+        .prepare(&spec("ET-301"), Agent::Developer)
+        .await
+        .expect("next stage");
+    assert_eq!(again.path, prepared.path);
+    assert_eq!(subcommands_since(&fixture, before), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_worktree_whose_directory_vanished_is_made_again() {
+    let fixture = Fixture::warm(LONG);
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-310"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    // Registered under another name whose directory is gone, as a crash or a person could
+    // leave it: the branch's worktree is made again all the same.
+    let admin = fixture
+        .repos()
+        .join("acme/widgets/mirror.git/worktrees/ET-310");
+    let moved = fixture
+        .repos()
+        .join("acme/widgets/mirror.git/worktrees/ET-310-old");
+    std::fs::rename(&admin, &moved).expect("rename the registration");
+    std::fs::remove_dir_all(&prepared.path).expect("remove the worktree");
+    let again = fixture
+        .workspace
+        .prepare(&spec("ET-310"), Agent::Developer)
+        .await
+        .expect("prepare again");
+    assert!(again.path.join("README.md").is_file());
+}
+
+#[tokio::test]
+async fn a_checkout_a_crash_left_unfinished_is_made_again() {
+    let fixture = Fixture::warm(LONG);
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-320"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    // As a crash between writing the registration and the checkout leaves it.
+    let admin = fixture
+        .repos()
+        .join("acme/widgets/mirror.git/worktrees/ET-320");
+    std::fs::remove_file(admin.join("index")).expect("remove the index");
+    std::fs::remove_file(prepared.path.join("README.md")).expect("remove a file");
+    let again = fixture
+        .workspace
+        .prepare(&spec("ET-320"), Agent::Developer)
+        .await
+        .expect("prepare again");
+    assert!(again.path.join("README.md").is_file());
+    assert!(admin.join("index").is_file());
+    assert_eq!(
+        fixture
+            .workspace
+            .commit_leftovers(&spec("ET-320"), "nothing")
+            .await
+            .expect("commit"),
+        None,
+        "the checkout is whole: nothing to commit"
+    );
+}
+
 #[tokio::test]
 async fn a_persons_push_named_by_the_forge_is_fetched_built_on_and_kept_by_the_lease() {
     let fixture = Fixture::warm(LONG);
