@@ -396,10 +396,10 @@ async fn run(options: &Options) -> Result<(), BenchError> {
         "ratio orch/python (saturation):   {ratio:.1} × (target ≥ {TARGET_RATIO} ×: {})",
         verdict(ratio >= TARGET_RATIO)
     );
-    let floor = orch.saturated.rate(202) / healthz.rate(200).max(f64::EPSILON);
+    let of_healthz = orch.saturated.rate(202) / healthz.rate(200).max(f64::EPSILON);
     println!(
         "ratio orch/healthz:               {:.1} % of orch's own /healthz throughput",
-        floor * 100.0
+        of_healthz * 100.0
     );
     let p99 = ms(orch.paced.p99_us);
     println!(
