@@ -391,7 +391,8 @@ impl Executor {
                 // The task as it is now: a pull request opened since the job was written
                 // is linked too.
                 let subject = Subject::of(task);
-                step!(service, ports.notifier.notify_about(text, &subject).await)?;
+                let text = notification_text(text, &claimed.job);
+                step!(service, ports.notifier.notify_about(&text, &subject).await)?;
             }
             Action::Cleanup => {
                 step!(service, ports.workspace.remove(&spec).await)?;
@@ -714,6 +715,24 @@ impl Executor {
     }
 }
 
+/// What a notification sent again says, so a person who gets it twice knows why.
+pub const MAY_REPEAT: &str = "(may be a repeat)";
+
+/// The text a notification job sends on this attempt. A notifier has no idempotency key, so
+/// a notification is delivered at least once, not exactly once: the job's claim records the
+/// attempt before the message goes out, and its success after. A claim that counted before
+/// this one (`Job::attempts` > 1) ended with neither a success nor an outage's wait: orch died
+/// between sending and recording (the next boot reclaimed its lease), or the notifier failed
+/// in a way that does not prove nothing went out. The message may then already be with the
+/// person, and this one says it may be a repeat.
+fn notification_text<'a>(text: &'a str, job: &Job) -> std::borrow::Cow<'a, str> {
+    if job.attempts > 1 {
+        std::borrow::Cow::Owned(format!("{text} {MAY_REPEAT}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 fn invalid(message: String) -> StepError {
     StepError {
         class: ErrorClass::Invalid,
@@ -777,3 +796,6 @@ fn service_of(kind: JobKind) -> Service {
         JobKind::Agent(_) | JobKind::Cleanup => Service::Git,
     }
 }
+
+#[cfg(test)]
+mod tests;

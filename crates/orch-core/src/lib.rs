@@ -16,6 +16,7 @@ pub mod domain;
 pub mod event;
 pub mod executor;
 pub mod ids;
+pub mod links;
 pub mod orchestrator;
 pub mod pipeline;
 pub mod ports;

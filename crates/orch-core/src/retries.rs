@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::backoff::Backoff;
 use crate::ids::JobId;
 use crate::orchestrator::HandleError;
+use crate::ports::InboxOutcome;
 use crate::time::Timestamp;
 
 /// The most failures (outages not counted) before a delivery is given up.
@@ -59,10 +60,10 @@ pub enum GivenUp {
 
 impl GivenUp {
     /// The outcome stored with the delivery.
-    pub fn outcome(&self) -> String {
+    pub fn outcome(&self) -> InboxOutcome {
         match self {
-            GivenUp::Ignored(reason) => format!("ignored: {reason}"),
-            GivenUp::Failed(error) => format!("error: {error}"),
+            GivenUp::Ignored(reason) => InboxOutcome::Ignored(reason.clone()),
+            GivenUp::Failed(error) => InboxOutcome::Failed(error.clone()),
         }
     }
 }

@@ -6,6 +6,9 @@
 //! dev-dependency on this crate, so the `orch` binary the tests run has it (see
 //! docs/adr/0009-failpoints.md).
 //!
+//! Points in orch-http and orch-sqlite use this same mechanism: the feature turns on theirs,
+//! and [`install`] (the first thing `main` does) hands them [`hit`].
+//!
 //! `ORCH_FAILPOINTS` is a comma-separated list of `name=action`; the only action is `kill`
 //! (SIGKILL to orch itself: no destructor, no flush, no graceful shutdown). It is read once,
 //! at the first hit; an unknown name or action makes that first hit panic, so a typo in a
@@ -40,7 +43,15 @@ pub const NAMES: &[&str] = &[
     NOTIFY_AFTER_SEND_BEFORE_RECORD,
     PUBLISH_AFTER_PUSH_BEFORE_RECORD,
     AGENT_AFTER_EXIT_BEFORE_RESULT,
+    INGRESS_AFTER_COMMIT_BEFORE_ANSWER,
+    MIGRATE_BETWEEN_STEPS,
 ];
+
+/// A delivery's inbox write committed; its `202` is not written yet (placed in orch-http).
+pub const INGRESS_AFTER_COMMIT_BEFORE_ANSWER: &str =
+    orch_http::failpoint::INGRESS_AFTER_COMMIT_BEFORE_ANSWER;
+/// A schema migration step committed, the next one has not started (placed in orch-sqlite).
+pub const MIGRATE_BETWEEN_STEPS: &str = orch_sqlite::failpoint::MIGRATE_BETWEEN_STEPS;
 
 /// A job was claimed (its lease and attempt are stored) and nothing of it has run yet.
 pub const WORKER_AFTER_CLAIM_BEFORE_SPAWN: &str = "worker.after_claim_before_spawn";
@@ -70,6 +81,16 @@ pub fn hit(name: &'static str) {
     armed::hit(name);
     #[cfg(not(feature = "failpoints"))]
     let _ = name;
+}
+
+/// Hands [`hit`] to the crates whose points lie below the daemon (orch-http, orch-sqlite), so
+/// one mechanism serves them all. `main` calls it first; without the feature it does nothing.
+pub fn install() {
+    #[cfg(feature = "failpoints")]
+    {
+        orch_http::failpoint::install(hit);
+        orch_sqlite::failpoint::install(hit);
+    }
 }
 
 /// What an armed failpoint does.

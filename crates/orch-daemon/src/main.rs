@@ -201,6 +201,7 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    orch_daemon::failpoint::install();
     let cli = Cli::parse();
     if let Command::ScriptedAgent = cli.command {
         // Not orch but the demo's agent: orch reads its environment to reap it.

@@ -17,7 +17,9 @@ use orch_core::domain::{Agent, ClaimedJob, JobKind, JobResult, ProcessRecord};
 use orch_core::event::{Event, Origin, Parsed};
 use orch_core::ids::{BootId, UserId};
 use orch_core::orchestrator::{EventSink, HandleError, Handled, Orchestrator};
-use orch_core::ports::{AgentOutcome, ClaimKinds, ClaimRequest, Ports, Source, StoreError};
+use orch_core::ports::{
+    AgentOutcome, ClaimKinds, ClaimRequest, InboxOutcome, Ports, Source, StoreError,
+};
 use orch_core::reconciler::{PassReport, Reconciler, TrackerSide};
 use orch_core::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries};
 use orch_core::Executor;
@@ -435,12 +437,6 @@ struct LoopSink {
     commands: mpsc::Sender<Command>,
 }
 
-fn loop_gone() -> HandleError {
-    HandleError::Store(StoreError::Unavailable(
-        "the event loop has stopped".to_owned(),
-    ))
-}
-
 #[async_trait]
 impl EventSink for LoopSink {
     async fn submit(&self, event: Event, origin: Origin) -> Result<Handled, HandleError> {
@@ -452,8 +448,8 @@ impl EventSink for LoopSink {
                 reply,
             })
             .await
-            .map_err(|_| loop_gone())?;
-        answer.await.map_err(|_| loop_gone())?
+            .map_err(|_| HandleError::LoopStopped)?;
+        answer.await.map_err(|_| HandleError::LoopStopped)?
     }
 }
 
@@ -512,10 +508,7 @@ impl EventLoop {
         .await
         {
             Ok(result) => result,
-            Err(_) => Err(HandleError::Store(StoreError::Unavailable(format!(
-                "handling took longer than {} s",
-                HANDLE_DEADLINE.as_secs()
-            )))),
+            Err(_) => Err(HandleError::DeadlineExceeded(HANDLE_DEADLINE)),
         };
         // A long sweep is progress too: each handled event counts.
         self.observer.loop_alive(Loop::Events);
@@ -543,12 +536,12 @@ impl EventLoop {
                         &delivery.event_type,
                         &delivery.body,
                     ) {
-                        Parsed::Ignored(reason) => Some(format!("ignored: {reason}")),
+                        Parsed::Ignored(reason) => Some(InboxOutcome::Ignored(reason)),
                         Parsed::Event(event) => {
                             self.remote_named(&event);
                             match self.handle(&event, Origin::Webhook).await {
-                                Ok(handled) if handled.changed => Some("applied".to_owned()),
-                                Ok(handled) => Some(format!("no change: {}", handled.note)),
+                                Ok(handled) if handled.changed => Some(InboxOutcome::Applied),
+                                Ok(handled) => Some(InboxOutcome::NoChange(handled.note)),
                                 Err(err) => self.failed(key, &err),
                             }
                         }
@@ -614,7 +607,7 @@ impl EventLoop {
     }
 
     /// Records a failed handling; `Some(outcome)` when the delivery is given up.
-    fn failed(&mut self, key: EventKey, err: &HandleError) -> Option<String> {
+    fn failed(&mut self, key: EventKey, err: &HandleError) -> Option<InboxOutcome> {
         let (source, id) = (key.source(), key.id());
         match self.retries.failed(key, err, self.ports.clock.now()) {
             AfterFailure::RetryAt(_) if matches!(err, HandleError::TooEarly(_)) => {

@@ -16,13 +16,14 @@ use tracing::{info, warn};
 use orch_core::domain::{Agent, JobKind};
 use orch_core::event::Parsed;
 use orch_core::ids::{BootId, UserId};
+use orch_core::links::WebLinks;
 use orch_core::orchestrator::Handled;
 use orch_core::ports::{AgentOutcome, Clock, Notifier, NotifyError, Ports, Source, Store, Tracker};
 use orch_core::reconciler::PassReport;
 use orch_core::time::Timestamp;
 use orch_http::{
     AppState, JobOutcome, LoopState, Metrics, Readiness, ReconcileSettings as HttpReconcile,
-    ReconcileSwitches, WebhookSecrets,
+    ReconcileSwitches, WebhookEvents, WebhookSecrets,
 };
 use orch_sqlite::{OpenError, SqliteStore};
 
@@ -104,6 +105,14 @@ pub fn delivery_parser() -> DeliveryParser {
             Source::Gitea => orch_gitea::webhook::parse(event_type, body),
         }
     })
+}
+
+/// The webhook event types the ingress stores: those the parsers of `delivery_parser` read.
+pub fn webhook_events() -> WebhookEvents {
+    WebhookEvents {
+        plane: orch_plane::webhook::WEBHOOK_EVENTS,
+        gitea: orch_gitea::webhook::WEBHOOK_EVENTS,
+    }
 }
 
 /// Where logs and agent scratch files go: next to the database.
@@ -194,12 +203,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
             );
             settings.api_base = telegram.api_base.as_str().to_owned();
             settings.tls = tls;
-            let links = orch_telegram::WebLinks {
-                plane_base: config.plane.base_url.as_str().to_owned(),
-                plane_workspace: config.plane.workspace_slug.clone(),
-                gitea_base: config.gitea.base_url.as_str().to_owned(),
-            };
-            Arc::new(orch_telegram::TelegramNotifier::new(&settings).with_links(links))
+            Arc::new(orch_telegram::TelegramNotifier::new(&settings).with_links(web_links(config)))
         }
         None => Arc::new(LogNotifier),
     };
@@ -224,10 +228,17 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
 /// agents' logs.
 pub fn board_settings(config: &Config) -> orch_http::BoardSettings {
     orch_http::BoardSettings {
-        plane_url: Some(config.plane.base_url.as_str().to_owned()),
-        plane_workspace: config.plane.workspace_slug.clone(),
-        gitea_url: Some(config.gitea.base_url.as_str().to_owned()),
+        links: Some(web_links(config)),
         logs_dir: Some(data_dir(config).join("logs")),
+    }
+}
+
+/// Plane's and Gitea's web addresses, for the board's links and those under notifications.
+fn web_links(config: &Config) -> WebLinks {
+    WebLinks {
+        plane_base: config.plane.base_url.as_str().to_owned(),
+        plane_workspace: config.plane.workspace_slug.clone(),
+        gitea_base: config.gitea.base_url.as_str().to_owned(),
     }
 }
 
@@ -460,7 +471,7 @@ impl Daemon {
             addr: config.server.listen,
             source,
         })?;
-        let mut state = AppState::new(store.clone(), ports.clock.clone());
+        let mut state = AppState::new(store.clone(), ports.clock.clone(), webhook_events());
         state.plane_secrets =
             WebhookSecrets::from_strings(&expose_all(&config.plane.webhook_secrets));
         state.gitea_secrets =

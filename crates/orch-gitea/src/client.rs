@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use orch_core::ports::ForgeError;
+use orch_core::ports::{ForgeError, UNTRUSTED_CERTIFICATE_HINT};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -217,7 +218,7 @@ impl Client {
                 tracing::debug!(?method, path, error = %err, "gitea call got no answer");
                 if is_untrusted_certificate(&err) {
                     return Err(ApiError::Transport(format!(
-                        "{err}; {UNTRUSTED_CERTIFICATE}"
+                        "{err}; {UNTRUSTED_CERTIFICATE_HINT}"
                     )));
                 }
                 return Err(ApiError::Transport(err.to_string()));
@@ -262,23 +263,25 @@ impl Client {
     }
 }
 
-/// Percent-encodes a path piece; `/` is kept only if `keep_slash`.
-pub(crate) fn encode(piece: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(piece.len());
-    for byte in piece.bytes() {
-        let plain =
-            byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || (keep_slash && byte == b'/');
-        if plain {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+/// Everything but RFC 3986's unreserved characters is escaped in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A branch name keeps its `/` (`feature/x`), which Gitea's compare path takes as is.
+const BRANCH_PATH: &AsciiSet = &SEGMENT.remove(b'/');
+
+/// Percent-encodes one path segment: an owner, a repository or a branch as a base.
+pub(crate) fn encode_segment(piece: &str) -> String {
+    utf8_percent_encode(piece, SEGMENT).to_string()
 }
 
-/// What a refused server certificate means to the person reading the error.
-const UNTRUSTED_CERTIFICATE: &str = "the server's certificate is not trusted: put the CA that signed it in tls.ca_file (PEM) or in the system's certificate store";
+/// Percent-encodes a branch name as a path, keeping its `/`.
+pub(crate) fn encode_branch_path(piece: &str) -> String {
+    utf8_percent_encode(piece, BRANCH_PATH).to_string()
+}
 
 /// Whether `err` is a TLS certificate the client refused (rustls reports it as an i/o error).
 fn is_untrusted_certificate(err: &ureq::Error) -> bool {

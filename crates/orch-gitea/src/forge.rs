@@ -11,7 +11,9 @@ use orch_core::ports::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::client::{encode, ApiError, Client, Counters, ForgeStats, Method};
+use crate::client::{
+    encode_branch_path, encode_segment, ApiError, Client, Counters, ForgeStats, Method,
+};
 use crate::config::{GiteaConfig, MergeStyle, RetryPolicy};
 
 /// Gitea's largest page (`[api] MAX_RESPONSE_ITEMS`).
@@ -193,20 +195,22 @@ struct BodyDto {
     body: Option<String>,
 }
 
-/// Gitea's combined state word as the core sees it. No statuses is `Pending` (SPEC §5.5).
-pub(crate) fn ci_state(word: &str) -> CiState {
+/// A Gitea status word (a commit status's, or the combined state) as the core sees it; `None`
+/// for a word that carries no verdict. Both the REST API and the `status` webhook use it.
+pub(crate) fn ci_state(word: &str) -> Option<CiState> {
     match word {
-        "success" => CiState::Success,
-        "error" | "failure" | "warning" => CiState::Failure,
-        _ => CiState::Pending,
+        "pending" => Some(CiState::Pending),
+        "success" => Some(CiState::Success),
+        "error" | "failure" | "warning" => Some(CiState::Failure),
+        _ => None,
     }
 }
 
 fn repo_path(repo: &RepoSlug) -> String {
     format!(
         "repos/{}/{}",
-        encode(repo.owner(), false),
-        encode(repo.name(), false)
+        encode_segment(repo.owner()),
+        encode_segment(repo.name())
     )
 }
 
@@ -263,8 +267,8 @@ fn ensure_pull(client: &Client, new: &NewPullRequest) -> Result<PullRequest, Api
     let lookup = client.get(&format!(
         "{}/pulls/{}/{}",
         repo_path(&new.repo),
-        encode(base, false),
-        encode(head, true)
+        encode_segment(base),
+        encode_branch_path(head)
     ))?;
     match lookup.status {
         200 => {
@@ -499,7 +503,8 @@ impl Forge for GiteaForge {
             let state = if checks.is_empty() {
                 CiState::Pending
             } else {
-                ci_state(combined.state.as_deref().unwrap_or_default())
+                // An unknown combined word is read as "not decided yet" (SPEC §5.5).
+                ci_state(combined.state.as_deref().unwrap_or_default()).unwrap_or(CiState::Pending)
             };
             Ok(CombinedStatus { state, checks })
         })

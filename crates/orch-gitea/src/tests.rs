@@ -5,7 +5,7 @@ use std::time::Duration;
 use orch_core::domain::CiState;
 use orch_core::ports::ForgeError;
 
-use crate::client::{encode, ApiError};
+use crate::client::{encode_branch_path, encode_segment, ApiError};
 use crate::config::{GiteaConfig, MergeStyle, RetryPolicy};
 use crate::forge::{ci_state, PullDto};
 
@@ -54,12 +54,13 @@ fn answers_are_classified_into_the_port_error_classes() {
 #[test]
 fn combined_state_words_map_to_ci_states() {
     let cases = [
-        ("success", CiState::Success),
-        ("failure", CiState::Failure),
-        ("error", CiState::Failure),
-        ("warning", CiState::Failure),
-        ("pending", CiState::Pending),
-        ("", CiState::Pending),
+        ("success", Some(CiState::Success)),
+        ("failure", Some(CiState::Failure)),
+        ("error", Some(CiState::Failure)),
+        ("warning", Some(CiState::Failure)),
+        ("pending", Some(CiState::Pending)),
+        ("", None),
+        ("skipped", None),
     ];
     for (word, expected) in cases {
         assert_eq!(ci_state(word), expected, "{word:?}");
@@ -107,8 +108,12 @@ fn merge_styles_round_trip_their_config_words() {
 
 #[test]
 fn path_pieces_are_percent_encoded() {
-    assert_eq!(encode("feature/ET-001-a b", true), "feature/ET-001-a%20b");
-    assert_eq!(encode("release/1.0", false), "release%2F1.0");
+    assert_eq!(
+        encode_branch_path("feature/ET-001-a b"),
+        "feature/ET-001-a%20b"
+    );
+    assert_eq!(encode_segment("release/1.0"), "release%2F1.0");
+    assert_eq!(encode_segment("ü~-._"), "%C3%BC~-._");
 }
 
 #[test]

@@ -1,9 +1,26 @@
 //! The parser of Gitea webhook payloads into core events: pure, total, never panics.
 
-use orch_core::domain::CiState;
 use orch_core::event::{Event, Parsed};
 use orch_core::ids::{BranchName, CommitSha, PrNumber, RepoSlug};
 use serde::Deserialize;
+
+use crate::forge::ci_state;
+
+/// The `X-Gitea-Event-Type`s the ingress stores for [`parse`]: the three it turns into events,
+/// and the review kinds it answers with why orch does not act on them. The ingress answers
+/// every other type `ignored` without storing it.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    STATUS,
+    PULL_REQUEST,
+    PUSH,
+    "pull_request_review_approved",
+    "pull_request_review_rejected",
+    "pull_request_review_comment",
+];
+
+const STATUS: &str = "status";
+const PULL_REQUEST: &str = "pull_request";
+const PUSH: &str = "push";
 
 /// Parses one stored delivery. `event_type` is the `X-Gitea-Event-Type` header (Gitea's
 /// `X-Gitea-Event` was empty for `status` in 1.23.0–1.23.1, so it is not used); `body` is the
@@ -11,9 +28,9 @@ use serde::Deserialize;
 /// with the reason.
 pub fn parse(event_type: &str, body: &[u8]) -> Parsed {
     match event_type.trim() {
-        "status" => parse_status(body),
-        "pull_request" => parse_pull_request(body),
-        "push" => parse_push(body),
+        STATUS => parse_status(body),
+        PULL_REQUEST => parse_pull_request(body),
+        PUSH => parse_push(body),
         "" => ignored("no X-Gitea-Event-Type header"),
         "pull_request_review_approved"
         | "pull_request_review_rejected"
@@ -72,11 +89,11 @@ fn parse_status(body: &[u8]) -> Parsed {
         Ok(payload) => payload,
         Err(err) => return ignored(format!("malformed status payload: {err}")),
     };
-    let state = match payload.state.as_str() {
-        "pending" => CiState::Pending,
-        "success" => CiState::Success,
-        "error" | "failure" | "warning" => CiState::Failure,
-        other => return ignored(format!("status state {other:?} carries no verdict")),
+    let Some(state) = ci_state(&payload.state) else {
+        return ignored(format!(
+            "status state {:?} carries no verdict",
+            payload.state
+        ));
     };
     let repo = match RepoSlug::new(&payload.repository.full_name) {
         Ok(repo) => repo,

@@ -104,7 +104,7 @@ async fn tasks(state: &AppState, query: Option<&str>) -> Result<Response, StoreE
         Err(message) => return Ok(error(StatusCode::BAD_REQUEST, message)),
     };
     let tasks = state.store.list_tasks(limit).await?;
-    let items: Vec<Value> = tasks.iter().map(|task| task_json(task, false)).collect();
+    let items: Vec<Value> = tasks.iter().map(task_summary_json).collect();
     Ok(json(StatusCode::OK, &json_value!({ "tasks": items })))
 }
 
@@ -116,7 +116,7 @@ async fn task(state: &AppState, id: &str) -> Result<Response, StoreError> {
     let history = state.store.history(task.id).await?;
     let jobs = state.store.jobs_of_task(task.id).await?;
     let body = json_value!({
-        "task": task_json(&task, true),
+        "task": task_detail_json(&task),
         "history": history.iter().map(history_json).collect::<Vec<_>>(),
         "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
     });
@@ -272,7 +272,9 @@ fn is_unavailable(err: &HandleError) -> bool {
             matches!(tracker.class(), ErrorClass::Unavailable { .. })
         }
         HandleError::Forge(forge) => matches!(forge.class(), ErrorClass::Unavailable { .. }),
-        HandleError::TooEarly(_) => true,
+        HandleError::TooEarly(_) | HandleError::DeadlineExceeded(_) | HandleError::LoopStopped => {
+            true
+        }
     }
 }
 
@@ -421,12 +423,13 @@ fn kind_and_agent(kind: JobKind) -> (&'static str, Option<&'static str>) {
     }
 }
 
-fn task_json(task: &Task, with_description: bool) -> Value {
+/// A task as `/api/tasks` lists it.
+fn task_summary_json(task: &Task) -> Value {
     let blocked_reason = match &task.status {
         TaskStatus::Blocked { reason } => Some(reason.as_str()),
         TaskStatus::Working | TaskStatus::AwaitingVerdict => None,
     };
-    let mut body = json_value!({
+    json_value!({
         "id": task.id.0,
         "work_item": task.work_item.to_string(),
         "issue": task.issue.as_str(),
@@ -445,11 +448,14 @@ fn task_json(task: &Task, with_description: bool) -> Value {
         "version": task.version,
         "created_at": task.created_at.to_rfc3339(),
         "updated_at": task.updated_at.to_rfc3339(),
-    });
-    if with_description {
-        body["description"] = Value::from(task.description.as_str());
-        body["gate_opened_at"] = task.gate_opened_at.map(Timestamp::to_rfc3339).into();
-    }
+    })
+}
+
+/// A task as `/api/tasks/{id}` shows it: the summary, its description and when its gate opened.
+fn task_detail_json(task: &Task) -> Value {
+    let mut body = task_summary_json(task);
+    body["description"] = Value::from(task.description.as_str());
+    body["gate_opened_at"] = task.gate_opened_at.map(Timestamp::to_rfc3339).into();
     body
 }
 

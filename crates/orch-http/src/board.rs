@@ -11,7 +11,6 @@ mod events;
 mod session;
 mod view;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use askama::Template;
@@ -23,6 +22,7 @@ use hyper::header::{
     X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::{Method, Request, StatusCode};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -325,41 +325,21 @@ pub(crate) fn form_value(form: &str, name: &str) -> Option<String> {
 
 /// Decodes `+` and `%XX`; a malformed escape stays as it is.
 pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut idx = 0;
-    while idx < bytes.len() {
-        match bytes[idx] {
-            b'+' => out.push(b' '),
-            b'%' => match text
-                .get(idx + 1..idx + 3)
-                .filter(|hex| hex.bytes().all(|byte| byte.is_ascii_hexdigit()))
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            {
-                Some(byte) => {
-                    out.push(byte);
-                    idx += 2;
-                }
-                None => out.push(b'%'),
-            },
-            byte => out.push(byte),
-        }
-        idx += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
+
+/// Everything but RFC 3986's unreserved characters is escaped.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 pub(crate) fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 #[cfg(test)]

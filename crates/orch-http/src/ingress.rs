@@ -14,21 +14,7 @@ use crate::connections::Worker;
 use crate::metrics::DeliveryOutcome;
 use crate::server::{error, error_and_close, json, Response};
 use crate::signature::{verify_gitea, verify_plane};
-use crate::state::AppState;
-
-/// The Plane events orch uses (`X-Plane-Event`).
-pub const PLANE_EVENTS: [&str; 2] = ["issue", "issue_comment"];
-
-/// The Gitea events orch uses (`X-Gitea-Event-Type`, which unlike `X-Gitea-Event` tells
-/// review kinds apart and was never empty for `status`).
-pub const GITEA_EVENTS: [&str; 6] = [
-    "status",
-    "pull_request",
-    "push",
-    "pull_request_review_approved",
-    "pull_request_review_rejected",
-    "pull_request_review_comment",
-];
+use crate::state::{AppState, WebhookEvents};
 
 /// The longest delivery id accepted.
 const MAX_DELIVERY_ID_LEN: usize = 128;
@@ -91,7 +77,7 @@ pub(crate) async fn handle(
         return error(StatusCode::UNAUTHORIZED, "invalid webhook signature");
     }
 
-    let event_type = match classify(source, &parts.headers) {
+    let event_type = match classify(source, &parts.headers, state.webhook_events) {
         Ok(event_type) => event_type,
         Err(reason) => {
             debug!(source = %source, reason = %reason, "webhook ignored");
@@ -155,6 +141,7 @@ pub(crate) async fn handle(
     };
     match inserted {
         Ok(InboxInsert::Queued(id)) => {
+            crate::failpoint::hit(crate::failpoint::INGRESS_AFTER_COMMIT_BEFORE_ANSWER);
             debug!(source = %source, delivery = %delivery_id, event = event_type, inbox_id = id, "webhook queued");
             state
                 .metrics
@@ -199,16 +186,21 @@ fn inbox_unavailable() -> Response {
 /// Seconds a sender is asked to wait after a 503 from the inbox.
 const INBOX_RETRY_AFTER_S: &str = "10";
 
-/// Which event a verified delivery is, or why it is ignored.
-fn classify(source: Source, headers: &HeaderMap) -> Result<&'static str, String> {
-    let (header, used): (&str, &[&'static str]) = match source {
-        Source::Plane => ("x-plane-event", &PLANE_EVENTS),
+/// Which of `events` a verified delivery is, or why it is ignored.
+fn classify(
+    source: Source,
+    headers: &HeaderMap,
+    events: WebhookEvents,
+) -> Result<&'static str, String> {
+    let (header, used) = match source {
+        Source::Plane => ("x-plane-event", events.plane),
         Source::Gitea => {
-            // `X-Gitea-Event-Type` names review kinds; very old Gitea sends only `X-Gitea-Event`.
+            // `X-Gitea-Event-Type` names review kinds (and was never empty for `status`, unlike
+            // `X-Gitea-Event`); very old Gitea sends only `X-Gitea-Event`.
             if headers.contains_key("x-gitea-event-type") {
-                ("x-gitea-event-type", &GITEA_EVENTS)
+                ("x-gitea-event-type", events.gitea)
             } else {
-                ("x-gitea-event", &GITEA_EVENTS)
+                ("x-gitea-event", events.gitea)
             }
         }
     };

@@ -27,6 +27,7 @@ mod access;
 mod api;
 mod board;
 mod connections;
+pub mod failpoint;
 mod ingress;
 mod metrics;
 mod process;
@@ -35,11 +36,10 @@ mod signature;
 mod socket;
 mod state;
 
-pub use ingress::{GITEA_EVENTS, PLANE_EVENTS};
 pub use metrics::{DeliveryOutcome, JobOutcome, Metrics, SignatureFailure, METRICS_CONTENT_TYPE};
 pub use server::{serve, Listeners};
 pub use socket::{AdminSocket, AdminSocketError};
 pub use state::{
     AppState, BoardSettings, Limits, LoopState, Readiness, ReconcileSettings, ReconcileSwitches,
-    Secret, WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
+    Secret, WebhookEvents, WebhookSecrets, DEFAULT_MAX_BODY_BYTES,
 };

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use orch_core::links::WebLinks;
 use orch_core::orchestrator::EventSink;
 use orch_core::ports::{Clock, Store};
 use tokio::sync::Notify;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub plane_secrets: WebhookSecrets,
     /// `gitea.webhook_secrets`: a delivery signed with any of them is accepted.
     pub gitea_secrets: WebhookSecrets,
+    /// The event types stored for each source's parser; the others are answered `ignored`.
+    pub webhook_events: WebhookEvents,
     /// `server.max_body_bytes`: a longer webhook body is refused with 413 and not read further.
     pub max_body_bytes: usize,
     /// `server.admin_token`: over TCP, `/queue` and `/api/*` need
@@ -45,12 +48,17 @@ impl AppState {
     /// A state with no secrets (every webhook is refused until some are set), a 1 MiB body
     /// cap, no admin token, no event loop for admin commands, nothing ready, reconcile
     /// switches off and default limits.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        webhook_events: WebhookEvents,
+    ) -> AppState {
         AppState {
             store,
             clock,
             plane_secrets: WebhookSecrets::default(),
             gitea_secrets: WebhookSecrets::default(),
+            webhook_events,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             admin_token: None,
             readiness: Readiness::default(),
@@ -69,6 +77,7 @@ impl fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("plane_secrets", &self.plane_secrets)
             .field("gitea_secrets", &self.gitea_secrets)
+            .field("webhook_events", &self.webhook_events)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("admin_token", &self.admin_token)
             .field("readiness", &self.readiness)
@@ -80,17 +89,25 @@ impl fmt::Debug for AppState {
     }
 }
 
+/// The webhook event types the ingress stores, per source. Each list belongs to that source's
+/// parser (`orch_plane::webhook::WEBHOOK_EVENTS`, `orch_gitea::webhook::WEBHOOK_EVENTS`),
+/// which orch-http does not depend on: the daemon passes them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookEvents {
+    /// `X-Plane-Event` values.
+    pub plane: &'static [&'static str],
+    /// `X-Gitea-Event-Type` (or, from very old Gitea, `X-Gitea-Event`) values.
+    pub gitea: &'static [&'static str],
+}
+
 /// What the board (`/`, `/tasks/{id}`) needs besides the store: the web addresses of Plane
 /// and Gitea for its links, and the agents' log directory for the log tails. Without them
 /// the board shows the same facts without links or logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BoardSettings {
-    /// `plane.base_url`, without a trailing slash.
-    pub plane_url: Option<String>,
-    /// `plane.workspace_slug`.
-    pub plane_workspace: String,
-    /// `gitea.base_url`, without a trailing slash.
-    pub gitea_url: Option<String>,
+    /// Plane's and Gitea's web addresses (`plane.base_url`, `plane.workspace_slug`,
+    /// `gitea.base_url`).
+    pub links: Option<WebLinks>,
     /// `{data}/logs`: an agent run's log is `{logs_dir}/{work item}/{job}-{agent}.log`.
     pub logs_dir: Option<PathBuf>,
 }

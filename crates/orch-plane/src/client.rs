@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::budget::Budget;
 use crate::config::{PlaneConfig, RetryPolicy};
-use orch_core::ports::TrackerError;
+use orch_core::ports::{TrackerError, UNTRUSTED_CERTIFICATE_HINT};
 
 /// The most orch reads of one answer; Plane's pages of 100 items are far smaller.
 const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
@@ -376,13 +376,12 @@ fn exchange(
 fn transport_message(err: &ureq::Error) -> String {
     match err {
         ureq::Error::Timeout(which) => format!("timed out ({which:?})"),
-        other if is_untrusted_certificate(other) => format!("{other}; {UNTRUSTED_CERTIFICATE}"),
+        other if is_untrusted_certificate(other) => {
+            format!("{other}; {UNTRUSTED_CERTIFICATE_HINT}")
+        }
         other => other.to_string(),
     }
 }
-
-/// What a refused server certificate means to the person reading the error.
-const UNTRUSTED_CERTIFICATE: &str = "the server's certificate is not trusted: put the CA that signed it in tls.ca_file (PEM) or in the system's certificate store";
 
 /// Whether `err` is a TLS certificate the client refused (rustls reports it as an i/o error).
 fn is_untrusted_certificate(err: &ureq::Error) -> bool {

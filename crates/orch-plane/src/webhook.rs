@@ -34,6 +34,13 @@ struct Actor {
     id: Option<String>,
 }
 
+/// The `X-Plane-Event`s [`parse`] turns into events; the ingress answers every other one
+/// `ignored` without storing it.
+pub const WEBHOOK_EVENTS: &[&str] = &[ISSUE, ISSUE_COMMENT];
+
+const ISSUE: &str = "issue";
+const ISSUE_COMMENT: &str = "issue_comment";
+
 /// Turns one delivery (its `X-Plane-Event` header and raw body) into an event.
 ///
 /// `issue` deliveries that are `created` or `updated` with `activity.field` = `state` (API v1)
@@ -53,10 +60,10 @@ pub fn parse(event_header: &str, body: &[u8]) -> Parsed {
         "" => envelope.event.as_deref().unwrap_or("").to_owned(),
         header => header.to_owned(),
     };
-    if event == "issue_comment" {
+    if event == ISSUE_COMMENT {
         return comment(&envelope);
     }
-    if event != "issue" {
+    if event != ISSUE {
         return ignored(format!("plane event {event:?} is not used"));
     }
     let action = envelope.action.as_deref().unwrap_or("");

@@ -445,11 +445,12 @@ impl GiteaSim {
     /// Merges a pull request as a person would in Gitea's UI; returns the merge commit.
     pub async fn merge_as_person(&self, full_name: &str, number: u64) -> Result<String, SimError> {
         let doer = (PERSON_USER_ID, PERSON_USER.to_owned());
-        match self
-            .inner
-            .merge(full_name, number, git::MergeStyle::Merge, None, false, doer)
-            .await
-        {
+        let form = api::MergeForm {
+            style: git::MergeStyle::Merge,
+            head_commit_id: None,
+            delete_branch_after_merge: false,
+        };
+        match self.inner.merge(full_name, number, form, doer).await {
             api::MergeResult::Merged(sha) => Ok(sha),
             other => Err(SimError(format!("merge refused: {other:?}"))),
         }

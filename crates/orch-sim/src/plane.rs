@@ -688,7 +688,7 @@ pub(crate) fn create_comment(
     actor: &str,
     external_source: Option<String>,
     external_id: Option<String>,
-) -> (String, pyjson::Py) {
+) -> (String, serde_json::Value) {
     let comment = CommentRow {
         id: model::new_id(),
         description_id: model::new_id(),

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// A request with its whole body.
@@ -49,42 +49,26 @@ impl SimServer {
     pub async fn start(handler: Handler) -> std::io::Result<SimServer> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let (stop, mut stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(_) => continue,
-                    },
-                    _ = stopped.changed() => return,
-                };
+        let stop = accept_until_stopped(listener, move |stream| {
+            let handler = handler.clone();
+            let service = service_fn(move |request: hyper::Request<Incoming>| {
                 let handler = handler.clone();
-                let mut conn_stopped = stopped.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request: hyper::Request<Incoming>| {
-                        let handler = handler.clone();
-                        async move {
-                            let (parts, body) = request.into_parts();
-                            let body = match body.collect().await {
-                                Ok(collected) => collected.to_bytes(),
-                                Err(err) => return Err(Dropped(err.to_string())),
-                            };
-                            match handler(hyper::Request::from_parts(parts, body)).await {
-                                Reply::Respond(response) => Ok::<_, Dropped>(response),
-                                Reply::Drop => {
-                                    Err(Dropped("dropped by fault injection".to_owned()))
-                                }
-                            }
-                        }
-                    });
-                    let conn =
-                        http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = conn_stopped.changed() => {}
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = match body.collect().await {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(err) => return Err(Dropped(err.to_string())),
+                    };
+                    match handler(hyper::Request::from_parts(parts, body)).await {
+                        Reply::Respond(response) => Ok::<_, Dropped>(response),
+                        Reply::Drop => Err(Dropped("dropped by fault injection".to_owned())),
                     }
-                });
+                }
+            });
+            async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             }
         });
         Ok(SimServer { addr, stop })
@@ -104,6 +88,39 @@ impl Drop for SimServer {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Accepts connections on `listener` and runs `serve` on each in a task of its own, until the
+/// returned sender sends `true` (or is dropped): then the loop and every connection end.
+pub(crate) fn accept_until_stopped<Serve, Served>(
+    listener: TcpListener,
+    serve: Serve,
+) -> watch::Sender<bool>
+where
+    Serve: Fn(TcpStream) -> Served + Send + 'static,
+    Served: Future<Output = ()> + Send + 'static,
+{
+    let (stop, mut stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(_) => continue,
+                },
+                _ = stopped.changed() => return,
+            };
+            let connection = serve(stream);
+            let mut conn_stopped = stopped.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = connection => {}
+                    _ = conn_stopped.changed() => {}
+                }
+            });
+        }
+    });
+    stop
 }
 
 /// The error a handler's `Reply::Drop` becomes, so hyper closes the connection.

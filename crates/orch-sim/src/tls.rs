@@ -15,6 +15,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
+use crate::server::accept_until_stopped;
+
 /// A certificate authority made for one test, and a server certificate it signed.
 pub struct TestCa {
     ca_pem: String,
@@ -95,31 +97,17 @@ impl TlsFront {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let (stop, mut stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(_) => continue,
-                    },
-                    _ = stopped.changed() => return,
+        let stop = accept_until_stopped(listener, move |stream| {
+            let acceptor = acceptor.clone();
+            async move {
+                // A client that refuses the certificate ends the handshake: nothing to forward.
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
                 };
-                let acceptor = acceptor.clone();
-                let mut conn_stopped = stopped.clone();
-                tokio::spawn(async move {
-                    // A client that refuses the certificate ends the handshake: nothing to forward.
-                    let Ok(mut tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let Ok(mut plain) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut tls, &mut plain) => {}
-                        _ = conn_stopped.changed() => {}
-                    }
-                });
+                let Ok(mut plain) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             }
         });
         Ok(TlsFront { addr, stop })

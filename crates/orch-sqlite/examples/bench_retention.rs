@@ -4,17 +4,22 @@
 //! (30 days, a pass every simulated hour, batches of 500) and once without; prints the database
 //! size as items go, and the time `backup` takes on each result while deliveries are written.
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use orch_core::domain::{Action, JobOutput, JobResult, JobSpec, NewTask, Stage, Task};
-use orch_core::ids::{BootId, BranchName, IssueId, ProjectId, RepoSlug, WorkItemId};
+use orch_core::domain::{Action, JobSpec, Stage, Task};
+use orch_core::ids::BootId;
 use orch_core::ports::{
-    ClaimKinds, ClaimRequest, InboxInsert, NewDelivery, PruneRequest, Source, Store, Transition,
+    ClaimKinds, ClaimRequest, InboxInsert, InboxOutcome, NewDelivery, PruneRequest, Source, Store,
+    Transition,
 };
 use orch_core::time::Timestamp;
 use orch_sqlite::SqliteStore;
+
+use crate::support::{finish_next_job, new_task, run_on_runtime, BenchResult};
 
 const ITEMS: u32 = 500;
 const ITEM_EVERY: Duration = Duration::from_secs(4 * 3600);
@@ -26,14 +31,8 @@ const PASS_EVERY: Duration = Duration::from_secs(3600);
 const BATCH: u32 = 500;
 const REPORT_EVERY: u32 = 100;
 
-type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
-
 fn main() -> BenchResult {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    run_on_runtime(run())
 }
 
 async fn run() -> BenchResult {
@@ -161,23 +160,6 @@ fn size_on_disk(path: &Path) -> BenchResult<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-fn new_task(item: u32) -> BenchResult<NewTask> {
-    let work_item = WorkItemId::new("SK", item + 1)?;
-    Ok(NewTask {
-        issue: IssueId::new(format!("soak-{item}"))?,
-        project: ProjectId::new("soak")?,
-        branch: BranchName::for_work_item(&work_item, "Soak"),
-        work_item,
-        title: format!("Soak item {item}"),
-        description: "A work item of the retention soak.".repeat(20),
-        repo: RepoSlug::new("acme/soak")?,
-        base_branch: BranchName::new("main")?,
-        stage: Stage::Analysis,
-        tracker_state: None,
-        tracker_seen_at: None,
-    })
-}
-
 fn job(item: u32, step: u32) -> JobSpec {
     JobSpec::new(
         Action::Notify {
@@ -191,7 +173,16 @@ fn job(item: u32, step: u32) -> JobSpec {
 /// one job, which runs and ends; the last step ends the task.
 async fn one_item(store: &SqliteStore, item: u32, began: Timestamp) -> BenchResult {
     let mut task: Task = store
-        .create_task(new_task(item)?, vec![job(item, 0)], began)
+        .create_task(
+            new_task(
+                "SK",
+                item + 1,
+                "soak",
+                "A work item of the retention soak.".repeat(20),
+            )?,
+            vec![job(item, 0)],
+            began,
+        )
         .await?
         .task;
     let boot = BootId::new("soak")?;
@@ -232,23 +223,17 @@ async fn one_item(store: &SqliteStore, item: u32, began: Timestamp) -> BenchResu
                 now,
             })
             .await?;
-        store.inbox_mark_processed(delivery, "applied", now).await?;
+        store
+            .inbox_mark_processed(delivery, &InboxOutcome::Applied, now)
+            .await?;
         let request = ClaimRequest {
             owner: boot.clone(),
             kinds: ClaimKinds::Actions,
             now,
             lease: Duration::from_secs(60),
         };
-        while let Some(claimed) = store.claim_next(&request).await? {
-            store
-                .finish_job(
-                    claimed.job.id,
-                    &claimed.attempt,
-                    JobResult::Succeeded(JobOutput::default()),
-                    now,
-                )
-                .await?;
-            store.mark_job_handled(claimed.job.id).await?;
+        while let Some(job) = finish_next_job(store, &request, now).await? {
+            store.mark_job_handled(job).await?;
         }
     }
     Ok(())

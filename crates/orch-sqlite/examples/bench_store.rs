@@ -1,15 +1,19 @@
 //! Store benchmark (`cargo xtask bench store`, release): inbox inserts/s, job claim+complete/s
 //! with `synchronous=NORMAL` and `FULL`, and the F-1 candidate query over 100 000 tasks.
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use orch_core::domain::{Action, JobOutput, JobResult, JobSpec, NewTask, Stage};
-use orch_core::ids::{BootId, BranchName, IssueId, ProjectId, RepoSlug, WorkItemId};
+use orch_core::domain::{Action, JobSpec, Stage};
+use orch_core::ids::BootId;
 use orch_core::ports::{ClaimKinds, ClaimRequest, NewDelivery, Source, Store};
 use orch_core::time::Timestamp;
 use orch_sqlite::{SqliteStore, StoreOptions, Synchronous};
+
+use crate::support::{finish_next_job, new_task, run_on_runtime, BenchResult};
 
 const INBOX_INSERTS: u32 = 3_000;
 /// Concurrent callers in the second inbox run (the HTTP server's in-flight requests).
@@ -19,14 +23,8 @@ const TASKS: i64 = 100_000;
 const STUCK: i64 = 1_000;
 const QUERY_RUNS: usize = 20;
 
-type BenchResult = Result<(), Box<dyn std::error::Error>>;
-
 fn main() -> BenchResult {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    run_on_runtime(run())
 }
 
 async fn run() -> BenchResult {
@@ -75,24 +73,7 @@ fn now() -> Timestamp {
     Timestamp::from_millis(1_800_000_000_000)
 }
 
-fn new_task(number: u32) -> Result<NewTask, Box<dyn std::error::Error>> {
-    let work_item = WorkItemId::new("BN", number)?;
-    Ok(NewTask {
-        issue: IssueId::new(format!("issue-{number}"))?,
-        project: ProjectId::new("bench")?,
-        branch: BranchName::for_work_item(&work_item, "bench"),
-        work_item,
-        title: "bench".to_owned(),
-        description: String::new(),
-        repo: RepoSlug::new("bench/repo")?,
-        base_branch: BranchName::new("main")?,
-        stage: Stage::Analysis,
-        tracker_state: None,
-        tracker_seen_at: None,
-    })
-}
-
-async fn bench_inbox(path: &Path, callers: u32) -> Result<f64, Box<dyn std::error::Error>> {
+async fn bench_inbox(path: &Path, callers: u32) -> BenchResult<f64> {
     let store = std::sync::Arc::new(SqliteStore::open(path)?);
     let started = Instant::now();
     let mut handles = Vec::new();
@@ -120,10 +101,7 @@ async fn bench_inbox(path: &Path, callers: u32) -> Result<f64, Box<dyn std::erro
     Ok(f64::from(INBOX_INSERTS) / started.elapsed().as_secs_f64())
 }
 
-async fn bench_jobs(
-    path: &Path,
-    synchronous: Synchronous,
-) -> Result<f64, Box<dyn std::error::Error>> {
+async fn bench_jobs(path: &Path, synchronous: Synchronous) -> BenchResult<f64> {
     let store = SqliteStore::open_with(
         path,
         StoreOptions {
@@ -139,7 +117,11 @@ async fn bench_jobs(
             format!("notify-{number}"),
         );
         store
-            .create_task(new_task(number)?, vec![job], now())
+            .create_task(
+                new_task("BN", number, "bench", String::new())?,
+                vec![job],
+                now(),
+            )
             .await?;
     }
     let request = ClaimRequest {
@@ -150,15 +132,7 @@ async fn bench_jobs(
     };
     let started = Instant::now();
     let mut done = 0u32;
-    while let Some(claimed) = store.claim_next(&request).await? {
-        store
-            .finish_job(
-                claimed.job.id,
-                &claimed.attempt,
-                JobResult::Succeeded(JobOutput::default()),
-                now(),
-            )
-            .await?;
+    while finish_next_job(&store, &request, now()).await?.is_some() {
         done += 1;
     }
     Ok(f64::from(done) / started.elapsed().as_secs_f64())
@@ -166,9 +140,7 @@ async fn bench_jobs(
 
 /// Fills 100 000 tasks (1 000 stuck in development, 500 old ones busy with a job, the rest
 /// done or recently updated) and times the F-1 query.
-async fn bench_gate_candidates(
-    path: &Path,
-) -> Result<(Duration, Duration, usize), Box<dyn std::error::Error>> {
+async fn bench_gate_candidates(path: &Path) -> BenchResult<(Duration, Duration, usize)> {
     let store = SqliteStore::open(path)?;
     let grace = Duration::from_secs(600);
     let old = (now() - grace - Duration::from_secs(3600)).as_millis();

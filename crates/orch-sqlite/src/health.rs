@@ -58,17 +58,26 @@ impl StorageHealth {
         self.state().fault.clone()
     }
 
-    /// Records what a store call ended with: a storage fault starts (or continues) a fault;
-    /// a committed write ends it.
-    pub(crate) fn observe<T>(&self, result: &Result<T, Error>, wrote: bool) {
+    /// Records what a write transaction ended with: a committed write ends a fault, a storage
+    /// fault starts (or continues) one.
+    pub(crate) fn observe_write<T>(&self, result: &Result<T, Error>) {
         match result {
-            Ok(_) if wrote => self.clear(),
-            Ok(_) => {}
-            Err(err) => {
-                if let Some(fault) = err.storage_fault() {
-                    self.record(fault);
-                }
-            }
+            Ok(_) => self.clear(),
+            Err(err) => self.observe_error(err),
+        }
+    }
+
+    /// Records what a read (or one item of a committed batch) ended with: only a storage fault
+    /// counts, since nothing was written.
+    pub(crate) fn observe_read<T>(&self, result: &Result<T, Error>) {
+        if let Err(err) = result {
+            self.observe_error(err);
+        }
+    }
+
+    fn observe_error(&self, err: &Error) {
+        if let Some(fault) = err.storage_fault() {
+            self.record(fault);
         }
     }
 

@@ -160,7 +160,7 @@ fn run(
             .any(|request| matches!(request, Request::Insert { .. }));
         let committed = set_synchronous(&conn, &mut full, needs_full)
             .and_then(|()| commit_batch(&mut conn, &batch));
-        health.observe(&committed, true);
+        health.observe_write(&committed);
         match committed {
             Ok(outcomes) => {
                 // A checkpoint is already due when the channel is full: nothing to add.
@@ -169,11 +169,11 @@ fn run(
                     // The caller may have gone away; the write is committed regardless.
                     match (request, outcome) {
                         (Request::Insert { reply, .. }, Outcome::Inserted(outcome)) => {
-                            health.observe(&outcome, false);
+                            health.observe_read(&outcome);
                             let _ = reply.send(outcome.map_err(StoreError::from));
                         }
                         (Request::MarkProcessed { reply, .. }, Outcome::Marked(outcome)) => {
-                            health.observe(&outcome, false);
+                            health.observe_read(&outcome);
                             let _ = reply.send(outcome.map_err(StoreError::from));
                         }
                         _ => unreachable!("commit_batch answers each request in kind"),

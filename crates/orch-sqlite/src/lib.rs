@@ -18,6 +18,7 @@
 
 mod backup;
 mod error;
+pub mod failpoint;
 mod health;
 mod inbox;
 mod rows;

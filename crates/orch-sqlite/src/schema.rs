@@ -236,6 +236,9 @@ pub(crate) fn migrate_connection(
         tx.commit().map_err(failed)?;
         tracing::info!(path = %path.display(), version, "store migrated");
         current = version;
+        if version < LATEST_VERSION {
+            crate::failpoint::hit(crate::failpoint::MIGRATE_BETWEEN_STEPS);
+        }
     }
     Ok(Migrated { from, to: current })
 }

@@ -12,9 +12,9 @@ use orch_core::ids::{
     WorkItemId,
 };
 use orch_core::ports::{
-    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait,
-    Store, StoreError, Transition, Unblocked, Via,
+    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxOutcome, InboxStats,
+    NewDelivery, PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo,
+    ServiceWait, Store, StoreError, Transition, Unblocked, Via,
 };
 use orch_core::time::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -59,7 +59,7 @@ impl SqliteStore {
         .await
         .map_err(Error::from)
         .and_then(|result| result);
-        self.health.observe(&result, false);
+        self.health.observe_read(&result);
         finish(op, result)
     }
 
@@ -81,7 +81,7 @@ impl SqliteStore {
         .await
         .map_err(Error::from)
         .and_then(|result| result);
-        self.health.observe(&result, true);
+        self.health.observe_write(&result);
         finish(op, result)
     }
 }
@@ -791,7 +791,8 @@ impl Store for SqliteStore {
                 )?;
                 for (id, reason) in &unreadable {
                     tracing::error!(delivery = id, error = %reason, "an inbox row is unreadable; it is set aside");
-                    set_aside.execute(params![id, format!("error: unreadable row: {reason}")])?;
+                    let outcome = InboxOutcome::Failed(format!("unreadable row: {reason}"));
+                    set_aside.execute(params![id, outcome.to_string()])?;
                 }
                 Ok(())
             })
@@ -803,10 +804,12 @@ impl Store for SqliteStore {
     async fn inbox_mark_processed(
         &self,
         id: i64,
-        outcome: &str,
+        outcome: &InboxOutcome,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.inbox.mark_processed(id, outcome.to_owned(), now).await
+        self.inbox
+            .mark_processed(id, outcome.to_string(), now)
+            .await
     }
 
     async fn inbox_stats(&self, now: Timestamp) -> Result<InboxStats, StoreError> {

@@ -140,7 +140,7 @@ mod storage_faults {
         let health = StorageHealth::new(&path, Duration::from_secs(1));
         let missing =
             Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE).map(|_| ());
-        health.observe(&missing.map_err(Error::from), true);
+        health.observe_write(&missing.map_err(Error::from));
         let fault = health.fault().expect("the fault is recorded");
         assert!(
             fault.starts_with("cannot open the database file"),
@@ -159,7 +159,7 @@ mod storage_faults {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // A committed write also ends a fault, at once.
-        health.observe(&Err::<(), _>(Error::from(full_disk_error())), true);
+        health.observe_write(&Err::<(), _>(Error::from(full_disk_error())));
         assert!(health
             .fault()
             .is_some_and(|fault| fault.starts_with("disk full")));
@@ -167,7 +167,7 @@ mod storage_faults {
             store.inbox_insert(delivery("after")).await,
             Ok(InboxInsert::Queued(_))
         ));
-        health.observe(&Ok::<(), Error>(()), true);
+        health.observe_write(&Ok::<(), Error>(()));
         assert_eq!(health.fault(), None);
     }
 

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use orch_core::ports::UNTRUSTED_CERTIFICATE_HINT;
+
 /// The most of an answer that is read.
 const MAX_ANSWER_BYTES: u64 = 256 * 1024;
 
@@ -111,7 +113,7 @@ fn describe(err: &ureq::Error) -> String {
         ureq::Error::Timeout(_) => "timed out".to_owned(),
         ureq::Error::HostNotFound => "host not found".to_owned(),
         ureq::Error::ConnectionFailed => "connection failed".to_owned(),
-        other if is_untrusted_certificate(other) => UNTRUSTED_CERTIFICATE.to_owned(),
+        other if is_untrusted_certificate(other) => UNTRUSTED_CERTIFICATE_HINT.to_owned(),
         ureq::Error::Io(io) => format!("i/o error ({})", io.kind()),
         ureq::Error::Protocol(_) => "malformed http answer".to_owned(),
         ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => "redirected".to_owned(),
@@ -119,9 +121,6 @@ fn describe(err: &ureq::Error) -> String {
         _ => "request failed".to_owned(),
     }
 }
-
-/// What a refused server certificate means to the person reading the error.
-const UNTRUSTED_CERTIFICATE: &str = "the server's certificate is not trusted: put the CA that signed it in tls.ca_file (PEM) or in the system's certificate store";
 
 /// Whether `err` is a TLS certificate the client refused (rustls reports it as an i/o error).
 fn is_untrusted_certificate(err: &ureq::Error) -> bool {

@@ -20,4 +20,4 @@ mod notifier;
 
 pub use config::{TelegramConfig, DEFAULT_API_BASE, DEFAULT_REQUEST_TIMEOUT};
 pub use html::{escape_html, fit_message, MAX_MESSAGE_LEN};
-pub use notifier::{BotInfo, ChatInfo, TelegramNotifier, WebLinks};
+pub use notifier::{links_html, BotInfo, ChatInfo, TelegramNotifier};

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use orch_core::links::WebLinks;
 use orch_core::ports::{Notifier, NotifyError, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -28,70 +29,44 @@ pub struct TelegramNotifier {
     links: Option<WebLinks>,
 }
 
-/// Where people open work items and pull requests in their browsers, for the links under a
-/// message about a task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebLinks {
-    /// Plane's root URL, e.g. `https://plane.example.com`.
-    pub plane_base: String,
-    /// The Plane workspace's slug.
-    pub plane_workspace: String,
-    /// Gitea's root URL, e.g. `https://gitea.example.com`.
-    pub gitea_base: String,
+/// The links line under a message about `subject`, as Telegram HTML: the work item in Plane,
+/// and the pull request in Gitea when there is one.
+pub fn links_html(links: &WebLinks, subject: &Subject) -> String {
+    labelled_links(links, subject)
+        .iter()
+        .map(|(label, url)| {
+            format!(
+                "<a href=\"{}\">{}</a>",
+                escape_href(url),
+                escape_html(label)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(LINK_SEPARATOR)
 }
 
-impl WebLinks {
-    /// The links line for `subject`, as Telegram HTML: the work item in Plane, and the pull
-    /// request in Gitea when there is one.
-    pub fn html(&self, subject: &Subject) -> String {
-        self.links(subject)
-            .iter()
-            .map(|(label, url)| {
-                format!(
-                    "<a href=\"{}\">{}</a>",
-                    escape_href(url),
-                    escape_html(label)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(LINK_SEPARATOR)
-    }
+/// How long the links line is once Telegram has parsed it, in UTF-16 units.
+fn links_visible_len(links: &WebLinks, subject: &Subject) -> usize {
+    let labels: Vec<String> = labelled_links(links, subject)
+        .into_iter()
+        .map(|(label, _)| label)
+        .collect();
+    labels.join(LINK_SEPARATOR).encode_utf16().count()
+}
 
-    /// How long the links line is once Telegram has parsed it, in UTF-16 units.
-    fn visible_len(&self, subject: &Subject) -> usize {
-        let labels: Vec<String> = self
-            .links(subject)
-            .into_iter()
-            .map(|(label, _)| label)
-            .collect();
-        labels.join(LINK_SEPARATOR).encode_utf16().count()
+/// (label, URL) of each link.
+fn labelled_links(links: &WebLinks, subject: &Subject) -> Vec<(String, String)> {
+    let mut labelled = vec![(
+        format!("{} in Plane", subject.work_item),
+        links.work_item(&subject.project, &subject.issue),
+    )];
+    if let Some(pr) = subject.pr {
+        labelled.push((
+            format!("PR #{} in Gitea", pr.get()),
+            links.pull_request(&subject.repo, pr),
+        ));
     }
-
-    /// (label, URL) of each link.
-    fn links(&self, subject: &Subject) -> Vec<(String, String)> {
-        let mut links = vec![(
-            format!("{} in Plane", subject.work_item),
-            format!(
-                "{}/{}/projects/{}/issues/{}",
-                self.plane_base.trim_end_matches('/'),
-                self.plane_workspace,
-                subject.project,
-                subject.issue
-            ),
-        )];
-        if let Some(pr) = subject.pr {
-            links.push((
-                format!("PR #{} in Gitea", pr.get()),
-                format!(
-                    "{}/{}/pulls/{}",
-                    self.gitea_base.trim_end_matches('/'),
-                    subject.repo,
-                    pr.get()
-                ),
-            ));
-        }
-        links
-    }
+    labelled
 }
 
 /// The bot, as `getMe` reports it.
@@ -247,10 +222,14 @@ impl Notifier for TelegramNotifier {
             return self.notify(text).await;
         };
         // Telegram counts the text after entities are parsed: the links' labels, not URLs.
-        let room = MAX_MESSAGE_LEN.saturating_sub(links.visible_len(subject) + 2);
+        let room = MAX_MESSAGE_LEN.saturating_sub(links_visible_len(links, subject) + 2);
         let text = fit_to(text, room);
-        self.send(format!("{}\n\n{}", escape_html(&text), links.html(subject)))
-            .await
+        self.send(format!(
+            "{}\n\n{}",
+            escape_html(&text),
+            links_html(links, subject)
+        ))
+        .await
     }
 }
 

@@ -20,8 +20,8 @@ use crate::ids::{
     StateId, TaskId, WorkItemId,
 };
 use crate::ports::{
-    ClaimKinds, ClaimRequest, InboxInsert, NewDelivery, PruneRequest, Pruned, ReconcileRun,
-    ServiceWait, Source, Store, StoreError, Transition, Unblocked, Via,
+    ClaimKinds, ClaimRequest, InboxInsert, InboxOutcome, NewDelivery, PruneRequest, Pruned,
+    ReconcileRun, ServiceWait, Source, Store, StoreError, Transition, Unblocked, Via,
 };
 use crate::time::Timestamp;
 
@@ -1625,11 +1625,15 @@ pub async fn inbox_pending_is_oldest_first_until_processed_and_stats_show_lag(st
         (3, Some(Duration::from_secs(10)))
     );
     store
-        .inbox_mark_processed(ids[0], "applied", at(11))
+        .inbox_mark_processed(ids[0], &InboxOutcome::Applied, at(11))
         .await
         .expect("mark");
     store
-        .inbox_mark_processed(ids[2], "ignored: not ours", at(11))
+        .inbox_mark_processed(
+            ids[2],
+            &InboxOutcome::Ignored("not ours".to_owned()),
+            at(11),
+        )
         .await
         .expect("mark");
     let pending = store.inbox_pending(10).await.expect("pending");
@@ -1653,7 +1657,7 @@ pub async fn inbox_pending_is_oldest_first_until_processed_and_stats_show_lag(st
     );
     assert_not_found(
         store
-            .inbox_mark_processed(ids[2] + 1000, "applied", at(12))
+            .inbox_mark_processed(ids[2] + 1000, &InboxOutcome::Applied, at(12))
             .await,
         "unknown delivery",
     );
@@ -2292,7 +2296,7 @@ pub async fn prune_deletes_processed_deliveries_before_the_cutoff_and_never_pend
     }
     for (id, processed) in ids.iter().zip([at(10), at(20), at(30)]) {
         store
-            .inbox_mark_processed(*id, "applied", processed)
+            .inbox_mark_processed(*id, &InboxOutcome::Applied, processed)
             .await
             .expect("mark processed");
     }
@@ -2419,7 +2423,7 @@ pub async fn prune_takes_at_most_the_limit_of_each_kind_oldest_first(store: &dyn
             panic!("{name} should be queued");
         };
         store
-            .inbox_mark_processed(id, "applied", at(n))
+            .inbox_mark_processed(id, &InboxOutcome::Applied, at(n))
             .await
             .expect("processed");
     }

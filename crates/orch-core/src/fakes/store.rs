@@ -14,9 +14,9 @@ use crate::ids::{
     AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId,
 };
 use crate::ports::{
-    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait,
-    Store, StoreError, Transition, Unblocked,
+    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxOutcome, InboxStats,
+    NewDelivery, PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo,
+    ServiceWait, Store, StoreError, Transition, Unblocked,
 };
 use crate::time::Timestamp;
 
@@ -735,7 +735,7 @@ impl Store for MemStore {
     async fn inbox_mark_processed(
         &self,
         id: i64,
-        _outcome: &str,
+        _outcome: &InboxOutcome,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut state = self.lock();

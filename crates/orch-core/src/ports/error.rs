@@ -1,5 +1,9 @@
 //! The error shape shared by the outside-system ports, defined once by a macro.
 
+/// What a server certificate the client refused means to the person reading the error; every
+/// HTTPS adapter says it the same way.
+pub const UNTRUSTED_CERTIFICATE_HINT: &str = "the server's certificate is not trusted: put the CA that signed it in tls.ca_file (PEM) or in the system's certificate store";
+
 /// What kind of failure a port error is, for retry decisions and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {

@@ -15,15 +15,15 @@ mod workspace;
 
 pub use agent::{AgentError, AgentOutcome, AgentRequest, AgentRunner, CancelHandle, RunningAgent};
 pub use clock::Clock;
-pub use error::ErrorClass;
+pub use error::{ErrorClass, UNTRUSTED_CERTIFICATE_HINT};
 pub use forge::{
     CombinedStatus, Forge, ForgeError, NewPullRequest, PrState, PullRequest, StatusCheck,
 };
 pub use notifier::{Notifier, NotifyError, Subject};
 pub use store::{
-    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo, ServiceWait,
-    Source, Store, StoreError, Transition, Unblocked, Via,
+    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxOutcome, InboxStats,
+    NewDelivery, PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo,
+    ServiceWait, Source, Store, StoreError, Transition, Unblocked, Via,
 };
 pub use tracker::{
     Comment, ProjectStates, StateNames, Tracker, TrackerError, WorkItem, WorkItemPage,

@@ -152,6 +152,31 @@ pub enum InboxInsert {
     Duplicate,
 }
 
+/// What became of a processed delivery. Stores keep it as its text (`Display`):
+/// `applied`, `no change: …`, `ignored: …` or `error: …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxOutcome {
+    /// Its event changed a task.
+    Applied,
+    /// Its event was handled and changed nothing; why.
+    NoChange(String),
+    /// Not acted on: an event orch does not use, or one that came too early for too long.
+    Ignored(String),
+    /// Handling it failed until orch gave up, or the stored row could not be read.
+    Failed(String),
+}
+
+impl fmt::Display for InboxOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InboxOutcome::Applied => f.write_str("applied"),
+            InboxOutcome::NoChange(why) => write!(f, "no change: {why}"),
+            InboxOutcome::Ignored(why) => write!(f, "ignored: {why}"),
+            InboxOutcome::Failed(error) => write!(f, "error: {error}"),
+        }
+    }
+}
+
 /// Inbox lag figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InboxStats {
@@ -387,11 +412,11 @@ pub trait Store: Send + Sync {
     /// Unprocessed deliveries, oldest first.
     async fn inbox_pending(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Marks a delivery processed with a short outcome (`applied`, `ignored: …`, `error: …`).
+    /// Marks a delivery processed with its outcome.
     async fn inbox_mark_processed(
         &self,
         id: i64,
-        outcome: &str,
+        outcome: &InboxOutcome,
         now: Timestamp,
     ) -> Result<(), StoreError>;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::ids::JobId;
 use crate::orchestrator::HandleError;
-use crate::ports::{StoreError, TrackerError};
+use crate::ports::{InboxOutcome, StoreError, TrackerError};
 use crate::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries, HANDLE_ATTEMPTS};
 use crate::time::Timestamp;
 
@@ -53,6 +53,23 @@ fn an_outage_never_gives_a_delivery_up() {
 }
 
 #[test]
+fn a_missed_deadline_or_a_stopped_loop_waits_like_an_outage() {
+    for err in [
+        HandleError::DeadlineExceeded(Duration::from_secs(30)),
+        HandleError::LoopStopped,
+    ] {
+        let mut retries = HandlingRetries::new();
+        let (failures, given_up) =
+            fail_until_given_up(&mut retries, EventKey::Delivery(1), &err, 500);
+        assert_eq!((failures, given_up), (500, None), "{err}");
+    }
+    assert_eq!(
+        HandleError::DeadlineExceeded(Duration::from_secs(30)).to_string(),
+        "handling took longer than 30 s"
+    );
+}
+
+#[test]
 fn a_delivery_that_keeps_failing_for_another_reason_is_given_up_with_its_error() {
     let mut retries = HandlingRetries::new();
     let (failures, given_up) =
@@ -69,7 +86,7 @@ fn a_delivery_that_stays_too_early_is_left_to_the_reconciler() {
     let (_, given_up) = fail_until_given_up(&mut retries, EventKey::Delivery(1), &early, 500);
     assert_eq!(
         given_up.map(|given_up| given_up.outcome()),
-        Some("ignored: the gate is not open yet".to_owned())
+        Some(InboxOutcome::Ignored("the gate is not open yet".to_owned()))
     );
 }
 

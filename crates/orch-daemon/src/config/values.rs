@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use url::Url;
+
 /// A token, a webhook secret or an agent's environment value: never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -77,33 +79,24 @@ pub struct BaseUrl(String);
 impl BaseUrl {
     /// Checks the form; the reason is a lowercase phrase for the config error.
     pub fn parse(value: &str) -> Result<BaseUrl, &'static str> {
-        let rest = value
-            .strip_prefix("https://")
-            .or_else(|| value.strip_prefix("http://"))
-            .ok_or("expected an http:// or https:// URL")?;
+        if !(value.starts_with("https://") || value.starts_with("http://")) {
+            return Err("expected an http:// or https:// URL");
+        }
         if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err("a URL must not contain spaces or control characters");
         }
         if value.contains(['?', '#']) {
             return Err("a base URL must not have a query or fragment");
         }
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.contains('@') {
+        let url = Url::parse(value).map_err(|err| match err {
+            url::ParseError::InvalidPort => "expected a port from 1 to 65535 in the URL",
+            _ => "expected a host name in the URL",
+        })?;
+        if !url.username().is_empty() || url.password().is_some() {
             return Err("a URL must not carry credentials; use the token keys");
         }
-        let (host, port) = split_host_port(authority).ok_or("expected a host name in the URL")?;
-        let host_ok = !host.is_empty()
-            && (host.starts_with('[')
-                || host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'));
-        if !host_ok {
-            return Err("expected a host name in the URL");
-        }
-        if let Some(port) = port {
-            if port.parse::<u16>().map_or(true, |port| port == 0) {
-                return Err("expected a port from 1 to 65535 in the URL");
-            }
+        if url.port() == Some(0) {
+            return Err("expected a port from 1 to 65535 in the URL");
         }
         Ok(BaseUrl(value.trim_end_matches('/').to_owned()))
     }
@@ -116,22 +109,6 @@ impl BaseUrl {
 impl fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
-    if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        let (host, rest) = authority.split_at(end + 1);
-        return match rest.strip_prefix(':') {
-            Some(port) => Some((host, Some(port))),
-            None if rest.is_empty() => Some((host, None)),
-            None => None,
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => Some((host, Some(port))),
-        None => Some((authority, None)),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use orch_core::domain::{NewTask, Stage};
 use orch_core::fakes::World;
 use orch_core::ids::{BranchName, IssueId, ProjectId, RepoSlug, WorkItemId};
-use orch_core::ports::{InboxInsert, NewDelivery, Source, Store, Transition};
+use orch_core::ports::{InboxInsert, InboxOutcome, NewDelivery, Source, Store, Transition};
 
 use crate::retention::{run_once, PassTotals, RetentionSettings, BATCH};
 
@@ -93,7 +93,7 @@ async fn a_pass_prunes_old_deliveries_in_batches_until_none_is_left() {
         };
         world
             .store
-            .inbox_mark_processed(id, "applied", world.clock_now())
+            .inbox_mark_processed(id, &InboxOutcome::Applied, world.clock_now())
             .await
             .expect("processed");
     }

@@ -7,7 +7,7 @@ use orch_core::domain::{CiState, Stage, StateRole, TaskStatus};
 use orch_core::event::{Event, Origin, Parsed};
 use orch_core::fakes::World;
 use orch_core::ids::{BootId, IssueId};
-use orch_core::ports::{NewDelivery, Source, Store};
+use orch_core::ports::{InboxOutcome, NewDelivery, Source, Store};
 
 use crate::runtime::{NoObserver, Runtime, RuntimeParts, RuntimeSettings};
 
@@ -456,7 +456,7 @@ async fn the_retention_loop_prunes_at_start_up() {
     };
     world
         .store
-        .inbox_mark_processed(id, "applied", world.clock_now())
+        .inbox_mark_processed(id, &InboxOutcome::Applied, world.clock_now())
         .await
         .expect("processed");
     world.clock.advance(Duration::from_secs(1));

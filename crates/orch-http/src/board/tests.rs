@@ -7,6 +7,7 @@ use orch_core::domain::{
 use orch_core::ids::{
     BranchName, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId,
 };
+use orch_core::links::WebLinks;
 use orch_core::ports::{QueueSnapshot, RunningJobInfo, ServiceWait};
 use orch_core::time::Timestamp;
 
@@ -24,9 +25,11 @@ const HOSTILE: &str = "<script>alert(\"x\")</script> & 'quotes'";
 
 fn settings() -> BoardSettings {
     BoardSettings {
-        plane_url: Some("http://plane.test".to_owned()),
-        plane_workspace: "acme".to_owned(),
-        gitea_url: Some("http://gitea.test".to_owned()),
+        links: Some(WebLinks {
+            plane_base: "http://plane.test".to_owned(),
+            plane_workspace: "acme".to_owned(),
+            gitea_base: "http://gitea.test".to_owned(),
+        }),
         logs_dir: None,
     }
 }

@@ -274,19 +274,16 @@ pub(crate) fn card(
             duration_text(now.since(started_at)),
         )
     });
-    let plane_url = board.plane_url.as_ref().map(|base| {
-        format!(
-            "{base}/{}/projects/{}/issues/{}/",
-            board.plane_workspace,
-            task.project.as_str(),
-            task.issue.as_str()
-        )
-    });
+    let plane_url = board
+        .links
+        .as_ref()
+        .map(|links| links.work_item(&task.project, &task.issue));
+    let pr_url = board
+        .links
+        .as_ref()
+        .zip(task.pr)
+        .map(|(links, number)| links.pull_request(&task.repo, number));
     let pr = task.pr.map(|pr| pr.get());
-    let pr_url = match (&board.gitea_url, pr) {
-        (Some(base), Some(number)) => Some(format!("{base}/{}/pulls/{number}", task.repo)),
-        _ => None,
-    };
     Card {
         id: task.id.0,
         work_item: task.work_item.to_string(),

@@ -2,6 +2,7 @@
 //! over the admin socket or with the admin token, never on the strength of an address.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use orch_core::domain::{Agent, JobSpec, NewTask, Stage, Task};
@@ -245,19 +246,30 @@ async fn commands_are_post_only_and_refused_from_browsers() {
 
 #[tokio::test]
 async fn a_failing_event_loop_answers_503_when_retrying_may_help_and_500_otherwise() {
-    let stopped = RecordingSink::answering(Box::new(|_| {
-        Err(HandleError::Store(StoreError::Unavailable(
-            "the event loop has stopped".to_owned(),
-        )))
-    }));
-    let server = serve_with(Some(stopped), None).await;
-    add_task(server.served_store.as_ref(), 1).await;
-    let reply = server.local_post("/api/tasks/ET-001/retry").await;
-    assert_eq!(reply.status, 503);
-    assert_eq!(
-        reply.json()["error"],
-        "retry of ET-001 failed: store: unavailable: the event loop has stopped"
-    );
+    // Each case: what the loop answers, and the error the caller reads with its 503.
+    type MakeError = fn() -> HandleError;
+    let unavailable: [(MakeError, &str); 3] = [
+        (
+            || HandleError::LoopStopped,
+            "retry of ET-001 failed: the event loop has stopped",
+        ),
+        (
+            || HandleError::DeadlineExceeded(Duration::from_secs(30)),
+            "retry of ET-001 failed: handling took longer than 30 s",
+        ),
+        (
+            || HandleError::Store(StoreError::Unavailable("database is locked".to_owned())),
+            "retry of ET-001 failed: store: unavailable: database is locked",
+        ),
+    ];
+    for (answer, expected) in unavailable {
+        let sink = RecordingSink::answering(Box::new(move |_| Err(answer())));
+        let server = serve_with(Some(sink), None).await;
+        add_task(server.served_store.as_ref(), 1).await;
+        let reply = server.local_post("/api/tasks/ET-001/retry").await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.json()["error"], expected);
+    }
 
     let broken = RecordingSink::answering(Box::new(|_| {
         Err(HandleError::Store(StoreError::Conflict(

@@ -12,15 +12,15 @@ use orch_core::ids::{
     AttemptId, BootId, CommitSha, IssueId, JobId, PrNumber, ProjectId, RepoSlug, TaskId, WorkItemId,
 };
 use orch_core::ports::{
-    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxStats, NewDelivery,
-    PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, Store, StoreError,
-    Transition,
+    ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxOutcome, InboxStats,
+    NewDelivery, PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, Store,
+    StoreError, Transition,
 };
 use orch_core::time::Timestamp;
 use orch_http::{AdminSocket, AppState, Listeners, WebhookSecrets};
 use tokio::net::TcpListener;
 
-use crate::support::{over_socket, plane_headers, HttpClient, PLANE_SECRET};
+use crate::support::{over_socket, plane_headers, webhook_events, HttpClient, PLANE_SECRET};
 
 /// Every call fails with `Unavailable`, as a database that cannot be reached does.
 struct DownStore;
@@ -136,7 +136,12 @@ impl Store for DownStore {
     async fn inbox_pending(&self, _: u32) -> Result<Vec<Delivery>, StoreError> {
         down()
     }
-    async fn inbox_mark_processed(&self, _: i64, _: &str, _: Timestamp) -> Result<(), StoreError> {
+    async fn inbox_mark_processed(
+        &self,
+        _: i64,
+        _: &InboxOutcome,
+        _: Timestamp,
+    ) -> Result<(), StoreError> {
         down()
     }
     async fn inbox_stats(&self, _: Timestamp) -> Result<InboxStats, StoreError> {
@@ -170,7 +175,11 @@ impl Store for DownStore {
 
 #[tokio::test]
 async fn with_the_store_down_store_routes_answer_503_and_health_still_answers() {
-    let mut state = AppState::new(Arc::new(DownStore), Arc::new(FakeClock::new()));
+    let mut state = AppState::new(
+        Arc::new(DownStore),
+        Arc::new(FakeClock::new()),
+        webhook_events(),
+    );
     state.plane_secrets = WebhookSecrets::from_strings(&[PLANE_SECRET]);
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .await

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use orch_core::fakes::store::MemStore;
 use orch_core::fakes::FakeClock;
 use orch_core::ports::{Delivery, Store};
-use orch_http::{AdminSocket, AppState, Limits, Listeners, WebhookSecrets};
+use orch_http::{AdminSocket, AppState, Limits, Listeners, WebhookEvents, WebhookSecrets};
 use sha2::Sha256;
 use tokio::net::{TcpListener, UnixStream};
 use tokio::sync::oneshot;
@@ -28,6 +28,14 @@ pub(crate) const GITEA_SECRET: &str = "s3cr3t-for-tests";
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A running server over a `MemStore`, on TCP and an admin socket; shut down when dropped.
+/// The event types the daemon passes to the ingress: the parsers' own lists.
+pub(crate) fn webhook_events() -> WebhookEvents {
+    WebhookEvents {
+        plane: orch_plane::webhook::WEBHOOK_EVENTS,
+        gitea: orch_gitea::webhook::WEBHOOK_EVENTS,
+    }
+}
+
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     /// The admin socket, in its own temp directory.
@@ -74,7 +82,11 @@ impl TestServer {
         database: Option<tempfile::TempDir>,
         configure: impl FnOnce(&mut AppState),
     ) -> TestServer {
-        let mut state = AppState::new(served_store.clone(), Arc::new(FakeClock::new()));
+        let mut state = AppState::new(
+            served_store.clone(),
+            Arc::new(FakeClock::new()),
+            webhook_events(),
+        );
         state.plane_secrets = WebhookSecrets::from_strings(&[PLANE_SECRET]);
         state.gitea_secrets = WebhookSecrets::from_strings(&[GITEA_SECRET]);
         state.limits = Limits {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Method;
+use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
 use crate::gitea::git::{self, MergeStyle, Merged};
@@ -31,6 +32,14 @@ fn not_found(base: &str) -> Response {
         404,
         &json!({ "message": "The target couldn't be found.", "url": format!("{base}/api/swagger"), "errors": [] }),
     )
+}
+
+/// What a merge asks for, as Gitea's `MergePullRequestForm` carries it.
+pub(crate) struct MergeForm {
+    pub(crate) style: MergeStyle,
+    /// The head the merge is pinned to, when the caller gave one.
+    pub(crate) head_commit_id: Option<String>,
+    pub(crate) delete_branch_after_merge: bool,
 }
 
 /// How a merge attempt ended inside the simulator.
@@ -93,25 +102,7 @@ fn segments(path: &str) -> Vec<String> {
 }
 
 fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut idx = 0;
-    while idx < bytes.len() {
-        if bytes[idx] == b'%' {
-            let decoded = bytes
-                .get(idx + 1..idx + 3)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-            if let Some(byte) = decoded {
-                out.push(byte);
-                idx += 3;
-                continue;
-            }
-        }
-        out.push(bytes[idx]);
-        idx += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }
 
 fn query_param(request: &Request, name: &str) -> Option<String> {
@@ -595,40 +586,32 @@ impl Inner {
         let head_commit_id = str_field(body, &["head_commit_id"])
             .filter(|sha| !sha.is_empty())
             .map(str::to_owned);
-        let delete_branch = body
-            .get("delete_branch_after_merge")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let form = MergeForm {
+            style,
+            head_commit_id,
+            delete_branch_after_merge: body
+                .get("delete_branch_after_merge")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
         let base = self.base().to_owned();
-        Ok(
-            match self
-                .merge(
-                    full,
-                    number,
-                    style,
-                    head_commit_id,
-                    delete_branch,
-                    api_user(),
-                )
-                .await
-            {
-                MergeResult::Merged(_) => crate::server::empty(200),
-                // Gitea answers an already merged PR with an empty message.
-                MergeResult::AlreadyMerged => error(&base, 405, ""),
-                MergeResult::Closed | MergeResult::NotFound => not_found(&base),
-                MergeResult::HeadMoved => error(&base, 409, "head out of date"),
-                MergeResult::Conflict {
-                    style,
-                    stdout,
-                    stderr,
-                } => crate::server::json(
-                    409,
-                    &json!({ "Style": style.as_str(), "StdOut": stdout, "StdErr": stderr, "Err": {} }),
-                ),
-                MergeResult::TryLater => error(&base, 405, "Please try again later"),
-                MergeResult::Failed(message) => error(&base, 500, &message),
-            },
-        )
+        Ok(match self.merge(full, number, form, api_user()).await {
+            MergeResult::Merged(_) => crate::server::empty(200),
+            // Gitea answers an already merged PR with an empty message.
+            MergeResult::AlreadyMerged => error(&base, 405, ""),
+            MergeResult::Closed | MergeResult::NotFound => not_found(&base),
+            MergeResult::HeadMoved => error(&base, 409, "head out of date"),
+            MergeResult::Conflict {
+                style,
+                stdout,
+                stderr,
+            } => crate::server::json(
+                409,
+                &json!({ "Style": style.as_str(), "StdOut": stdout, "StdErr": stderr, "Err": {} }),
+            ),
+            MergeResult::TryLater => error(&base, 405, "Please try again later"),
+            MergeResult::Failed(message) => error(&base, 500, &message),
+        })
     }
 
     /// Merges PR `number` with a real git merge in the bare repository.
@@ -636,11 +619,14 @@ impl Inner {
         self: &Arc<Self>,
         full: &str,
         number: u64,
-        style: MergeStyle,
-        head_commit_id: Option<String>,
-        delete_branch: bool,
+        form: MergeForm,
         doer: UserRef,
     ) -> MergeResult {
+        let MergeForm {
+            style,
+            head_commit_id,
+            delete_branch_after_merge: delete_branch,
+        } = form;
         let guard = self.git_lock.lock().await;
         let pull = {
             let state = self.lock();

@@ -5,10 +5,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use percent_encoding::percent_decode_str;
 
 use crate::plane::hooks::{self, Pending};
 use crate::plane::model::{self, Throttle, World};
-use crate::plane::pyjson::Py;
+use serde_json::Value;
+
+use crate::plane::pyjson::{self, obj, text};
 use crate::plane::{
     create_comment, state_change_hook, Inner, Mutation, MutationKind, RequestRecord,
 };
@@ -21,12 +24,12 @@ const MAX_PER_PAGE: usize = 1000;
 /// What a route produced.
 struct Outcome {
     status: u16,
-    body: Py,
+    body: Value,
     hooks: Vec<Pending>,
 }
 
 impl Outcome {
-    fn ok(body: Py) -> Outcome {
+    fn ok(body: Value) -> Outcome {
         Outcome {
             status: 200,
             body,
@@ -37,7 +40,7 @@ impl Outcome {
     fn error(status: u16, key: &str, message: impl Into<String>) -> Outcome {
         Outcome {
             status,
-            body: Py::obj(vec![(key, Py::str(message))]),
+            body: obj(vec![(key, text(message))]),
             hooks: Vec::new(),
         }
     }
@@ -173,9 +176,9 @@ fn respond(
 }
 
 fn rate_limited(retry_after_secs: u64) -> Response {
-    let body = Py::obj(vec![
-        ("error_code", Py::Int(5900)),
-        ("error_message", Py::str("RATE_LIMIT_EXCEEDED")),
+    let body = obj(vec![
+        ("error_code", Value::from(5900)),
+        ("error_message", text("RATE_LIMIT_EXCEEDED")),
     ]);
     let outcome = Outcome {
         status: 429,
@@ -194,7 +197,7 @@ fn render(outcome: &Outcome, headers: &[(&str, String)]) -> Response {
     }
     builder
         .body(Full::new(Bytes::from(
-            outcome.body.to_compact_json().into_bytes(),
+            pyjson::to_compact_json(&outcome.body).into_bytes(),
         )))
         .expect("status and headers are valid")
 }
@@ -327,9 +330,9 @@ fn patch_item(
             let Some(target) = world.state(state) else {
                 return Outcome {
                     status: 400,
-                    body: Py::obj(vec![(
+                    body: obj(vec![(
                         "state",
-                        Py::List(vec![Py::str(format!(
+                        Value::Array(vec![text(format!(
                             "Invalid pk \"{state}\" - object does not exist."
                         ))]),
                     )]),
@@ -339,9 +342,9 @@ fn patch_item(
             if target.project != project {
                 return Outcome {
                     status: 400,
-                    body: Py::obj(vec![(
+                    body: obj(vec![(
                         "non_field_errors",
-                        Py::List(vec![Py::str(
+                        Value::Array(vec![text(
                             "State is not valid please pass a valid state_id",
                         )]),
                     )]),
@@ -365,9 +368,9 @@ fn patch_item(
         Some(other) => {
             return Outcome {
                 status: 400,
-                body: Py::obj(vec![(
+                body: obj(vec![(
                     "state",
-                    Py::List(vec![Py::str(format!(
+                    Value::Array(vec![text(format!(
                         "Incorrect type. Expected pk value, received {}.",
                         type_name(other)
                     ))]),
@@ -384,7 +387,7 @@ fn patch_item(
     }
     let body = world
         .item(item)
-        .map_or(Py::Null, |found| world.issue_json(found, &[]));
+        .map_or(Value::Null, |found| world.issue_json(found, &[]));
     Outcome {
         status: 200,
         body,
@@ -412,7 +415,7 @@ fn list_comments(world: &World, project: &str, item: &str, query: &[(String, Str
         .into_iter()
         .map(|(_, comment)| {
             let mut row = world.comment_json(comment, world.render_offset);
-            row.insert_after("id", "is_member", Py::Bool(true));
+            pyjson::insert_after(&mut row, "id", "is_member", Value::Bool(true));
             row
         })
         .collect();
@@ -455,9 +458,9 @@ fn post_comment(
         if let Some(existing) = existing {
             return Outcome {
                 status: 409,
-                body: Py::obj(vec![
-                    ("error", Py::str("Work item comment with the same external id and external source already exists")),
-                    ("id", Py::str(&existing.id)),
+                body: obj(vec![
+                    ("error", text("Work item comment with the same external id and external source already exists")),
+                    ("id", text(&existing.id)),
                 ]),
                 hooks: Vec::new(),
             };
@@ -486,7 +489,7 @@ fn post_comment(
         .comments
         .iter()
         .find(|comment| comment.id == id)
-        .map_or(Py::Null, |comment| {
+        .map_or(Value::Null, |comment| {
             world.comment_json(comment, world.render_offset)
         });
     Outcome {
@@ -527,7 +530,7 @@ fn type_name(value: &serde_json::Value) -> &'static str {
 }
 
 /// Applies `per_page` and `cursor` (`per_page:page:is_prev`) like Plane's paginator.
-fn paginated(rows: Vec<Py>, query: &[(String, String)]) -> Outcome {
+fn paginated(rows: Vec<Value>, query: &[(String, String)]) -> Outcome {
     let per_page = match param(query, "per_page") {
         None => DEFAULT_PER_PAGE,
         Some(text) => match text.parse::<usize>() {
@@ -580,34 +583,9 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A form value: `+` is a space, `%XX` a byte, a malformed escape stays as it is.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |byte: u8| {
-        char::from(byte)
-            .to_digit(16)
-            .and_then(|digit| u8::try_from(digit).ok())
-    };
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut idx = 0;
-    while idx < bytes.len() {
-        let decoded = match bytes[idx] {
-            b'%' if idx + 2 < bytes.len() => hex(bytes[idx + 1]).zip(hex(bytes[idx + 2])),
-            _ => None,
-        };
-        match (bytes[idx], decoded) {
-            (_, Some((high, low))) => {
-                out.push(high * 16 + low);
-                idx += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                idx += 1;
-            }
-            (byte, None) => {
-                out.push(byte);
-                idx += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }

@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 
-use crate::plane::pyjson::Py;
+use serde_json::Value;
+
+use crate::plane::pyjson;
 use crate::plane::{DeliveryOutcome, DeliveryRecord, Inner};
 use crate::webhook::{hmac_sha256_hex, post};
 
@@ -15,11 +17,11 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    pub(crate) fn new(event: &'static str, action: &'static str, payload: &Py) -> Pending {
+    pub(crate) fn new(event: &'static str, action: &'static str, payload: &Value) -> Pending {
         Pending {
             event,
             action,
-            body: Bytes::from(payload.to_python_json().into_bytes()),
+            body: Bytes::from(pyjson::to_python_json(payload).into_bytes()),
         }
     }
 }

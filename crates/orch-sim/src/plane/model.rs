@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::plane::pyjson::Py;
+use serde_json::Value;
+
+use crate::plane::pyjson::{empty_obj, float, obj, opt_text, text};
 
 /// Plane's default states of a new project, plus the ones orch's default config names.
 pub(crate) const DEFAULT_STATES: [(&str, &str, &str); 8] = [
@@ -301,125 +303,122 @@ impl World {
     }
 
     /// `UserLiteSerializer`.
-    pub(crate) fn user_lite(&self, id: &str) -> Py {
+    pub(crate) fn user_lite(&self, id: &str) -> Value {
         match self.user(id) {
-            Some(user) => Py::obj(vec![
-                ("id", Py::str(&user.id)),
-                ("first_name", Py::str(&user.first_name)),
-                ("last_name", Py::str(&user.last_name)),
-                (
-                    "email",
-                    Py::str(format!("{}@example.com", user.display_name)),
-                ),
-                ("avatar", Py::str("")),
-                ("avatar_url", Py::Null),
-                ("display_name", Py::str(&user.display_name)),
+            Some(user) => obj(vec![
+                ("id", text(&user.id)),
+                ("first_name", text(&user.first_name)),
+                ("last_name", text(&user.last_name)),
+                ("email", text(format!("{}@example.com", user.display_name))),
+                ("avatar", text("")),
+                ("avatar_url", Value::Null),
+                ("display_name", text(&user.display_name)),
             ]),
-            None => Py::Null,
+            None => Value::Null,
         }
     }
 
     /// `StateLiteSerializer`.
-    pub(crate) fn state_lite(&self, id: &str) -> Py {
+    pub(crate) fn state_lite(&self, id: &str) -> Value {
         match self.state(id) {
-            Some(state) => Py::obj(vec![
-                ("id", Py::str(&state.id)),
-                ("name", Py::str(&state.name)),
-                ("color", Py::str(&state.color)),
-                ("group", Py::str(&state.group)),
+            Some(state) => obj(vec![
+                ("id", text(&state.id)),
+                ("name", text(&state.name)),
+                ("color", text(&state.color)),
+                ("group", text(&state.group)),
             ]),
-            None => Py::str(id),
+            None => text(id),
         }
     }
 
     /// `StateSerializer`.
-    pub(crate) fn state_json(&self, state: &State) -> Py {
+    pub(crate) fn state_json(&self, state: &State) -> Value {
         let at = datetime(state.created_at, self.render_offset);
-        Py::obj(vec![
-            ("id", Py::str(&state.id)),
-            ("created_at", Py::str(&at)),
-            ("updated_at", Py::str(&at)),
-            ("deleted_at", Py::Null),
-            ("name", Py::str(&state.name)),
-            ("description", Py::str("")),
-            ("color", Py::str(&state.color)),
-            ("slug", Py::str("")),
-            ("sequence", Py::Float(state.sequence)),
-            ("group", Py::str(&state.group)),
-            ("is_triage", Py::Bool(false)),
-            ("default", Py::Bool(state.default)),
-            ("external_source", Py::Null),
-            ("external_id", Py::Null),
-            ("created_by", Py::str(&state.created_by)),
-            ("updated_by", Py::Null),
-            ("project", Py::str(&state.project)),
-            ("workspace", Py::str(&self.workspace_id)),
+        obj(vec![
+            ("id", text(&state.id)),
+            ("created_at", text(&at)),
+            ("updated_at", text(&at)),
+            ("deleted_at", Value::Null),
+            ("name", text(&state.name)),
+            ("description", text("")),
+            ("color", text(&state.color)),
+            ("slug", text("")),
+            ("sequence", float(state.sequence)),
+            ("group", text(&state.group)),
+            ("is_triage", Value::Bool(false)),
+            ("default", Value::Bool(state.default)),
+            ("external_source", Value::Null),
+            ("external_id", Value::Null),
+            ("created_by", text(&state.created_by)),
+            ("updated_by", Value::Null),
+            ("project", text(&state.project)),
+            ("workspace", text(&self.workspace_id)),
         ])
     }
 
     /// `IssueSerializer`, with `expand` applied to `state` and `assignees`.
-    pub(crate) fn issue_json(&self, item: &Item, expand: &[&str]) -> Py {
+    pub(crate) fn issue_json(&self, item: &Item, expand: &[&str]) -> Value {
         let offset = self.render_offset;
         let state = if expand.contains(&"state") {
             self.state_lite(&item.state)
         } else {
-            Py::str(&item.state)
+            text(&item.state)
         };
         let assignees = if expand.contains(&"assignees") {
-            Py::List(
+            Value::Array(
                 item.assignees
                     .iter()
                     .map(|user| self.user_lite(user))
                     .collect(),
             )
         } else {
-            Py::List(item.assignees.iter().map(Py::str).collect())
+            Value::Array(item.assignees.iter().map(text).collect())
         };
-        Py::obj(vec![
-            ("id", Py::str(&item.id)),
-            ("type_id", Py::Null),
-            ("created_at", Py::str(datetime(item.created_at, offset))),
-            ("updated_at", Py::str(datetime(item.updated_at, offset))),
-            ("deleted_at", Py::Null),
-            ("point", Py::Null),
-            ("name", Py::str(&item.name)),
-            ("description_html", Py::str(&item.description_html)),
-            ("description_binary", Py::Null),
-            ("priority", Py::str("none")),
-            ("start_date", Py::Null),
-            ("target_date", Py::Null),
-            ("sequence_id", Py::Int(i64::from(item.sequence_id))),
-            ("sort_order", Py::Float(item.sort_order)),
+        obj(vec![
+            ("id", text(&item.id)),
+            ("type_id", Value::Null),
+            ("created_at", text(datetime(item.created_at, offset))),
+            ("updated_at", text(datetime(item.updated_at, offset))),
+            ("deleted_at", Value::Null),
+            ("point", Value::Null),
+            ("name", text(&item.name)),
+            ("description_html", text(&item.description_html)),
+            ("description_binary", Value::Null),
+            ("priority", text("none")),
+            ("start_date", Value::Null),
+            ("target_date", Value::Null),
+            ("sequence_id", Value::from(i64::from(item.sequence_id))),
+            ("sort_order", float(item.sort_order)),
             (
                 "completed_at",
-                Py::opt_str(item.completed_at.map(|at| datetime(at, offset))),
+                opt_text(item.completed_at.map(|at| datetime(at, offset))),
             ),
-            ("archived_at", Py::Null),
-            ("is_draft", Py::Bool(false)),
-            ("external_source", Py::Null),
-            ("external_id", Py::Null),
-            ("created_by", Py::str(&item.created_by)),
-            ("updated_by", Py::opt_str(item.updated_by.as_deref())),
-            ("project", Py::str(&item.project)),
-            ("workspace", Py::str(&self.workspace_id)),
-            ("parent", Py::Null),
+            ("archived_at", Value::Null),
+            ("is_draft", Value::Bool(false)),
+            ("external_source", Value::Null),
+            ("external_id", Value::Null),
+            ("created_by", text(&item.created_by)),
+            ("updated_by", opt_text(item.updated_by.as_deref())),
+            ("project", text(&item.project)),
+            ("workspace", text(&self.workspace_id)),
+            ("parent", Value::Null),
             ("state", state),
-            ("estimate_point", Py::Null),
-            ("type", Py::Null),
+            ("estimate_point", Value::Null),
+            ("type", Value::Null),
             ("assignees", assignees),
-            ("labels", Py::List(Vec::new())),
+            ("labels", Value::Array(Vec::new())),
         ])
     }
 
     /// `IssueExpandSerializer`, as webhooks carry it (always UTC).
-    pub(crate) fn issue_webhook_data(&self, item: &Item) -> Py {
+    pub(crate) fn issue_webhook_data(&self, item: &Item) -> Value {
         let utc = UtcOffset::UTC;
-        Py::obj(vec![
-            ("id", Py::str(&item.id)),
-            ("labels", Py::List(Vec::new())),
+        obj(vec![
+            ("id", text(&item.id)),
+            ("labels", Value::Array(Vec::new())),
             (
                 "assignees",
-                Py::List(
+                Value::Array(
                     item.assignees
                         .iter()
                         .map(|user| self.user_lite(user))
@@ -427,67 +426,67 @@ impl World {
                 ),
             ),
             ("state", self.state_lite(&item.state)),
-            ("description", Py::Obj(Vec::new())),
-            ("created_at", Py::str(datetime(item.created_at, utc))),
-            ("updated_at", Py::str(datetime(item.updated_at, utc))),
-            ("deleted_at", Py::Null),
-            ("point", Py::Null),
-            ("name", Py::str(&item.name)),
-            ("description_json", Py::Obj(Vec::new())),
-            ("description_html", Py::str(&item.description_html)),
+            ("description", empty_obj()),
+            ("created_at", text(datetime(item.created_at, utc))),
+            ("updated_at", text(datetime(item.updated_at, utc))),
+            ("deleted_at", Value::Null),
+            ("point", Value::Null),
+            ("name", text(&item.name)),
+            ("description_json", empty_obj()),
+            ("description_html", text(&item.description_html)),
             (
                 "description_stripped",
-                Py::str(strip_tags(&item.description_html)),
+                text(strip_tags(&item.description_html)),
             ),
-            ("description_binary", Py::Null),
-            ("priority", Py::str("none")),
-            ("start_date", Py::Null),
-            ("target_date", Py::Null),
-            ("sequence_id", Py::Int(i64::from(item.sequence_id))),
-            ("sort_order", Py::Float(item.sort_order)),
+            ("description_binary", Value::Null),
+            ("priority", text("none")),
+            ("start_date", Value::Null),
+            ("target_date", Value::Null),
+            ("sequence_id", Value::from(i64::from(item.sequence_id))),
+            ("sort_order", float(item.sort_order)),
             (
                 "completed_at",
-                Py::opt_str(item.completed_at.map(|at| datetime(at, utc))),
+                opt_text(item.completed_at.map(|at| datetime(at, utc))),
             ),
-            ("archived_at", Py::Null),
-            ("is_draft", Py::Bool(false)),
-            ("external_source", Py::Null),
-            ("external_id", Py::Null),
-            ("created_by", Py::str(&item.created_by)),
-            ("updated_by", Py::opt_str(item.updated_by.as_deref())),
-            ("project", Py::str(&item.project)),
-            ("workspace", Py::str(&self.workspace_id)),
-            ("parent", Py::Null),
-            ("estimate_point", Py::Null),
-            ("type", Py::Null),
+            ("archived_at", Value::Null),
+            ("is_draft", Value::Bool(false)),
+            ("external_source", Value::Null),
+            ("external_id", Value::Null),
+            ("created_by", text(&item.created_by)),
+            ("updated_by", opt_text(item.updated_by.as_deref())),
+            ("project", text(&item.project)),
+            ("workspace", text(&self.workspace_id)),
+            ("parent", Value::Null),
+            ("estimate_point", Value::Null),
+            ("type", Value::Null),
         ])
     }
 
     /// `IssueCommentSerializer`; the list endpoint adds `is_member`, create does not.
-    pub(crate) fn comment_json(&self, comment: &CommentRow, offset: UtcOffset) -> Py {
+    pub(crate) fn comment_json(&self, comment: &CommentRow, offset: UtcOffset) -> Value {
         let at = datetime(comment.created_at, offset);
-        Py::obj(vec![
-            ("id", Py::str(&comment.id)),
-            ("created_at", Py::str(&at)),
-            ("updated_at", Py::str(&at)),
-            ("deleted_at", Py::Null),
-            ("comment_html", Py::str(&comment.html)),
-            ("attachments", Py::List(Vec::new())),
-            ("access", Py::str("INTERNAL")),
+        obj(vec![
+            ("id", text(&comment.id)),
+            ("created_at", text(&at)),
+            ("updated_at", text(&at)),
+            ("deleted_at", Value::Null),
+            ("comment_html", text(&comment.html)),
+            ("attachments", Value::Array(Vec::new())),
+            ("access", text("INTERNAL")),
             (
                 "external_source",
-                Py::opt_str(comment.external_source.as_deref()),
+                opt_text(comment.external_source.as_deref()),
             ),
-            ("external_id", Py::opt_str(comment.external_id.as_deref())),
-            ("edited_at", Py::Null),
-            ("created_by", Py::str(&comment.actor)),
-            ("updated_by", Py::Null),
-            ("project", Py::str(&comment.project)),
-            ("workspace", Py::str(&self.workspace_id)),
-            ("description", Py::str(&comment.description_id)),
-            ("issue", Py::str(&comment.issue)),
-            ("actor", Py::str(&comment.actor)),
-            ("parent", Py::Null),
+            ("external_id", opt_text(comment.external_id.as_deref())),
+            ("edited_at", Value::Null),
+            ("created_by", text(&comment.actor)),
+            ("updated_by", Value::Null),
+            ("project", text(&comment.project)),
+            ("workspace", text(&self.workspace_id)),
+            ("description", text(&comment.description_id)),
+            ("issue", text(&comment.issue)),
+            ("actor", text(&comment.actor)),
+            ("parent", Value::Null),
         ])
     }
 
@@ -496,24 +495,24 @@ impl World {
         &self,
         event: &str,
         action: &str,
-        data: Py,
+        data: Value,
         activity: Activity<'_>,
-    ) -> Py {
-        Py::obj(vec![
-            ("event", Py::str(event)),
-            ("action", Py::str(action)),
-            ("webhook_id", Py::str(&self.webhook_id)),
-            ("workspace_id", Py::str(&self.workspace_id)),
+    ) -> Value {
+        obj(vec![
+            ("event", text(event)),
+            ("action", text(action)),
+            ("webhook_id", text(&self.webhook_id)),
+            ("workspace_id", text(&self.workspace_id)),
             ("data", data),
             (
                 "activity",
-                Py::obj(vec![
-                    ("field", Py::opt_str(activity.field)),
-                    ("new_value", Py::opt_str(activity.new_value)),
-                    ("old_value", Py::opt_str(activity.old_value)),
+                obj(vec![
+                    ("field", opt_text(activity.field)),
+                    ("new_value", opt_text(activity.new_value)),
+                    ("old_value", opt_text(activity.old_value)),
                     ("actor", self.user_lite(activity.actor)),
-                    ("old_identifier", Py::opt_str(activity.old_identifier)),
-                    ("new_identifier", Py::opt_str(activity.new_identifier)),
+                    ("old_identifier", opt_text(activity.old_identifier)),
+                    ("new_identifier", opt_text(activity.new_identifier)),
                 ]),
             ),
         ])
@@ -568,36 +567,41 @@ pub(crate) fn escape_html(text: &str) -> String {
 }
 
 /// Plane's offset pagination envelope over `rows` (`BasePaginator.paginate`).
-pub(crate) fn paginate(rows: Vec<Py>, per_page: usize, page: i64, cursor_per_page: usize) -> Py {
+pub(crate) fn paginate(
+    rows: Vec<Value>,
+    per_page: usize,
+    page: i64,
+    cursor_per_page: usize,
+) -> Value {
     let total = rows.len();
     let offset = usize::try_from(page)
         .unwrap_or(0)
         .saturating_mul(cursor_per_page);
-    let results: Vec<Py> = rows.into_iter().skip(offset).take(per_page).collect();
+    let results: Vec<Value> = rows.into_iter().skip(offset).take(per_page).collect();
     let count = results.len();
     let total_pages = total.div_ceil(per_page.max(1));
-    let as_int = |value: usize| Py::Int(i64::try_from(value).unwrap_or(i64::MAX));
-    Py::obj(vec![
-        ("grouped_by", Py::Null),
-        ("sub_grouped_by", Py::Null),
+    let as_int = |value: usize| Value::from(i64::try_from(value).unwrap_or(i64::MAX));
+    obj(vec![
+        ("grouped_by", Value::Null),
+        ("sub_grouped_by", Value::Null),
         ("total_count", as_int(total)),
         (
             "next_cursor",
-            Py::str(format!("{per_page}:{}:0", page.saturating_add(1))),
+            text(format!("{per_page}:{}:0", page.saturating_add(1))),
         ),
         (
             "prev_cursor",
-            Py::str(format!("{per_page}:{}:1", page.saturating_sub(1))),
+            text(format!("{per_page}:{}:1", page.saturating_sub(1))),
         ),
         (
             "next_page_results",
-            Py::Bool(offset.saturating_add(per_page) < total),
+            Value::Bool(offset.saturating_add(per_page) < total),
         ),
-        ("prev_page_results", Py::Bool(page > 0)),
+        ("prev_page_results", Value::Bool(page > 0)),
         ("count", as_int(count)),
         ("total_pages", as_int(total_pages)),
         ("total_results", as_int(total)),
-        ("extra_stats", Py::Null),
-        ("results", Py::List(results)),
+        ("extra_stats", Value::Null),
+        ("results", Value::Array(results)),
     ])
 }

@@ -11,7 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use crate::plane::hooks::signature;
-use crate::plane::pyjson::{self, Py};
+use crate::plane::pyjson::{self, empty_obj, float, obj, text};
 use crate::plane::{DeliveryOutcome, MutationKind, PlaneSim};
 use crate::server::{sync_handler, Reply, SimServer};
 
@@ -117,15 +117,15 @@ fn assert_same_shape(what: &str, contract: &Value, sim: &Value) {
 }
 
 /// Every object's keys in order, depth first, for comparing Python dict order.
-fn key_order(value: &Py, path: &str, out: &mut Vec<String>) {
+fn key_order(value: &Value, path: &str, out: &mut Vec<String>) {
     match value {
-        Py::Obj(fields) => {
+        Value::Object(fields) => {
             for (key, field) in fields {
                 out.push(format!("{path}.{key}"));
                 key_order(field, &format!("{path}.{key}"), out);
             }
         }
-        Py::List(items) => {
+        Value::Array(items) => {
             if let Some(first) = items.first() {
                 key_order(first, &format!("{path}[]"), out);
             }
@@ -268,29 +268,32 @@ fn python_serialiser_reproduces_each_contract_body_byte_for_byte() {
     ] {
         let bytes = contract_bytes(name);
         let text = String::from_utf8(bytes.clone()).expect("bodies are ASCII");
-        let value = pyjson::parse(&text).expect("bodies are JSON");
-        assert_eq!(value.to_python_json().into_bytes(), bytes, "{name}");
+        let value: Value = serde_json::from_str(&text).expect("bodies are JSON");
+        assert_eq!(pyjson::to_python_json(&value).into_bytes(), bytes, "{name}");
     }
 }
 
 #[test]
 fn python_serialiser_escapes_like_json_dumps() {
-    let value = Py::obj(vec![
+    let value = obj(vec![
         (
             "text",
-            Py::str("caf\u{e9} \u{2014} \u{1f600} \"q\" \\ \n\t\u{1}\u{7f}"),
+            text("caf\u{e9} \u{2014} \u{1f600} \"q\" \\ \n\t\u{1}\u{7f}"),
         ),
-        ("float", Py::Float(65535.0)),
-        ("fraction", Py::Float(0.5)),
-        ("list", Py::List(vec![Py::Int(1), Py::Null, Py::Bool(true)])),
-        ("empty", Py::Obj(Vec::new())),
+        ("float", float(65535.0)),
+        ("fraction", float(0.5)),
+        (
+            "list",
+            Value::Array(vec![Value::from(1), Value::Null, Value::Bool(true)]),
+        ),
+        ("empty", empty_obj()),
     ]);
     assert_eq!(
-        value.to_python_json(),
+        pyjson::to_python_json(&value),
         r#"{"text": "caf\u00e9 \u2014 \ud83d\ude00 \"q\" \\ \n\t\u0001\u007f", "float": 65535.0, "fraction": 0.5, "list": [1, null, true], "empty": {}}"#
     );
     assert_eq!(
-        value.to_compact_json(),
+        pyjson::to_compact_json(&value),
         "{\"text\":\"caf\u{e9} \u{2014} \u{1f600} \\\"q\\\" \\\\ \\n\\t\\u0001\u{7f}\",\"float\":65535.0,\"fraction\":0.5,\"list\":[1,null,true],\"empty\":{}}"
     );
 }
@@ -712,12 +715,13 @@ async fn webhooks_have_plane_headers_shapes_and_key_order() {
         let mut expected_order = Vec::new();
         let sample_text = String::from_utf8(contract_bytes(sample)).expect("ASCII");
         key_order(
-            &pyjson::parse(&sample_text).expect("JSON"),
+            &serde_json::from_str(&sample_text).expect("JSON"),
             "",
             &mut expected_order,
         );
         let mut actual_order = Vec::new();
-        key_order(&pyjson::parse(text).expect("JSON"), "", &mut actual_order);
+        let actual: Value = serde_json::from_str(text).expect("JSON");
+        key_order(&actual, "", &mut actual_order);
         // The simulator keeps no labels, so `labels` is always empty there.
         expected_order.retain(|key| !key.starts_with(".data.labels[]"));
         assert_eq!(actual_order, expected_order, "key order of {sample}");

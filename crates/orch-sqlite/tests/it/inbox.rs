@@ -1,6 +1,6 @@
 //! The inbox against rows orch did not write itself.
 
-use orch_core::ports::{InboxInsert, NewDelivery, Source, Store};
+use orch_core::ports::{InboxInsert, InboxOutcome, NewDelivery, Source, Store};
 
 use crate::support::{at, temp_store};
 
@@ -107,7 +107,11 @@ async fn marks_share_the_writers_commits_with_inserts_and_lose_nothing() {
         .iter()
         .map(|&id| {
             let store = store.clone();
-            tokio::spawn(async move { store.inbox_mark_processed(id, "applied", at(2)).await })
+            tokio::spawn(async move {
+                store
+                    .inbox_mark_processed(id, &InboxOutcome::Applied, at(2))
+                    .await
+            })
         })
         .collect();
     let mut second = insert_concurrently(&store, 100, 100, 100).await;
@@ -123,7 +127,9 @@ async fn marks_share_the_writers_commits_with_inserts_and_lose_nothing() {
         .map(|delivery| delivery.id)
         .collect();
     assert_eq!(pending, second);
-    let missing = store.inbox_mark_processed(i64::MAX, "applied", at(3)).await;
+    let missing = store
+        .inbox_mark_processed(i64::MAX, &InboxOutcome::Applied, at(3))
+        .await;
     assert!(
         matches!(missing, Err(orch_core::ports::StoreError::NotFound(_))),
         "{missing:?}"

@@ -1,9 +1,10 @@
 //! Delivering messages and asking who the bot is.
 
 use orch_core::ids::{IssueId, PrNumber, ProjectId, RepoSlug, WorkItemId};
+use orch_core::links::WebLinks;
 use orch_core::ports::{Notifier, Subject};
 use orch_sim::telegram::BOT_USERNAME;
-use orch_telegram::{TelegramNotifier, WebLinks, MAX_MESSAGE_LEN};
+use orch_telegram::{links_html, TelegramNotifier, MAX_MESSAGE_LEN};
 
 use crate::{config_for, notifier_for, start_sim, CHAT};
 
@@ -108,10 +109,10 @@ async fn a_message_about_a_task_links_to_the_work_item_and_the_pull_request() {
         texts,
         [
             "ET-001: the review is ready &lt;b&gt;now&lt;/b&gt;\n\n\
-             <a href=\"https://plane.example.com/acme/projects/4f9a2c71/issues/a1e2f3a4\">ET-001 in Plane</a> · \
+             <a href=\"https://plane.example.com/acme/projects/4f9a2c71/issues/a1e2f3a4/\">ET-001 in Plane</a> · \
              <a href=\"https://gitea.example.com/acme/app/pulls/12\">PR #12 in Gitea</a>",
             "ET-001: the analysis is ready\n\n\
-             <a href=\"https://plane.example.com/acme/projects/4f9a2c71/issues/a1e2f3a4\">ET-001 in Plane</a>",
+             <a href=\"https://plane.example.com/acme/projects/4f9a2c71/issues/a1e2f3a4/\">ET-001 in Plane</a>",
         ]
     );
 }
@@ -132,7 +133,7 @@ fn link_urls_are_escaped_for_the_href_attribute() {
         plane_base: "https://plane.example.com/a\"onclick=\"x&<".to_owned(),
         ..links()
     };
-    let html = hostile.html(&subject(None));
+    let html = links_html(&hostile, &subject(None));
     assert!(
         html.starts_with(
             "<a href=\"https://plane.example.com/a&quot;onclick=&quot;x&amp;&lt;/acme/"

@@ -23,8 +23,8 @@ use crate::fakes::FakeStep;
 use crate::ids::{BootId, JobId};
 use crate::orchestrator::{HandleError, Handled, Orchestrator};
 use crate::ports::{
-    AgentOutcome, CancelHandle, ClaimKinds, ClaimRequest, InboxInsert, NewDelivery, Source, Store,
-    StoreError,
+    AgentOutcome, CancelHandle, ClaimKinds, ClaimRequest, InboxInsert, InboxOutcome, NewDelivery,
+    Source, Store, StoreError,
 };
 use crate::reconciler::{Reconciler, TrackerSide};
 use crate::retries::{AfterFailure, EventKey, HandlingRetries};
@@ -223,15 +223,15 @@ impl Sim {
                 .and_then(|text| text.parse().ok())
                 .expect("the simulation wrote the body");
             let outcome = match self.bodies[body].clone() {
-                Parsed::Ignored(reason) => Some(format!("ignored: {reason}")),
+                Parsed::Ignored(reason) => Some(InboxOutcome::Ignored(reason)),
                 Parsed::Event(event) => match self.handle(&event, Origin::Webhook) {
-                    Ok(handled) if handled.changed => Some("applied".to_owned()),
-                    Ok(handled) => Some(format!("no change: {}", handled.note)),
+                    Ok(handled) if handled.changed => Some(InboxOutcome::Applied),
+                    Ok(handled) => Some(InboxOutcome::NoChange(handled.note)),
                     Err(err) => self.failed(key, &err),
                 },
             };
             if let Some(outcome) = outcome {
-                if outcome.starts_with("error") {
+                if matches!(outcome, InboxOutcome::Failed(_)) {
                     self.given_up
                         .push(format!("delivery {}: {outcome}", delivery.id));
                 }
@@ -291,7 +291,7 @@ impl Sim {
 
     /// `EventLoop::failed`: `Some(outcome)` when the delivery is given up (one policy,
     /// `orch_core::retries`, for both).
-    fn failed(&mut self, key: EventKey, err: &HandleError) -> Option<String> {
+    fn failed(&mut self, key: EventKey, err: &HandleError) -> Option<InboxOutcome> {
         let now = self.now();
         match self.node_mut().retries.failed(key, err, now) {
             AfterFailure::RetryAt(_) => None,
