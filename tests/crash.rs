@@ -110,6 +110,23 @@ pub fn orch_binary() -> Result<PathBuf, CrashError> {
     Ok(orch)
 }
 
+/// The `orch` binary of this profile, brought up to date with cargo when cargo started the
+/// caller (cargo builds an example's own package, not orch-daemon's binary).
+pub fn built_orch() -> Result<PathBuf, CrashError> {
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "orch-daemon", "--bin", "orch"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status()?;
+        if !status.success() {
+            return Err(format!("building the orch binary failed ({status})").into());
+        }
+    }
+    orch_binary()
+}
+
 /// Runs `run` against a fresh sandbox in `dir`, with the `orch` binary at `orch`.
 pub async fn crash_run(orch: &Path, dir: &Path, run: CrashRun) -> Result<CrashReport, CrashError> {
     let started = Instant::now();
@@ -337,7 +354,11 @@ pub fn fixed_port(sandbox: &Sandbox) -> Result<u16, CrashError> {
 }
 
 /// Waits until `/readyz` answers 200, failing if the daemon exits or `deadline` passes.
-async fn wait_ready(port: u16, daemon: &mut Child, deadline: Duration) -> Result<(), CrashError> {
+pub async fn wait_ready(
+    port: u16,
+    daemon: &mut Child,
+    deadline: Duration,
+) -> Result<(), CrashError> {
     let until = Instant::now() + deadline;
     loop {
         if let Some(status) = daemon.try_wait()? {

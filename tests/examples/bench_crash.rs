@@ -4,11 +4,9 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use orch_e2e::crash::{clock_seed, crash_run, orch_binary, CrashError, CrashRun};
+use orch_e2e::crash::{built_orch, clock_seed, crash_run, CrashError, CrashRun};
 
 const KILLS: u32 = 1_000;
 const RATE_PER_S: u32 = 50;
@@ -50,21 +48,4 @@ fn main() -> Result<(), CrashError> {
         return Err(format!("R1 did not hold: {report}").into());
     }
     Ok(())
-}
-
-/// The `orch` binary of this profile, brought up to date with cargo when cargo started the
-/// bench (cargo builds an example's own package, not orch-daemon's binary).
-fn built_orch() -> Result<PathBuf, CrashError> {
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "orch-daemon", "--bin", "orch"]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status()?;
-        if !status.success() {
-            return Err(format!("building the orch binary failed ({status})").into());
-        }
-    }
-    orch_binary()
 }

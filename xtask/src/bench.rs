@@ -35,10 +35,10 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "ingest",
-        package: "orch-http",
-        dir: "crates/orch-http",
+        package: "orch-e2e",
+        dir: "tests",
         example: "bench_ingest",
-        measures: "signed webhook ingest latency at 500 deliveries/s",
+        measures: "orch serve against a plain Python receiver and its own /healthz, under wrk and at 500 deliveries/s",
     },
     Bench {
         name: "pipeline",

@@ -1,10 +1,19 @@
-//! The inbox writer: one thread that group-commits concurrent deliveries (one fsync per batch).
+//! The inbox writer: one thread that owns every write of the inbox and group-commits them.
+//!
+//! Deliveries that arrive while a commit runs share the next one (one fsync per batch), and the
+//! event loop's "processed" marks ride in the same transactions: the inbox has one writer, so
+//! acknowledgements never wait on SQLite's busy handler (which sleeps in steps of milliseconds)
+//! behind the event loop's own commits, and a mark costs an `UPDATE`, not a transaction.
+//! The writer never checkpoints the WAL itself: a checkpointer thread with its own connection
+//! does, beside it, so copying pages into the database file and its fsync never hold up an
+//! acknowledgement.
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use orch_core::ports::{InboxInsert, NewDelivery, StoreError};
+use orch_core::time::Timestamp;
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
@@ -13,17 +22,52 @@ use crate::{open_connection, OpenError, StorageHealth};
 
 /// How long a body hash dedupes deliveries (SPEC §4).
 const BODY_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-/// The most deliveries one commit takes.
+/// The most requests one commit takes.
 const MAX_BATCH: usize = 256;
+/// The writer's page cache (KiB): the inbox's indexes stay in memory instead of being read
+/// back from the file for every insert.
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
+/// The least time between two checkpoints; commits in between share the next one.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
 
-struct Request {
-    delivery: NewDelivery,
-    reply: oneshot::Sender<Result<InboxInsert, StoreError>>,
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Request {
+    Insert {
+        delivery: NewDelivery,
+        reply: Reply<InboxInsert>,
+    },
+    MarkProcessed {
+        id: i64,
+        outcome: String,
+        at: Timestamp,
+        reply: Reply<()>,
+    },
 }
 
-/// Hands deliveries to the writer thread. Every reply comes after the commit that holds the
-/// delivery, made with `synchronous=FULL`; deliveries that arrive while a commit runs share
-/// the next one, so throughput does not stop at one fsync per delivery.
+/// What one request of a batch came to, before its reply.
+enum Outcome {
+    Inserted(Result<InboxInsert, Error>),
+    Marked(Result<(), Error>),
+}
+
+impl Outcome {
+    /// The outcome, unless it is a storage fault, which fails the whole batch.
+    fn unless_fault(self) -> Result<Outcome, Error> {
+        match self {
+            Outcome::Inserted(Err(err)) | Outcome::Marked(Err(err))
+                if err.storage_fault().is_some() =>
+            {
+                Err(err)
+            }
+            outcome => Ok(outcome),
+        }
+    }
+}
+
+/// Hands inbox writes to the writer thread. An insert's reply comes after the commit that
+/// holds the delivery, made with `synchronous=FULL`; a batch of marks alone commits with
+/// `synchronous=NORMAL`, like the store's other writes.
 pub(crate) struct InboxWriter {
     sender: mpsc::Sender<Request>,
 }
@@ -42,28 +86,66 @@ impl InboxWriter {
             source,
         };
         conn.busy_timeout(busy_timeout).map_err(sqlite)?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(sqlite)?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;"
+        ))
+        .map_err(sqlite)?;
+        let checkpointer = open_connection(path)?;
+        checkpointer.busy_timeout(busy_timeout).map_err(sqlite)?;
+        let (nudge, nudged) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("orch-checkpoint".to_owned())
+            .spawn(move || checkpoints(&checkpointer, &nudged))
+            .map_err(OpenError::Thread)?;
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("orch-inbox-writer".to_owned())
-            .spawn(move || run(conn, receiver, &health))
+            .spawn(move || run(conn, &receiver, &health, &nudge))
             .map_err(OpenError::Thread)?;
         Ok(InboxWriter { sender })
     }
 
     pub(crate) async fn insert(&self, delivery: NewDelivery) -> Result<InboxInsert, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Request { delivery, reply })
-            .map_err(|_| StoreError::Unavailable("inbox writer has stopped".to_owned()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("inbox writer has stopped".to_owned()))?
+        self.send(Request::Insert { delivery, reply }, answer).await
+    }
+
+    /// Records how a delivery was handled; `NotFound` when there is no such delivery.
+    pub(crate) async fn mark_processed(
+        &self,
+        id: i64,
+        outcome: String,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::MarkProcessed {
+            id,
+            outcome,
+            at,
+            reply,
+        };
+        self.send(request, answer).await
+    }
+
+    async fn send<T>(
+        &self,
+        request: Request,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let stopped = || StoreError::Unavailable("inbox writer has stopped".to_owned());
+        self.sender.send(request).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
-fn run(mut conn: Connection, receiver: mpsc::Receiver<Request>, health: &StorageHealth) {
+fn run(
+    mut conn: Connection,
+    receiver: &mpsc::Receiver<Request>,
+    health: &StorageHealth,
+    checkpoint: &mpsc::SyncSender<()>,
+) {
+    let mut full = true;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -72,42 +154,86 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Request>, health: &Storage
                 Err(_) => break,
             }
         }
-        let deliveries: Vec<&NewDelivery> = batch.iter().map(|request| &request.delivery).collect();
-        let committed = commit_batch(&mut conn, &deliveries);
+        // Only deliveries to acknowledge need the fsync of every commit.
+        let needs_full = batch
+            .iter()
+            .any(|request| matches!(request, Request::Insert { .. }));
+        let committed = set_synchronous(&conn, &mut full, needs_full)
+            .and_then(|()| commit_batch(&mut conn, &batch));
         health.observe_write(&committed);
         match committed {
             Ok(outcomes) => {
+                // A checkpoint is already due when the channel is full: nothing to add.
+                let _ = checkpoint.try_send(());
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
-                    health.observe_read(&outcome);
-                    // The caller may have gone away; the delivery is stored regardless.
-                    let _ = request.reply.send(outcome.map_err(StoreError::from));
+                    // The caller may have gone away; the write is committed regardless.
+                    match (request, outcome) {
+                        (Request::Insert { reply, .. }, Outcome::Inserted(outcome)) => {
+                            health.observe_read(&outcome);
+                            let _ = reply.send(outcome.map_err(StoreError::from));
+                        }
+                        (Request::MarkProcessed { reply, .. }, Outcome::Marked(outcome)) => {
+                            health.observe_read(&outcome);
+                            let _ = reply.send(outcome.map_err(StoreError::from));
+                        }
+                        _ => unreachable!("commit_batch answers each request in kind"),
+                    }
                 }
             }
             Err(err) => {
                 let failure = Failure::from(err);
                 tracing::warn!(error = %failure.message, size = batch.len(), "inbox commit failed");
                 for request in batch {
-                    let _ = request.reply.send(Err(failure.to_store_error()));
+                    match request {
+                        Request::Insert { reply, .. } => {
+                            let _ = reply.send(Err(failure.to_store_error()));
+                        }
+                        Request::MarkProcessed { reply, .. } => {
+                            let _ = reply.send(Err(failure.to_store_error()));
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// Inserts every delivery in one transaction; one delivery's statement error does not stop
-/// the others, but a storage fault (after which SQLite may have rolled the transaction back
-/// already) or a failed commit fails them all, and the batch is rolled back whole.
-fn commit_batch(
-    conn: &mut Connection,
-    deliveries: &[&NewDelivery],
-) -> Result<Vec<Result<InboxInsert, Error>>, Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut outcomes = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        match insert_one(&tx, delivery) {
-            Err(err) if err.storage_fault().is_some() => return Err(err),
-            outcome => outcomes.push(outcome),
+/// Copies committed WAL pages into the database file after commits (at most one checkpoint
+/// per `CHECKPOINT_PAUSE`), until the writer stops. A passive checkpoint never blocks the
+/// writer; a failed one is tried again after the next commit.
+fn checkpoints(conn: &Connection, nudged: &mpsc::Receiver<()>) {
+    while nudged.recv().is_ok() {
+        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %err, "WAL checkpoint failed");
         }
+        std::thread::sleep(CHECKPOINT_PAUSE);
+    }
+}
+
+/// Switches the connection's `synchronous` between `FULL` and `NORMAL` when it must change.
+fn set_synchronous(conn: &Connection, full: &mut bool, needs_full: bool) -> Result<(), Error> {
+    if *full != needs_full {
+        let level = if needs_full { "FULL" } else { "NORMAL" };
+        conn.execute_batch(&format!("PRAGMA synchronous = {level}"))?;
+        *full = needs_full;
+    }
+    Ok(())
+}
+
+/// Runs every request in one transaction; one request's statement error does not stop the
+/// others, but a storage fault (after which SQLite may have rolled the transaction back
+/// already) or a failed commit fails them all, and the batch is rolled back whole.
+fn commit_batch(conn: &mut Connection, batch: &[Request]) -> Result<Vec<Outcome>, Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        let outcome = match request {
+            Request::Insert { delivery, .. } => Outcome::Inserted(insert_one(&tx, delivery)),
+            Request::MarkProcessed {
+                id, outcome, at, ..
+            } => Outcome::Marked(mark_one(&tx, *id, outcome, *at)),
+        };
+        outcomes.push(outcome.unless_fault()?);
     }
     tx.commit()?;
     Ok(outcomes)
@@ -138,6 +264,16 @@ fn insert_one(conn: &Connection, delivery: &NewDelivery) -> Result<InboxInsert, 
         delivery.received_at.as_millis(),
     ])?;
     Ok(InboxInsert::Queued(conn.last_insert_rowid()))
+}
+
+fn mark_one(conn: &Connection, id: i64, outcome: &str, at: Timestamp) -> Result<(), Error> {
+    let changed = conn
+        .prepare_cached("UPDATE inbox SET processed_at = ?2, outcome = ?3 WHERE id = ?1")?
+        .execute(params![id, at.as_millis(), outcome])?;
+    if changed == 0 {
+        return Err(Error::NotFound(format!("delivery {id}")));
+    }
+    Ok(())
 }
 
 /// A batch failure, told to every caller of the batch.

@@ -807,17 +807,9 @@ impl Store for SqliteStore {
         outcome: &InboxOutcome,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let outcome = outcome.to_string();
-        self.write("inbox_mark_processed", move |tx| {
-            let changed = tx
-                .prepare_cached("UPDATE inbox SET processed_at = ?2, outcome = ?3 WHERE id = ?1")?
-                .execute(params![id, now.as_millis(), outcome])?;
-            if changed == 0 {
-                return Err(Error::NotFound(format!("delivery {id}")));
-            }
-            Ok(())
-        })
-        .await
+        self.inbox
+            .mark_processed(id, outcome.to_string(), now)
+            .await
     }
 
     async fn inbox_stats(&self, now: Timestamp) -> Result<InboxStats, StoreError> {

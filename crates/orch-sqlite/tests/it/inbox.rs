@@ -1,6 +1,6 @@
 //! The inbox against rows orch did not write itself.
 
-use orch_core::ports::{InboxInsert, NewDelivery, Source, Store};
+use orch_core::ports::{InboxInsert, InboxOutcome, NewDelivery, Source, Store};
 
 use crate::support::{at, temp_store};
 
@@ -58,5 +58,106 @@ async fn an_unreadable_inbox_row_is_set_aside_and_does_not_stall_the_others() {
         store.inbox_pending(10).await.expect("pending").len(),
         3,
         "the unreadable row is not offered again"
+    );
+}
+
+fn sized_delivery(n: usize, bytes: usize) -> NewDelivery {
+    NewDelivery {
+        source: Source::Plane,
+        delivery_id: format!("sized-{n}"),
+        event_type: "issue".to_owned(),
+        body_sha256: format!("{n:0>64}"),
+        body: vec![b' '; bytes],
+        received_at: at(1),
+    }
+}
+
+/// Inserts `count` deliveries at once, numbered from `first`; returns their row ids.
+async fn insert_concurrently(
+    store: &std::sync::Arc<orch_sqlite::SqliteStore>,
+    first: usize,
+    count: usize,
+    bytes: usize,
+) -> Vec<i64> {
+    let inserts: Vec<_> = (first..first + count)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.inbox_insert(sized_delivery(n, bytes)).await })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(count);
+    for insert in inserts {
+        match insert.await.expect("task").expect("insert") {
+            InboxInsert::Queued(id) => ids.push(id),
+            InboxInsert::Duplicate => panic!("every delivery is distinct"),
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_share_the_writers_commits_with_inserts_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = std::sync::Arc::new(
+        orch_sqlite::SqliteStore::open(dir.path().join("orch.db")).expect("open"),
+    );
+    let first = insert_concurrently(&store, 0, 100, 100).await;
+    // Marks of the first hundred while a second hundred arrives: one writer takes both.
+    let marks: Vec<_> = first
+        .iter()
+        .map(|&id| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .inbox_mark_processed(id, &InboxOutcome::Applied, at(2))
+                    .await
+            })
+        })
+        .collect();
+    let mut second = insert_concurrently(&store, 100, 100, 100).await;
+    second.sort_unstable();
+    for mark in marks {
+        mark.await.expect("task").expect("mark");
+    }
+    let pending: Vec<i64> = store
+        .inbox_pending(1000)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|delivery| delivery.id)
+        .collect();
+    assert_eq!(pending, second);
+    let missing = store
+        .inbox_mark_processed(i64::MAX, &InboxOutcome::Applied, at(3))
+        .await;
+    assert!(
+        matches!(missing, Err(orch_core::ports::StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_beside_the_writer_so_it_stays_small() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("orch.db");
+    let store = std::sync::Arc::new(orch_sqlite::SqliteStore::open(&db).expect("open"));
+    // 20 rounds of 50 deliveries of 4 KiB: more than 4 MiB of pages in all. The writer never
+    // checkpoints itself, so only the checkpointer keeps the WAL from holding all of it.
+    for round in 0..20 {
+        insert_concurrently(&store, round * 50, 50, 4096).await;
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_bytes = std::fs::metadata(std::path::PathBuf::from(wal))
+        .expect("WAL file")
+        .len();
+    assert!(
+        wal_bytes < 2 * 1024 * 1024,
+        "the WAL holds {wal_bytes} bytes: it was not checkpointed while the writer ran"
+    );
+    assert_eq!(
+        store.inbox_pending(2000).await.expect("pending").len(),
+        1000
     );
 }
