@@ -23,7 +23,8 @@ use orch_core::ports::{MountAccess, SandboxMount, WorktreeSpec};
 
 use crate::command::{git_args, Network};
 use crate::error::GitError;
-use crate::{paths, write_mirror_config, GitWorkspace};
+use crate::mirror::write_mirror_config;
+use crate::{paths, GitWorkspace};
 
 /// The largest ref file read from an agent's copy.
 const MAX_REF_BYTES: u64 = 4096;

@@ -1,0 +1,394 @@
+//! `prepare` and a work item's worktree: making, repairing and removing it, committing leftovers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch_core::domain::Agent;
+use orch_core::ids::CommitSha;
+use orch_core::ports::{PreparedWorktree, SandboxMount, WorktreeSpec};
+
+use crate::command::{git_args, Network, Worktree};
+use crate::error::GitError;
+use crate::mirror::{parse_sha, MirrorState};
+use crate::{paths, refs, GitWorkspace};
+
+impl GitWorkspace {
+    async fn ensure_worktree(
+        &self,
+        mirror: &Path,
+        spec: &WorktreeSpec,
+    ) -> Result<PathBuf, GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
+        let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
+        let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
+        self.layout.ensure_inside(&worktree).await?;
+        let state = self.mirror_state(&spec.repo);
+        let turn = state.worktrees.lock().await;
+        let dirs = Worktree {
+            work_tree: &worktree,
+            git_dir: &admin,
+            common_dir: mirror,
+        };
+        // Without an index the checkout never finished (a crash while making it): anew.
+        let checked_out = tokio::fs::try_exists(admin.join("index"))
+            .await
+            .unwrap_or(false);
+        if checked_out && is_registered(&dirs).await {
+            let wanted = format!("refs/heads/{branch}");
+            let head = match refs::head_is(&admin, &wanted).await {
+                Some(true) => Ok(Some(wanted)),
+                _ => self.current_branch(&dirs).await,
+            };
+            match head {
+                Ok(Some(head)) if head == format!("refs/heads/{branch}") => {
+                    repair_links(&dirs).await?;
+                    return Ok(worktree);
+                }
+                Ok(_) => {
+                    // An agent left it on another branch or detached: put it back.
+                    self.git
+                        .run_in(
+                            &dirs,
+                            &git_args!["switch", "--quiet", branch],
+                            Network::Local,
+                        )
+                        .await?;
+                    repair_links(&dirs).await?;
+                    return Ok(worktree);
+                }
+                // Not a working git checkout any more (its mirror was lost): make it anew.
+                Err(err) => tracing::warn!(error = %err, "broken worktree replaced"),
+            }
+        }
+        // What `git worktree add` writes, written here: `worktree add` reads every sibling's
+        // admin directory (so adds of one repository would have to take turns) and costs a
+        // process more. The registration is complete before the turn ends, so a `worktree
+        // prune` never takes it for a broken one; the checkout then runs beside other
+        // prepares. An admin directory that is there has its index only once the checkout
+        // finished (above).
+        self.clear_worktree_dirs(&worktree, &admin).await?;
+        for dir in [&worktree, &admin] {
+            tokio::fs::create_dir(dir)
+                .await
+                .map_err(GitError::io("create the worktree"))?;
+        }
+        tokio::fs::write(admin.join("HEAD"), format!("ref: refs/heads/{branch}\n"))
+            .await
+            .map_err(GitError::io("create the worktree"))?;
+        repair_links(&dirs).await?;
+        drop(turn);
+        self.git
+            .run_in(
+                &dirs,
+                &git_args!["reset", "--hard", "--quiet", "--no-recurse-submodules"],
+                Network::Local,
+            )
+            .await?;
+        if !is_registered(&dirs).await {
+            return Err(GitError::Unexpected {
+                command: "worktree",
+                output: format!("no admin directory worktrees/{}", spec.work_item),
+            });
+        }
+        tracing::info!(branch = %branch, "worktree added");
+        Ok(worktree)
+    }
+
+    /// Removes what a broken or half-made worktree left, before it is made again.
+    async fn clear_worktree_dirs(&self, worktree: &Path, admin: &Path) -> Result<(), GitError> {
+        for (dir, what) in [
+            (worktree, "remove a broken worktree"),
+            // An admin directory left by a broken registration would make git name the new
+            // one differently.
+            (admin, "remove a stale worktree registration"),
+        ] {
+            if tokio::fs::try_exists(dir).await.unwrap_or(false) {
+                tokio::fs::remove_dir_all(dir)
+                    .await
+                    .map_err(GitError::io(what))?;
+            }
+        }
+        for parent in [worktree.parent(), admin.parent()].into_iter().flatten() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(GitError::io("create the worktrees directory"))?;
+        }
+        Ok(())
+    }
+
+    /// The ref the worktree's HEAD is attached to; `None` when detached.
+    async fn current_branch(&self, dirs: &Worktree<'_>) -> Result<Option<String>, GitError> {
+        let args = git_args!["symbolic-ref", "--quiet", "HEAD"];
+        let output = self.git.output_in(dirs, &args, Network::Local).await?;
+        match output.code {
+            Some(0) => Ok(Some(output.stdout.trim().to_owned())),
+            Some(1) => Ok(None),
+            _ => Err(self.git.failure(&args, &output)),
+        }
+    }
+
+    /// The worktree of `spec` and its admin directory, which must exist.
+    async fn existing_worktree(&self, spec: &WorktreeSpec) -> Result<(PathBuf, PathBuf), GitError> {
+        let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
+        let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
+        self.layout.ensure_inside(&worktree).await?;
+        let registered = tokio::fs::try_exists(admin.join("HEAD"))
+            .await
+            .unwrap_or(false)
+            && tokio::fs::metadata(&worktree)
+                .await
+                .is_ok_and(|metadata| metadata.is_dir());
+        if !registered {
+            return Err(GitError::NotFound(format!(
+                "no worktree for {}",
+                spec.work_item
+            )));
+        }
+        Ok((worktree, admin))
+    }
+
+    pub(crate) async fn do_prepare(
+        &self,
+        spec: &WorktreeSpec,
+        agent: Agent,
+    ) -> Result<PreparedWorktree, GitError> {
+        paths::branch(spec.branch.as_str())?;
+        paths::branch(spec.base_branch.as_str())?;
+        let state = self.mirror_state(&spec.repo);
+        let (worktree, mounts) = match self.warm {
+            None => {
+                let _guard = state.lock.write().await;
+                let mirror = self.ensure_mirror(&spec.repo).await?;
+                self.adopt_agent_branch(&mirror, spec).await?;
+                self.fetch(&mirror, spec).await?;
+                self.set_up_branch(&mirror, spec).await?
+            }
+            Some(max_age) => self.prepare_warm(&state, spec, max_age).await?,
+        };
+        self.exclude_output_dir(&spec.repo, &spec.work_item).await?;
+        let output_dir = self.fresh_output_dir(spec, &worktree, agent).await?;
+        let kept = self
+            .layout
+            .kept_outputs(&spec.repo, &spec.work_item, agent)?;
+        self.layout.ensure_inside(&kept).await?;
+        if tokio::fs::try_exists(&kept).await.unwrap_or(false) {
+            tokio::fs::remove_dir_all(&kept)
+                .await
+                .map_err(GitError::io("forget the earlier outputs"))?;
+        }
+        let analysis_file = match agent {
+            Agent::Analyst => None,
+            Agent::Developer | Agent::Reviewer => self
+                .keep_output(spec, Agent::Analyst, "analysis.md")
+                .await?
+                .map(|(path, _)| path),
+        };
+        Ok(PreparedWorktree {
+            path: worktree,
+            output_dir,
+            analysis_file,
+            mounts,
+        })
+    }
+
+    /// The task branch, its worktree (following commits someone pushed on it) and the
+    /// agent's view of the mirror. Call with the mirror lock held, after fetching if needed.
+    async fn set_up_branch(
+        &self,
+        mirror: &Path,
+        spec: &WorktreeSpec,
+    ) -> Result<(PathBuf, Vec<SandboxMount>), GitError> {
+        self.ensure_branch(mirror, spec).await?;
+        let worktree = self.ensure_worktree(mirror, spec).await?;
+        self.follow_remote_branch(mirror, &worktree, spec).await?;
+        let mounts = self.seed_agent_view(mirror, spec).await?;
+        Ok((worktree, mounts))
+    }
+
+    /// `prepare` in warm mode: from a fresh mirror under the shared lock, without the
+    /// network; otherwise one full fetch under the exclusive lock first (prepares waiting
+    /// behind it then share the mirror it made fresh).
+    async fn prepare_warm(
+        &self,
+        state: &MirrorState,
+        spec: &WorktreeSpec,
+        max_age: Duration,
+    ) -> Result<(PathBuf, Vec<SandboxMount>), GitError> {
+        loop {
+            if state.is_fresh(max_age) {
+                let _guard = state.lock.read().await;
+                if let Some(mirror) = self.ready_mirror(spec).await? {
+                    self.adopt_agent_branch(&mirror, spec).await?;
+                    return self.set_up_branch(&mirror, spec).await;
+                }
+            }
+            let _guard = state.lock.write().await;
+            if state.is_fresh(max_age) && self.ready_mirror(spec).await?.is_some() {
+                // Another prepare fetched while this one waited: share its result.
+                continue;
+            }
+            let mirror = self.ensure_mirror(&spec.repo).await?;
+            self.adopt_agent_branch(&mirror, spec).await?;
+            self.fetch_all(state, &mirror).await?;
+            return self.set_up_branch(&mirror, spec).await;
+        }
+    }
+
+    pub(crate) async fn do_commit_leftovers(
+        &self,
+        spec: &WorktreeSpec,
+        message: &str,
+    ) -> Result<Option<CommitSha>, GitError> {
+        let mirror = self.existing_mirror(spec).await?;
+        let (worktree, admin) = self.existing_worktree(spec).await?;
+        self.adopt_agent_branch_locked(&mirror, spec).await?;
+        let dirs = Worktree {
+            work_tree: &worktree,
+            git_dir: &admin,
+            common_dir: &mirror,
+        };
+        let expected = format!("refs/heads/{}", paths::branch(spec.branch.as_str())?);
+        let head = self.current_branch(&dirs).await?;
+        if head.as_deref() != Some(expected.as_str()) {
+            return Err(GitError::WrongBranch {
+                expected,
+                found: head.unwrap_or_else(|| "a detached HEAD".to_owned()),
+            });
+        }
+        self.git
+            .run_in(&dirs, &git_args!["add", "--all"], Network::Local)
+            .await?;
+        let args = git_args!["diff", "--cached", "--quiet"];
+        let diff = self.git.output_in(&dirs, &args, Network::Local).await?;
+        match diff.code {
+            Some(0) => return Ok(None),
+            Some(1) => {}
+            _ => return Err(self.git.failure(&args, &diff)),
+        }
+        self.git
+            .run_in(
+                &dirs,
+                &git_args![
+                    "commit",
+                    "--quiet",
+                    "--no-verify",
+                    "--no-edit",
+                    format!("--message={message}")
+                ],
+                Network::Local,
+            )
+            .await?;
+        let head = self
+            .git
+            .run_in(&dirs, &git_args!["rev-parse", "HEAD"], Network::Local)
+            .await?;
+        let sha = parse_sha(&head, "rev-parse")?;
+        tracing::info!(sha = %sha.short(), "leftovers committed");
+        Ok(Some(sha))
+    }
+
+    pub(crate) async fn do_remove(&self, spec: &WorktreeSpec) -> Result<(), GitError> {
+        let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
+        let outputs = self.layout.outputs(&spec.repo, &spec.work_item)?;
+        self.layout.ensure_inside(&worktree).await?;
+        self.layout.ensure_inside(&outputs).await?;
+        let mirror = self.layout.mirror(&spec.repo)?;
+        let state = self.mirror_state(&spec.repo);
+        let _guard = state.lock.write().await;
+        let has_mirror = tokio::fs::try_exists(mirror.join("HEAD"))
+            .await
+            .unwrap_or(false);
+        let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
+        let dirs = Worktree {
+            work_tree: &worktree,
+            git_dir: &admin,
+            common_dir: &mirror,
+        };
+        if has_mirror && is_registered(&dirs).await {
+            // The links name the registration `worktree remove` looks for; an agent may have
+            // changed them.
+            repair_links(&dirs).await?;
+            let args = git_args!["worktree", "remove", "--force", "--force", worktree];
+            let output = self.git.output(&mirror, &args, Network::Local).await?;
+            if !output.success() {
+                // Not a registered worktree after all: the directory is removed below.
+                tracing::debug!(code = ?output.code, "git worktree remove failed");
+            }
+        }
+        for dir in [&worktree, &outputs] {
+            match tokio::fs::remove_dir_all(dir).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(GitError::io(format!("remove {}", dir.display()))(err)),
+            }
+        }
+        if has_mirror {
+            self.git
+                .run(&mirror, &git_args!["worktree", "prune"], Network::Local)
+                .await?;
+        }
+        self.remove_agent_view(has_mirror.then_some(mirror.as_path()), spec)
+            .await?;
+        tracing::info!("worktree removed");
+        Ok(())
+    }
+}
+
+/// Whether the worktree is a registered checkout: its directory and its admin directory exist.
+async fn is_registered(dirs: &Worktree<'_>) -> bool {
+    tokio::fs::try_exists(dirs.git_dir.join("HEAD"))
+        .await
+        .unwrap_or(false)
+        && tokio::fs::metadata(dirs.work_tree)
+            .await
+            .is_ok_and(|metadata| metadata.is_dir())
+}
+
+/// Rewrites the files that tie a worktree to its admin directory and the mirror (the
+/// worktree's `.git`, the admin directory's `gitdir` and `commondir`), which an agent may have
+/// changed: orch's own git never reads them (`Worktree` names the directories), but the
+/// agent's git and `git worktree` do. A link or directory in their place is removed, never
+/// written through.
+async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
+    let links = [
+        (
+            dirs.work_tree.join(".git"),
+            format!("gitdir: {}\n", dirs.git_dir.display()),
+        ),
+        (
+            dirs.git_dir.join("gitdir"),
+            format!("{}\n", dirs.work_tree.join(".git").display()),
+        ),
+        (dirs.git_dir.join("commondir"), "../..\n".to_owned()),
+    ];
+    for (path, text) in links {
+        match tokio::fs::symlink_metadata(&path).await {
+            Ok(metadata) if metadata.is_file() => {
+                if tokio::fs::read(&path).await.ok().as_deref() == Some(text.as_bytes()) {
+                    continue;
+                }
+                tokio::fs::remove_file(&path).await
+            }
+            Ok(metadata) if metadata.is_dir() => tokio::fs::remove_dir_all(&path).await,
+            Ok(_) => tokio::fs::remove_file(&path).await,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        }
+        .map_err(GitError::io("repair the worktree's links"))?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(GitError::io("repair the worktree's links"))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, text.as_bytes())
+            .await
+            .map_err(GitError::io("repair the worktree's links"))?;
+        // tokio writes in the background: without a flush, a git started next may read an
+        // empty file.
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(GitError::io("repair the worktree's links"))?;
+    }
+    Ok(())
+}
