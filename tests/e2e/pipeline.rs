@@ -95,7 +95,13 @@ async fn five_items_are_merged_and_every_outside_mutation_happens_exactly_once()
 
     let plane = sandbox.plane.mutations();
     let mut external_ids = BTreeSet::new();
-    let mut state_sets: BTreeMap<String, u32> = BTreeMap::new();
+    let state_name = |id: &str| {
+        ["In Progress", "In Review", "Approved", "Done"]
+            .into_iter()
+            .find(|name| sandbox.plane.state_id(&sandbox.project, name).as_deref() == Some(id))
+            .unwrap_or("another state")
+    };
+    let mut state_sets: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for mutation in &plane {
         match &mutation.kind {
             MutationKind::CommentCreated { external_id, .. } => {
@@ -106,7 +112,10 @@ async fn five_items_are_merged_and_every_outside_mutation_happens_exactly_once()
             }
             MutationKind::StateSet { from, to } => {
                 assert_ne!(from, to, "a state set that changed nothing");
-                *state_sets.entry(mutation.item.clone()).or_default() += 1;
+                state_sets
+                    .entry(mutation.item.clone())
+                    .or_default()
+                    .push(state_name(to));
             }
         }
     }
@@ -115,11 +124,21 @@ async fn five_items_are_merged_and_every_outside_mutation_happens_exactly_once()
         10,
         "an analysis and a review comment per item"
     );
+    // After the final Approve orch moves the item back to In Progress while it merges; when
+    // the merge finishes first, that move is obsolete and is not made (the task moved on).
+    let full = [
+        "In Review",
+        "In Progress",
+        "In Review",
+        "In Progress",
+        "Done",
+    ];
+    let merged_first = ["In Review", "In Progress", "In Review", "Done"];
     for (item, _) in &tasks {
-        assert_eq!(
-            state_sets.get(item),
-            Some(&5),
-            "awaiting, in progress, awaiting, in progress, done"
+        let sets = state_sets.get(item).cloned().unwrap_or_default();
+        assert!(
+            sets == full || sets == merged_first,
+            "{item}: orch's moves were {sets:?}"
         );
     }
 

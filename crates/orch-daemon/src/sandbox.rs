@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-use orch_core::domain::{Stage, Task, TaskStatus};
+use orch_core::domain::{JobStatus, Stage, Task, TaskStatus};
 use orch_core::ids::IssueId;
 use orch_core::ports::Store;
 use orch_sim::gitea::GiteaSim;
@@ -280,6 +280,10 @@ pub async fn play_person(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A task's stage turns terminal before its last outside effects run (the move to Done,
+    // the notification): wait for them, so whoever reads Plane, Gitea or Telegram next sees
+    // the whole run.
+    settle(store, &ended, started, deadline).await?;
     let mut result = Vec::new();
     for item in items {
         match ended.remove(item) {
@@ -292,6 +296,36 @@ pub async fn play_person(
         }
     }
     Ok(result)
+}
+
+/// Waits until no job of an ended task is queued or running, or `deadline` (counted from
+/// `started`) passes.
+async fn settle(
+    store: &dyn Store,
+    ended: &BTreeMap<String, Ended>,
+    started: Instant,
+    deadline: Duration,
+) -> Result<(), SandboxError> {
+    let finished = ended
+        .values()
+        .filter_map(|end| end.task.as_ref())
+        .filter(|task| task.stage.is_terminal());
+    for task in finished {
+        loop {
+            let jobs = store
+                .jobs_of_task(task.id)
+                .await
+                .map_err(|err| SandboxError::Setup(err.to_string()))?;
+            let pending = jobs
+                .iter()
+                .any(|job| matches!(job.status, JobStatus::Queued | JobStatus::Running));
+            if !pending || started.elapsed() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the task ended merged: stage done, and Gitea says its pull request is merged.
