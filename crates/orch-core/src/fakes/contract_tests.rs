@@ -311,6 +311,14 @@ impl NotifierFixture for RecordingNotifier {
             .collect()
     }
 
+    fn max_message_len(&self) -> usize {
+        crate::fakes::notifier::MAX_MESSAGE_LEN
+    }
+
+    async fn delivered_lengths(&self) -> Vec<usize> {
+        self.message_lengths()
+    }
+
     async fn service_rate_limits_the_next_call(&self, retry_after: Duration) {
         self.fail_next(NotifierFault::RateLimited { retry_after });
     }

@@ -87,6 +87,17 @@ impl RecordingNotifier {
         self.state.lock().expect("notifier mutex").links.clone()
     }
 
+    /// How long each message is with its links line, in UTF-16 units (at most `MAX_MESSAGE_LEN`).
+    pub fn message_lengths(&self) -> Vec<usize> {
+        let state = self.state.lock().expect("notifier mutex");
+        state
+            .messages
+            .iter()
+            .zip(&state.links)
+            .map(|(text, links)| text.encode_utf16().count() + links_len(links))
+            .collect()
+    }
+
     pub fn set_down(&self, down: bool) {
         self.fail_from_now(down.then_some(NotifierFault::Down));
     }
@@ -118,16 +129,19 @@ impl RecordingNotifier {
             }
             _ => Vec::new(),
         };
-        // The links go on a line of their own after an empty one, as in Telegram.
-        let links_len = match links.join(" · ").encode_utf16().count() {
-            0 => 0,
-            line => line + 2,
-        };
-        let text = fit_text(text, MAX_MESSAGE_LEN.saturating_sub(links_len));
+        let text = fit_text(text, MAX_MESSAGE_LEN.saturating_sub(links_len(&links)));
         state.messages.push(text.into_owned());
         state.subjects.push(subject.cloned());
         state.links.push(links);
         Ok(())
+    }
+}
+
+/// The links go on a line of their own after an empty one, as in Telegram.
+fn links_len(links: &[String]) -> usize {
+    match links.join(" · ").encode_utf16().count() {
+        0 => 0,
+        line => line + "\n\n".len(),
     }
 }
 

@@ -29,6 +29,12 @@ pub trait NotifierFixture: Send + Sync {
     /// Every message that arrived in the configured chat, oldest first.
     async fn delivered(&self) -> Vec<Delivered>;
 
+    /// The medium's limit on a message, links line included, in the units it counts.
+    fn max_message_len(&self) -> usize;
+
+    /// The length of each delivered message, as the medium counts it against that limit.
+    async fn delivered_lengths(&self) -> Vec<usize>;
+
     /// The service rate-limits the next call, asking to wait `retry_after`.
     async fn service_rate_limits_the_next_call(&self, retry_after: Duration);
 
@@ -119,6 +125,23 @@ async fn both_fail(fixture: &dyn NotifierFixture, class: ErrorClass, fault: Faul
     assert_eq!(fixture.delivered().await, [], "nothing arrives");
 }
 
+/// The one message delivered is `sent` cut to fit the medium's limit: a prefix of it ending
+/// with `CUT_MARK`, as long as fits (a character two units long may leave one unused).
+async fn assert_cut_to_fit(fixture: &dyn NotifierFixture, sent: &str) -> Delivered {
+    let delivered = fixture.delivered().await;
+    assert_eq!(delivered.len(), 1, "one message arrives");
+    assert_cut(&delivered[0].text, sent);
+    let max = fixture.max_message_len();
+    let lengths = fixture.delivered_lengths().await;
+    assert!(
+        lengths
+            .iter()
+            .all(|length| (max - 1..=max).contains(length)),
+        "{lengths:?} fill but do not pass the limit of {max}"
+    );
+    delivered[0].clone()
+}
+
 /// `delivered` is `sent` cut: a shorter prefix of it ending with `CUT_MARK`.
 fn assert_cut(delivered: &str, sent: &str) {
     let kept = delivered
@@ -205,10 +228,8 @@ pub(super) const CASES: &[Case<dyn NotifierFixture>] = &[
     case!(an_over_long_text_is_cut_and_delivered, |fixture| {
         let text = over_long_text();
         fixture.notifier().notify(&text).await.expect("delivered");
-        let delivered = fixture.delivered().await;
-        assert_eq!(delivered.len(), 1);
-        assert_cut(&delivered[0].text, &text);
-        assert_eq!(delivered[0].links, Vec::<String>::new());
+        let delivered = assert_cut_to_fit(fixture, &text).await;
+        assert_eq!(delivered.links, Vec::<String>::new());
     }),
     case!(
         an_over_long_text_about_a_task_is_cut_so_its_links_still_fit,
@@ -219,10 +240,8 @@ pub(super) const CASES: &[Case<dyn NotifierFixture>] = &[
                 .notify_about(&text, &subject(Some(12)))
                 .await
                 .expect("delivered");
-            let delivered = fixture.delivered().await;
-            assert_eq!(delivered.len(), 1);
-            assert_cut(&delivered[0].text, &text);
-            assert_eq!(delivered[0].links, [WORK_ITEM_URL, PR_URL]);
+            let delivered = assert_cut_to_fit(fixture, &text).await;
+            assert_eq!(delivered.links, [WORK_ITEM_URL, PR_URL]);
         }
     ),
     case!(
