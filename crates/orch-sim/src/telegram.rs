@@ -41,6 +41,19 @@ impl SentMessage {
             self.text.clone()
         }
     }
+
+    /// The `href` of each `<a>` tag, entities decoded, in order (only for `parse_mode = "HTML"`).
+    pub fn links(&self) -> Vec<String> {
+        if self.parse_mode.as_deref() != Some("HTML") {
+            return Vec::new();
+        }
+        self.text
+            .split("<a href=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"'))
+            .map(|(href, _)| decode_entities(href))
+            .collect()
+    }
 }
 
 /// A scripted misbehaviour, used for the next request.
@@ -108,6 +121,12 @@ impl TelegramSim {
             .iter()
             .filter(|method| *method == "getMe")
             .count()
+    }
+
+    /// The bot's token is revoked and `token` issued (BotFather's `/revoke`): requests with
+    /// the old one are answered `401 Unauthorized` from now on.
+    pub fn replace_token(&self, token: &str) {
+        self.lock().token = token.to_owned();
     }
 
     /// Queues `fault` for the next request.

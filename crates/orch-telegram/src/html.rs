@@ -2,11 +2,10 @@
 
 use std::borrow::Cow;
 
+use orch_core::ports::fit_text;
+
 /// Telegram's limit on a message's text, in UTF-16 code units after entities are parsed.
 pub const MAX_MESSAGE_LEN: usize = 4096;
-
-/// What replaces the end of a text that was cut.
-const ELLIPSIS: char = '…';
 
 /// Escapes the three characters Telegram's HTML mode requires: `&`, `<` and `>`.
 pub fn escape_html(text: &str) -> String {
@@ -29,26 +28,7 @@ pub(crate) fn escape_href(url: &str) -> String {
 
 /// Cuts plain `text` to `MAX_MESSAGE_LEN` UTF-16 units, ending it with `…` when cut.
 pub fn fit_message(text: &str) -> Cow<'_, str> {
-    fit_to(text, MAX_MESSAGE_LEN)
-}
-
-/// Cuts plain `text` to `max` UTF-16 units, ending it with `…` when cut.
-pub(crate) fn fit_to(text: &str, max: usize) -> Cow<'_, str> {
-    if text.encode_utf16().count() <= max {
-        return Cow::Borrowed(text);
-    }
-    let budget = max.saturating_sub(ELLIPSIS.len_utf16());
-    let mut used = 0;
-    let mut cut = String::new();
-    for character in text.chars() {
-        used += character.len_utf16();
-        if used > budget {
-            break;
-        }
-        cut.push(character);
-    }
-    cut.push(ELLIPSIS);
-    Cow::Owned(cut)
+    fit_text(text, MAX_MESSAGE_LEN)
 }
 
 #[cfg(test)]

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orch_core::links::WebLinks;
-use orch_core::ports::{Notifier, NotifyError, Subject};
+use orch_core::ports::{fit_text, Notifier, NotifyError, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Exchange};
 use crate::config::TelegramSettings;
-use crate::html::{escape_href, escape_html, fit_message, fit_to, MAX_MESSAGE_LEN};
+use crate::html::{escape_href, escape_html, fit_message, MAX_MESSAGE_LEN};
 
 /// What fixes a refused token.
 const FIX_TOKEN: &str = "fix telegram.bot_token (ORCH_TELEGRAM_BOT_TOKEN)";
@@ -223,7 +223,7 @@ impl Notifier for TelegramNotifier {
         };
         // Telegram counts the text after entities are parsed: the links' labels, not URLs.
         let room = MAX_MESSAGE_LEN.saturating_sub(links_visible_len(links, subject) + 2);
-        let text = fit_to(text, room);
+        let text = fit_text(text, room);
         self.send(format!(
             "{}\n\n{}",
             escape_html(&text),

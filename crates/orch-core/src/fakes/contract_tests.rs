@@ -10,13 +10,16 @@ use async_trait::async_trait;
 
 use crate::domain::{Agent, CiState, ProcessRecord};
 use crate::fakes::contract::{self, AgentBehaviour, AgentFixture};
+use crate::fakes::contract::{Delivered, NotifierFixture};
 use crate::fakes::contract::{ForgeFixture, TrackerFixture, WorkspaceFixture};
+use crate::fakes::notifier::NotifierFault;
 use crate::fakes::store::MemStore;
+use crate::fakes::RecordingNotifier;
 use crate::fakes::{FakeAgentRunner, FakeClock, FakeForge, FakeStep, FakeTracker, FakeWorkspace};
 use crate::ids::{CommitSha, IssueId, PrNumber, ProjectId, RepoSlug, UserId, WorkItemId};
 use crate::ports::{
-    AgentRequest, AgentRunner, Forge, PrState, PreparedWorktree, StateNames, Tracker, WorkItem,
-    Workspace, WorktreeSpec,
+    AgentRequest, AgentRunner, Forge, Notifier, PrState, PreparedWorktree, StateNames, Tracker,
+    WorkItem, Workspace, WorktreeSpec,
 };
 
 #[tokio::test]
@@ -32,6 +35,14 @@ async fn fake_tracker_keeps_the_tracker_contract() {
 #[tokio::test]
 async fn fake_forge_keeps_the_forge_contract() {
     contract::forge(|_case| async { FakeForgeFixture::default() }).await;
+}
+
+#[tokio::test]
+async fn recording_notifier_keeps_the_notifier_contract() {
+    contract::notifier(|_case| async {
+        RecordingNotifier::new().with_links(contract::notifier::links())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -282,5 +293,45 @@ impl AgentFixture for FakeAgentFixture {
 
     fn group_runs(&self, process: &ProcessRecord) -> bool {
         panic!("fake runs report no process, yet {process:?} was reported")
+    }
+}
+
+/// The fake's service is the fake itself: its faults are Telegram's answers, by class.
+#[async_trait]
+impl NotifierFixture for RecordingNotifier {
+    fn notifier(&self) -> &dyn Notifier {
+        self
+    }
+
+    async fn delivered(&self) -> Vec<Delivered> {
+        self.messages()
+            .into_iter()
+            .zip(self.links())
+            .map(|(text, links)| Delivered { text, links })
+            .collect()
+    }
+
+    fn max_message_len(&self) -> usize {
+        crate::fakes::notifier::MAX_MESSAGE_LEN
+    }
+
+    async fn delivered_lengths(&self) -> Vec<usize> {
+        self.message_lengths()
+    }
+
+    async fn service_rate_limits_the_next_call(&self, retry_after: Duration) {
+        self.fail_next(NotifierFault::RateLimited { retry_after });
+    }
+
+    async fn service_fails_the_next_call(&self) {
+        self.fail_next(NotifierFault::Down);
+    }
+
+    async fn chat_is_unknown_for_the_next_call(&self) {
+        self.fail_next(NotifierFault::UnknownChat);
+    }
+
+    async fn credential_is_revoked(&self) {
+        self.fail_from_now(Some(NotifierFault::CredentialRefused));
     }
 }

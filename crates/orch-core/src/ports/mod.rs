@@ -19,7 +19,7 @@ pub use error::{ErrorClass, UNTRUSTED_CERTIFICATE_HINT};
 pub use forge::{
     CombinedStatus, Forge, ForgeError, NewPullRequest, PrState, PullRequest, StatusCheck,
 };
-pub use notifier::{Notifier, NotifyError, Subject};
+pub use notifier::{fit_text, Notifier, NotifyError, Subject, CUT_MARK};
 pub use store::{
     ClaimKinds, ClaimRequest, Created, Delivery, InboxInsert, InboxOutcome, InboxStats,
     NewDelivery, PruneRequest, Pruned, QueueSnapshot, ReconcileRun, ReconcileStats, RunningJobInfo,

@@ -47,6 +47,42 @@ async fn a_wrong_token_is_unauthorized_and_not_recorded() {
 }
 
 #[tokio::test]
+async fn a_replaced_token_refuses_the_old_one_and_takes_the_new() {
+    let sim = TelegramSim::start(TOKEN, CHAT)
+        .await
+        .expect("the sim starts");
+    sim.replace_token("123456:new-token");
+    let body = json!({"chat_id": CHAT, "text": "hi"});
+    assert_eq!(send(&sim, TOKEN, body.clone()).await, 401);
+    assert_eq!(send(&sim, "123456:new-token", body).await, 200);
+    assert_eq!(sim.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn the_links_of_a_message_are_its_hrefs_decoded() {
+    let sim = TelegramSim::start(TOKEN, CHAT)
+        .await
+        .expect("the sim starts");
+    let text = "see <a href=\"https://x.example/a?b=1&amp;c=&quot;2&quot;\">this</a> · \
+                <a href=\"https://y.example/\">that</a>";
+    for parse_mode in ["HTML", "MarkdownV2"] {
+        let body = json!({"chat_id": CHAT, "text": text, "parse_mode": parse_mode});
+        assert_eq!(send(&sim, TOKEN, body).await, 200);
+    }
+    let messages = sim.messages();
+    assert_eq!(
+        messages[0].links(),
+        ["https://x.example/a?b=1&c=\"2\"", "https://y.example/"]
+    );
+    assert_eq!(messages[0].visible_text(), "see this · that");
+    assert_eq!(
+        messages[1].links(),
+        Vec::<String>::new(),
+        "not HTML, no tags"
+    );
+}
+
+#[tokio::test]
 async fn another_chat_is_not_found() {
     let sim = TelegramSim::start(TOKEN, CHAT)
         .await

@@ -1,5 +1,6 @@
 //! Integration tests of orch-telegram against `orch_sim::telegram::TelegramSim` on loopback.
 
+mod contract;
 mod errors;
 mod logs;
 mod send;

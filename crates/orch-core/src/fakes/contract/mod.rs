@@ -2,7 +2,7 @@
 //!
 //! A suite is a table of `Case`s, each a behaviour sentence and the check of it, declared once
 //! with `case!` in the file of its part of the contract. One test per implementation runs the
-//! whole table on a fresh subject per case (`store(make)`, `tracker(make)`, …) and reports
+//! whole table on a fresh subject per case (`store(make)`, `tracker(make)`, `notifier(make)`, …) and reports
 //! every failing case by name, the way ripgrep runs one suite over every implementation.
 //! Cases take the port (`Store`) or a fixture (`TrackerFixture`, …) that gives the port plus
 //! what a person or the outside world does to it, which only the implementation knows how to do.
@@ -15,12 +15,14 @@ use std::task::{Context, Poll};
 
 pub mod agent;
 pub mod forge;
+pub mod notifier;
 pub mod store;
 pub mod tracker;
 pub mod workspace;
 
 pub use agent::{agent_runner, AgentBehaviour, AgentFixture};
 pub use forge::{forge, ForgeFixture};
+pub use notifier::{notifier, Delivered, NotifierFixture};
 pub use store::store;
 pub use tracker::{tracker, TrackerFixture};
 pub use workspace::{workspace, WorkspaceFixture};

@@ -73,15 +73,30 @@ async fn runner_runs_every_case_and_names_each_failure() {
     );
 }
 
+fn names<S: ?Sized + 'static>(
+    cases: impl IntoIterator<Item = &'static Case<S>>,
+) -> Vec<&'static str> {
+    cases.into_iter().map(|case| case.name).collect()
+}
+
 #[test]
 fn case_names_are_unique_within_each_suite() {
-    let mut names: Vec<&str> = super::store::cases().iter().map(|case| case.name).collect();
-    let count = names.len();
-    names.sort_unstable();
-    names.dedup();
-    assert_eq!(
-        names.len(),
-        count,
-        "two cases of the Store suite share a name"
-    );
+    use super::{agent, forge, notifier, store, tracker, workspace};
+    for (suite, mut names) in [
+        ("Store", names(store::cases())),
+        ("Tracker", names(tracker::CASES)),
+        ("Forge", names(forge::CASES)),
+        ("Workspace", names(workspace::CASES)),
+        ("AgentRunner", names(agent::CASES)),
+        ("Notifier", names(notifier::CASES)),
+    ] {
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            count,
+            "two cases of the {suite} suite share a name"
+        );
+    }
 }
