@@ -34,7 +34,8 @@ use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 
 use crate::config::setting::{
-    AbsolutePath, ProjectKey, Ranged, StateName, WorkItemPrefix, WorkspaceSlug,
+    AbsolutePath, Argv, List, PassEnvName, ProjectKey, Ranged, StateName, WorkItemPrefix,
+    WorkspaceSlug,
 };
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
@@ -456,7 +457,7 @@ config_section! {
     /// orch's own tokens are never in the agent's environment.
     pub struct AgentConfig as "agents.<role>" {
         /// The program and its arguments, run directly (no shell).
-        #[key = "command", ty = "list of strings", default = (["claude", "-p"])]
+        #[key = "command", ty = (Argv), default = (["claude", "-p"])]
         pub command: Vec<String>,
         /// The prompt template, relative to the config file's directory.
         /// It may use `{{task}}`, `{{title}}`, `{{description}}`, `{{feedback}}`, `{{analysis}}`, `{{branch}}`, `{{base_branch}}` and `{{repo}}`; any other placeholder is an error.
@@ -471,7 +472,7 @@ config_section! {
         pub env: BTreeMap<String, Secret>,
         /// Names of variables of orch's own environment the agent gets too, for example `["ANTHROPIC_API_KEY"]` (so the key stays out of this file).
         /// Names starting with `ORCH_` are refused: they are orch's own secrets and the agent contract, never an agent's.
-        #[key = "pass_env", ty = "list of strings", default = (Vec::<String>::new())]
+        #[key = "pass_env", ty = (List<PassEnvName>), default = (Vec::<String>::new())]
         pub pass_env: Vec<String>,
         /// With the sandbox: whether the agent reaches the network (its model's API needs it).
         /// `false` gives it no network at all.
@@ -481,14 +482,14 @@ config_section! {
         /// The program, its installation (the directory holding its `bin/`), the interpreter of a script and every absolute path in `command` are shown without being listed.
         /// `~/x` is taken from the home of the user orch runs as and shown at `~/x` of the agent's private home.
         /// A path that holds orch's data, database or repositories is refused.
-        #[key = "read_only_paths", ty = "list of strings", default = (Vec::<String>::new())]
+        #[key = "read_only_paths", ty = (List<SandboxPath>), default = (Vec::<String>::new())]
         pub read_only_paths: Vec<SandboxPath>,
         /// With the sandbox: more paths the agent may change, absolute or `~/…`, for example a CLI's login and settings (`["~/.claude", "~/.claude.json"]` for Claude Code) or a package cache.
         /// Paths that do not exist are left out (`orch check` says so).
-        #[key = "writable_paths", ty = "list of strings", default = (Vec::<String>::new())]
+        #[key = "writable_paths", ty = (List<SandboxPath>), default = (Vec::<String>::new())]
         pub writable_paths: Vec<SandboxPath>,
         /// The arguments `orch check` starts the program with, in the sandbox, to see that it runs and what it lacks.
-        #[key = "probe", ty = "list of strings", default = (["--version"])]
+        #[key = "probe", ty = (List<String>), default = (["--version"])]
         pub probe: Vec<String>,
     }
 }

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use orch_agent::SandboxPath;
 use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
 use orch_gitea::MergeStyle;
 use serde::de::DeserializeOwned;
@@ -30,14 +31,14 @@ pub(crate) trait Setting: Sized + 'static {
     /// The message for a value serde could not decode as `Raw`: `expected …, got {got}`.
     fn expected(got: &str) -> String;
 
-    /// Checks a decoded value; the error is the whole message.
-    fn check(raw: Self::Raw) -> Result<Self, String>;
+    /// Checks a decoded value.
+    fn check(raw: Self::Raw) -> Result<Self, Refused>;
 
     /// The environment variable's text as `Raw`, or `None` when it is not one.
     fn raw_from_env(text: &str) -> Option<Self::Raw>;
 
     /// Decodes and checks a value of the file.
-    fn from_toml(value: &Value) -> Result<Self, String> {
+    fn from_toml(value: &Value) -> Result<Self, Refused> {
         let raw = value
             .clone()
             .try_into::<Self::Raw>()
@@ -46,9 +47,33 @@ pub(crate) trait Setting: Sized + 'static {
     }
 
     /// Decodes and checks an environment variable's text.
-    fn from_env(text: &str) -> Result<Self, String> {
+    fn from_env(text: &str) -> Result<Self, Refused> {
         let raw = Self::raw_from_env(text).ok_or_else(|| Self::expected(&shown_str(text)))?;
         Self::check(raw)
+    }
+}
+
+/// Why a value was refused: each message with the part of the value it is about, `""` for
+/// the value itself, `[1]` for an element of a list, `.NAME` for an entry of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused(Vec<(String, String)>);
+
+impl Refused {
+    /// Every message with its part, in the order found.
+    pub(crate) fn into_parts(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Refused {
+        Refused(vec![(String::new(), message)])
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(message: &str) -> Refused {
+        Refused::from(message.to_owned())
     }
 }
 
@@ -90,8 +115,8 @@ impl<const MIN: u64, const MAX: u64> Setting for Ranged<MIN, MAX> {
         format!("expected an integer from {MIN} to {MAX}, got {got}")
     }
 
-    fn check(raw: i64) -> Result<Self, String> {
-        Self::try_from(raw)
+    fn check(raw: i64) -> Result<Self, Refused> {
+        Ok(Self::try_from(raw)?)
     }
 
     fn raw_from_env(text: &str) -> Option<i64> {
@@ -110,7 +135,7 @@ impl Setting for bool {
         format!("expected true or false, got {got}")
     }
 
-    fn check(raw: bool) -> Result<bool, String> {
+    fn check(raw: bool) -> Result<bool, Refused> {
         Ok(raw)
     }
 
@@ -139,9 +164,9 @@ macro_rules! text_setting {
                 format!("expected a string, got {got}")
             }
 
-            fn check(raw: String) -> Result<$ty, String> {
+            fn check(raw: String) -> Result<$ty, Refused> {
                 let check: fn(String) -> Result<$ty, String> = $check;
-                check(raw)
+                Ok(check(raw)?)
             }
 
             fn raw_from_env(text: &str) -> Option<String> {
@@ -272,6 +297,136 @@ text_setting!(AbsolutePath, "path", |raw| {
     }
     Ok(AbsolutePath(PathBuf::from(raw)))
 });
+
+text_setting!(String, "string", Ok);
+
+/// An argument of an agent's command: not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Argument(pub(crate) String);
+
+text_setting!(Argument, "string", |raw| {
+    if raw.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(Argument(raw))
+});
+
+/// `agents.<role>.pass_env[]`: the name of a variable, never one of orch's own `ORCH_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PassEnvName(pub(crate) String);
+
+text_setting!(PassEnvName, "string", |raw| {
+    if !is_variable_name(&raw) {
+        return Err(format!(
+            "expected a variable name of letters, digits and '_', got {}",
+            shown_str(&raw)
+        ));
+    }
+    if raw.starts_with("ORCH_") {
+        return Err(format!("{raw}: names starting with ORCH_ are orch's own (its secrets and the agent contract) and never reach an agent"));
+    }
+    Ok(PassEnvName(raw))
+});
+
+text_setting!(
+    /// `agents.<role>.read_only_paths[]` and `writable_paths[]`: absolute or `~/…`, as the
+    /// agent runner's own parser accepts it.
+    SandboxPath,
+    "string",
+    |raw| SandboxPath::parse(&raw)
+);
+
+/// A list whose refusals name the element, `pass_env[1]`: every element is decoded first
+/// (the first that is not a `T::Raw` is the one error), then each is checked and every
+/// refusal reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct List<T>(pub(crate) Vec<T>);
+
+impl<T: Setting> Setting for List<T> {
+    type Raw = Vec<Value>;
+
+    fn doc_type() -> String {
+        format!("list of {}s", T::doc_type())
+    }
+
+    fn expected(got: &str) -> String {
+        format!("expected a list of {}s, got {got}", T::doc_type())
+    }
+
+    fn check(items: Vec<Value>) -> Result<Self, Refused> {
+        let mut raws = Vec::with_capacity(items.len());
+        for (idx, item) in items.iter().enumerate() {
+            match item.clone().try_into::<T::Raw>() {
+                Ok(raw) => raws.push(raw),
+                Err(_) => {
+                    return Err(Refused(vec![(
+                        format!("[{idx}]"),
+                        T::expected(&shown(item)),
+                    )]))
+                }
+            }
+        }
+        let mut values = Vec::with_capacity(raws.len());
+        let mut refused = Vec::new();
+        for (idx, raw) in raws.into_iter().enumerate() {
+            match T::check(raw) {
+                Ok(value) => values.push(value),
+                Err(Refused(parts)) => refused.extend(
+                    parts
+                        .into_iter()
+                        .map(|(part, message)| (format!("[{idx}]{part}"), message)),
+                ),
+            }
+        }
+        if refused.is_empty() {
+            Ok(List(values))
+        } else {
+            Err(Refused(refused))
+        }
+    }
+
+    /// A list has no environment variable.
+    fn raw_from_env(_text: &str) -> Option<Vec<Value>> {
+        None
+    }
+}
+
+/// An agent's command: a non-empty list of non-empty arguments, the program first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Argv(pub(crate) Vec<String>);
+
+impl Setting for Argv {
+    type Raw = Vec<Value>;
+
+    fn doc_type() -> String {
+        List::<Argument>::doc_type()
+    }
+
+    fn expected(got: &str) -> String {
+        List::<Argument>::expected(got)
+    }
+
+    fn check(items: Vec<Value>) -> Result<Self, Refused> {
+        let List(arguments) = List::<Argument>::check(items)?;
+        if arguments.is_empty() {
+            return Err("expected at least the program to run".into());
+        }
+        Ok(Argv(
+            arguments.into_iter().map(|argument| argument.0).collect(),
+        ))
+    }
+
+    /// A command has no environment variable.
+    fn raw_from_env(_text: &str) -> Option<Vec<Value>> {
+        None
+    }
+}
+
+/// A letter or `_`, then letters, digits and `_`.
+pub(crate) fn is_variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
 
 /// At most `max_len` bytes of letters, digits, `-` and `_`.
 fn is_slug(text: &str, max_len: usize) -> bool {

@@ -18,8 +18,8 @@ use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
 use crate::config::setting::{
-    shown, shown_str, AbsolutePath, ProjectKey, Ranged, Setting, StateName, WorkItemPrefix,
-    WorkspaceSlug,
+    is_variable_name, shown, shown_str, AbsolutePath, Argv, List, PassEnvName, ProjectKey, Ranged,
+    Setting, StateName, WorkItemPrefix, WorkspaceSlug,
 };
 use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
@@ -449,7 +449,7 @@ impl<'e> Walker<'e> {
         section: &Section<'_>,
         worker: &Option<WorkerConfig>,
     ) -> Option<AgentConfig> {
-        let command = section.string_list(self, "command");
+        let command = section.value::<Argv>(self, "command");
         let prompt = self.prompt(section);
         let timeout = section
             .value::<Ranged<1, WEEK_S>>(self, "timeout_s")
@@ -471,69 +471,23 @@ impl<'e> Walker<'e> {
                 }
             });
         let env = self.agent_env(section);
-        let pass_env = self.pass_env(section);
+        let pass_env = section.value::<List<PassEnvName>>(self, "pass_env");
         let network = section.value::<bool>(self, "network");
-        let read_only_paths = self.sandbox_paths(section, "read_only_paths");
-        let writable_paths = self.sandbox_paths(section, "writable_paths");
-        let probe = section.strings(self, "probe");
+        let read_only_paths = section.value::<List<SandboxPath>>(self, "read_only_paths");
+        let writable_paths = section.value::<List<SandboxPath>>(self, "writable_paths");
+        let probe = section.value::<List<String>>(self, "probe");
         section.finish(self);
         Some(AgentConfig {
-            command: command?,
+            command: command?.0,
             prompt: prompt?,
             timeout: timeout?,
             env: env?,
-            pass_env: pass_env?,
+            pass_env: pass_env?.0.into_iter().map(|name| name.0).collect(),
             network: network?,
-            read_only_paths: read_only_paths?,
-            writable_paths: writable_paths?,
-            probe: probe?,
+            read_only_paths: read_only_paths?.0,
+            writable_paths: writable_paths?.0,
+            probe: probe?.0,
         })
-    }
-
-    /// `agents.<role>.pass_env`: variable names, never orch's own `ORCH_*`.
-    fn pass_env(&mut self, section: &Section<'_>) -> Option<Vec<String>> {
-        let label = section.label(self, "pass_env");
-        let names = section.strings(self, "pass_env")?;
-        let mut ok = true;
-        for (idx, name) in names.iter().enumerate() {
-            let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !name_ok {
-                self.error(
-                    format!("{label}[{idx}]"),
-                    format!(
-                        "expected a variable name of letters, digits and '_', got {}",
-                        shown_str(name)
-                    ),
-                );
-                ok = false;
-            } else if name.starts_with("ORCH_") {
-                self.error(
-                    format!("{label}[{idx}]"),
-                    format!("{name}: names starting with ORCH_ are orch's own (its secrets and the agent contract) and never reach an agent"),
-                );
-                ok = false;
-            }
-        }
-        ok.then_some(names)
-    }
-
-    /// `agents.<role>.read_only_paths` or `writable_paths`: absolute or `~/…` paths.
-    fn sandbox_paths(&mut self, section: &Section<'_>, key: &str) -> Option<Vec<SandboxPath>> {
-        let label = section.label(self, key);
-        let texts = section.strings(self, key)?;
-        let mut paths = Vec::with_capacity(texts.len());
-        let mut ok = true;
-        for (idx, text) in texts.iter().enumerate() {
-            match SandboxPath::parse(text) {
-                Ok(path) => paths.push(path),
-                Err(reason) => {
-                    self.error(format!("{label}[{idx}]"), reason);
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(paths)
     }
 
     fn prompt(&mut self, section: &Section<'_>) -> Option<Prompt> {
@@ -570,8 +524,7 @@ impl<'e> Walker<'e> {
         let mut env = BTreeMap::new();
         let mut ok = true;
         for (name, value) in table {
-            let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let name_ok = is_variable_name(name);
             let entry_label = format!("{label}.{name}");
             if !name_ok {
                 self.error(
@@ -912,8 +865,10 @@ impl<'d> Section<'d> {
         };
         match decoded {
             Ok(value) => Some(Some(value)),
-            Err(message) => {
-                walker.error(label, message);
+            Err(refused) => {
+                for (part, message) in refused.into_parts() {
+                    walker.error(format!("{label}{part}"), message);
+                }
                 None
             }
         }
@@ -1082,80 +1037,6 @@ impl<'d> Section<'d> {
             return None;
         }
         Some(secrets)
-    }
-
-    /// A list of strings, possibly empty.
-    fn strings(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<String>> {
-        let label = self.label(walker, key);
-        let Lookup::Toml(value) = self.lookup(walker, key) else {
-            return Some(Vec::new());
-        };
-        match value.as_ref() {
-            Value::Array(items) => {
-                let mut strings = Vec::with_capacity(items.len());
-                for (idx, item) in items.iter().enumerate() {
-                    match item {
-                        Value::String(text) => strings.push(text.clone()),
-                        other => {
-                            walker.error(
-                                format!("{label}[{idx}]"),
-                                format!("expected a string, got {}", shown(other)),
-                            );
-                            return None;
-                        }
-                    }
-                }
-                Some(strings)
-            }
-            other => {
-                walker.error(
-                    label,
-                    format!("expected a list of strings, got {}", shown(other)),
-                );
-                None
-            }
-        }
-    }
-
-    /// A non-empty list of non-empty strings (an agent's argv).
-    fn string_list(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<String>> {
-        let label = self.label(walker, key);
-        let Lookup::Toml(value) = self.lookup(walker, key) else {
-            walker.error(label, required_message(self.key_doc(key)));
-            return None;
-        };
-        let items = match value.as_ref() {
-            Value::Array(items) => items,
-            other => {
-                walker.error(
-                    label,
-                    format!("expected a list of strings, got {}", shown(other)),
-                );
-                return None;
-            }
-        };
-        let mut strings = Vec::with_capacity(items.len());
-        for (idx, item) in items.iter().enumerate() {
-            match item {
-                Value::String(text) if !text.is_empty() => strings.push(text.clone()),
-                Value::String(_) => {
-                    walker.error(format!("{label}[{idx}]"), "must not be empty");
-                    return None;
-                }
-                other => {
-                    walker.error(
-                        format!("{label}[{idx}]"),
-                        format!("expected a string, got {}", shown(other)),
-                    );
-                    return None;
-                }
-            }
-        }
-        if strings.is_empty() {
-            walker.error(label, "expected at least the program to run");
-            return None;
-        }
-        Some(strings)
     }
 }
 
