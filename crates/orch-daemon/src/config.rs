@@ -34,7 +34,7 @@ use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 
 use crate::config::setting::{
-    AbsolutePath, Argv, List, PassEnvName, ProjectKey, Ranged, StateName, WorkItemPrefix,
+    AbsolutePath, AgentEnv, Argv, List, PassEnvName, ProjectKey, Ranged, StateName, WorkItemPrefix,
     WorkspaceSlug,
 };
 
@@ -468,7 +468,7 @@ config_section! {
         pub timeout: Duration,
         /// Extra environment variables for the agent, for example its own API key.
         /// Names starting with `ORCH_` are reserved for orch.
-        #[key = "env", ty = "table of strings", default = (toml::Table::new())]
+        #[key = "env", ty = (AgentEnv), default = (toml::Table::new())]
         pub env: BTreeMap<String, Secret>,
         /// Names of variables of orch's own environment the agent gets too, for example `["ANTHROPIC_API_KEY"]` (so the key stays out of this file).
         /// Names starting with `ORCH_` are refused: they are orch's own secrets and the agent contract, never an agent's.

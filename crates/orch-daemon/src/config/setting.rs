@@ -4,14 +4,16 @@
 //! type decodes the value, checks it (`TryFrom`, so a range lives in the type) and names itself
 //! in `docs/config.md`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use orch_agent::SandboxPath;
 use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
+use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 use serde::de::DeserializeOwned;
-use toml::Value;
+use toml::{Table, Value};
 
 use crate::config::values::BaseUrl;
 use crate::config::SandboxMode;
@@ -418,6 +420,51 @@ impl Setting for Argv {
 
     /// A command has no environment variable.
     fn raw_from_env(_text: &str) -> Option<Vec<Value>> {
+        None
+    }
+}
+
+/// `agents.<role>.env`: variables for the agent, by name; a value may be a secret, so no
+/// refusal shows it.
+pub(crate) struct AgentEnv(pub(crate) BTreeMap<String, Secret>);
+
+impl Setting for AgentEnv {
+    type Raw = Table;
+
+    fn doc_type() -> String {
+        "table of strings".to_owned()
+    }
+
+    fn expected(got: &str) -> String {
+        format!("expected a table of strings, got {got}")
+    }
+
+    /// Every entry is checked and every refusal reported, named `.NAME`.
+    fn check(table: Table) -> Result<Self, Refused> {
+        let mut env = BTreeMap::new();
+        let mut refused = Vec::new();
+        for (name, value) in table {
+            let reason = if !is_variable_name(&name) {
+                "expected a variable name of letters, digits and '_'"
+            } else if name.starts_with("ORCH_") {
+                "names starting with ORCH_ are reserved for orch"
+            } else if let Value::String(text) = value {
+                env.insert(name, Secret::new(text));
+                continue;
+            } else {
+                "expected a string"
+            };
+            refused.push((format!(".{name}"), reason.to_owned()));
+        }
+        if refused.is_empty() {
+            Ok(AgentEnv(env))
+        } else {
+            Err(Refused(refused))
+        }
+    }
+
+    /// The table has no environment variable.
+    fn raw_from_env(_text: &str) -> Option<Table> {
         None
     }
 }

@@ -18,8 +18,8 @@ use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
 use crate::config::setting::{
-    is_variable_name, shown, shown_str, AbsolutePath, Argv, List, PassEnvName, ProjectKey, Ranged,
-    Setting, StateName, WorkItemPrefix, WorkspaceSlug,
+    shown, shown_str, AbsolutePath, AgentEnv, Argv, List, PassEnvName, ProjectKey, Ranged, Setting,
+    StateName, WorkItemPrefix, WorkspaceSlug,
 };
 use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
@@ -470,7 +470,7 @@ impl<'e> Walker<'e> {
                     _ => Some(timeout),
                 }
             });
-        let env = self.agent_env(section);
+        let env = section.value::<AgentEnv>(self, "env");
         let pass_env = section.value::<List<PassEnvName>>(self, "pass_env");
         let network = section.value::<bool>(self, "network");
         let read_only_paths = section.value::<List<SandboxPath>>(self, "read_only_paths");
@@ -481,7 +481,7 @@ impl<'e> Walker<'e> {
             command: command?.0,
             prompt: prompt?,
             timeout: timeout?,
-            env: env?,
+            env: env?.0,
             pass_env: pass_env?.0.into_iter().map(|name| name.0).collect(),
             network: network?,
             read_only_paths: read_only_paths?.0,
@@ -507,46 +507,6 @@ impl<'e> Walker<'e> {
             return None;
         }
         Some(Prompt { path, text })
-    }
-
-    fn agent_env(&mut self, section: &Section<'_>) -> Option<BTreeMap<String, Secret>> {
-        let label = section.label(self, "env");
-        let Lookup::Toml(value) = section.lookup(self, "env") else {
-            return Some(BTreeMap::new());
-        };
-        let Value::Table(table) = value.as_ref() else {
-            self.error(
-                label,
-                format!("expected a table of strings, got {}", shown(&value)),
-            );
-            return None;
-        };
-        let mut env = BTreeMap::new();
-        let mut ok = true;
-        for (name, value) in table {
-            let name_ok = is_variable_name(name);
-            let entry_label = format!("{label}.{name}");
-            if !name_ok {
-                self.error(
-                    entry_label,
-                    "expected a variable name of letters, digits and '_'",
-                );
-                ok = false;
-            } else if name.starts_with("ORCH_") {
-                self.error(
-                    entry_label,
-                    "names starting with ORCH_ are reserved for orch",
-                );
-                ok = false;
-            } else if let Value::String(text) = value {
-                env.insert(name.clone(), Secret::new(text.clone()));
-            } else {
-                // The value may be a secret: its text is never shown.
-                self.error(entry_label, "expected a string");
-                ok = false;
-            }
-        }
-        ok.then_some(env)
     }
 
     fn projects(&mut self, root: &Section<'_>) -> Option<Vec<ProjectConfig>> {
