@@ -34,8 +34,8 @@ use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 
 use crate::config::setting::{
-    AbsolutePath, AgentEnv, Argv, List, PassEnvName, ProjectKey, Ranged, StateName, WorkItemPrefix,
-    WorkspaceSlug,
+    AbsolutePath, AgentEnv, Argv, List, PassEnvName, PathOrEmpty, ProjectKey, Ranged,
+    SecretFilePath, StateName, WorkItemPrefix, WorkspaceSlug,
 };
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
@@ -214,7 +214,7 @@ config_section! {
         pub admin_token: Option<Secret>,
         /// A file holding `admin_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `admin_token`.
-        #[key = "admin_token_file", ty = "path", default = Unset]
+        #[key = "admin_token_file", ty = (SecretFilePath), default = Unset]
         pub admin_token_file: Option<PathBuf>,
         /// The largest webhook body accepted, in bytes; a larger one is answered `413` and reading stops at the cap.
         #[key = "max_body_bytes", ty = (Ranged<1, 1_073_741_824>), default = (1_048_576)]
@@ -257,7 +257,7 @@ config_section! {
         pub api_token: Secret,
         /// A file holding `api_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `api_token`.
-        #[key = "api_token_file", ty = "path", default = Unset]
+        #[key = "api_token_file", ty = (SecretFilePath), default = Unset]
         pub api_token_file: Option<PathBuf>,
         /// The secrets of orch's Plane webhook; a delivery is accepted when any of them signs it.
         /// Give two while rotating.
@@ -267,7 +267,7 @@ config_section! {
         pub webhook_secrets: Vec<Secret>,
         /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
         /// Not together with `webhook_secrets`.
-        #[key = "webhook_secrets_file", ty = "path", default = Unset]
+        #[key = "webhook_secrets_file", ty = (SecretFilePath), default = Unset]
         pub webhook_secrets_file: Option<PathBuf>,
         /// The API rate limit of the Plane instance, in requests per minute.
         /// orch stays under 80 % of it, and the reconciler uses at most half of that.
@@ -289,7 +289,7 @@ config_section! {
         pub token: Secret,
         /// A file holding `token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `token`.
-        #[key = "token_file", ty = "path", default = Unset]
+        #[key = "token_file", ty = (SecretFilePath), default = Unset]
         pub token_file: Option<PathBuf>,
         /// The secrets of orch's Gitea webhooks; a delivery is accepted when any of them signs it.
         /// Give two while rotating.
@@ -299,7 +299,7 @@ config_section! {
         pub webhook_secrets: Vec<Secret>,
         /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
         /// Not together with `webhook_secrets`.
-        #[key = "webhook_secrets_file", ty = "path", default = Unset]
+        #[key = "webhook_secrets_file", ty = (SecretFilePath), default = Unset]
         pub webhook_secrets_file: Option<PathBuf>,
         /// How pull requests are merged: `merge`, `squash`, `rebase` or `rebase-merge`.
         /// The repository must allow the style.
@@ -319,7 +319,7 @@ config_section! {
         /// A PEM file of one or more CA certificates, for servers whose certificates a private (company) CA signed; relative to the config file's directory.
         /// Trusted in addition to the system's store by orch's own HTTPS calls; git is given it as `http.sslCAInfo`, which replaces git's default bundle, so the file must also hold the CA of Gitea's certificate when that is a public one.
         /// The file is read at start-up and on `SIGHUP`; one that cannot be read or holds no certificate is a config error.
-        #[key = "ca_file", ty = "path", default = Unset]
+        #[key = "ca_file", ty = (PathOrEmpty), default = Unset]
         pub ca_file: Option<CaFile>,
     }
 }
@@ -333,7 +333,7 @@ config_section! {
         pub bot_token: Secret,
         /// A file holding `bot_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `bot_token`.
-        #[key = "bot_token_file", ty = "path", default = Unset]
+        #[key = "bot_token_file", ty = (SecretFilePath), default = Unset]
         pub bot_token_file: Option<PathBuf>,
         /// The chat to write to: a numeric id (negative for groups) or `@channelname`.
         #[key = "chat_id", ty = "string or integer", default = Required, env = "ORCH_TELEGRAM_CHAT_ID"]

@@ -210,6 +210,40 @@ text_setting!(
     }
 );
 
+/// A path where an empty string counts as not given (`tls.ca_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathOrEmpty(pub(crate) Option<PathBuf>);
+
+text_setting!(PathOrEmpty, "path", |raw| Ok(PathOrEmpty(
+    (!raw.trim().is_empty()).then(|| PathBuf::from(raw))
+)));
+
+/// The `{key}_file` of a secret: a path, empty counting as not given; a refusal does not
+/// show the value, which may be the secret given under the wrong key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SecretFilePath(pub(crate) Option<PathBuf>);
+
+impl Setting for SecretFilePath {
+    type Raw = String;
+
+    fn doc_type() -> String {
+        PathOrEmpty::doc_type()
+    }
+
+    fn expected(_got: &str) -> String {
+        "expected the path of a file".to_owned()
+    }
+
+    fn check(raw: String) -> Result<Self, Refused> {
+        PathOrEmpty::check(raw).map(|path| SecretFilePath(path.0))
+    }
+
+    /// A secret's file has no environment variable of its own.
+    fn raw_from_env(_text: &str) -> Option<String> {
+        None
+    }
+}
+
 text_setting!(MergeStyle, "string", |raw| {
     MergeStyle::parse(&raw).ok_or_else(|| {
         format!(

@@ -18,8 +18,8 @@ use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
 use crate::config::setting::{
-    shown, shown_str, AbsolutePath, AgentEnv, Argv, List, PassEnvName, ProjectKey, Ranged, Setting,
-    StateName, WorkItemPrefix, WorkspaceSlug,
+    shown, shown_str, AbsolutePath, AgentEnv, Argv, List, PassEnvName, PathOrEmpty, ProjectKey,
+    Ranged, SecretFilePath, Setting, StateName, WorkItemPrefix, WorkspaceSlug,
 };
 use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
@@ -328,10 +328,12 @@ impl<'e> Walker<'e> {
     }
 
     fn tls(&mut self, section: &Section<'_>) -> Option<TlsConfig> {
-        let ca_file = match section.string(self, "ca_file")? {
+        let ca_file = match section
+            .setting::<PathOrEmpty>(self, "ca_file")?
+            .and_then(|path| path.0)
+        {
             None => None,
-            Some(text) if text.trim().is_empty() => None,
-            Some(text) => match CaFile::read(&self.base_dir.join(text)) {
+            Some(path) => match CaFile::read(&self.base_dir.join(path)) {
                 Ok(ca_file) => Some(ca_file),
                 Err(message) => {
                     self.error(section.label(self, "ca_file"), message);
@@ -780,30 +782,6 @@ impl<'d> Section<'d> {
         }
     }
 
-    /// A string: `Some(None)` when absent without default, `None` after an error.
-    fn string(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<String>> {
-        let label = self.label(walker, key);
-        let result = match self.lookup(walker, key) {
-            Lookup::Missing => Ok(None),
-            Lookup::Env(text) => Ok(Some(text)),
-            Lookup::Toml(value) => match value.as_ref() {
-                Value::String(text) => Ok(Some(text.clone())),
-                other => Err(format!("expected a string, got {}", shown(other))),
-            },
-        };
-        match result {
-            Ok(None) if self.key_doc(key).fallback.is_required() => {
-                walker.error(label, required_message(self.key_doc(key)));
-                None
-            }
-            Ok(value) => Some(value),
-            Err(message) => {
-                walker.error(label, message);
-                None
-            }
-        }
-    }
-
     /// The value of `key`, decoded and checked by `T`, the setting type its declaration names:
     /// `Some(None)` when absent without default, `None` after an error.
     fn setting<T: Setting>(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<T>> {
@@ -853,16 +831,10 @@ impl<'d> Section<'d> {
     ) -> Option<SecretLookup<'_>> {
         let file_key = format!("{key}_file");
         let inline = self.table.get(key).filter(|value| !is_unset_secret(value));
-        let file = match self.table.get(&file_key) {
-            None => None,
-            Some(Value::String(text)) if !text.trim().is_empty() => {
-                Some(walker.base_dir.join(text))
-            }
-            Some(_) => {
-                walker.error(self.key_path(&file_key), "expected the path of a file");
-                return None;
-            }
-        };
+        let file = self
+            .setting::<SecretFilePath>(walker, &file_key)?
+            .and_then(|path| path.0)
+            .map(|path| walker.base_dir.join(path));
         if inline.is_some() && file.is_some() {
             walker.error(
                 self.key_path(&file_key),
@@ -916,12 +888,8 @@ impl<'d> Section<'d> {
 
     /// The `{key}_file` of a secret as given, resolved against the config file's directory.
     fn secret_file_path(&self, walker: &Walker<'_>, key: &str) -> Option<PathBuf> {
-        match self.table.get(&format!("{key}_file")) {
-            Some(Value::String(text)) if !text.trim().is_empty() => {
-                Some(walker.base_dir.join(text))
-            }
-            _ => None,
-        }
+        let path = SecretFilePath::from_toml(self.table.get(&format!("{key}_file"))?).ok()?;
+        Some(walker.base_dir.join(path.0?))
     }
 
     /// "required; set …" for a secret, naming every place it can come from.

@@ -1,12 +1,15 @@
 //! Each setting type decodes, checks and names its values.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use orch_gitea::MergeStyle;
 use toml::Value;
 
 use crate::config::schema::KeyType;
-use crate::config::setting::{Argv, List, PassEnvName, Ranged, Refused, Setting};
+use crate::config::setting::{
+    Argv, List, PassEnvName, PathOrEmpty, Ranged, Refused, SecretFilePath, Setting,
+};
 use crate::config::{SandboxMode, WorkerConfig};
 
 #[test]
@@ -155,5 +158,27 @@ fn a_command_needs_its_program_and_no_empty_argument() {
             "[1]".to_owned(),
             "must not be empty".to_owned()
         )]))
+    );
+}
+
+#[test]
+fn an_empty_path_is_not_given_and_a_secret_file_is_never_shown() {
+    let text = |text: &str| Value::String(text.to_owned());
+    assert_eq!(PathOrEmpty::from_toml(&text(" ")), Ok(PathOrEmpty(None)));
+    assert_eq!(
+        PathOrEmpty::from_toml(&text("ca.pem")),
+        Ok(PathOrEmpty(Some(PathBuf::from("ca.pem"))))
+    );
+    assert_eq!(
+        PathOrEmpty::from_toml(&Value::Integer(3)),
+        Err(Refused::from("expected a string, got 3"))
+    );
+    assert_eq!(
+        SecretFilePath::from_toml(&text("")),
+        Ok(SecretFilePath(None))
+    );
+    assert_eq!(
+        SecretFilePath::from_toml(&Value::Array(vec![text("s3cret")])),
+        Err(Refused::from("expected the path of a file"))
     );
 }
