@@ -35,7 +35,7 @@ use orch_gitea::MergeStyle;
 
 use crate::config::setting::{
     AbsolutePath, AgentEnv, Argv, List, PassEnvName, PathOrEmpty, ProjectKey, Ranged,
-    SecretFilePath, StateName, WorkItemPrefix, WorkspaceSlug,
+    SecretFilePath, SecretList, StateName, WorkItemPrefix, WorkspaceSlug,
 };
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
@@ -210,7 +210,7 @@ config_section! {
         /// Unset or empty: over TCP those routes answer `403`, and only the admin socket `{db_path}.sock` (mode 0600, used by the `orch` CLI) reaches them; a source address is never a credential (behind a reverse proxy every request comes from 127.0.0.1).
         /// `/metrics` (counts, no work items) needs the token when one is set and is open otherwise; `/healthz`, `/readyz` and the webhooks (checked by their signatures) never need it.
         /// Also read from `admin_token_file`, or from the credential `server.admin_token`.
-        #[key = "admin_token", ty = "secret string", default = Unset, env = "ORCH_ADMIN_TOKEN"]
+        #[key = "admin_token", ty = (Secret), default = Unset, env = "ORCH_ADMIN_TOKEN"]
         pub admin_token: Option<Secret>,
         /// A file holding `admin_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `admin_token`.
@@ -253,7 +253,7 @@ config_section! {
         /// An API token of the Plane user orch acts as (Profile settings, API tokens).
         /// Changes made with it are recognised as orch's own and ignored.
         /// Also read from `api_token_file`, or from the credential `plane.api_token`.
-        #[key = "api_token", ty = "secret string", default = Required, env = "ORCH_PLANE_API_TOKEN"]
+        #[key = "api_token", ty = (Secret), default = Required, env = "ORCH_PLANE_API_TOKEN"]
         pub api_token: Secret,
         /// A file holding `api_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `api_token`.
@@ -263,7 +263,7 @@ config_section! {
         /// Give two while rotating.
         /// The environment variable takes them comma-separated.
         /// Also read from `webhook_secrets_file`, or from the credential `plane.webhook_secrets`, one secret per line.
-        #[key = "webhook_secrets", ty = "list of secret strings", default = Required, env = "ORCH_PLANE_WEBHOOK_SECRET"]
+        #[key = "webhook_secrets", ty = (SecretList), default = Required, env = "ORCH_PLANE_WEBHOOK_SECRET"]
         pub webhook_secrets: Vec<Secret>,
         /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
         /// Not together with `webhook_secrets`.
@@ -285,7 +285,7 @@ config_section! {
         /// An access token of the Gitea user orch acts as, with read and write access to the repositories (scopes `repository` and `issue`).
         /// Git pushes use it too, through git's config environment, never in a URL.
         /// Also read from `token_file`, or from the credential `gitea.token`.
-        #[key = "token", ty = "secret string", default = Required, env = "ORCH_GITEA_TOKEN"]
+        #[key = "token", ty = (Secret), default = Required, env = "ORCH_GITEA_TOKEN"]
         pub token: Secret,
         /// A file holding `token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `token`.
@@ -295,7 +295,7 @@ config_section! {
         /// Give two while rotating.
         /// The environment variable takes them comma-separated.
         /// Also read from `webhook_secrets_file`, or from the credential `gitea.webhook_secrets`, one secret per line.
-        #[key = "webhook_secrets", ty = "list of secret strings", default = Required, env = "ORCH_GITEA_WEBHOOK_SECRET"]
+        #[key = "webhook_secrets", ty = (SecretList), default = Required, env = "ORCH_GITEA_WEBHOOK_SECRET"]
         pub webhook_secrets: Vec<Secret>,
         /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
         /// Not together with `webhook_secrets`.
@@ -329,7 +329,7 @@ config_section! {
     pub struct TelegramConfig as "telegram" {
         /// The bot's token from @BotFather.
         /// Also read from `bot_token_file`, or from the credential `telegram.bot_token`.
-        #[key = "bot_token", ty = "secret string", default = Required, env = "ORCH_TELEGRAM_BOT_TOKEN"]
+        #[key = "bot_token", ty = (Secret), default = Required, env = "ORCH_TELEGRAM_BOT_TOKEN"]
         pub bot_token: Secret,
         /// A file holding `bot_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `bot_token`.

@@ -458,6 +458,56 @@ impl Setting for Argv {
     }
 }
 
+/// A secret string; no refusal shows it (the value may be a secret given under the wrong key).
+impl Setting for Secret {
+    type Raw = String;
+
+    fn doc_type() -> String {
+        "secret string".to_owned()
+    }
+
+    fn expected(_got: &str) -> String {
+        "expected a string".to_owned()
+    }
+
+    fn check(raw: String) -> Result<Secret, Refused> {
+        Ok(Secret::new(raw))
+    }
+
+    fn raw_from_env(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+}
+
+/// Several secrets, for example the webhook secrets during a rotation; empty ones are
+/// dropped. The environment variable gives them comma-separated; no refusal shows one.
+pub(crate) struct SecretList(pub(crate) Vec<Secret>);
+
+impl Setting for SecretList {
+    type Raw = Vec<String>;
+
+    fn doc_type() -> String {
+        "list of secret strings".to_owned()
+    }
+
+    fn expected(_got: &str) -> String {
+        "expected a list of strings".to_owned()
+    }
+
+    fn check(raw: Vec<String>) -> Result<SecretList, Refused> {
+        Ok(SecretList(
+            raw.into_iter()
+                .filter(|text| !text.is_empty())
+                .map(Secret::new)
+                .collect(),
+        ))
+    }
+
+    fn raw_from_env(text: &str) -> Option<Vec<String>> {
+        Some(text.split(',').map(|part| part.trim().to_owned()).collect())
+    }
+}
+
 /// `agents.<role>.env`: variables for the agent, by name; a value may be a secret, so no
 /// refusal shows it.
 pub(crate) struct AgentEnv(pub(crate) BTreeMap<String, Secret>);

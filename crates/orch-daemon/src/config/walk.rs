@@ -19,7 +19,7 @@ use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
 use crate::config::setting::{
     shown, shown_str, AbsolutePath, AgentEnv, Argv, List, PassEnvName, PathOrEmpty, ProjectKey,
-    Ranged, SecretFilePath, Setting, StateName, WorkItemPrefix, WorkspaceSlug,
+    Ranged, Refused, SecretFilePath, SecretList, Setting, StateName, WorkItemPrefix, WorkspaceSlug,
 };
 use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
@@ -782,15 +782,20 @@ impl<'d> Section<'d> {
         }
     }
 
+    /// Panics unless `key` is declared with the setting type `T`.
+    fn assert_type<T: 'static>(&self, key: &str) {
+        assert!(
+            self.key_doc(key).ty.is::<T>(),
+            "{} is read as the type its declaration names",
+            self.key_path(key)
+        );
+    }
+
     /// The value of `key`, decoded and checked by `T`, the setting type its declaration names:
     /// `Some(None)` when absent without default, `None` after an error.
     fn setting<T: Setting>(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<T>> {
         let doc = self.key_doc(key);
-        assert!(
-            doc.ty.is::<T>(),
-            "{} is read as the type its declaration names",
-            self.key_path(key)
-        );
+        self.assert_type::<T>(key);
         let label = self.label(walker, key);
         let decoded = match self.lookup(walker, key) {
             Lookup::Missing if doc.fallback.is_required() => {
@@ -801,15 +806,7 @@ impl<'d> Section<'d> {
             Lookup::Env(text) => T::from_env(&text),
             Lookup::Toml(value) => T::from_toml(&value),
         };
-        match decoded {
-            Ok(value) => Some(Some(value)),
-            Err(refused) => {
-                for (part, message) in refused.into_parts() {
-                    walker.error(format!("{label}{part}"), message);
-                }
-                None
-            }
-        }
+        report(walker, &label, decoded).map(Some)
     }
 
     /// A setting that is given or has a default: `None` after an error.
@@ -909,19 +906,14 @@ impl<'d> Section<'d> {
 
     /// An optional secret: absent or empty is `None`. Its text is never shown in errors.
     fn secret(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<Secret>> {
+        self.assert_type::<Secret>(key);
         let label = self.label(walker, key);
         match self.secret_lookup(walker, key, Shape::OneLine)? {
             SecretLookup::Missing => Some(None),
             SecretLookup::Withheld => Some(Some(Secret::new(String::new()))),
-            SecretLookup::Env(text) => Some(Some(Secret::new(text))),
+            SecretLookup::Env(text) => report(walker, &label, Secret::from_env(&text)).map(Some),
             SecretLookup::File(lines) => Some(lines.into_iter().next().map(Secret::new)),
-            SecretLookup::Toml(value) => match value {
-                Value::String(text) => Some(Some(Secret::new(text.clone()))),
-                _ => {
-                    walker.error(label, "expected a string");
-                    None
-                }
-            },
+            SecretLookup::Toml(value) => report(walker, &label, Secret::from_toml(value)).map(Some),
         }
     }
 
@@ -933,38 +925,35 @@ impl<'d> Section<'d> {
         secret
     }
 
-    /// A non-empty list of secrets; the environment variable gives them comma-separated, a
-    /// file one per line.
+    /// A non-empty list of secrets; a file gives them one per line.
     fn secret_list(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<Secret>> {
+        self.assert_type::<SecretList>(key);
         let label = self.label(walker, key);
-        let secrets: Vec<Secret> = match self.secret_lookup(walker, key, Shape::Lines)? {
+        let secrets = match self.secret_lookup(walker, key, Shape::Lines)? {
             SecretLookup::Missing => Vec::new(),
             SecretLookup::Withheld => vec![Secret::new(String::new())],
-            SecretLookup::Env(text) => text
-                .split(',')
-                .map(str::trim)
-                .filter(|part| !part.is_empty())
-                .map(Secret::new)
-                .collect(),
+            SecretLookup::Env(text) => report(walker, &label, SecretList::from_env(&text))?.0,
             SecretLookup::File(lines) => lines.into_iter().map(Secret::new).collect(),
-            SecretLookup::Toml(value) => match value {
-                Value::Array(items) if items.iter().all(Value::is_str) => items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|text| !text.is_empty())
-                    .map(Secret::new)
-                    .collect(),
-                _ => {
-                    walker.error(label, "expected a list of strings");
-                    return None;
-                }
-            },
+            SecretLookup::Toml(value) => report(walker, &label, SecretList::from_toml(value))?.0,
         };
         if secrets.is_empty() {
             self.secret_required(walker, key);
             return None;
         }
         Some(secrets)
+    }
+}
+
+/// The value, or `None` after reporting each part of its refusal under `label`.
+fn report<T>(walker: &mut Walker<'_>, label: &str, decoded: Result<T, Refused>) -> Option<T> {
+    match decoded {
+        Ok(value) => Some(value),
+        Err(refused) => {
+            for (part, message) in refused.into_parts() {
+                walker.error(format!("{label}{part}"), message);
+            }
+            None
+        }
     }
 }
 

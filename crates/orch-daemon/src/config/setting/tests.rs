@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 use toml::Value;
 
 use crate::config::schema::KeyType;
 use crate::config::setting::{
-    Argv, List, PassEnvName, PathOrEmpty, Ranged, Refused, SecretFilePath, Setting,
+    Argv, List, PassEnvName, PathOrEmpty, Ranged, Refused, SecretFilePath, SecretList, Setting,
 };
 use crate::config::{SandboxMode, WorkerConfig};
 
@@ -181,4 +182,43 @@ fn an_empty_path_is_not_given_and_a_secret_file_is_never_shown() {
         SecretFilePath::from_toml(&Value::Array(vec![text("s3cret")])),
         Err(Refused::from("expected the path of a file"))
     );
+}
+
+#[test]
+fn secrets_decode_without_ever_showing_a_value() {
+    let exposed = |list: SecretList| {
+        list.0
+            .iter()
+            .map(|secret| secret.expose().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        SecretList::from_env(" a, ,b ").map(exposed),
+        Ok(vec!["a".to_owned(), "b".to_owned()])
+    );
+    let given = Value::Array(vec![
+        Value::String("s1".to_owned()),
+        Value::String(String::new()),
+    ]);
+    assert_eq!(
+        SecretList::from_toml(&given).map(exposed),
+        Ok(vec!["s1".to_owned()])
+    );
+    let refused = |value: Value| SecretList::from_toml(&value).map(|_| ());
+    assert_eq!(
+        refused(Value::String("s3cret".to_owned())),
+        Err(Refused::from("expected a list of strings"))
+    );
+    assert_eq!(
+        refused(Value::Array(vec![
+            Value::String("s3cret".to_owned()),
+            Value::Integer(1)
+        ])),
+        Err(Refused::from("expected a list of strings"))
+    );
+    assert_eq!(
+        Secret::from_toml(&Value::Integer(42)).map(|_| ()),
+        Err(Refused::from("expected a string"))
+    );
+    assert_eq!(SecretList::doc_type(), "list of secret strings");
 }
