@@ -61,6 +61,16 @@ pub(crate) trait Setting: Sized + 'static {
 pub(crate) struct Refused(Vec<(String, String)>);
 
 impl Refused {
+    /// The refusal of the element `idx` of a list, as the list's.
+    fn within(self, idx: usize) -> Refused {
+        Refused(
+            self.0
+                .into_iter()
+                .map(|(part, message)| (format!("[{idx}]{part}"), message))
+                .collect(),
+        )
+    }
+
     /// Every message with its part, in the order found.
     pub(crate) fn into_parts(self) -> Vec<(String, String)> {
         self.0
@@ -394,12 +404,7 @@ impl<T: Setting> Setting for List<T> {
         for (idx, item) in items.iter().enumerate() {
             match item.clone().try_into::<T::Raw>() {
                 Ok(raw) => raws.push(raw),
-                Err(_) => {
-                    return Err(Refused(vec![(
-                        format!("[{idx}]"),
-                        T::expected(&shown(item)),
-                    )]))
-                }
+                Err(_) => return Err(Refused::from(T::expected(&shown(item))).within(idx)),
             }
         }
         let mut values = Vec::with_capacity(raws.len());
@@ -407,11 +412,7 @@ impl<T: Setting> Setting for List<T> {
         for (idx, raw) in raws.into_iter().enumerate() {
             match T::check(raw) {
                 Ok(value) => values.push(value),
-                Err(Refused(parts)) => refused.extend(
-                    parts
-                        .into_iter()
-                        .map(|(part, message)| (format!("[{idx}]{part}"), message)),
-                ),
+                Err(parts) => refused.extend(parts.within(idx).0),
             }
         }
         if refused.is_empty() {
@@ -442,14 +443,17 @@ impl Setting for Argv {
         List::<Argument>::expected(got)
     }
 
+    /// The first refused argument is the one error, as the loader has always reported it.
     fn check(items: Vec<Value>) -> Result<Self, Refused> {
-        let List(arguments) = List::<Argument>::check(items)?;
+        let mut arguments = Vec::with_capacity(items.len());
+        for (idx, item) in items.iter().enumerate() {
+            let argument = Argument::from_toml(item).map_err(|refused| refused.within(idx))?;
+            arguments.push(argument.0);
+        }
         if arguments.is_empty() {
             return Err("expected at least the program to run".into());
         }
-        Ok(Argv(
-            arguments.into_iter().map(|argument| argument.0).collect(),
-        ))
+        Ok(Argv(arguments))
     }
 
     /// A command has no environment variable.

@@ -153,6 +153,25 @@ fn a_command_needs_its_program_and_no_empty_argument() {
         Argv::from_toml(&strings(&[])),
         Err(Refused::from("expected at least the program to run"))
     );
+    // The first refused argument is the one error.
+    let mixed = Value::Array(vec![Value::String(String::new()), Value::Integer(5)]);
+    assert_eq!(
+        Argv::from_toml(&mixed),
+        Err(Refused(vec![(
+            "[0]".to_owned(),
+            "must not be empty".to_owned()
+        )]))
+    );
+    assert_eq!(
+        Argv::from_toml(&Value::Array(vec![
+            Value::String("claude".to_owned()),
+            Value::Integer(5)
+        ])),
+        Err(Refused(vec![(
+            "[1]".to_owned(),
+            "expected a string, got 5".to_owned()
+        )]))
+    );
     assert_eq!(
         Argv::from_toml(&strings(&["claude", ""])),
         Err(Refused(vec![(
