@@ -34,7 +34,8 @@ use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 
 use crate::config::setting::{
-    AbsolutePath, ProjectKey, Ranged, StateName, WorkItemPrefix, WorkspaceSlug,
+    AbsolutePath, AgentEnv, Argv, List, PassEnvName, PathOrEmpty, ProjectKey, Ranged,
+    SecretFilePath, SecretList, StateName, WorkItemPrefix, WorkspaceSlug,
 };
 
 pub use crate::config::error::{ConfigError, ConfigErrors};
@@ -209,11 +210,11 @@ config_section! {
         /// Unset or empty: over TCP those routes answer `403`, and only the admin socket `{db_path}.sock` (mode 0600, used by the `orch` CLI) reaches them; a source address is never a credential (behind a reverse proxy every request comes from 127.0.0.1).
         /// `/metrics` (counts, no work items) needs the token when one is set and is open otherwise; `/healthz`, `/readyz` and the webhooks (checked by their signatures) never need it.
         /// Also read from `admin_token_file`, or from the credential `server.admin_token`.
-        #[key = "admin_token", ty = "secret string", default = Unset, env = "ORCH_ADMIN_TOKEN"]
+        #[key = "admin_token", ty = (Secret), default = Unset, env = "ORCH_ADMIN_TOKEN"]
         pub admin_token: Option<Secret>,
         /// A file holding `admin_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `admin_token`.
-        #[key = "admin_token_file", ty = "path", default = Unset]
+        #[key = "admin_token_file", ty = (SecretFilePath), default = Unset]
         pub admin_token_file: Option<PathBuf>,
         /// The largest webhook body accepted, in bytes; a larger one is answered `413` and reading stops at the cap.
         #[key = "max_body_bytes", ty = (Ranged<1, 1_073_741_824>), default = (1_048_576)]
@@ -252,21 +253,21 @@ config_section! {
         /// An API token of the Plane user orch acts as (Profile settings, API tokens).
         /// Changes made with it are recognised as orch's own and ignored.
         /// Also read from `api_token_file`, or from the credential `plane.api_token`.
-        #[key = "api_token", ty = "secret string", default = Required, env = "ORCH_PLANE_API_TOKEN"]
+        #[key = "api_token", ty = (Secret), default = Required, env = "ORCH_PLANE_API_TOKEN"]
         pub api_token: Secret,
         /// A file holding `api_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `api_token`.
-        #[key = "api_token_file", ty = "path", default = Unset]
+        #[key = "api_token_file", ty = (SecretFilePath), default = Unset]
         pub api_token_file: Option<PathBuf>,
         /// The secrets of orch's Plane webhook; a delivery is accepted when any of them signs it.
         /// Give two while rotating.
         /// The environment variable takes them comma-separated.
         /// Also read from `webhook_secrets_file`, or from the credential `plane.webhook_secrets`, one secret per line.
-        #[key = "webhook_secrets", ty = "list of secret strings", default = Required, env = "ORCH_PLANE_WEBHOOK_SECRET"]
+        #[key = "webhook_secrets", ty = (SecretList), default = Required, env = "ORCH_PLANE_WEBHOOK_SECRET"]
         pub webhook_secrets: Vec<Secret>,
         /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
         /// Not together with `webhook_secrets`.
-        #[key = "webhook_secrets_file", ty = "path", default = Unset]
+        #[key = "webhook_secrets_file", ty = (SecretFilePath), default = Unset]
         pub webhook_secrets_file: Option<PathBuf>,
         /// The API rate limit of the Plane instance, in requests per minute.
         /// orch stays under 80 % of it, and the reconciler uses at most half of that.
@@ -284,21 +285,21 @@ config_section! {
         /// An access token of the Gitea user orch acts as, with read and write access to the repositories (scopes `repository` and `issue`).
         /// Git pushes use it too, through git's config environment, never in a URL.
         /// Also read from `token_file`, or from the credential `gitea.token`.
-        #[key = "token", ty = "secret string", default = Required, env = "ORCH_GITEA_TOKEN"]
+        #[key = "token", ty = (Secret), default = Required, env = "ORCH_GITEA_TOKEN"]
         pub token: Secret,
         /// A file holding `token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `token`.
-        #[key = "token_file", ty = "path", default = Unset]
+        #[key = "token_file", ty = (SecretFilePath), default = Unset]
         pub token_file: Option<PathBuf>,
         /// The secrets of orch's Gitea webhooks; a delivery is accepted when any of them signs it.
         /// Give two while rotating.
         /// The environment variable takes them comma-separated.
         /// Also read from `webhook_secrets_file`, or from the credential `gitea.webhook_secrets`, one secret per line.
-        #[key = "webhook_secrets", ty = "list of secret strings", default = Required, env = "ORCH_GITEA_WEBHOOK_SECRET"]
+        #[key = "webhook_secrets", ty = (SecretList), default = Required, env = "ORCH_GITEA_WEBHOOK_SECRET"]
         pub webhook_secrets: Vec<Secret>,
         /// A file holding `webhook_secrets`, one per line (blank lines are skipped), relative to the config file's directory.
         /// Not together with `webhook_secrets`.
-        #[key = "webhook_secrets_file", ty = "path", default = Unset]
+        #[key = "webhook_secrets_file", ty = (SecretFilePath), default = Unset]
         pub webhook_secrets_file: Option<PathBuf>,
         /// How pull requests are merged: `merge`, `squash`, `rebase` or `rebase-merge`.
         /// The repository must allow the style.
@@ -318,7 +319,7 @@ config_section! {
         /// A PEM file of one or more CA certificates, for servers whose certificates a private (company) CA signed; relative to the config file's directory.
         /// Trusted in addition to the system's store by orch's own HTTPS calls; git is given it as `http.sslCAInfo`, which replaces git's default bundle, so the file must also hold the CA of Gitea's certificate when that is a public one.
         /// The file is read at start-up and on `SIGHUP`; one that cannot be read or holds no certificate is a config error.
-        #[key = "ca_file", ty = "path", default = Unset]
+        #[key = "ca_file", ty = (PathOrEmpty), default = Unset]
         pub ca_file: Option<CaFile>,
     }
 }
@@ -328,11 +329,11 @@ config_section! {
     pub struct TelegramConfig as "telegram" {
         /// The bot's token from @BotFather.
         /// Also read from `bot_token_file`, or from the credential `telegram.bot_token`.
-        #[key = "bot_token", ty = "secret string", default = Required, env = "ORCH_TELEGRAM_BOT_TOKEN"]
+        #[key = "bot_token", ty = (Secret), default = Required, env = "ORCH_TELEGRAM_BOT_TOKEN"]
         pub bot_token: Secret,
         /// A file holding `bot_token` (one line; a trailing newline is dropped), relative to the config file's directory.
         /// Not together with `bot_token`.
-        #[key = "bot_token_file", ty = "path", default = Unset]
+        #[key = "bot_token_file", ty = (SecretFilePath), default = Unset]
         pub bot_token_file: Option<PathBuf>,
         /// The chat to write to: a numeric id (negative for groups) or `@channelname`.
         #[key = "chat_id", ty = "string or integer", default = Required, env = "ORCH_TELEGRAM_CHAT_ID"]
@@ -456,7 +457,7 @@ config_section! {
     /// orch's own tokens are never in the agent's environment.
     pub struct AgentConfig as "agents.<role>" {
         /// The program and its arguments, run directly (no shell).
-        #[key = "command", ty = "list of strings", default = (["claude", "-p"])]
+        #[key = "command", ty = (Argv), default = (["claude", "-p"])]
         pub command: Vec<String>,
         /// The prompt template, relative to the config file's directory.
         /// It may use `{{task}}`, `{{title}}`, `{{description}}`, `{{feedback}}`, `{{analysis}}`, `{{branch}}`, `{{base_branch}}` and `{{repo}}`; any other placeholder is an error.
@@ -467,11 +468,11 @@ config_section! {
         pub timeout: Duration,
         /// Extra environment variables for the agent, for example its own API key.
         /// Names starting with `ORCH_` are reserved for orch.
-        #[key = "env", ty = "table of strings", default = (toml::Table::new())]
+        #[key = "env", ty = (AgentEnv), default = (toml::Table::new())]
         pub env: BTreeMap<String, Secret>,
         /// Names of variables of orch's own environment the agent gets too, for example `["ANTHROPIC_API_KEY"]` (so the key stays out of this file).
         /// Names starting with `ORCH_` are refused: they are orch's own secrets and the agent contract, never an agent's.
-        #[key = "pass_env", ty = "list of strings", default = (Vec::<String>::new())]
+        #[key = "pass_env", ty = (List<PassEnvName>), default = (Vec::<String>::new())]
         pub pass_env: Vec<String>,
         /// With the sandbox: whether the agent reaches the network (its model's API needs it).
         /// `false` gives it no network at all.
@@ -481,14 +482,14 @@ config_section! {
         /// The program, its installation (the directory holding its `bin/`), the interpreter of a script and every absolute path in `command` are shown without being listed.
         /// `~/x` is taken from the home of the user orch runs as and shown at `~/x` of the agent's private home.
         /// A path that holds orch's data, database or repositories is refused.
-        #[key = "read_only_paths", ty = "list of strings", default = (Vec::<String>::new())]
+        #[key = "read_only_paths", ty = (List<SandboxPath>), default = (Vec::<String>::new())]
         pub read_only_paths: Vec<SandboxPath>,
         /// With the sandbox: more paths the agent may change, absolute or `~/…`, for example a CLI's login and settings (`["~/.claude", "~/.claude.json"]` for Claude Code) or a package cache.
         /// Paths that do not exist are left out (`orch check` says so).
-        #[key = "writable_paths", ty = "list of strings", default = (Vec::<String>::new())]
+        #[key = "writable_paths", ty = (List<SandboxPath>), default = (Vec::<String>::new())]
         pub writable_paths: Vec<SandboxPath>,
         /// The arguments `orch check` starts the program with, in the sandbox, to see that it runs and what it lacks.
-        #[key = "probe", ty = "list of strings", default = (["--version"])]
+        #[key = "probe", ty = (List<String>), default = (["--version"])]
         pub probe: Vec<String>,
     }
 }

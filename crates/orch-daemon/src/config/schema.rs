@@ -123,7 +123,9 @@ macro_rules! config_section {
             type_id: ::std::any::TypeId::of::<$setting>,
             #[cfg(test)]
             check: |value| {
-                <$setting as $crate::config::setting::Setting>::from_toml(value).map(|_| ())
+                <$setting as $crate::config::setting::Setting>::from_toml(value)
+                    .map(|_| ())
+                    .map_err(|refused| format!("{refused:?}"))
             },
         }
     };

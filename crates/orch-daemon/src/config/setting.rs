@@ -4,13 +4,16 @@
 //! type decodes the value, checks it (`TryFrom`, so a range lives in the type) and names itself
 //! in `docs/config.md`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use orch_agent::SandboxPath;
 use orch_core::ids::{BranchName, IdError, ProjectId, RepoSlug, WorkItemId};
+use orch_core::secret::Secret;
 use orch_gitea::MergeStyle;
 use serde::de::DeserializeOwned;
-use toml::Value;
+use toml::{Table, Value};
 
 use crate::config::values::BaseUrl;
 use crate::config::SandboxMode;
@@ -30,14 +33,14 @@ pub(crate) trait Setting: Sized + 'static {
     /// The message for a value serde could not decode as `Raw`: `expected …, got {got}`.
     fn expected(got: &str) -> String;
 
-    /// Checks a decoded value; the error is the whole message.
-    fn check(raw: Self::Raw) -> Result<Self, String>;
+    /// Checks a decoded value.
+    fn check(raw: Self::Raw) -> Result<Self, Refused>;
 
     /// The environment variable's text as `Raw`, or `None` when it is not one.
     fn raw_from_env(text: &str) -> Option<Self::Raw>;
 
     /// Decodes and checks a value of the file.
-    fn from_toml(value: &Value) -> Result<Self, String> {
+    fn from_toml(value: &Value) -> Result<Self, Refused> {
         let raw = value
             .clone()
             .try_into::<Self::Raw>()
@@ -46,9 +49,43 @@ pub(crate) trait Setting: Sized + 'static {
     }
 
     /// Decodes and checks an environment variable's text.
-    fn from_env(text: &str) -> Result<Self, String> {
+    fn from_env(text: &str) -> Result<Self, Refused> {
         let raw = Self::raw_from_env(text).ok_or_else(|| Self::expected(&shown_str(text)))?;
         Self::check(raw)
+    }
+}
+
+/// Why a value was refused: each message with the part of the value it is about, `""` for
+/// the value itself, `[1]` for an element of a list, `.NAME` for an entry of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused(Vec<(String, String)>);
+
+impl Refused {
+    /// The refusal of the element `idx` of a list, as the list's.
+    fn within(self, idx: usize) -> Refused {
+        Refused(
+            self.0
+                .into_iter()
+                .map(|(part, message)| (format!("[{idx}]{part}"), message))
+                .collect(),
+        )
+    }
+
+    /// Every message with its part, in the order found.
+    pub(crate) fn into_parts(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Refused {
+        Refused(vec![(String::new(), message)])
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(message: &str) -> Refused {
+        Refused::from(message.to_owned())
     }
 }
 
@@ -90,8 +127,8 @@ impl<const MIN: u64, const MAX: u64> Setting for Ranged<MIN, MAX> {
         format!("expected an integer from {MIN} to {MAX}, got {got}")
     }
 
-    fn check(raw: i64) -> Result<Self, String> {
-        Self::try_from(raw)
+    fn check(raw: i64) -> Result<Self, Refused> {
+        Ok(Self::try_from(raw)?)
     }
 
     fn raw_from_env(text: &str) -> Option<i64> {
@@ -110,7 +147,7 @@ impl Setting for bool {
         format!("expected true or false, got {got}")
     }
 
-    fn check(raw: bool) -> Result<bool, String> {
+    fn check(raw: bool) -> Result<bool, Refused> {
         Ok(raw)
     }
 
@@ -139,9 +176,9 @@ macro_rules! text_setting {
                 format!("expected a string, got {got}")
             }
 
-            fn check(raw: String) -> Result<$ty, String> {
+            fn check(raw: String) -> Result<$ty, Refused> {
                 let check: fn(String) -> Result<$ty, String> = $check;
-                check(raw)
+                Ok(check(raw)?)
             }
 
             fn raw_from_env(text: &str) -> Option<String> {
@@ -182,6 +219,40 @@ text_setting!(
         Ok(PathBuf::from(raw))
     }
 );
+
+/// A path where an empty string counts as not given (`tls.ca_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathOrEmpty(pub(crate) Option<PathBuf>);
+
+text_setting!(PathOrEmpty, "path", |raw| Ok(PathOrEmpty(
+    (!raw.trim().is_empty()).then(|| PathBuf::from(raw))
+)));
+
+/// The `{key}_file` of a secret: a path, empty counting as not given; a refusal does not
+/// show the value, which may be the secret given under the wrong key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SecretFilePath(pub(crate) Option<PathBuf>);
+
+impl Setting for SecretFilePath {
+    type Raw = String;
+
+    fn doc_type() -> String {
+        PathOrEmpty::doc_type()
+    }
+
+    fn expected(_got: &str) -> String {
+        "expected the path of a file".to_owned()
+    }
+
+    fn check(raw: String) -> Result<Self, Refused> {
+        PathOrEmpty::check(raw).map(|path| SecretFilePath(path.0))
+    }
+
+    /// A secret's file has no environment variable of its own.
+    fn raw_from_env(_text: &str) -> Option<String> {
+        None
+    }
+}
 
 text_setting!(MergeStyle, "string", |raw| {
     MergeStyle::parse(&raw).ok_or_else(|| {
@@ -272,6 +343,225 @@ text_setting!(AbsolutePath, "path", |raw| {
     }
     Ok(AbsolutePath(PathBuf::from(raw)))
 });
+
+text_setting!(String, "string", Ok);
+
+/// An argument of an agent's command: not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Argument(pub(crate) String);
+
+text_setting!(Argument, "string", |raw| {
+    if raw.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(Argument(raw))
+});
+
+/// `agents.<role>.pass_env[]`: the name of a variable, never one of orch's own `ORCH_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PassEnvName(pub(crate) String);
+
+text_setting!(PassEnvName, "string", |raw| {
+    if !is_variable_name(&raw) {
+        return Err(format!(
+            "expected a variable name of letters, digits and '_', got {}",
+            shown_str(&raw)
+        ));
+    }
+    if raw.starts_with("ORCH_") {
+        return Err(format!("{raw}: names starting with ORCH_ are orch's own (its secrets and the agent contract) and never reach an agent"));
+    }
+    Ok(PassEnvName(raw))
+});
+
+text_setting!(
+    /// `agents.<role>.read_only_paths[]` and `writable_paths[]`: absolute or `~/…`, as the
+    /// agent runner's own parser accepts it.
+    SandboxPath,
+    "string",
+    |raw| SandboxPath::parse(&raw)
+);
+
+/// A list whose refusals name the element, `pass_env[1]`: every element is decoded first
+/// (the first that is not a `T::Raw` is the one error), then each is checked and every
+/// refusal reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct List<T>(pub(crate) Vec<T>);
+
+impl<T: Setting> Setting for List<T> {
+    type Raw = Vec<Value>;
+
+    fn doc_type() -> String {
+        format!("list of {}s", T::doc_type())
+    }
+
+    fn expected(got: &str) -> String {
+        format!("expected a list of {}s, got {got}", T::doc_type())
+    }
+
+    fn check(items: Vec<Value>) -> Result<Self, Refused> {
+        let mut raws = Vec::with_capacity(items.len());
+        for (idx, item) in items.iter().enumerate() {
+            match item.clone().try_into::<T::Raw>() {
+                Ok(raw) => raws.push(raw),
+                Err(_) => return Err(Refused::from(T::expected(&shown(item))).within(idx)),
+            }
+        }
+        let mut values = Vec::with_capacity(raws.len());
+        let mut refused = Vec::new();
+        for (idx, raw) in raws.into_iter().enumerate() {
+            match T::check(raw) {
+                Ok(value) => values.push(value),
+                Err(parts) => refused.extend(parts.within(idx).0),
+            }
+        }
+        if refused.is_empty() {
+            Ok(List(values))
+        } else {
+            Err(Refused(refused))
+        }
+    }
+
+    /// A list has no environment variable.
+    fn raw_from_env(_text: &str) -> Option<Vec<Value>> {
+        None
+    }
+}
+
+/// An agent's command: a non-empty list of non-empty arguments, the program first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Argv(pub(crate) Vec<String>);
+
+impl Setting for Argv {
+    type Raw = Vec<Value>;
+
+    fn doc_type() -> String {
+        List::<Argument>::doc_type()
+    }
+
+    fn expected(got: &str) -> String {
+        List::<Argument>::expected(got)
+    }
+
+    /// The first refused argument is the one error, as the loader has always reported it.
+    fn check(items: Vec<Value>) -> Result<Self, Refused> {
+        let mut arguments = Vec::with_capacity(items.len());
+        for (idx, item) in items.iter().enumerate() {
+            let argument = Argument::from_toml(item).map_err(|refused| refused.within(idx))?;
+            arguments.push(argument.0);
+        }
+        if arguments.is_empty() {
+            return Err("expected at least the program to run".into());
+        }
+        Ok(Argv(arguments))
+    }
+
+    /// A command has no environment variable.
+    fn raw_from_env(_text: &str) -> Option<Vec<Value>> {
+        None
+    }
+}
+
+/// A secret string; no refusal shows it (the value may be a secret given under the wrong key).
+impl Setting for Secret {
+    type Raw = String;
+
+    fn doc_type() -> String {
+        "secret string".to_owned()
+    }
+
+    fn expected(_got: &str) -> String {
+        "expected a string".to_owned()
+    }
+
+    fn check(raw: String) -> Result<Secret, Refused> {
+        Ok(Secret::new(raw))
+    }
+
+    fn raw_from_env(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+}
+
+/// Several secrets, for example the webhook secrets during a rotation; empty ones are
+/// dropped. The environment variable gives them comma-separated; no refusal shows one.
+pub(crate) struct SecretList(pub(crate) Vec<Secret>);
+
+impl Setting for SecretList {
+    type Raw = Vec<String>;
+
+    fn doc_type() -> String {
+        "list of secret strings".to_owned()
+    }
+
+    fn expected(_got: &str) -> String {
+        "expected a list of strings".to_owned()
+    }
+
+    fn check(raw: Vec<String>) -> Result<SecretList, Refused> {
+        Ok(SecretList(
+            raw.into_iter()
+                .filter(|text| !text.is_empty())
+                .map(Secret::new)
+                .collect(),
+        ))
+    }
+
+    fn raw_from_env(text: &str) -> Option<Vec<String>> {
+        Some(text.split(',').map(|part| part.trim().to_owned()).collect())
+    }
+}
+
+/// `agents.<role>.env`: variables for the agent, by name; a value may be a secret, so no
+/// refusal shows it.
+pub(crate) struct AgentEnv(pub(crate) BTreeMap<String, Secret>);
+
+impl Setting for AgentEnv {
+    type Raw = Table;
+
+    fn doc_type() -> String {
+        "table of strings".to_owned()
+    }
+
+    fn expected(got: &str) -> String {
+        format!("expected a table of strings, got {got}")
+    }
+
+    /// Every entry is checked and every refusal reported, named `.NAME`.
+    fn check(table: Table) -> Result<Self, Refused> {
+        let mut env = BTreeMap::new();
+        let mut refused = Vec::new();
+        for (name, value) in table {
+            let reason = if !is_variable_name(&name) {
+                "expected a variable name of letters, digits and '_'"
+            } else if name.starts_with("ORCH_") {
+                "names starting with ORCH_ are reserved for orch"
+            } else if let Value::String(text) = value {
+                env.insert(name, Secret::new(text));
+                continue;
+            } else {
+                "expected a string"
+            };
+            refused.push((format!(".{name}"), reason.to_owned()));
+        }
+        if refused.is_empty() {
+            Ok(AgentEnv(env))
+        } else {
+            Err(Refused(refused))
+        }
+    }
+
+    /// The table has no environment variable.
+    fn raw_from_env(_text: &str) -> Option<Table> {
+        None
+    }
+}
+
+/// A letter or `_`, then letters, digits and `_`.
+pub(crate) fn is_variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
 
 /// At most `max_len` bytes of letters, digits, `-` and `_`.
 fn is_slug(text: &str, max_len: usize) -> bool {

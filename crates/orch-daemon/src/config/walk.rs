@@ -18,8 +18,8 @@ use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::schema::{Fallback, KeyDoc, SectionDoc};
 use crate::config::secrets::{self, SecretFile, Shape, CREDENTIALS_ENV};
 use crate::config::setting::{
-    shown, shown_str, AbsolutePath, ProjectKey, Ranged, Setting, StateName, WorkItemPrefix,
-    WorkspaceSlug,
+    shown, shown_str, AbsolutePath, AgentEnv, Argv, List, PassEnvName, PathOrEmpty, ProjectKey,
+    Ranged, Refused, SecretFilePath, SecretList, Setting, StateName, WorkItemPrefix, WorkspaceSlug,
 };
 use crate::config::values::{BaseUrl, CaFile, Prompt};
 use crate::config::{
@@ -328,10 +328,12 @@ impl<'e> Walker<'e> {
     }
 
     fn tls(&mut self, section: &Section<'_>) -> Option<TlsConfig> {
-        let ca_file = match section.string(self, "ca_file")? {
+        let ca_file = match section
+            .setting::<PathOrEmpty>(self, "ca_file")?
+            .and_then(|path| path.0)
+        {
             None => None,
-            Some(text) if text.trim().is_empty() => None,
-            Some(text) => match CaFile::read(&self.base_dir.join(text)) {
+            Some(path) => match CaFile::read(&self.base_dir.join(path)) {
                 Ok(ca_file) => Some(ca_file),
                 Err(message) => {
                     self.error(section.label(self, "ca_file"), message);
@@ -449,7 +451,7 @@ impl<'e> Walker<'e> {
         section: &Section<'_>,
         worker: &Option<WorkerConfig>,
     ) -> Option<AgentConfig> {
-        let command = section.string_list(self, "command");
+        let command = section.value::<Argv>(self, "command");
         let prompt = self.prompt(section);
         let timeout = section
             .value::<Ranged<1, WEEK_S>>(self, "timeout_s")
@@ -470,70 +472,24 @@ impl<'e> Walker<'e> {
                     _ => Some(timeout),
                 }
             });
-        let env = self.agent_env(section);
-        let pass_env = self.pass_env(section);
+        let env = section.value::<AgentEnv>(self, "env");
+        let pass_env = section.value::<List<PassEnvName>>(self, "pass_env");
         let network = section.value::<bool>(self, "network");
-        let read_only_paths = self.sandbox_paths(section, "read_only_paths");
-        let writable_paths = self.sandbox_paths(section, "writable_paths");
-        let probe = section.strings(self, "probe");
+        let read_only_paths = section.value::<List<SandboxPath>>(self, "read_only_paths");
+        let writable_paths = section.value::<List<SandboxPath>>(self, "writable_paths");
+        let probe = section.value::<List<String>>(self, "probe");
         section.finish(self);
         Some(AgentConfig {
-            command: command?,
+            command: command?.0,
             prompt: prompt?,
             timeout: timeout?,
-            env: env?,
-            pass_env: pass_env?,
+            env: env?.0,
+            pass_env: pass_env?.0.into_iter().map(|name| name.0).collect(),
             network: network?,
-            read_only_paths: read_only_paths?,
-            writable_paths: writable_paths?,
-            probe: probe?,
+            read_only_paths: read_only_paths?.0,
+            writable_paths: writable_paths?.0,
+            probe: probe?.0,
         })
-    }
-
-    /// `agents.<role>.pass_env`: variable names, never orch's own `ORCH_*`.
-    fn pass_env(&mut self, section: &Section<'_>) -> Option<Vec<String>> {
-        let label = section.label(self, "pass_env");
-        let names = section.strings(self, "pass_env")?;
-        let mut ok = true;
-        for (idx, name) in names.iter().enumerate() {
-            let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !name_ok {
-                self.error(
-                    format!("{label}[{idx}]"),
-                    format!(
-                        "expected a variable name of letters, digits and '_', got {}",
-                        shown_str(name)
-                    ),
-                );
-                ok = false;
-            } else if name.starts_with("ORCH_") {
-                self.error(
-                    format!("{label}[{idx}]"),
-                    format!("{name}: names starting with ORCH_ are orch's own (its secrets and the agent contract) and never reach an agent"),
-                );
-                ok = false;
-            }
-        }
-        ok.then_some(names)
-    }
-
-    /// `agents.<role>.read_only_paths` or `writable_paths`: absolute or `~/…` paths.
-    fn sandbox_paths(&mut self, section: &Section<'_>, key: &str) -> Option<Vec<SandboxPath>> {
-        let label = section.label(self, key);
-        let texts = section.strings(self, key)?;
-        let mut paths = Vec::with_capacity(texts.len());
-        let mut ok = true;
-        for (idx, text) in texts.iter().enumerate() {
-            match SandboxPath::parse(text) {
-                Ok(path) => paths.push(path),
-                Err(reason) => {
-                    self.error(format!("{label}[{idx}]"), reason);
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(paths)
     }
 
     fn prompt(&mut self, section: &Section<'_>) -> Option<Prompt> {
@@ -553,47 +509,6 @@ impl<'e> Walker<'e> {
             return None;
         }
         Some(Prompt { path, text })
-    }
-
-    fn agent_env(&mut self, section: &Section<'_>) -> Option<BTreeMap<String, Secret>> {
-        let label = section.label(self, "env");
-        let Lookup::Toml(value) = section.lookup(self, "env") else {
-            return Some(BTreeMap::new());
-        };
-        let Value::Table(table) = value.as_ref() else {
-            self.error(
-                label,
-                format!("expected a table of strings, got {}", shown(&value)),
-            );
-            return None;
-        };
-        let mut env = BTreeMap::new();
-        let mut ok = true;
-        for (name, value) in table {
-            let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            let entry_label = format!("{label}.{name}");
-            if !name_ok {
-                self.error(
-                    entry_label,
-                    "expected a variable name of letters, digits and '_'",
-                );
-                ok = false;
-            } else if name.starts_with("ORCH_") {
-                self.error(
-                    entry_label,
-                    "names starting with ORCH_ are reserved for orch",
-                );
-                ok = false;
-            } else if let Value::String(text) = value {
-                env.insert(name.clone(), Secret::new(text.clone()));
-            } else {
-                // The value may be a secret: its text is never shown.
-                self.error(entry_label, "expected a string");
-                ok = false;
-            }
-        }
-        ok.then_some(env)
     }
 
     fn projects(&mut self, root: &Section<'_>) -> Option<Vec<ProjectConfig>> {
@@ -867,39 +782,20 @@ impl<'d> Section<'d> {
         }
     }
 
-    /// A string: `Some(None)` when absent without default, `None` after an error.
-    fn string(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<String>> {
-        let label = self.label(walker, key);
-        let result = match self.lookup(walker, key) {
-            Lookup::Missing => Ok(None),
-            Lookup::Env(text) => Ok(Some(text)),
-            Lookup::Toml(value) => match value.as_ref() {
-                Value::String(text) => Ok(Some(text.clone())),
-                other => Err(format!("expected a string, got {}", shown(other))),
-            },
-        };
-        match result {
-            Ok(None) if self.key_doc(key).fallback.is_required() => {
-                walker.error(label, required_message(self.key_doc(key)));
-                None
-            }
-            Ok(value) => Some(value),
-            Err(message) => {
-                walker.error(label, message);
-                None
-            }
-        }
+    /// Panics unless `key` is declared with the setting type `T`.
+    fn assert_type<T: 'static>(&self, key: &str) {
+        assert!(
+            self.key_doc(key).ty.is::<T>(),
+            "{} is read as the type its declaration names",
+            self.key_path(key)
+        );
     }
 
     /// The value of `key`, decoded and checked by `T`, the setting type its declaration names:
     /// `Some(None)` when absent without default, `None` after an error.
     fn setting<T: Setting>(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<T>> {
         let doc = self.key_doc(key);
-        assert!(
-            doc.ty.is::<T>(),
-            "{} is read as the type its declaration names",
-            self.key_path(key)
-        );
+        self.assert_type::<T>(key);
         let label = self.label(walker, key);
         let decoded = match self.lookup(walker, key) {
             Lookup::Missing if doc.fallback.is_required() => {
@@ -910,13 +806,7 @@ impl<'d> Section<'d> {
             Lookup::Env(text) => T::from_env(&text),
             Lookup::Toml(value) => T::from_toml(&value),
         };
-        match decoded {
-            Ok(value) => Some(Some(value)),
-            Err(message) => {
-                walker.error(label, message);
-                None
-            }
-        }
+        report(walker, &label, decoded).map(Some)
     }
 
     /// A setting that is given or has a default: `None` after an error.
@@ -938,16 +828,10 @@ impl<'d> Section<'d> {
     ) -> Option<SecretLookup<'_>> {
         let file_key = format!("{key}_file");
         let inline = self.table.get(key).filter(|value| !is_unset_secret(value));
-        let file = match self.table.get(&file_key) {
-            None => None,
-            Some(Value::String(text)) if !text.trim().is_empty() => {
-                Some(walker.base_dir.join(text))
-            }
-            Some(_) => {
-                walker.error(self.key_path(&file_key), "expected the path of a file");
-                return None;
-            }
-        };
+        let file = self
+            .setting::<SecretFilePath>(walker, &file_key)?
+            .and_then(|path| path.0)
+            .map(|path| walker.base_dir.join(path));
         if inline.is_some() && file.is_some() {
             walker.error(
                 self.key_path(&file_key),
@@ -1001,12 +885,8 @@ impl<'d> Section<'d> {
 
     /// The `{key}_file` of a secret as given, resolved against the config file's directory.
     fn secret_file_path(&self, walker: &Walker<'_>, key: &str) -> Option<PathBuf> {
-        match self.table.get(&format!("{key}_file")) {
-            Some(Value::String(text)) if !text.trim().is_empty() => {
-                Some(walker.base_dir.join(text))
-            }
-            _ => None,
-        }
+        let path = SecretFilePath::from_toml(self.table.get(&format!("{key}_file"))?).ok()?;
+        Some(walker.base_dir.join(path.0?))
     }
 
     /// "required; set …" for a secret, naming every place it can come from.
@@ -1026,19 +906,14 @@ impl<'d> Section<'d> {
 
     /// An optional secret: absent or empty is `None`. Its text is never shown in errors.
     fn secret(&self, walker: &mut Walker<'_>, key: &str) -> Option<Option<Secret>> {
+        self.assert_type::<Secret>(key);
         let label = self.label(walker, key);
         match self.secret_lookup(walker, key, Shape::OneLine)? {
             SecretLookup::Missing => Some(None),
             SecretLookup::Withheld => Some(Some(Secret::new(String::new()))),
-            SecretLookup::Env(text) => Some(Some(Secret::new(text))),
+            SecretLookup::Env(text) => report(walker, &label, Secret::from_env(&text)).map(Some),
             SecretLookup::File(lines) => Some(lines.into_iter().next().map(Secret::new)),
-            SecretLookup::Toml(value) => match value {
-                Value::String(text) => Some(Some(Secret::new(text.clone()))),
-                _ => {
-                    walker.error(label, "expected a string");
-                    None
-                }
-            },
+            SecretLookup::Toml(value) => report(walker, &label, Secret::from_toml(value)).map(Some),
         }
     }
 
@@ -1050,32 +925,16 @@ impl<'d> Section<'d> {
         secret
     }
 
-    /// A non-empty list of secrets; the environment variable gives them comma-separated, a
-    /// file one per line.
+    /// A non-empty list of secrets; a file gives them one per line.
     fn secret_list(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<Secret>> {
+        self.assert_type::<SecretList>(key);
         let label = self.label(walker, key);
-        let secrets: Vec<Secret> = match self.secret_lookup(walker, key, Shape::Lines)? {
+        let secrets = match self.secret_lookup(walker, key, Shape::Lines)? {
             SecretLookup::Missing => Vec::new(),
             SecretLookup::Withheld => vec![Secret::new(String::new())],
-            SecretLookup::Env(text) => text
-                .split(',')
-                .map(str::trim)
-                .filter(|part| !part.is_empty())
-                .map(Secret::new)
-                .collect(),
+            SecretLookup::Env(text) => report(walker, &label, SecretList::from_env(&text))?.0,
             SecretLookup::File(lines) => lines.into_iter().map(Secret::new).collect(),
-            SecretLookup::Toml(value) => match value {
-                Value::Array(items) if items.iter().all(Value::is_str) => items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|text| !text.is_empty())
-                    .map(Secret::new)
-                    .collect(),
-                _ => {
-                    walker.error(label, "expected a list of strings");
-                    return None;
-                }
-            },
+            SecretLookup::Toml(value) => report(walker, &label, SecretList::from_toml(value))?.0,
         };
         if secrets.is_empty() {
             self.secret_required(walker, key);
@@ -1083,79 +942,18 @@ impl<'d> Section<'d> {
         }
         Some(secrets)
     }
+}
 
-    /// A list of strings, possibly empty.
-    fn strings(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<String>> {
-        let label = self.label(walker, key);
-        let Lookup::Toml(value) = self.lookup(walker, key) else {
-            return Some(Vec::new());
-        };
-        match value.as_ref() {
-            Value::Array(items) => {
-                let mut strings = Vec::with_capacity(items.len());
-                for (idx, item) in items.iter().enumerate() {
-                    match item {
-                        Value::String(text) => strings.push(text.clone()),
-                        other => {
-                            walker.error(
-                                format!("{label}[{idx}]"),
-                                format!("expected a string, got {}", shown(other)),
-                            );
-                            return None;
-                        }
-                    }
-                }
-                Some(strings)
+/// The value, or `None` after reporting each part of its refusal under `label`.
+fn report<T>(walker: &mut Walker<'_>, label: &str, decoded: Result<T, Refused>) -> Option<T> {
+    match decoded {
+        Ok(value) => Some(value),
+        Err(refused) => {
+            for (part, message) in refused.into_parts() {
+                walker.error(format!("{label}{part}"), message);
             }
-            other => {
-                walker.error(
-                    label,
-                    format!("expected a list of strings, got {}", shown(other)),
-                );
-                None
-            }
+            None
         }
-    }
-
-    /// A non-empty list of non-empty strings (an agent's argv).
-    fn string_list(&self, walker: &mut Walker<'_>, key: &str) -> Option<Vec<String>> {
-        let label = self.label(walker, key);
-        let Lookup::Toml(value) = self.lookup(walker, key) else {
-            walker.error(label, required_message(self.key_doc(key)));
-            return None;
-        };
-        let items = match value.as_ref() {
-            Value::Array(items) => items,
-            other => {
-                walker.error(
-                    label,
-                    format!("expected a list of strings, got {}", shown(other)),
-                );
-                return None;
-            }
-        };
-        let mut strings = Vec::with_capacity(items.len());
-        for (idx, item) in items.iter().enumerate() {
-            match item {
-                Value::String(text) if !text.is_empty() => strings.push(text.clone()),
-                Value::String(_) => {
-                    walker.error(format!("{label}[{idx}]"), "must not be empty");
-                    return None;
-                }
-                other => {
-                    walker.error(
-                        format!("{label}[{idx}]"),
-                        format!("expected a string, got {}", shown(other)),
-                    );
-                    return None;
-                }
-            }
-        }
-        if strings.is_empty() {
-            walker.error(label, "expected at least the program to run");
-            return None;
-        }
-        Some(strings)
     }
 }
 
