@@ -15,6 +15,7 @@ pub mod config;
 pub mod domain;
 pub mod event;
 pub mod executor;
+pub mod failpoint;
 pub mod ids;
 pub mod links;
 pub mod orchestrator;

@@ -88,8 +88,7 @@ pub fn hit(name: &'static str) {
 pub fn install() {
     #[cfg(feature = "failpoints")]
     {
-        orch_http::failpoint::install(hit);
-        orch_sqlite::failpoint::install(hit);
+        orch_core::failpoint::install(hit);
     }
 }
 

@@ -1,39 +1,21 @@
 //! This crate's named failpoint, `migrate.between_steps`. The mechanism (reading
 //! `ORCH_FAILPOINTS`, killing orch like `kill -9`) lives in orch-daemon's `failpoint` module;
-//! with the `failpoints` feature (turned on by orch-daemon's) the daemon installs its `hit`
-//! here at start. Without the feature [`hit`] is empty and nothing is installed
-//! (docs/adr/0009-failpoints.md).
+//! the point is passed through orch-core's `failpoint` slot, where the daemon installs its
+//! `hit` at start (docs/adr/0009-failpoints.md).
 
 /// A migration step committed and the next one has not started.
 pub const MIGRATE_BETWEEN_STEPS: &str = "migrate.between_steps";
 
-#[cfg(feature = "failpoints")]
-static HIT: std::sync::OnceLock<fn(&'static str)> = std::sync::OnceLock::new();
-
-/// Hands this crate the daemon's `failpoint::hit`; the first call wins.
-#[cfg(feature = "failpoints")]
-pub fn install(hit: fn(&'static str)) {
-    let _ = HIT.set(hit);
-}
-
-/// Passes the failpoint `name`: the installed `hit` decides whether orch dies here.
-#[inline]
-pub(crate) fn hit(name: &'static str) {
-    #[cfg(feature = "failpoints")]
-    if let Some(hit) = HIT.get() {
-        hit(name);
-    }
-    #[cfg(not(feature = "failpoints"))]
-    let _ = name;
-}
+pub(crate) use orch_core::failpoint::hit;
 
 #[cfg(all(test, feature = "failpoints"))]
 mod tests {
     use std::sync::Mutex;
     use std::thread::ThreadId;
 
-    use super::{install, MIGRATE_BETWEEN_STEPS};
+    use super::MIGRATE_BETWEEN_STEPS;
     use crate::LATEST_VERSION;
+    use orch_core::failpoint::install;
 
     /// Every point passed, with the thread that passed it (other tests open databases too).
     static PASSED: Mutex<Vec<(ThreadId, &'static str)>> = Mutex::new(Vec::new());
