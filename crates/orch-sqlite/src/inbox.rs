@@ -18,7 +18,8 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use crate::error::Error;
-use crate::{open_connection, OpenError, StorageHealth};
+use crate::open::open_connection;
+use crate::{OpenError, StorageHealth};
 
 /// How long a body hash dedupes deliveries (SPEC §4).
 const BODY_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);

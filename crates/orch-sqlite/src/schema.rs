@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::{open_connection, OpenError};
+use crate::open::open_connection;
+use crate::OpenError;
 
 /// The schema version this binary writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
