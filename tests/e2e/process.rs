@@ -39,8 +39,31 @@ pub(crate) fn serve_command(sandbox: &Sandbox) -> Command {
         .arg(&sandbox.config_path)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(daemon_log_file(sandbox));
     command
+}
+
+/// Where `serve_command`'s daemons write their log: one file per sandbox that every start
+/// appends to, so a failing test can show what orch said (an unread pipe would also stall
+/// orch once its buffer fills).
+fn daemon_log_file(sandbox: &Sandbox) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(sandbox.dir.join("orch.stderr"))
+        .expect("orch's log file opens")
+}
+
+/// The last lines the sandbox's daemons logged, for a failure message.
+pub(crate) fn daemon_log(sandbox: &Sandbox) -> String {
+    let text = std::fs::read_to_string(sandbox.dir.join("orch.stderr")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(60)..];
+    format!(
+        "orch's log (last {} lines):\n{}",
+        tail.len(),
+        tail.join("\n")
+    )
 }
 
 pub(crate) async fn wait_ready(port: u16) {
@@ -174,7 +197,7 @@ async fn serve_killed_while_an_agent_runs(agent_sandbox: &str) {
     let port = fix_port(&sandbox);
     let mut daemon = serve(&sandbox);
     wait_ready(port).await;
-    let (item, _) = sandbox.create_item("Survive a crash").await.expect("item");
+    let (item, work_item) = sandbox.create_item("Survive a crash").await.expect("item");
     sandbox
         .move_item(&item, "In Progress")
         .await
@@ -206,6 +229,14 @@ async fn serve_killed_while_an_agent_runs(agent_sandbox: &str) {
             .and_then(|job| job.process)
     })
     .await;
+    // Spawned is not yet hanging: killed before the scripted agent counts its run, the agent
+    // would hang again on the rerun, until its timeout, long after this test gives up.
+    let counters = orch_sim::agent::Counters::new(Some(sandbox.dir.join("agent-state")));
+    wait_for("the developer to hang", || async {
+        let runs = counters.get(&work_item, orch_sim::agent::Role::Developer, "runs");
+        (runs.ok()? >= 1).then_some(())
+    })
+    .await;
     daemon.kill().expect("kill -9");
     let _ = daemon.wait();
     if agent_sandbox == "none" {
@@ -227,7 +258,7 @@ async fn serve_killed_while_an_agent_runs(agent_sandbox: &str) {
     })
     .await;
     let task = approve_to_the_end_then_stop(&sandbox, &store, &item, restarted).await;
-    assert_eq!(task.stage, Stage::Done);
+    assert_eq!(task.stage, Stage::Done, "{}", daemon_log(&sandbox));
     assert!(sandbox::merged(&sandbox, Some(&task)));
     assert_eq!(
         sandbox.gitea.pulls(orch_daemon::sandbox::REPO).len(),
@@ -259,7 +290,10 @@ pub(crate) fn post_plane_delivery(port: u16, secret: &str, delivery: &str) -> Op
 async fn sighup_rotates_webhook_secrets_and_a_bad_file_keeps_the_last_good_config() {
     let (sandbox, _dir) = sandbox(r#"{"default": {}, "items": {}}"#).await;
     let port = fix_port(&sandbox);
-    let mut daemon = serve(&sandbox);
+    let mut daemon = serve_command(&sandbox)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch serve starts");
     wait_ready(port).await;
     assert_eq!(
         post_plane_delivery(port, "rotated-secret", "before"),
