@@ -316,6 +316,7 @@ impl Runtime {
             wakes: wakes.clone(),
             observer: observer.clone(),
             retries: HandlingRetries::new(),
+            refreshes: tokio::task::JoinSet::new(),
             idle_look: settings.alive_every.map_or(settings.sweep_every, |every| {
                 every.min(settings.sweep_every)
             }),

@@ -59,6 +59,9 @@ pub(super) struct EventLoop {
     /// The longest the loop sleeps without a wake-up: the safety sweep, or more often when
     /// a watchdog needs to hear from it.
     pub(super) idle_look: Duration,
+    /// Background mirror refreshes a push started: they end with the loop (dropping the set
+    /// aborts them), so none outlives the daemon and reports the services it talked to gone.
+    pub(super) refreshes: tokio::task::JoinSet<()>,
 }
 
 impl EventLoop {
@@ -68,6 +71,7 @@ impl EventLoop {
         mut stopped: watch::Receiver<bool>,
     ) {
         loop {
+            while self.refreshes.try_join_next().is_some() {}
             self.sweep().await;
             self.observer.loop_alive(Loop::Events);
             tokio::select! {
@@ -175,7 +179,7 @@ impl EventLoop {
     /// A push names a repository: unless orch pushed that head itself, its mirror is marked
     /// stale before the event is handled (so a dispatch it causes fetches first) and refreshed
     /// in the background, off the dispatch path.
-    fn remote_named(&self, event: &Event) {
+    fn remote_named(&mut self, event: &Event) {
         let Event::BranchPushed {
             repo,
             branch,
@@ -189,7 +193,7 @@ impl EventLoop {
             return;
         }
         let repo = repo.clone();
-        tokio::spawn(async move {
+        self.refreshes.spawn(async move {
             if let Err(err) = workspace.refresh(&repo).await {
                 warn!(repo = %repo, error = %err, "mirror refresh failed; the next dispatch fetches");
             }
