@@ -171,9 +171,13 @@ fn web_links(config: &Config) -> WebLinks {
 }
 
 /// The agent runner's scratch directory; agents carry it as `ORCH_INSTANCE`, by which boot
-/// finds those an earlier boot left (`orch_agent::reap_instance`).
+/// finds those an earlier boot left (`orch_agent::reap_instance`). Always absolute: a data
+/// directory given relative to the working directory (the default `data/orch.db`) would make
+/// two instances started in different directories carry the same marker, and each boot would
+/// kill the other's agents.
 pub(super) fn agent_scratch_dir(data: &Path) -> PathBuf {
-    data.join("scratch")
+    let scratch = data.join("scratch");
+    std::path::absolute(&scratch).unwrap_or(scratch)
 }
 
 /// The agent runner the config describes (SPEC §5.4): logs, scratch files and the agents'
@@ -255,4 +259,23 @@ pub(super) fn spawn_api_stats(
             tokio::time::sleep(STATS_EVERY).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::agent_scratch_dir;
+
+    #[test]
+    fn the_agents_instance_marker_is_absolute_even_for_a_relative_data_directory() {
+        let scratch = agent_scratch_dir(Path::new("data"));
+        assert!(scratch.is_absolute(), "{}", scratch.display());
+        let here = std::env::current_dir().expect("working directory");
+        assert_eq!(scratch, here.join("data").join("scratch"));
+        assert_eq!(
+            agent_scratch_dir(Path::new("/var/lib/orch")),
+            Path::new("/var/lib/orch/scratch")
+        );
+    }
 }
