@@ -6,17 +6,11 @@ use serde::Deserialize;
 
 use crate::forge::ci_state;
 
-/// The `X-Gitea-Event-Type`s the ingress stores for [`parse`]: the three it turns into events,
-/// and the review kinds it answers with why orch does not act on them. The ingress answers
-/// every other type `ignored` without storing it.
-pub const WEBHOOK_EVENTS: &[&str] = &[
-    STATUS,
-    PULL_REQUEST,
-    PUSH,
-    "pull_request_review_approved",
-    "pull_request_review_rejected",
-    "pull_request_review_comment",
-];
+/// The `X-Gitea-Event-Type`s the ingress stores for [`parse`]: the three it turns into events.
+/// The ingress answers every other type `ignored` without storing it (SPEC §5.3): reviews on
+/// the pull request, for one, never decide anything (verdicts come from Plane), so storing them
+/// would only spend the disk.
+pub const WEBHOOK_EVENTS: &[&str] = &[STATUS, PULL_REQUEST, PUSH];
 
 const STATUS: &str = "status";
 const PULL_REQUEST: &str = "pull_request";
