@@ -80,6 +80,9 @@ impl MirrorState {
             .branches
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A turn no one holds or waits for is only in the map: forgotten, so the map keeps the
+        // branches in use, not every branch since start.
+        branches.retain(|_, turn| Arc::strong_count(turn) > 1);
         branches.entry(branch.to_owned()).or_default().clone()
     }
 
@@ -162,6 +165,8 @@ impl GitWorkspace {
         let mut freshness = state.freshness();
         freshness.fetched = Some((news, started));
         freshness.succeeded = number;
+        // News this fetch saw is no news any more.
+        freshness.named.retain(|_, named| *named > news);
         Ok(())
     }
 
