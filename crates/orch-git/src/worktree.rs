@@ -223,7 +223,8 @@ impl GitWorkspace {
         let mut fetched = false;
         loop {
             let asked = Self::fetches_started(state);
-            // A mirror missing, not orch's or without the base fetches whatever it was told.
+            // The branches whose news decides whether to fetch; `None` (the mirror is missing,
+            // its config is not orch's or it lacks the base) fetches regardless.
             let mut needed = None;
             {
                 let _shared = state.lock.read().await;

@@ -404,9 +404,15 @@ async fn a_burst_of_refreshes_is_served_by_at_most_two_fetches() {
     assert_eq!(super::sh(&prepared.path, &["rev-parse", "HEAD"]), main);
 }
 
-/// Makes every push to the fixture's remote wait, once it reached the remote, until the
-/// returned release file exists; the returned started file tells it got there.
-fn hold_pushes(fixture: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
+type HeldPush = tokio::task::JoinHandle<Result<CommitSha, WorkspaceError>>;
+
+/// Pushes `spec`'s branch with the fixture's remote holding every push once it reached it
+/// (a pre-receive hook), and returns when it got there: the push, and the file whose creation
+/// lets it go on.
+async fn held_push(
+    fixture: &std::sync::Arc<Fixture>,
+    spec: &orch_core::ports::WorktreeSpec,
+) -> (HeldPush, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt as _;
     let started = fixture.dir.path().join("push-started");
     let release = fixture.dir.path().join("push-release");
@@ -422,19 +428,10 @@ fn hold_pushes(fixture: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
     )
     .expect("hook");
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    (started, release)
-}
-
-#[tokio::test]
-async fn a_push_on_the_network_holds_up_no_prepare_of_another_branch() {
-    let fixture = std::sync::Arc::new(Fixture::warm(LONG));
-    let pushed = spec("ET-280");
-    orch_commits(&fixture, &pushed).await;
-    let (started, release) = hold_pushes(&fixture);
     let push = {
         let fixture = fixture.clone();
-        let pushed = pushed.clone();
-        tokio::spawn(async move { fixture.workspace.push(&pushed).await })
+        let spec = spec.clone();
+        tokio::spawn(async move { fixture.workspace.push(&spec).await })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !started.exists() {
@@ -444,6 +441,15 @@ async fn a_push_on_the_network_holds_up_no_prepare_of_another_branch() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (push, release)
+}
+
+#[tokio::test]
+async fn a_push_on_the_network_holds_up_no_prepare_of_another_branch() {
+    let fixture = std::sync::Arc::new(Fixture::warm(LONG));
+    let pushed = spec("ET-280");
+    orch_commits(&fixture, &pushed).await;
+    let (push, release) = held_push(&fixture, &pushed).await;
 
     // While the push waits on the remote: a new task, and the next stage of one.
     let other = tokio::time::timeout(
@@ -479,4 +485,31 @@ async fn a_push_on_the_network_holds_up_no_prepare_of_another_branch() {
     let mirror = fixture.repos().join("acme/widgets/mirror.git");
     let tracking = format!("refs/remotes/origin/{}", pushed.branch.as_str());
     assert_eq!(super::sh(&mirror, &["rev-parse", &tracking]), sha.as_str());
+}
+
+#[tokio::test]
+async fn a_prepare_of_a_branch_being_pushed_waits_for_the_push() {
+    let fixture = std::sync::Arc::new(Fixture::warm(LONG));
+    let pushed = spec("ET-285");
+    orch_commits(&fixture, &pushed).await;
+    let (push, release) = held_push(&fixture, &pushed).await;
+    // The branch's turn: the next stage's prepare (which may adopt the agent's commits and
+    // move the branch) starts once the push of the head it read has ended.
+    let prepare = {
+        let fixture = fixture.clone();
+        let pushed = pushed.clone();
+        tokio::spawn(async move { fixture.workspace.prepare(&pushed, Agent::Reviewer).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !prepare.is_finished(),
+        "the prepare waits for the branch's push"
+    );
+    std::fs::write(&release, "").expect("release");
+    let sha = push.await.expect("joined").expect("push");
+    let prepared = prepare.await.expect("joined").expect("prepare");
+    assert_eq!(
+        super::sh(&prepared.path, &["rev-parse", "HEAD"]),
+        sha.as_str()
+    );
 }
