@@ -128,14 +128,18 @@ impl GitWorkspace {
             .map(drop)
     }
 
-    /// `adopt_agent_branch` under the mirror lock.
+    /// `adopt_agent_branch` in the task branch's turn, under the shared mirror lock: it moves
+    /// only the task branch.
     pub(crate) async fn adopt_agent_branch_locked(
         &self,
         mirror: &Path,
         spec: &WorktreeSpec,
     ) -> Result<(), GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
         let state = self.mirror_state(&spec.repo);
-        let _guard = state.lock.write().await;
+        let turn = state.branch_turn(branch);
+        let _turn = turn.lock().await;
+        let _shared = state.lock.read().await;
         self.adopt_agent_branch(mirror, spec).await
     }
 
@@ -185,7 +189,8 @@ impl GitWorkspace {
 
     /// Fetches the base and the task branch, then asks `git merge-tree --write-tree` (git >=
     /// 2.38) whether `head` merges into the remote base: exit 0 clean, 1 conflicts. It writes
-    /// only objects, never a ref or a worktree.
+    /// only objects, never a ref or a worktree. The fetch holds no mirror lock; the check
+    /// runs under the shared one.
     pub(crate) async fn do_merges_cleanly(
         &self,
         spec: &WorktreeSpec,
@@ -194,9 +199,9 @@ impl GitWorkspace {
         paths::branch(spec.branch.as_str())?;
         let base = paths::branch(spec.base_branch.as_str())?;
         let state = self.mirror_state(&spec.repo);
-        let _guard = state.lock.write().await;
-        let mirror = self.ensure_mirror(&spec.repo).await?;
-        self.fetch(&mirror, spec).await?;
+        let mirror = self.network_mirror(&state, &spec.repo).await?;
+        self.fetch(&state, &mirror, spec).await?;
+        let _shared = state.lock.read().await;
         let base_ref = format!("refs/remotes/origin/{base}");
         let base_sha = self.resolve(&mirror, &base_ref).await?.ok_or_else(|| {
             GitError::NotFound(format!("base branch {base} not found on the remote"))
@@ -226,19 +231,26 @@ impl GitWorkspace {
         }
     }
 
+    /// Pushes in the task branch's turn (its head, lease and seed stay put) and the
+    /// `remote_refs` turn (the push moves the branch's remote-tracking ref), without the mirror
+    /// lock: prepares of other branches go on during its network time.
     pub(crate) async fn do_push(&self, spec: &WorktreeSpec) -> Result<CommitSha, GitError> {
         let branch = paths::branch(spec.branch.as_str())?;
         let state = self.mirror_state(&spec.repo);
-        let _guard = state.lock.write().await;
-        let mirror = self.ensure_mirror(&spec.repo).await?;
-        self.adopt_agent_branch(&mirror, spec).await?;
-        // Push the sha read here, so the sha returned is exactly the one pushed even if an
-        // agent commits meanwhile.
-        let sha = self.branch_head(&mirror, spec).await?;
+        let turn = state.branch_turn(branch);
+        let _turn = turn.lock().await;
+        let mirror = self.network_mirror(&state, &spec.repo).await?;
+        let (sha, expected) = {
+            let _shared = state.lock.read().await;
+            self.adopt_agent_branch(&mirror, spec).await?;
+            // Push the sha read here, so the sha returned is exactly the one pushed even if
+            // an agent commits meanwhile.
+            let sha = self.branch_head(&mirror, spec).await?;
+            // Forced, but only over what orch pushed or accepted last: commits someone else
+            // pushed meanwhile make the push fail instead of vanishing.
+            (sha, self.resolve(&mirror, &lease_ref(branch)).await?)
+        };
         let refspec = format!("{}:refs/heads/{branch}", sha.as_str());
-        // Forced, but only over what orch pushed or accepted last: commits someone else
-        // pushed meanwhile make the push fail instead of vanishing.
-        let expected = self.resolve(&mirror, &lease_ref(branch)).await?;
         let lease = format!(
             "--force-with-lease=refs/heads/{branch}:{}",
             expected.as_ref().map_or("", CommitSha::as_str)
@@ -249,13 +261,17 @@ impl GitWorkspace {
             .freshness()
             .pushed
             .insert(branch.to_owned(), sha.clone());
-        self.git
-            .run(
-                &mirror,
-                &git_args!["push", "--quiet", "--no-verify", lease, "origin", refspec],
-                Network::Remote,
-            )
-            .await?;
+        {
+            let _remote_refs = state.remote_refs.lock().await;
+            self.git
+                .run(
+                    &mirror,
+                    &git_args!["push", "--quiet", "--no-verify", lease, "origin", refspec],
+                    Network::Remote,
+                )
+                .await?;
+        }
+        let _shared = state.lock.read().await;
         self.set_lease(&mirror, branch, &sha).await?;
         tracing::info!(branch = %branch, sha = %sha.short(), "branch pushed");
         Ok(sha)

@@ -24,9 +24,10 @@ pub struct GitConfig {
     pub ca_file: Option<PathBuf>,
     /// `None` (the default): `prepare` fetches the base and task branch every time. `Some(age)`:
     /// the mirror is kept warm off the dispatch path (`Workspace::refresh`, called when the
-    /// forge names the repository) and `prepare` fetches only when the mirror is stale: never
-    /// fetched, fetched longer than `age` ago, named by `Workspace::remote_changed` since its
-    /// last fetch, or missing the base branch. Fresh prepares share the mirror.
+    /// forge names the repository) and `prepare` fetches only when the mirror is stale for it:
+    /// never fetched, fetched longer than `age` ago, missing the base branch, or its task branch
+    /// (or, for a task branch not made yet, the base) named by `Workspace::remote_changed`
+    /// since the last fetch started. Fresh prepares share the mirror.
     pub warm: Option<Duration>,
 }
 

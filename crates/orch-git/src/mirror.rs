@@ -12,23 +12,57 @@ use crate::command::{git_args, Network};
 use crate::error::GitError;
 use crate::{paths, refs, GitWorkspace};
 
-/// What `GitWorkspace` knows about one mirror.
+/// What `GitWorkspace` knows about one mirror, and the turns its users take.
+///
+/// Lock order: a branch's turn (`branch_turn`), then `lock`, then `remote_refs`; never the
+/// other way round. No lock but a branch's turn and `remote_refs` is held across the network
+/// in warm mode, so a push or a fetch never holds up a prepare that needs neither.
 #[derive(Default)]
 pub(crate) struct MirrorState {
+    /// Held exclusively to create the mirror or rewrite its config, to remove a worktree, and
+    /// by a cold-mode prepare (which fetches under it); shared by the local work of prepares,
+    /// pushes, merge checks and adoptions, which each write only their own task branch's refs
+    /// (under its turn), its worktree and its agent view, and read the remote-tracking refs,
+    /// which git replaces whole (a reader sees the old value or the new one).
     pub(crate) lock: tokio::sync::RwLock<()>,
     /// Writing a worktree's registration, switching a worktree's branch and `git worktree
     /// prune` (which would take a half-written registration for a broken one) take turns even
     /// under the shared lock; a new worktree's checkout runs after its turn.
     pub(crate) worktrees: tokio::sync::Mutex<()>,
+    /// Fetches and pushes take turns, each for its whole network time: both write
+    /// `refs/remotes/origin/*` (a push moves its branch's remote-tracking ref), and a fetch's
+    /// ref transaction fails when a ref it updates moved after the fetch read it. A prepare
+    /// that must fetch queues here, so fetches in a burst coalesce: the one in flight serves
+    /// every prepare whose news it started after (`Freshness`).
+    pub(crate) remote_refs: tokio::sync::Mutex<()>,
+    /// One turn per task branch: a prepare, a push and an adoption of the agent's commits on
+    /// the same branch take turns (each reads and moves the branch, its lease and its seed).
+    branches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     freshness: Mutex<Freshness>,
 }
 
+/// What the mirror holds of the forge, branch by branch (warm mode).
+///
+/// The rule: a prepare fetches first when the forge named its task branch since the last
+/// complete fetch started (a person's push to it must be built on), and, for a task branch
+/// not made yet, also when the forge named the base (the new branch starts from it). A base
+/// that moved is no reason to fetch before preparing an existing task branch: its commits are
+/// already on the branch, and what the agent sees of the base is as of the last fetch of it
+/// (the merge check fetches it, and every move's webhook starts a background refresh). Any
+/// prepare fetches when the last complete fetch is older than the warm age.
 #[derive(Default)]
 pub(crate) struct Freshness {
-    /// How many times the forge named the repository (`remote_changed`).
-    changes: u64,
-    /// `changes` as it was when the last complete fetch of every branch started, and when.
+    /// How many times the forge named a branch of the repository (`remote_changed`) with a
+    /// head orch did not push itself.
+    news: u64,
+    /// By branch, `news` as it was right after the forge last named it.
+    named: HashMap<String, u64>,
+    /// `news` as it was when the last successful fetch of every branch started, and when.
     fetched: Option<(u64, Instant)>,
+    /// How many fetches of every branch have started, and the number of the last one that
+    /// succeeded: a refresh asked while one was in flight is served by the next one.
+    started: u64,
+    succeeded: u64,
     /// The head orch itself pushed last, by task branch: a push webhook for it is no news.
     pub(crate) pushed: HashMap<String, CommitSha>,
 }
@@ -40,13 +74,31 @@ impl MirrorState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether the mirror holds everything the forge had `max_age` ago and since its last
-    /// `remote_changed`.
-    pub(crate) fn is_fresh(&self, max_age: Duration) -> bool {
+    /// The turn of task branch `branch` (see the struct docs).
+    pub(crate) fn branch_turn(&self, branch: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut branches = self
+            .branches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A turn no one holds or waits for is only in the map: forgotten, so the map keeps the
+        // branches in use, not every branch since start.
+        branches.retain(|_, turn| Arc::strong_count(turn) > 1);
+        branches.entry(branch.to_owned()).or_default().clone()
+    }
+
+    /// Whether the mirror holds what the forge had on `branches` `max_age` ago and since the
+    /// forge last named any of them (`Freshness`).
+    pub(crate) fn is_fresh(&self, branches: &[&str], max_age: Duration) -> bool {
         let freshness = self.freshness();
-        freshness
-            .fetched
-            .is_some_and(|(changes, at)| changes == freshness.changes && at.elapsed() < max_age)
+        freshness.fetched.is_some_and(|(news, at)| {
+            at.elapsed() < max_age
+                && branches.iter().all(|branch| {
+                    freshness
+                        .named
+                        .get(*branch)
+                        .is_none_or(|named| *named <= news)
+                })
+        })
     }
 
     /// Records that the forge's `branch` is now `head`; whether that is news (not orch's own
@@ -56,7 +108,9 @@ impl MirrorState {
         if freshness.pushed.get(branch) == Some(head) {
             return false;
         }
-        freshness.changes = freshness.changes.wrapping_add(1);
+        freshness.news = freshness.news.wrapping_add(1);
+        let news = freshness.news;
+        freshness.named.insert(branch.to_owned(), news);
         true
     }
 }
@@ -70,28 +124,56 @@ impl GitWorkspace {
         mirrors.entry(repo.clone()).or_default().clone()
     }
 
-    /// Fetches every branch of the forge into the mirror and records it fresh as of the
-    /// moment the fetch started. Call with the mirror lock held exclusively.
-    pub(crate) async fn fetch_all(
+    /// How many fetches of every branch have started: what a caller that finds the mirror
+    /// wanting passes to `fetch_all_since`.
+    pub(crate) fn fetches_started(state: &MirrorState) -> u64 {
+        state.freshness().started
+    }
+
+    /// `fetch_all` in the `remote_refs` turn, for a caller that found the mirror wanting when `asked` fetches had
+    /// started, unless it no longer is once its turn comes: a fetch started since then has
+    /// succeeded, or the `fresh` branches are fresh (the fetch it waited for started after
+    /// their news). So the fetches a burst asks for coalesce: the one in flight, then one.
+    pub(crate) async fn fetch_all_since(
         &self,
         state: &MirrorState,
         mirror: &Path,
+        asked: u64,
+        fresh: Option<(&[&str], Duration)>,
     ) -> Result<(), GitError> {
-        let changes = state.freshness().changes;
+        let _turn = state.remote_refs.lock().await;
+        let served = state.freshness().succeeded > asked
+            || fresh.is_some_and(|(branches, max_age)| state.is_fresh(branches, max_age));
+        if served {
+            tracing::debug!("served by the fetch this one waited for");
+            return Ok(());
+        }
+        self.fetch_all(state, mirror).await
+    }
+
+    /// Fetches every branch of the forge into the mirror and records it fresh as of the
+    /// moment the fetch started. Call in the `remote_refs` turn.
+    async fn fetch_all(&self, state: &MirrorState, mirror: &Path) -> Result<(), GitError> {
+        let (news, number) = {
+            let mut freshness = state.freshness();
+            freshness.started = freshness.started.wrapping_add(1);
+            (freshness.news, freshness.started)
+        };
         let started = Instant::now();
         self.fetch_refspecs(mirror, &["+refs/heads/*:refs/remotes/origin/*".to_owned()])
             .await?;
-        state.freshness().fetched = Some((changes, started));
+        let mut freshness = state.freshness();
+        freshness.fetched = Some((news, started));
+        freshness.succeeded = number;
+        // News this fetch saw is no news any more.
+        freshness.named.retain(|_, named| *named > news);
         Ok(())
     }
 
-    /// The mirror of `spec.repo` when it can serve a prepare without the network: it exists,
-    /// its config is orch's own and the base branch is in it. Shared lock suffices.
-    pub(crate) async fn ready_mirror(
-        &self,
-        spec: &WorktreeSpec,
-    ) -> Result<Option<PathBuf>, GitError> {
-        let mirror = self.layout.mirror(&spec.repo)?;
+    /// The mirror of `repo` if it exists with orch's config: usable without the exclusive
+    /// lock. Call with the mirror lock held.
+    pub(crate) async fn usable_mirror(&self, repo: &RepoSlug) -> Result<Option<PathBuf>, GitError> {
+        let mirror = self.layout.mirror(repo)?;
         self.layout.ensure_inside(&mirror).await?;
         if !tokio::fs::try_exists(mirror.join("HEAD"))
             .await
@@ -100,22 +182,39 @@ impl GitWorkspace {
             return Ok(None);
         }
         let config = tokio::fs::read(mirror.join("config")).await.ok();
-        if config.as_deref() != Some(mirror_config(&self.remote_url(&spec.repo)).as_bytes()) {
+        if config.as_deref() != Some(mirror_config(&self.remote_url(repo)).as_bytes()) {
             return Ok(None);
         }
-        let base = paths::branch(spec.base_branch.as_str())?;
-        Ok(self
-            .resolve(&mirror, &format!("refs/remotes/origin/{base}"))
-            .await?
-            .map(|_| mirror))
+        Ok(Some(mirror))
     }
 
-    /// `Workspace::refresh`: a full fetch under the exclusive lock.
+    /// The mirror of `repo` for a fetch or a push: made, or its config rewritten, under the
+    /// exclusive lock if need be. No lock is held when it returns, so the network time that
+    /// follows holds up no prepare (the mirror is never removed, and its config is replaced
+    /// whole: `write_mirror_config`).
+    pub(crate) async fn network_mirror(
+        &self,
+        state: &MirrorState,
+        repo: &RepoSlug,
+    ) -> Result<PathBuf, GitError> {
+        {
+            let _shared = state.lock.read().await;
+            if let Some(mirror) = self.usable_mirror(repo).await? {
+                return Ok(mirror);
+            }
+        }
+        let _exclusive = state.lock.write().await;
+        self.ensure_mirror(repo).await
+    }
+
+    /// `Workspace::refresh`: a fetch of every branch, without the mirror lock. A refresh
+    /// asked while another was in flight waits for it and is served by the next fetch
+    /// started after it was asked, so a burst of webhooks costs two fetches, not one each.
     pub(crate) async fn do_refresh(&self, repo: &RepoSlug) -> Result<(), GitError> {
         let state = self.mirror_state(repo);
-        let _guard = state.lock.write().await;
-        let mirror = self.ensure_mirror(repo).await?;
-        self.fetch_all(&state, &mirror).await?;
+        let asked = Self::fetches_started(&state);
+        let mirror = self.network_mirror(&state, repo).await?;
+        self.fetch_all_since(&state, &mirror, asked, None).await?;
         tracing::debug!(repo = %repo, "mirror refreshed");
         Ok(())
     }
@@ -160,12 +259,18 @@ impl GitWorkspace {
 
     /// Fetches the base branch and the task branch only: a repository with hundreds of task
     /// branches costs no more to prepare than one with a few. The task branch's refspec is a
-    /// pattern, so a branch not pushed yet is no error.
-    pub(crate) async fn fetch(&self, mirror: &Path, spec: &WorktreeSpec) -> Result<(), GitError> {
+    /// pattern, so a branch not pushed yet is no error. Takes the `remote_refs` turn.
+    pub(crate) async fn fetch(
+        &self,
+        state: &MirrorState,
+        mirror: &Path,
+        spec: &WorktreeSpec,
+    ) -> Result<(), GitError> {
         let branch = paths::branch(spec.branch.as_str())?;
         let base = paths::branch(spec.base_branch.as_str())?;
         let base_refspec = format!("+refs/heads/{base}:refs/remotes/origin/{base}");
         let task_refspec = format!("+refs/heads/{branch}*:refs/remotes/origin/{branch}*");
+        let _turn = state.remote_refs.lock().await;
         self.fetch_refspecs(mirror, &[base_refspec, task_refspec])
             .await
     }
@@ -225,10 +330,21 @@ pub(crate) fn parse_sha(text: &str, command: &'static str) -> Result<CommitSha, 
 }
 
 /// orch's whole mirror config. Worktrees share it and agents can write it (a `url.insteadOf`,
-/// a proxy, an `uploadpack` command, an include), so it is rewritten from this template
-/// under the mirror lock before every fetch and push.
+/// a proxy, an `uploadpack` command, an include), so before every fetch and push one that is
+/// not this template is rewritten under the exclusive mirror lock (`network_mirror`). It is
+/// replaced whole (written beside, then renamed): a git process of a push or fetch running
+/// meanwhile, outside the lock, reads the old file or the new one, never half of one.
 pub(crate) async fn write_mirror_config(mirror: &Path, url: &str) -> Result<(), GitError> {
-    tokio::fs::write(mirror.join("config"), mirror_config(url))
+    let staging = mirror.join("config.orch-new");
+    match tokio::fs::remove_file(&staging).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(GitError::io("write the mirror's config")(err)),
+    }
+    paths::write_new_file(&staging, mirror_config(url).as_bytes())
+        .await
+        .map_err(GitError::io("write the mirror's config"))?;
+    tokio::fs::rename(&staging, mirror.join("config"))
         .await
         .map_err(GitError::io("write the mirror's config"))
 }

@@ -185,6 +185,19 @@ pub(crate) fn branch(text: &str) -> Result<&str, GitError> {
     Ok(text)
 }
 
+/// Writes `text` to a file at `path` that must not exist yet (never through a link left in its
+/// place), flushed: tokio writes in the background, and a git started next must not read it
+/// half-written.
+pub(crate) async fn write_new_file(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, text).await?;
+    tokio::io::AsyncWriteExt::flush(&mut file).await
+}
+
 fn is_plain_relative(path: &Path) -> bool {
     path.components()
         .all(|component| matches!(component, Component::Normal(_)))

@@ -152,19 +152,22 @@ impl GitWorkspace {
         spec: &WorktreeSpec,
         agent: Agent,
     ) -> Result<PreparedWorktree, GitError> {
-        paths::branch(spec.branch.as_str())?;
+        let branch = paths::branch(spec.branch.as_str())?;
         paths::branch(spec.base_branch.as_str())?;
         let state = self.mirror_state(&spec.repo);
+        let turn = state.branch_turn(branch);
+        let branch_turn = turn.lock().await;
         let (worktree, mounts) = match self.warm {
             None => {
                 let _guard = state.lock.write().await;
                 let mirror = self.ensure_mirror(&spec.repo).await?;
                 self.adopt_agent_branch(&mirror, spec).await?;
-                self.fetch(&mirror, spec).await?;
+                self.fetch(&state, &mirror, spec).await?;
                 self.set_up_branch(&mirror, spec).await?
             }
             Some(max_age) => self.prepare_warm(&state, spec, max_age).await?,
         };
+        drop(branch_turn);
         self.exclude_output_dir(&spec.repo, &spec.work_item).await?;
         let output_dir = self.fresh_output_dir(spec, &worktree, agent).await?;
         let kept = self
@@ -205,32 +208,51 @@ impl GitWorkspace {
         Ok((worktree, mounts))
     }
 
-    /// `prepare` in warm mode: from a fresh mirror under the shared lock, without the
-    /// network; otherwise one full fetch under the exclusive lock first (prepares waiting
-    /// behind it then share the mirror it made fresh).
+    /// `prepare` in warm mode, in the task branch's turn: from the mirror as it is, under
+    /// the shared lock, when the branches it needs are fresh (`Freshness`: the task branch,
+    /// and the base too for a branch not made yet); otherwise after one fetch of every branch
+    /// outside the lock, coalesced with the fetch in flight.
     async fn prepare_warm(
         &self,
         state: &MirrorState,
         spec: &WorktreeSpec,
         max_age: Duration,
     ) -> Result<(PathBuf, Vec<SandboxMount>), GitError> {
+        let branch = paths::branch(spec.branch.as_str())?;
+        let base = paths::branch(spec.base_branch.as_str())?;
+        let mut fetched = false;
         loop {
-            if state.is_fresh(max_age) {
-                let _guard = state.lock.read().await;
-                if let Some(mirror) = self.ready_mirror(spec).await? {
-                    self.adopt_agent_branch(&mirror, spec).await?;
-                    return self.set_up_branch(&mirror, spec).await;
+            let asked = Self::fetches_started(state);
+            // The branches whose news decides whether to fetch; `None` (the mirror is missing,
+            // its config is not orch's or it lacks the base) fetches regardless.
+            let mut needed = None;
+            {
+                let _shared = state.lock.read().await;
+                if let Some(mirror) = self.usable_mirror(&spec.repo).await? {
+                    let base_known = self
+                        .resolve(&mirror, &format!("refs/remotes/origin/{base}"))
+                        .await?
+                        .is_some();
+                    let new_branch = self
+                        .resolve(&mirror, &format!("refs/heads/{branch}"))
+                        .await?
+                        .is_none();
+                    let branches = if new_branch {
+                        vec![branch, base]
+                    } else {
+                        vec![branch]
+                    };
+                    if fetched || (base_known && state.is_fresh(&branches, max_age)) {
+                        self.adopt_agent_branch(&mirror, spec).await?;
+                        return self.set_up_branch(&mirror, spec).await;
+                    }
+                    needed = base_known.then_some(branches);
                 }
             }
-            let _guard = state.lock.write().await;
-            if state.is_fresh(max_age) && self.ready_mirror(spec).await?.is_some() {
-                // Another prepare fetched while this one waited: share its result.
-                continue;
-            }
-            let mirror = self.ensure_mirror(&spec.repo).await?;
-            self.adopt_agent_branch(&mirror, spec).await?;
-            self.fetch_all(state, &mirror).await?;
-            return self.set_up_branch(&mirror, spec).await;
+            let mirror = self.network_mirror(state, &spec.repo).await?;
+            let fresh = needed.as_deref().map(|branches| (branches, max_age));
+            self.fetch_all_since(state, &mirror, asked, fresh).await?;
+            fetched = true;
         }
     }
 
@@ -375,18 +397,7 @@ async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
             Err(err) => Err(err),
         }
         .map_err(GitError::io("repair the worktree's links"))?;
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(GitError::io("repair the worktree's links"))?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, text.as_bytes())
-            .await
-            .map_err(GitError::io("repair the worktree's links"))?;
-        // tokio writes in the background: without a flush, a git started next may read an
-        // empty file.
-        tokio::io::AsyncWriteExt::flush(&mut file)
+        paths::write_new_file(&path, text.as_bytes())
             .await
             .map_err(GitError::io("repair the worktree's links"))?;
     }

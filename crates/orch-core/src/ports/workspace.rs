@@ -103,7 +103,8 @@ pub trait Workspace: Send + Sync {
     async fn remove(&self, spec: &WorktreeSpec) -> Result<(), WorkspaceError>;
 
     /// The forge says `branch` of `repo` now points at `head` (a push webhook): what the
-    /// workspace keeps of the repository may be behind, and the next `prepare` must not trust
+    /// workspace keeps of that branch may be behind, and no later `prepare` that builds on it
+    /// (the task branch itself, or the base a task branch not made yet starts from) may trust
     /// it before fetching again. Cheap and synchronous (it only marks). Returns whether the
     /// caller should `refresh` (off the dispatch path): false when nothing is kept, or when
     /// `head` is what orch itself pushed there last. Default: nothing kept.

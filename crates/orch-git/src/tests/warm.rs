@@ -19,8 +19,8 @@ fn fetches(fixture: &Fixture) -> usize {
         .count()
 }
 
-/// Prepares the task's worktree, commits a file in it and pushes; returns the pushed head.
-async fn orch_pushes(fixture: &Fixture, spec: &orch_core::ports::WorktreeSpec) -> CommitSha {
+/// Prepares the task's worktree and commits a file in it.
+async fn orch_commits(fixture: &Fixture, spec: &orch_core::ports::WorktreeSpec) {
     let prepared = fixture
         .workspace
         .prepare(spec, Agent::Developer)
@@ -32,6 +32,11 @@ async fn orch_pushes(fixture: &Fixture, spec: &orch_core::ports::WorktreeSpec) -
         .commit_leftovers(spec, "orch")
         .await
         .expect("commit");
+}
+
+/// `orch_commits`, then pushes; returns the pushed head.
+async fn orch_pushes(fixture: &Fixture, spec: &orch_core::ports::WorktreeSpec) -> CommitSha {
+    orch_commits(fixture, spec).await;
     fixture.workspace.push(spec).await.expect("push")
 }
 
@@ -327,4 +332,184 @@ async fn a_mirror_config_changed_behind_orchs_back_is_rewritten_before_use() {
         .await
         .expect("prepare");
     assert_eq!(std::fs::read_to_string(&config).expect("config"), original);
+}
+
+#[tokio::test]
+async fn a_moved_base_makes_only_a_prepare_of_a_new_branch_fetch() {
+    let fixture = Fixture::warm(LONG);
+    let existing = spec("ET-270");
+    fixture
+        .workspace
+        .prepare(&existing, Agent::Analyst)
+        .await
+        .expect("prepare");
+    assert_eq!(fetches(&fixture), 1);
+    // A merge moves the base; its push webhook names it.
+    let main = person_commits(&fixture, "merged.md", "merged\n", "HEAD:refs/heads/main");
+    let main_sha = CommitSha::new(main.clone()).expect("sha");
+    assert!(fixture
+        .workspace
+        .remote_changed(&existing.repo, &existing.base_branch, &main_sha));
+
+    fixture
+        .workspace
+        .prepare(&existing, Agent::Developer)
+        .await
+        .expect("the next stage");
+    assert_eq!(
+        fetches(&fixture),
+        1,
+        "the task branch exists and the forge named only the base: no fetch"
+    );
+
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-271"), Agent::Analyst)
+        .await
+        .expect("a new task");
+    assert_eq!(
+        fetches(&fixture),
+        2,
+        "a new branch starts from the moved base"
+    );
+    assert_eq!(super::sh(&prepared.path, &["rev-parse", "HEAD"]), main);
+}
+
+#[tokio::test]
+async fn a_burst_of_refreshes_is_served_by_at_most_two_fetches() {
+    let fixture = std::sync::Arc::new(Fixture::warm(LONG));
+    let repo = spec("ET-275").repo;
+    let mut refreshes = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let fixture = fixture.clone();
+        let repo = repo.clone();
+        refreshes.spawn(async move { fixture.workspace.refresh(&repo).await });
+    }
+    while let Some(refreshed) = refreshes.join_next().await {
+        refreshed.expect("joined").expect("refresh");
+    }
+    // The one in flight, and one started after every refresh asked while it ran.
+    assert!(fetches(&fixture) <= 2, "{:?}", fixture.invocations());
+
+    // A refresh asked after the last fetch ended still fetches.
+    let main = person_commits(&fixture, "new.md", "new\n", "HEAD:refs/heads/main");
+    let before = fetches(&fixture);
+    fixture.workspace.refresh(&repo).await.expect("refresh");
+    assert_eq!(fetches(&fixture), before + 1);
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-275"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    assert_eq!(super::sh(&prepared.path, &["rev-parse", "HEAD"]), main);
+}
+
+type HeldPush = tokio::task::JoinHandle<Result<CommitSha, WorkspaceError>>;
+
+/// Pushes `spec`'s branch with the fixture's remote holding every push once it reached it
+/// (a pre-receive hook), and returns when it got there: the push, and the file whose creation
+/// lets it go on.
+async fn held_push(
+    fixture: &std::sync::Arc<Fixture>,
+    spec: &orch_core::ports::WorktreeSpec,
+) -> (HeldPush, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let started = fixture.dir.path().join("push-started");
+    let release = fixture.dir.path().join("push-release");
+    let hook = fixture.remote().join("hooks").join("pre-receive");
+    std::fs::create_dir_all(hook.parent().expect("hooks")).expect("hooks dir");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\ntouch '{}'\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
+            started.display(),
+            release.display()
+        ),
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let push = {
+        let fixture = fixture.clone();
+        let spec = spec.clone();
+        tokio::spawn(async move { fixture.workspace.push(&spec).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the push never reached the remote"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (push, release)
+}
+
+#[tokio::test]
+async fn a_push_on_the_network_holds_up_no_prepare_of_another_branch() {
+    let fixture = std::sync::Arc::new(Fixture::warm(LONG));
+    let pushed = spec("ET-280");
+    orch_commits(&fixture, &pushed).await;
+    let (push, release) = held_push(&fixture, &pushed).await;
+
+    // While the push waits on the remote: a new task, and the next stage of one.
+    let other = tokio::time::timeout(
+        Duration::from_secs(10),
+        fixture.workspace.prepare(&spec("ET-281"), Agent::Analyst),
+    )
+    .await
+    .expect("a prepare of another branch does not wait for the push")
+    .expect("prepare");
+    assert!(other.path.join("README.md").is_file());
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fixture.workspace.prepare(&spec("ET-281"), Agent::Developer),
+    )
+    .await
+    .expect("nor does its next stage")
+    .expect("prepare");
+    assert!(!push.is_finished(), "the push is still held by the remote");
+    // A fetch waits for its turn: it and the push both write the remote-tracking refs.
+    let refresh = {
+        let fixture = fixture.clone();
+        let repo = pushed.repo.clone();
+        tokio::spawn(async move { fixture.workspace.refresh(&repo).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!refresh.is_finished(), "the fetch waits for the push");
+
+    std::fs::write(&release, "").expect("release");
+    let sha = push.await.expect("joined").expect("push");
+    refresh.await.expect("joined").expect("refresh");
+    let tip = super::sh(&fixture.remote(), &["rev-parse", pushed.branch.as_str()]);
+    assert_eq!(tip, sha.as_str());
+    let mirror = fixture.repos().join("acme/widgets/mirror.git");
+    let tracking = format!("refs/remotes/origin/{}", pushed.branch.as_str());
+    assert_eq!(super::sh(&mirror, &["rev-parse", &tracking]), sha.as_str());
+}
+
+#[tokio::test]
+async fn a_prepare_of_a_branch_being_pushed_waits_for_the_push() {
+    let fixture = std::sync::Arc::new(Fixture::warm(LONG));
+    let pushed = spec("ET-285");
+    orch_commits(&fixture, &pushed).await;
+    let (push, release) = held_push(&fixture, &pushed).await;
+    // The branch's turn: the next stage's prepare (which may adopt the agent's commits and
+    // move the branch) starts once the push of the head it read has ended.
+    let prepare = {
+        let fixture = fixture.clone();
+        let pushed = pushed.clone();
+        tokio::spawn(async move { fixture.workspace.prepare(&pushed, Agent::Reviewer).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !prepare.is_finished(),
+        "the prepare waits for the branch's push"
+    );
+    std::fs::write(&release, "").expect("release");
+    let sha = push.await.expect("joined").expect("push");
+    let prepared = prepare.await.expect("joined").expect("prepare");
+    assert_eq!(
+        super::sh(&prepared.path, &["rev-parse", "HEAD"]),
+        sha.as_str()
+    );
 }
