@@ -117,6 +117,8 @@ impl GitWorkspace {
         let mirror = self.ensure_mirror(repo).await?;
         self.fetch_all(&state, &mirror).await?;
         tracing::debug!(repo = %repo, "mirror refreshed");
+        // The base head may have moved: the pool's entries are made again at the new one.
+        self.refill_pool(repo, None);
         Ok(())
     }
 
