@@ -24,7 +24,7 @@ use orch_core::ports::{MountAccess, SandboxMount, WorktreeSpec};
 use crate::command::{git_args, Network};
 use crate::error::GitError;
 use crate::mirror::write_mirror_config;
-use crate::{paths, GitWorkspace};
+use crate::{paths, refs, GitWorkspace};
 
 /// The largest ref file read from an agent's copy.
 const MAX_REF_BYTES: u64 = 4096;
@@ -84,8 +84,12 @@ impl GitWorkspace {
         tokio::fs::write(&loose, format!("{}\n", head.as_str()))
             .await
             .map_err(GitError::io("write the agent's git directory"))?;
-        // Unchanged since the last prepare (the next stage of the same item): no git process.
-        if self.resolve(mirror, &seed_ref(branch)).await?.as_ref() != Some(&head) {
+        // Unchanged since the last prepare (the next stage of the same item): nothing to write;
+        // else written in process, or by git when that cannot be.
+        if self.resolve(mirror, &seed_ref(branch)).await?.as_ref() != Some(&head)
+            && refs::write(mirror, &seed_ref(branch), &head, refs::Expect::Anything).await
+                != refs::Written::Done
+        {
             self.git
                 .run(
                     mirror,

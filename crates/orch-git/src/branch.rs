@@ -7,7 +7,7 @@ use orch_core::ports::WorktreeSpec;
 
 use crate::command::{git_args, Network, Worktree};
 use crate::error::GitError;
-use crate::{paths, GitWorkspace};
+use crate::{paths, refs, GitWorkspace};
 
 impl GitWorkspace {
     /// Creates the task branch if missing: from the remote task branch if orch pushed it before
@@ -39,7 +39,13 @@ impl GitWorkspace {
                     GitError::NotFound(format!("base branch {base} not found on the remote"))
                 })?,
         };
-        // The empty old value makes update-ref refuse to overwrite a branch that appeared meanwhile.
+        // Written in process, under git's lock-file protocol, only if the branch still does not
+        // exist; anything unusual goes to update-ref, whose empty old value likewise refuses to
+        // overwrite a branch that appeared meanwhile.
+        if refs::write(mirror, &local, &start, refs::Expect::Missing).await == refs::Written::Done {
+            tracing::info!(branch = %branch, start = %start.short(), "task branch created");
+            return Ok(());
+        }
         self.git
             .run(
                 mirror,

@@ -80,7 +80,9 @@ pub(crate) struct Worktree<'a> {
     pub(crate) common_dir: &'a Path,
 }
 
-/// Spawns git processes.
+/// Spawns git processes. A clone shares the recorder (tests) and spawns alike (the pool's
+/// background refills).
+#[derive(Clone)]
 pub(crate) struct Git {
     timeout: Duration,
     /// git never looks for a repository at or above this directory (`repos_dir`), so a

@@ -23,9 +23,11 @@
 //!   config for it, fetches and ref lookups.
 //! - `branch`: the task branch, its push lease, commits ahead, clean merges and pushes.
 //! - `worktree`: `prepare`, and a work item's worktree made, repaired, committed and removed.
+//! - `pool`: a few worktrees per repository made ahead of their task, so a new task's worktree
+//!   is two renames and no git process.
 //! - `outputs`: the agents' output directories and the copies of their files orch keeps.
 //! - `agent_view`: the sandboxed agent's private copy of the mirror, and adopting its commits.
-//! - `refs`: reading the mirror's refs from its files; `paths`: every path under `repos_dir`;
+//! - `refs`: reading and writing the mirror's refs as files; `paths`: every path under `repos_dir`;
 //!   `command`: running one `git` process; `error`: `GitError`, mapped to `WorkspaceError`.
 
 #![forbid(unsafe_code)]
@@ -38,6 +40,7 @@ mod error;
 mod mirror;
 mod outputs;
 mod paths;
+mod pool;
 mod refs;
 mod workspace;
 mod worktree;

@@ -216,6 +216,8 @@ impl GitWorkspace {
         let mirror = self.network_mirror(&state, repo).await?;
         self.fetch_all_since(&state, &mirror, asked, None).await?;
         tracing::debug!(repo = %repo, "mirror refreshed");
+        // The base head may have moved: the pool's entries are made again at the new one.
+        self.refill_pool(repo, None);
         Ok(())
     }
 

@@ -11,6 +11,9 @@ use crate::error::GitError;
 /// role; listed in the repository's `info/exclude`, so it is never committed.
 pub(crate) const OUTPUT_DIR_NAME: &str = ".orch-output";
 
+/// The name of a pool entry's admin directory under `{mirror}/worktrees/`, before its number.
+pub(crate) const POOL_ADMIN_PREFIX: &str = ".orch-pool-";
+
 /// The directory layout under the canonical `repos_dir`:
 /// `{owner}/{repo}/mirror.git`, `{owner}/{repo}/worktrees/{work item}` (with the agents' output
 /// directories in it, `.orch-output/{agent}/`), `{owner}/{repo}/outputs/{work item}/{agent}/`
@@ -75,6 +78,25 @@ impl Layout {
             .mirror(repo)?
             .join("worktrees")
             .join(component("work item", &name)?))
+    }
+
+    /// `{owner}/{repo}/pool`: the worktrees made ahead of their task.
+    pub(crate) fn pool(&self, repo: &RepoSlug) -> Result<PathBuf, GitError> {
+        Ok(self.repo_dir(repo)?.join("pool"))
+    }
+
+    /// `{owner}/{repo}/pool/{n}`: one worktree made ahead of its task.
+    pub(crate) fn pool_worktree(&self, repo: &RepoSlug, n: u64) -> Result<PathBuf, GitError> {
+        Ok(self.pool(repo)?.join(n.to_string()))
+    }
+
+    /// `{mirror}/worktrees/.orch-pool-{n}`: the admin directory of pool entry `n` (no work item
+    /// id starts with `.`).
+    pub(crate) fn pool_admin(&self, repo: &RepoSlug, n: u64) -> Result<PathBuf, GitError> {
+        Ok(self
+            .mirror(repo)?
+            .join("worktrees")
+            .join(format!("{POOL_ADMIN_PREFIX}{n}")))
     }
 
     /// `{owner}/{repo}/agent-git/{work item}`: the private git directory a sandboxed agent sees

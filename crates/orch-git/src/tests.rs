@@ -1422,4 +1422,5 @@ async fn merges_cleanly_fetches_a_head_pushed_elsewhere_and_an_unknown_head_is_n
     assert!(matches!(err, WorkspaceError::NotFound(_)), "{err}");
 }
 
+mod pool;
 mod warm;

@@ -15,6 +15,7 @@ use crate::command::Git;
 use crate::config::GitConfig;
 use crate::mirror::MirrorState;
 use crate::paths::Layout;
+use crate::pool::Pool;
 
 /// The `Workspace` port implemented with the `git` command line.
 pub struct GitWorkspace {
@@ -26,6 +27,8 @@ pub struct GitWorkspace {
     /// hold the lock exclusively; a `prepare` from a fresh mirror (warm mode) shares it, since
     /// it touches only its own task branch, worktree and agent view.
     pub(crate) mirrors: Mutex<HashMap<RepoSlug, Arc<MirrorState>>>,
+    /// The worktrees made ahead of their task, per repository (warm mode only).
+    pub(crate) pools: Mutex<HashMap<RepoSlug, Arc<Pool>>>,
 }
 
 impl fmt::Debug for GitWorkspace {
@@ -78,6 +81,7 @@ impl GitWorkspace {
             remote_base: config.remote_base.trim_end_matches('/').to_owned(),
             warm: config.warm,
             mirrors: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
         })
     }
 

@@ -7,10 +7,10 @@ use orch_core::domain::Agent;
 use orch_core::ids::CommitSha;
 use orch_core::ports::{PreparedWorktree, SandboxMount, WorktreeSpec};
 
-use crate::command::{git_args, Network, Worktree};
+use crate::command::{git_args, Git, Network, Worktree};
 use crate::error::GitError;
 use crate::mirror::{parse_sha, MirrorState};
-use crate::{paths, refs, GitWorkspace};
+use crate::{paths, pool, refs, GitWorkspace};
 
 impl GitWorkspace {
     async fn ensure_worktree(
@@ -42,6 +42,8 @@ impl GitWorkspace {
             match head {
                 Ok(Some(head)) if head == format!("refs/heads/{branch}") => {
                     repair_links(&dirs).await?;
+                    // A pool entry whose adoption a crash cut short is still locked.
+                    pool::unlock(&admin).await?;
                     return Ok(worktree);
                 }
                 Ok(_) => {
@@ -54,6 +56,7 @@ impl GitWorkspace {
                         )
                         .await?;
                     repair_links(&dirs).await?;
+                    pool::unlock(&admin).await?;
                     return Ok(worktree);
                 }
                 // Not a working git checkout any more (its mirror was lost): make it anew.
@@ -67,6 +70,21 @@ impl GitWorkspace {
         // prepares. An admin directory that is there has its index only once the checkout
         // finished (above).
         self.clear_worktree_dirs(&worktree, &admin).await?;
+        let base = paths::branch(spec.base_branch.as_str())?;
+        // A new task branch at the base head: a pool entry checked out there is the worktree.
+        if let Some(head) = self
+            .resolve(mirror, &format!("refs/heads/{branch}"))
+            .await?
+        {
+            if self
+                .adopt_pooled(&dirs, &spec.repo, base, branch, &head)
+                .await
+            {
+                drop(turn);
+                self.refill_pool(&spec.repo, Some(base));
+                return Ok(worktree);
+            }
+        }
         for dir in [&worktree, &admin] {
             tokio::fs::create_dir(dir)
                 .await
@@ -77,13 +95,7 @@ impl GitWorkspace {
             .map_err(GitError::io("create the worktree"))?;
         repair_links(&dirs).await?;
         drop(turn);
-        self.git
-            .run_in(
-                &dirs,
-                &git_args!["reset", "--hard", "--quiet", "--no-recurse-submodules"],
-                Network::Local,
-            )
-            .await?;
+        check_out(&self.git, &dirs).await?;
         if !is_registered(&dirs).await {
             return Err(GitError::Unexpected {
                 command: "worktree",
@@ -91,6 +103,7 @@ impl GitWorkspace {
             });
         }
         tracing::info!(branch = %branch, "worktree added");
+        self.refill_pool(&spec.repo, Some(base));
         Ok(worktree)
     }
 
@@ -356,6 +369,18 @@ impl GitWorkspace {
     }
 }
 
+/// Checks out the commit a newly registered worktree's `HEAD` names, writing its index: the
+/// one git process of making a worktree.
+pub(crate) async fn check_out(git: &Git, dirs: &Worktree<'_>) -> Result<(), GitError> {
+    git.run_in(
+        dirs,
+        &git_args!["reset", "--hard", "--quiet", "--no-recurse-submodules"],
+        Network::Local,
+    )
+    .await
+    .map(drop)
+}
+
 /// Whether the worktree is a registered checkout: its directory and its admin directory exist.
 async fn is_registered(dirs: &Worktree<'_>) -> bool {
     tokio::fs::try_exists(dirs.git_dir.join("HEAD"))
@@ -369,9 +394,9 @@ async fn is_registered(dirs: &Worktree<'_>) -> bool {
 /// Rewrites the files that tie a worktree to its admin directory and the mirror (the
 /// worktree's `.git`, the admin directory's `gitdir` and `commondir`), which an agent may have
 /// changed: orch's own git never reads them (`Worktree` names the directories), but the
-/// agent's git and `git worktree` do. A link or directory in their place is removed, never
-/// written through.
-async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
+/// agent's git and `git worktree` do. A link or directory in their place is replaced, never
+/// written through; each is replaced whole (a rename), never seen half-written.
+pub(crate) async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
     let links = [
         (
             dirs.work_tree.join(".git"),
@@ -384,20 +409,34 @@ async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
         (dirs.git_dir.join("commondir"), "../..\n".to_owned()),
     ];
     for (path, text) in links {
-        match tokio::fs::symlink_metadata(&path).await {
-            Ok(metadata) if metadata.is_file() => {
-                if tokio::fs::read(&path).await.ok().as_deref() == Some(text.as_bytes()) {
-                    continue;
-                }
-                tokio::fs::remove_file(&path).await
-            }
-            Ok(metadata) if metadata.is_dir() => tokio::fs::remove_dir_all(&path).await,
-            Ok(_) => tokio::fs::remove_file(&path).await,
+        let metadata = tokio::fs::symlink_metadata(&path).await;
+        if metadata.as_ref().is_ok_and(std::fs::Metadata::is_file)
+            && tokio::fs::read(&path).await.ok().as_deref() == Some(text.as_bytes())
+        {
+            continue;
+        }
+        if metadata.is_ok_and(|metadata| metadata.is_dir()) {
+            tokio::fs::remove_dir_all(&path)
+                .await
+                .map_err(GitError::io("repair the worktree's links"))?;
+        }
+        // Written beside and renamed over the link (a rename replaces a symbolic link, never
+        // writes through it), so a `git worktree list` or `prune` running meanwhile never
+        // reads half a file.
+        let mut staged = path.clone().into_os_string();
+        staged.push(".orch-new");
+        let staged = PathBuf::from(staged);
+        match tokio::fs::symlink_metadata(&staged).await {
+            Ok(metadata) if metadata.is_dir() => tokio::fs::remove_dir_all(&staged).await,
+            Ok(_) => tokio::fs::remove_file(&staged).await,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(err),
         }
         .map_err(GitError::io("repair the worktree's links"))?;
-        paths::write_new_file(&path, text.as_bytes())
+        paths::write_new_file(&staged, text.as_bytes())
+            .await
+            .map_err(GitError::io("repair the worktree's links"))?;
+        tokio::fs::rename(&staged, &path)
             .await
             .map_err(GitError::io("repair the worktree's links"))?;
     }

@@ -8,6 +8,7 @@ use orch_core::ids::CommitSha;
 use orch_core::ports::{Workspace, WorkspaceError};
 
 use super::{person_commits, spec, Fixture};
+use crate::pool::POOL_SIZE;
 
 const LONG: Duration = Duration::from_secs(3600);
 
@@ -67,24 +68,35 @@ async fn a_fresh_mirror_serves_a_burst_of_prepares_with_one_fetch() {
     assert_eq!(fetches(&fixture), 1, "a fresh mirror needs no fetch");
 }
 
-/// The git subcommands run since `from` invocations.
-fn subcommands_since(fixture: &Fixture, from: usize) -> Vec<String> {
+/// The git subcommands run since `from` invocations, but for the pool's background refills
+/// (which run in the pool's own directories).
+pub(super) fn subcommands_since(fixture: &Fixture, from: usize) -> Vec<String> {
+    let pool = fixture.repos().join("acme/widgets/pool");
     fixture.invocations()[from..]
         .iter()
+        .filter(|invocation| {
+            !invocation
+                .cwd
+                .as_ref()
+                .is_some_and(|cwd| cwd.starts_with(&pool))
+        })
         .map(|invocation| invocation.args.join(" "))
         .collect()
 }
 
 #[tokio::test]
-async fn a_warm_prepare_starts_few_git_processes_and_the_next_stage_none() {
-    // The dispatch path (SPEC §7: an agent started within 25 ms of its job) reads refs from
-    // the mirror's files; only writes start git.
+async fn a_warm_prepare_starts_no_git_process_and_the_next_stage_none() {
+    // The dispatch path (SPEC §7: an agent started within 25 ms of its job) reads and writes
+    // refs as files and takes its worktree from the pool, made ahead in the background.
     let fixture = Fixture::warm(LONG);
+    let repo = spec("ET-300").repo;
     fixture
         .workspace
         .prepare(&spec("ET-300"), Agent::Analyst)
         .await
         .expect("warm the mirror");
+    fixture.workspace.pool_settled(&repo).await;
+    assert_eq!(fixture.workspace.pool_entries(&repo).len(), POOL_SIZE);
     let before = fixture.invocations().len();
     let prepared = fixture
         .workspace
@@ -92,17 +104,20 @@ async fn a_warm_prepare_starts_few_git_processes_and_the_next_stage_none() {
         .await
         .expect("first prepare");
     assert!(prepared.path.join("README.md").is_file());
-    let first = subcommands_since(&fixture, before);
+    assert_eq!(subcommands_since(&fixture, before), Vec::<String>::new());
     let branch = spec("ET-301").branch;
-    let expected = [
-        format!("update-ref --no-deref refs/heads/{branch} "),
-        "reset --hard --quiet".to_owned(),
-        format!("update-ref refs/orch/agent/{branch} "),
-    ];
-    assert_eq!(first.len(), expected.len(), "{first:?}");
-    for (args, start) in first.iter().zip(&expected) {
-        assert!(args.starts_with(start.as_str()), "{first:?}");
-    }
+    assert_eq!(
+        super::sh(&prepared.path, &["symbolic-ref", "--short", "HEAD"]),
+        branch.as_str()
+    );
+    assert_eq!(
+        super::sh(
+            &prepared.path,
+            &["status", "--porcelain", "--untracked-files=no"]
+        ),
+        "",
+        "the adopted checkout and its index are whole"
+    );
 
     let before = fixture.invocations().len();
     let again = fixture
@@ -112,6 +127,24 @@ async fn a_warm_prepare_starts_few_git_processes_and_the_next_stage_none() {
         .expect("next stage");
     assert_eq!(again.path, prepared.path);
     assert_eq!(subcommands_since(&fixture, before), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn without_a_pool_entry_a_new_worktree_starts_only_its_checkout() {
+    // The first prepare of a repository: the pool is empty. Refs are written in process.
+    let fixture = Fixture::warm(LONG);
+    let before = fixture.invocations().len();
+    fixture
+        .workspace
+        .prepare(&spec("ET-302"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    let started = subcommands_since(&fixture, before);
+    let expected = ["init", "fetch", "reset --hard --quiet"];
+    assert_eq!(started.len(), expected.len(), "{started:?}");
+    for (args, start) in started.iter().zip(expected) {
+        assert!(args.starts_with(start), "{started:?}");
+    }
 }
 
 #[tokio::test]
