@@ -8,8 +8,8 @@
 //! does, beside it, so copying pages into the database file and its fsync never hold up an
 //! acknowledgement. Under writes without a pause the WAL would never start over from its
 //! beginning (SQLite restarts it only when a write begins after a checkpoint copied every
-//! frame), so once it is longer than `WAL_RESTART_FRAMES` the writer copies the last frames
-//! itself between two batches, and its next commit restarts the WAL.
+//! frame), so once it is longer than `StoreOptions::wal_restart_bytes` the writer copies the
+//! last frames itself between two batches, and its next commit restarts the WAL.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,14 +34,6 @@ const MAX_BATCH: usize = 256;
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 /// The least time between two checkpoints; commits in between share the next one.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
-/// WAL frames (of about 4 KiB) past which the writer checkpoints the last frames itself so
-/// that its next commit restarts the WAL: 32 MiB, about 2 000 deliveries, a few seconds at
-/// 500 deliveries/s. Higher, the WAL grows; lower, the writer stops for a checkpoint more
-/// often (two fsyncs and the frames since the checkpointer's last pass).
-pub(crate) const WAL_RESTART_FRAMES: i64 = 8192;
-/// The bytes a WAL is cut back to when it restarts (`journal_size_limit`): twice what it
-/// reaches between two restarts, so only a burst's growth is given back.
-pub(crate) const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -91,6 +83,7 @@ impl InboxWriter {
     pub(crate) fn start(
         path: &Path,
         busy_timeout: Duration,
+        wal_restart_bytes: u64,
         health: StorageHealth,
     ) -> Result<InboxWriter, OpenError> {
         let conn = open_connection(path)?;
@@ -102,7 +95,9 @@ impl InboxWriter {
         conn.execute_batch(&format!(
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
              PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+             PRAGMA journal_size_limit = {wal_size_limit};",
+            // A restart cuts the WAL back to twice its usual length: only a burst's growth.
+            wal_size_limit = i64::try_from(wal_restart_bytes.saturating_mul(2)).unwrap_or(i64::MAX)
         ))
         .map_err(sqlite)?;
         let checkpointer = open_connection(path)?;
@@ -115,7 +110,7 @@ impl InboxWriter {
         };
         std::thread::Builder::new()
             .name("orch-checkpoint".to_owned())
-            .spawn(move || checkpoints(&checkpointer, &nudged, &restart))
+            .spawn(move || checkpoints(&checkpointer, &nudged, &restart, wal_restart_bytes))
             .map_err(OpenError::Thread)?;
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
@@ -247,11 +242,21 @@ fn wal_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 /// Copies committed WAL pages into the database file after commits (at most one checkpoint
 /// per `CHECKPOINT_PAUSE`), until the writer stops. A passive checkpoint never blocks the
 /// writer; a failed one is tried again after the next commit. When the WAL is longer than
-/// `WAL_RESTART_FRAMES`, it asks the writer to restart it.
-fn checkpoints(conn: &Connection, nudged: &mpsc::Receiver<()>, restart: &AtomicBool) {
+/// `restart_bytes`, it asks the writer to restart it.
+fn checkpoints(
+    conn: &Connection,
+    nudged: &mpsc::Receiver<()>,
+    restart: &AtomicBool,
+    restart_bytes: u64,
+) {
+    let page_bytes = conn
+        .query_row("PRAGMA page_size", [], |row| row.get::<_, u64>(0))
+        .unwrap_or(4096);
     while nudged.recv().is_ok() {
         match wal_checkpoint(conn) {
-            Ok(frames) if frames >= WAL_RESTART_FRAMES => restart.store(true, Ordering::Relaxed),
+            Ok(frames) if u64::try_from(frames).unwrap_or(0) * page_bytes >= restart_bytes => {
+                restart.store(true, Ordering::Relaxed);
+            }
             Ok(_) => {}
             Err(err) => tracing::debug!(error = %err, "WAL checkpoint failed"),
         }
