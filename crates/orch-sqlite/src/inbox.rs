@@ -6,10 +6,14 @@
 //! behind the event loop's own commits, and a mark costs an `UPDATE`, not a transaction.
 //! The writer never checkpoints the WAL itself: a checkpointer thread with its own connection
 //! does, beside it, so copying pages into the database file and its fsync never hold up an
-//! acknowledgement.
+//! acknowledgement. Under writes without a pause the WAL would never start over from its
+//! beginning (SQLite restarts it only when a write begins after a checkpoint copied every
+//! frame), so once it is longer than `StoreOptions::wal_restart_bytes` the writer copies the
+//! last frames itself between two batches, and its next commit restarts the WAL.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use orch_core::ports::{InboxInsert, NewDelivery, StoreError};
@@ -79,6 +83,7 @@ impl InboxWriter {
     pub(crate) fn start(
         path: &Path,
         busy_timeout: Duration,
+        wal_restart_bytes: u64,
         health: StorageHealth,
     ) -> Result<InboxWriter, OpenError> {
         let conn = open_connection(path)?;
@@ -89,20 +94,28 @@ impl InboxWriter {
         conn.busy_timeout(busy_timeout).map_err(sqlite)?;
         conn.execute_batch(&format!(
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;"
+             PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0; \
+             PRAGMA journal_size_limit = {wal_size_limit};",
+            // A restart cuts the WAL back to twice its usual length: only a burst's growth.
+            wal_size_limit = i64::try_from(wal_restart_bytes.saturating_mul(2)).unwrap_or(i64::MAX)
         ))
         .map_err(sqlite)?;
         let checkpointer = open_connection(path)?;
         checkpointer.busy_timeout(busy_timeout).map_err(sqlite)?;
         let (nudge, nudged) = mpsc::sync_channel(1);
+        let restart = Arc::new(AtomicBool::new(false));
+        let wal = WalCheckpoints {
+            nudge,
+            restart: restart.clone(),
+        };
         std::thread::Builder::new()
             .name("orch-checkpoint".to_owned())
-            .spawn(move || checkpoints(&checkpointer, &nudged))
+            .spawn(move || checkpoints(&checkpointer, &nudged, &restart, wal_restart_bytes))
             .map_err(OpenError::Thread)?;
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("orch-inbox-writer".to_owned())
-            .spawn(move || run(conn, &receiver, &health, &nudge))
+            .spawn(move || run(conn, &receiver, &health, &wal))
             .map_err(OpenError::Thread)?;
         Ok(InboxWriter { sender })
     }
@@ -140,11 +153,18 @@ impl InboxWriter {
     }
 }
 
+/// The writer's side of the checkpointer: a nudge after each commit, and the checkpointer's
+/// request that the writer finish a checkpoint so that the WAL restarts.
+struct WalCheckpoints {
+    nudge: mpsc::SyncSender<()>,
+    restart: Arc<AtomicBool>,
+}
+
 fn run(
     mut conn: Connection,
     receiver: &mpsc::Receiver<Request>,
     health: &StorageHealth,
-    checkpoint: &mpsc::SyncSender<()>,
+    wal: &WalCheckpoints,
 ) {
     let mut full = true;
     while let Ok(first) = receiver.recv() {
@@ -165,7 +185,7 @@ fn run(
         match committed {
             Ok(outcomes) => {
                 // A checkpoint is already due when the channel is full: nothing to add.
-                let _ = checkpoint.try_send(());
+                let _ = wal.nudge.try_send(());
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     // The caller may have gone away; the write is committed regardless.
                     match (request, outcome) {
@@ -196,16 +216,49 @@ fn run(
                 }
             }
         }
+        // After the replies, so that no delivery of this batch waits for it.
+        if wal.restart.swap(false, Ordering::Relaxed) {
+            restart_checkpoint(&conn);
+        }
     }
+}
+
+/// Copies the frames the checkpointer's last pass left (those committed since) into the
+/// database file, from the writer's connection, between two of its transactions: when no
+/// reader still needs a frame, the WAL holds nothing uncopied and the next commit writes from
+/// its beginning. Passive: it never waits on a reader or the busy handler.
+fn restart_checkpoint(conn: &Connection) {
+    match wal_checkpoint(conn) {
+        Ok(frames) => tracing::debug!(frames, "WAL checkpointed by the inbox writer"),
+        Err(err) => tracing::debug!(error = %err, "WAL checkpoint by the inbox writer failed"),
+    }
+}
+
+/// A passive checkpoint; the number of frames in the WAL.
+fn wal_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }
 
 /// Copies committed WAL pages into the database file after commits (at most one checkpoint
 /// per `CHECKPOINT_PAUSE`), until the writer stops. A passive checkpoint never blocks the
-/// writer; a failed one is tried again after the next commit.
-fn checkpoints(conn: &Connection, nudged: &mpsc::Receiver<()>) {
+/// writer; a failed one is tried again after the next commit. When the WAL is longer than
+/// `restart_bytes`, it asks the writer to restart it.
+fn checkpoints(
+    conn: &Connection,
+    nudged: &mpsc::Receiver<()>,
+    restart: &AtomicBool,
+    restart_bytes: u64,
+) {
+    let page_bytes = conn
+        .query_row("PRAGMA page_size", [], |row| row.get::<_, u64>(0))
+        .unwrap_or(4096);
     while nudged.recv().is_ok() {
-        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %err, "WAL checkpoint failed");
+        match wal_checkpoint(conn) {
+            Ok(frames) if u64::try_from(frames).unwrap_or(0) * page_bytes >= restart_bytes => {
+                restart.store(true, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::debug!(error = %err, "WAL checkpoint failed"),
         }
         std::thread::sleep(CHECKPOINT_PAUSE);
     }

@@ -91,6 +91,11 @@ pub struct StoreOptions {
     /// How long a call waits for a free pooled connection.
     pub pool_timeout: Duration,
     pub pool_size: u32,
+    /// The WAL's length past which the inbox writer checkpoints its last frames itself, so
+    /// that the WAL restarts even under writes that never pause; a restart cuts the file back
+    /// to twice this (`journal_size_limit`). Higher, the WAL grows; lower, the writer stops for
+    /// a checkpoint (two fsyncs) more often.
+    pub wal_restart_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -101,6 +106,8 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             pool_timeout: Duration::from_secs(10),
             pool_size: 4,
+            // About 7 500 deliveries, 15 s at a steady 500/s.
+            wal_restart_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -171,7 +178,12 @@ impl SqliteStore {
                 source,
             })?;
         let health = StorageHealth::new(&path, options.busy_timeout);
-        let inbox = InboxWriter::start(&path, options.busy_timeout, health.clone())?;
+        let inbox = InboxWriter::start(
+            &path,
+            options.busy_timeout,
+            options.wal_restart_bytes,
+            health.clone(),
+        )?;
         tracing::debug!(path = %path.display(), exclusive = options.exclusive, "store opened");
         Ok(SqliteStore {
             pool,

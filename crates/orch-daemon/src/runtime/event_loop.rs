@@ -15,6 +15,9 @@ use orch_core::retries::{AfterFailure, EventKey, GivenUp, HandlingRetries};
 
 use crate::runtime::{DeliveryParser, Loop, Observer, Services, Wakes};
 
+/// The most deliveries, and job ends, one sweep reads.
+const SWEEP_PAGE: u32 = 500;
+
 /// One command for the event loop, with a place for the answer.
 pub(super) struct Command {
     event: Event,
@@ -72,9 +75,12 @@ impl EventLoop {
     ) {
         loop {
             while self.refreshes.try_join_next().is_some() {}
-            self.sweep().await;
+            // A full page means more may wait: sweep again at once rather than at the next
+            // wake-up, which may be the safety sweep seconds later.
+            let more = self.sweep().await;
             self.observer.loop_alive(Loop::Events);
             tokio::select! {
+                () = std::future::ready(()), if more => {}
                 command = commands.recv() => match command {
                     Some(command) => {
                         let result = self.handle(&command.event, command.origin).await;
@@ -115,11 +121,15 @@ impl EventLoop {
         result
     }
 
-    /// Handles every pending delivery and every unhandled job end.
-    async fn sweep(&mut self) {
+    /// Handles every pending delivery and every unhandled job end, a page of each; whether a
+    /// page was full and something in it was handled (a page of deliveries all waiting for
+    /// their retry must not make the loop spin).
+    async fn sweep(&mut self) -> bool {
         let store = self.ports.store.clone();
-        match store.inbox_pending(500).await {
+        let (mut full, mut progressed) = (false, false);
+        match store.inbox_pending(SWEEP_PAGE).await {
             Ok(deliveries) => {
+                full |= deliveries.len() >= SWEEP_PAGE as usize;
                 for delivery in deliveries {
                     let key = EventKey::Delivery(delivery.id);
                     if !self.retries.is_due(key, self.ports.clock.now()) {
@@ -141,6 +151,7 @@ impl EventLoop {
                         }
                     };
                     if let Some(outcome) = outcome {
+                        progressed = true;
                         let now = self.ports.clock.now();
                         if let Err(err) =
                             store.inbox_mark_processed(delivery.id, &outcome, now).await
@@ -153,8 +164,9 @@ impl EventLoop {
             }
             Err(err) => warn!(error = %err, "inbox not readable"),
         }
-        match store.unhandled_finished_jobs(500).await {
+        match store.unhandled_finished_jobs(SWEEP_PAGE).await {
             Ok(jobs) => {
+                full |= jobs.len() >= SWEEP_PAGE as usize;
                 for job in jobs {
                     let key = EventKey::JobEnd(job.id);
                     if !self.retries.is_due(key, self.ports.clock.now()) {
@@ -164,7 +176,10 @@ impl EventLoop {
                         .handle(&Event::JobFinished { job: job.id }, Origin::Worker)
                         .await
                     {
-                        Ok(_) => self.retries.done(key),
+                        Ok(_) => {
+                            progressed = true;
+                            self.retries.done(key);
+                        }
                         // A job's end is never given up: the task's next step depends on it.
                         Err(err) => {
                             self.failed(key, &err);
@@ -174,6 +189,7 @@ impl EventLoop {
             }
             Err(err) => warn!(error = %err, "ended jobs not readable"),
         }
+        full && progressed
     }
 
     /// A push names a repository: unless orch pushed that head itself, its mirror is marked

@@ -478,3 +478,39 @@ async fn the_retention_loop_prunes_at_start_up() {
     }
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_longer_than_a_sweep_is_processed_without_waiting_for_the_safety_sweep() {
+    let world = World::new();
+    // 1 200 deliveries the parser ignores, stored before the loop starts and never woken
+    // for: more than two sweeps' pages of 500.
+    for n in 0..1200_u32 {
+        let delivery = NewDelivery {
+            source: Source::Plane,
+            delivery_id: format!("backlog-{n}"),
+            event_type: "issue".to_owned(),
+            body_sha256: format!("{n:064x}"),
+            body: b"ignored".to_vec(),
+            received_at: world.clock_now(),
+        };
+        world.store.inbox_insert(delivery).await.expect("stored");
+    }
+    let mut parts = start_parts(&world);
+    parts.settings.sweep_every = Duration::from_secs(3600);
+    let runtime = Runtime::start(parts).await.expect("starts");
+    let deadline = Instant::now() + CONVERGE;
+    while !world
+        .store
+        .inbox_pending(1)
+        .await
+        .expect("pending")
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the backlog waited for the safety sweep"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runtime.shutdown().await;
+}
