@@ -277,12 +277,15 @@ fn ensure_pull(client: &Client, new: &NewPullRequest) -> Result<PullRequest, Api
             if pull.state == PrState::Open {
                 return Ok(pull);
             }
+            // An old closed one: a newer open one may exist beside it.
+            if let Some(pull) = find_open_for_branch(client, &new.repo, head, base)? {
+                return Ok(pull);
+            }
         }
+        // No pull request of these branches in any state (`GetPullRequestByBaseHeadInfo`
+        // filters on nothing else), so none open: create, and read a 409 below as a race.
         404 => {}
         _ => return Err(lookup.into_error()),
-    }
-    if let Some(pull) = find_open_for_branch(client, &new.repo, head, base)? {
-        return Ok(pull);
     }
     let body = json!({ "head": head, "base": base, "title": new.title, "body": new.body });
     let created = client.call(

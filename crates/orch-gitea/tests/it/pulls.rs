@@ -65,6 +65,33 @@ async fn ensure_pull_request_twice_opens_exactly_one_pull_request() {
 }
 
 #[tokio::test]
+async fn ensure_pull_request_of_a_new_branch_costs_one_lookup_and_one_create() {
+    let fixture = Fixture::start().await;
+    fixture
+        .push_branch("feature/ET-004-calls", "four.txt", "4\n")
+        .await;
+    let before = fixture.sim.api_requests().len();
+    fixture
+        .forge
+        .ensure_pull_request(&fixture.new_pull("feature/ET-004-calls"))
+        .await
+        .expect("opened");
+    let calls: Vec<String> = fixture.sim.api_requests()[before..]
+        .iter()
+        .map(|request| format!("{} {}", request.method, request.uri))
+        .collect();
+    assert_eq!(calls.len(), 2, "a 404 lookup means none exists: {calls:#?}");
+    assert!(
+        calls[0].starts_with("GET ") && calls[0].contains("/pulls/main/"),
+        "{calls:#?}"
+    );
+    assert!(
+        calls[1].starts_with("POST ") && calls[1].ends_with("/pulls"),
+        "{calls:#?}"
+    );
+}
+
+#[tokio::test]
 async fn ensure_pull_request_does_not_reuse_an_old_closed_pull_request_of_the_branch() {
     let fixture = Fixture::start().await;
     fixture
