@@ -26,9 +26,11 @@ pub struct GitWorkspace {
     /// One lock and freshness record per mirror. Fetches, config rewrites, pushes and removals
     /// hold the lock exclusively; a `prepare` from a fresh mirror (warm mode) shares it, since
     /// it touches only its own task branch, worktree and agent view.
-    pub(crate) mirrors: Mutex<HashMap<RepoSlug, Arc<MirrorState>>>,
-    /// The worktrees made ahead of their task, per repository (warm mode only).
-    pub(crate) pools: Mutex<HashMap<RepoSlug, Arc<Pool>>>,
+    /// Shared with a successor over the same `repos_dir` (`GitWorkspace::succeeded_by`).
+    pub(crate) mirrors: Arc<Mutex<HashMap<RepoSlug, Arc<MirrorState>>>>,
+    /// The worktrees made ahead of their task, per repository (warm mode only); shared like
+    /// `mirrors`.
+    pub(crate) pools: Arc<Mutex<HashMap<RepoSlug, Arc<Pool>>>>,
 }
 
 impl fmt::Debug for GitWorkspace {
@@ -80,9 +82,23 @@ impl GitWorkspace {
             layout,
             remote_base: config.remote_base.trim_end_matches('/').to_owned(),
             warm: config.warm,
-            mirrors: Mutex::new(HashMap::new()),
-            pools: Mutex::new(HashMap::new()),
+            mirrors: Arc::default(),
+            pools: Arc::default(),
         })
+    }
+
+    /// A workspace with new settings (a reloaded token, remote or timeout) that, over the same
+    /// `repos_dir`, takes turns with this one: one lock, one freshness record and one pool per
+    /// mirror, whichever of the two a job was given. Two independent workspaces over one
+    /// directory would each sweep the other's pool entries as leftovers, and fetch, prepare
+    /// and remove beside each other without a lock in common.
+    pub fn succeeded_by(&self, config: GitConfig) -> Result<GitWorkspace, WorkspaceError> {
+        let mut next = GitWorkspace::new(config)?;
+        if next.layout.root() == self.layout.root() {
+            next.mirrors = Arc::clone(&self.mirrors);
+            next.pools = Arc::clone(&self.pools);
+        }
+        Ok(next)
     }
 
     /// The canonical `repos_dir`.

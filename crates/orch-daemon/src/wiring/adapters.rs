@@ -72,6 +72,9 @@ pub struct Adapters {
     pub ports: Ports,
     pub plane: Arc<orch_plane::PlaneTracker>,
     pub gitea: Arc<orch_gitea::GiteaForge>,
+    /// The workspace behind `ports.workspace`, which a reload's successor shares its locks
+    /// and pool with.
+    pub git: Arc<orch_git::GitWorkspace>,
 }
 
 /// Builds every port from the config. The store is opened by the caller.
@@ -81,6 +84,17 @@ pub fn build_ports(config: &Config, store: Arc<dyn Store>) -> Result<Ports, RunE
 
 /// Builds every adapter from the config. The store is opened by the caller.
 pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters, RunError> {
+    build_adapters_after(config, store, None)
+}
+
+/// `build_adapters` for a reload: a new git workspace over the same `repos_dir` as
+/// `previous` takes turns with it (`GitWorkspace::succeeded_by`), since jobs given the old one
+/// may still run.
+pub(super) fn build_adapters_after(
+    config: &Config,
+    store: Arc<dyn Store>,
+    previous: Option<&orch_git::GitWorkspace>,
+) -> Result<Adapters, RunError> {
     let (tls, trust) = crate::tls::client_tls(&config.tls);
     tracing::debug!(
         system = trust.system,
@@ -118,8 +132,12 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
     // Pushes and CI statuses refresh the mirror off the dispatch path; this bounds how long
     // a missed webhook can leave it behind.
     git.warm = Some(MIRROR_MAX_AGE);
-    let workspace =
-        orch_git::GitWorkspace::new(git).map_err(|err| RunError::Adapter(err.to_string()))?;
+    let workspace = match previous {
+        Some(previous) => previous.succeeded_by(git),
+        None => orch_git::GitWorkspace::new(git),
+    }
+    .map_err(|err| RunError::Adapter(err.to_string()))?;
+    let workspace = Arc::new(workspace);
 
     let agents = agent_runner(config)?;
 
@@ -139,7 +157,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
         store,
         tracker: tracker.clone(),
         forge: forge.clone(),
-        workspace: Arc::new(workspace),
+        workspace: workspace.clone(),
         agents: Arc::new(agents),
         notifier,
         clock: Arc::new(SystemClock),
@@ -149,6 +167,7 @@ pub fn build_adapters(config: &Config, store: Arc<dyn Store>) -> Result<Adapters
         ports,
         plane: tracker,
         gitea: forge,
+        git: workspace,
     })
 }
 

@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::runtime::Reconfiguration;
-use crate::wiring::adapters::{build_adapters, spawn_api_stats};
+use crate::wiring::adapters::{build_adapters_after, spawn_api_stats};
 use crate::wiring::daemon::{expose_all, own_user, Daemon};
 use crate::wiring::RunError;
 
@@ -29,7 +29,8 @@ impl Daemon {
             )
         };
         let (previous_config, previous_adapters) = previous;
-        let mut adapters = build_adapters(config, self.store.clone())?;
+        let mut adapters =
+            build_adapters_after(config, self.store.clone(), Some(&previous_adapters.git))?;
         // Unchanged adapters are kept: one call budget for Plane, one lock per git mirror.
         if same_plane(&previous_config, config) {
             adapters.plane = previous_adapters.plane.clone();
@@ -40,6 +41,7 @@ impl Daemon {
             adapters.ports.forge = previous_adapters.ports.forge.clone();
             if config.workspace.repos_dir == previous_config.workspace.repos_dir {
                 adapters.ports.workspace = previous_adapters.ports.workspace.clone();
+                adapters.git = previous_adapters.git.clone();
             }
         }
         let own_user = own_user(adapters.ports.tracker.as_ref())

@@ -385,3 +385,44 @@ async fn a_cold_workspace_keeps_no_pool() {
     assert!(!fixture.pool_dir().exists());
     assert_eq!(pool_admins(&fixture), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_workspace_after_a_reload_shares_the_pool_and_locks_of_the_one_it_succeeds() {
+    let fixture = Fixture::with_full_pool("ET-470").await;
+    let repo = spec("ET-470").repo;
+    let main = sh(
+        &fixture.mirror(),
+        &["rev-parse", "refs/remotes/origin/main"],
+    );
+    // A reloaded config (a rotated token, say) builds a new workspace over the same repos_dir
+    // while jobs given the old one still run.
+    let mut config = GitConfig::new(
+        fixture.repos(),
+        fixture.dir.path().join("remotes").display().to_string(),
+    );
+    config.warm = Some(LONG);
+    let mut next = fixture.workspace.succeeded_by(config).expect("successor");
+    next.git.record_into(fixture.recorder.clone());
+    let before = fixture.invocations().len();
+    let prepared = next
+        .prepare(&spec("ET-471"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    assert_eq!(sh(&prepared.path, &["rev-parse", "HEAD"]), main);
+    assert_eq!(
+        subcommands_since(&fixture, before),
+        Vec::<String>::new(),
+        "the entry the first workspace made is adopted"
+    );
+    next.pool_settled(&repo).await;
+    fixture.workspace.pool_settled(&repo).await;
+    assert_pool_is(&fixture, &fixture.workspace, &main);
+    assert_pool_is(&fixture, &next, &main);
+    // The old workspace's next prepare takes what the successor refilled, and vice versa.
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-472"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    assert_whole_worktree(&fixture, &prepared.path, &spec("ET-472"));
+}
