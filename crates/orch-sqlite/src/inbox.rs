@@ -3,7 +3,8 @@
 //! Deliveries that arrive while a commit runs share the next one (one fsync per batch), and the
 //! event loop's "processed" marks ride in the same transactions: the inbox has one writer, so
 //! acknowledgements never wait on SQLite's busy handler (which sleeps in steps of milliseconds)
-//! behind the event loop's own commits, and a mark costs an `UPDATE`, not a transaction.
+//! behind the event loop's own commits, and a mark costs an `UPDATE`, not a transaction. The
+//! event loop sends a page's marks as one request: one round trip, and one transaction.
 //! The writer never checkpoints the WAL itself: a checkpointer thread with its own connection
 //! does, beside it, so copying pages into the database file and its fsync never hold up an
 //! acknowledgement. Under writes without a pause the WAL would never start over from its
@@ -42,9 +43,10 @@ enum Request {
         delivery: NewDelivery,
         reply: Reply<InboxInsert>,
     },
+    /// Marks of deliveries, each with its outcome: one request, so they share a
+    /// transaction, whatever else the batch holds.
     MarkProcessed {
-        id: i64,
-        outcome: String,
+        marks: Vec<(i64, String)>,
         at: Timestamp,
         reply: Reply<()>,
     },
@@ -125,20 +127,15 @@ impl InboxWriter {
         self.send(Request::Insert { delivery, reply }, answer).await
     }
 
-    /// Records how a delivery was handled; `NotFound` when there is no such delivery.
+    /// Records how deliveries were handled, in one transaction; `NotFound` naming the ids
+    /// that are in no row (the others are marked).
     pub(crate) async fn mark_processed(
         &self,
-        id: i64,
-        outcome: String,
+        marks: Vec<(i64, String)>,
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        let request = Request::MarkProcessed {
-            id,
-            outcome,
-            at,
-            reply,
-        };
+        let request = Request::MarkProcessed { marks, at, reply };
         self.send(request, answer).await
     }
 
@@ -283,9 +280,7 @@ fn commit_batch(conn: &mut Connection, batch: &[Request]) -> Result<Vec<Outcome>
     for request in batch {
         let outcome = match request {
             Request::Insert { delivery, .. } => Outcome::Inserted(insert_one(&tx, delivery)),
-            Request::MarkProcessed {
-                id, outcome, at, ..
-            } => Outcome::Marked(mark_one(&tx, *id, outcome, *at)),
+            Request::MarkProcessed { marks, at, .. } => Outcome::Marked(mark_all(&tx, marks, *at)),
         };
         outcomes.push(outcome.unless_fault()?);
     }
@@ -320,14 +315,22 @@ fn insert_one(conn: &Connection, delivery: &NewDelivery) -> Result<InboxInsert, 
     Ok(InboxInsert::Queued(conn.last_insert_rowid()))
 }
 
-fn mark_one(conn: &Connection, id: i64, outcome: &str, at: Timestamp) -> Result<(), Error> {
-    let changed = conn
-        .prepare_cached("UPDATE inbox SET processed_at = ?2, outcome = ?3 WHERE id = ?1")?
-        .execute(params![id, at.as_millis(), outcome])?;
-    if changed == 0 {
-        return Err(Error::NotFound(format!("delivery {id}")));
+/// Marks each delivery; the ids in no row come back as one `NotFound` after the others are
+/// marked (the transaction still commits them).
+fn mark_all(conn: &Connection, marks: &[(i64, String)], at: Timestamp) -> Result<(), Error> {
+    let mut update =
+        conn.prepare_cached("UPDATE inbox SET processed_at = ?2, outcome = ?3 WHERE id = ?1")?;
+    let mut missing = Vec::new();
+    for (id, outcome) in marks {
+        if update.execute(params![id, at.as_millis(), outcome])? == 0 {
+            missing.push(id.to_string());
+        }
     }
-    Ok(())
+    match missing.as_slice() {
+        [] => Ok(()),
+        [id] => Err(Error::NotFound(format!("delivery {id}"))),
+        ids => Err(Error::NotFound(format!("deliveries {}", ids.join(", ")))),
+    }
 }
 
 /// A batch failure, told to every caller of the batch.

@@ -808,8 +808,20 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.inbox
-            .mark_processed(id, outcome.to_string(), now)
+            .mark_processed(vec![(id, outcome.to_string())], now)
             .await
+    }
+
+    async fn inbox_mark_processed_all(
+        &self,
+        marks: &[(i64, InboxOutcome)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let marks = marks
+            .iter()
+            .map(|(id, outcome)| (*id, outcome.to_string()))
+            .collect();
+        self.inbox.mark_processed(marks, now).await
     }
 
     async fn inbox_stats(&self, now: Timestamp) -> Result<InboxStats, StoreError> {

@@ -53,6 +53,12 @@ impl MemStore {
         self.lock().failing_finishes = n;
     }
 
+    /// Test probe: how many writes marked deliveries processed (one per call of
+    /// `inbox_mark_processed` or `inbox_mark_processed_all`, however many marks it held).
+    pub fn inbox_mark_writes(&self) -> u64 {
+        self.lock().inbox_mark_writes
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave half-applied state: every method
         // validates before it mutates, so the data is still consistent.
@@ -77,6 +83,7 @@ struct State {
     next_attempt: u64,
     fail_inbox_writes: bool,
     failing_finishes: u32,
+    inbox_mark_writes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -739,12 +746,37 @@ impl Store for MemStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
+        state.inbox_mark_writes += 1;
         let row = state
             .inbox
             .get_mut(&id)
             .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))?;
         row.processed_at = Some(now);
         Ok(())
+    }
+
+    async fn inbox_mark_processed_all(
+        &self,
+        marks: &[(i64, InboxOutcome)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state.inbox_mark_writes += 1;
+        let mut missing = Vec::new();
+        for (id, _outcome) in marks {
+            match state.inbox.get_mut(id) {
+                Some(row) => row.processed_at = Some(now),
+                None => missing.push(id.to_string()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!(
+                "deliveries {}",
+                missing.join(", ")
+            )))
+        }
     }
 
     async fn inbox_stats(&self, now: Timestamp) -> Result<InboxStats, StoreError> {

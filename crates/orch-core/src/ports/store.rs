@@ -420,6 +420,16 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// Marks deliveries processed, each with its outcome, in one write: the marks MUST be
+    /// committed together or not at all (one transaction), so a page of deliveries costs one
+    /// commit. Errors: `NotFound` naming the ids that are in no row; the other marks are
+    /// committed all the same.
+    async fn inbox_mark_processed_all(
+        &self,
+        marks: &[(i64, InboxOutcome)],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
     async fn inbox_stats(&self, now: Timestamp) -> Result<InboxStats, StoreError>;
 
     // --- reconciler and meta ---

@@ -18,6 +18,10 @@ use crate::runtime::{DeliveryParser, Loop, Observer, Services, Wakes};
 /// The most deliveries, and job ends, one sweep reads.
 const SWEEP_PAGE: u32 = 500;
 
+/// The longest a processed delivery's mark waits for the rest of its page before the marks
+/// gathered so far are written: it bounds what a crash makes orch handle again.
+const MARKS_WAIT_AT_MOST: Duration = Duration::from_millis(250);
+
 /// One command for the event loop, with a place for the answer.
 pub(super) struct Command {
     event: Event,
@@ -124,12 +128,26 @@ impl EventLoop {
     /// Handles every pending delivery and every unhandled job end, a page of each; whether a
     /// page was full and something in it was handled (a page of deliveries all waiting for
     /// their retry must not make the loop spin).
+    ///
+    /// The deliveries' "processed" marks are written together, one store write per page
+    /// (`Marks`), not one per delivery: a write is a round trip through the inbox writer, and
+    /// a backlog drains only as fast as they come back. R1 holds: a mark says the delivery's
+    /// effects are committed (or that it has none, when ignored or a no-op). Handling commits
+    /// its effects (transitions and the jobs they cause) in the store's own transactions
+    /// before `handle` returns, and a mark is gathered only after that, so no mark is written
+    /// before its delivery's effects; a delivery whose handling failed gets no mark and is
+    /// read again. Gathering only widens the window between the effects and the mark: a crash
+    /// in it makes orch handle those deliveries again after the restart, as a crash between a
+    /// handling and its own mark always could, and handlers are idempotent (SPEC §4). The
+    /// window is bounded by the page and by `MARKS_WAIT_AT_MOST`, and the marks are written
+    /// before the inbox is read again, so a sweep never reads a delivery it already handled.
     async fn sweep(&mut self) -> bool {
         let store = self.ports.store.clone();
         let (mut full, mut progressed) = (false, false);
         match store.inbox_pending(SWEEP_PAGE).await {
             Ok(deliveries) => {
                 full |= deliveries.len() >= SWEEP_PAGE as usize;
+                let mut marks = Marks::default();
                 for delivery in deliveries {
                     let key = EventKey::Delivery(delivery.id);
                     if !self.retries.is_due(key, self.ports.clock.now()) {
@@ -152,15 +170,14 @@ impl EventLoop {
                     };
                     if let Some(outcome) = outcome {
                         progressed = true;
-                        let now = self.ports.clock.now();
-                        if let Err(err) =
-                            store.inbox_mark_processed(delivery.id, &outcome, now).await
-                        {
-                            warn!(delivery = delivery.id, error = %err, "could not mark a delivery processed");
-                        }
+                        marks.add(delivery.id, outcome);
                         self.retries.done(key);
+                        if marks.waited_enough() {
+                            self.write_marks(&mut marks).await;
+                        }
                     }
                 }
+                self.write_marks(&mut marks).await;
             }
             Err(err) => warn!(error = %err, "inbox not readable"),
         }
@@ -190,6 +207,24 @@ impl EventLoop {
             Err(err) => warn!(error = %err, "ended jobs not readable"),
         }
         full && progressed
+    }
+
+    /// Writes the gathered marks in one store write. When it fails, the deliveries stay
+    /// pending and the next sweep handles them again (idempotent, as after a crash).
+    async fn write_marks(&self, marks: &mut Marks) {
+        let written = std::mem::take(marks);
+        if written.marks.is_empty() {
+            return;
+        }
+        let now = self.ports.clock.now();
+        if let Err(err) = self
+            .ports
+            .store
+            .inbox_mark_processed_all(&written.marks, now)
+            .await
+        {
+            warn!(deliveries = written.marks.len(), error = %err, "could not mark deliveries processed");
+        }
     }
 
     /// A push names a repository: unless orch pushed that head itself, its mirror is marked
@@ -238,5 +273,25 @@ impl EventLoop {
                 Some(given_up.outcome())
             }
         }
+    }
+}
+
+/// Processed deliveries whose marks are not written yet, and since when the first waits.
+#[derive(Default)]
+struct Marks {
+    marks: Vec<(i64, InboxOutcome)>,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Marks {
+    fn add(&mut self, id: i64, outcome: InboxOutcome) {
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        self.marks.push((id, outcome));
+    }
+
+    /// Whether the first mark has waited `MARKS_WAIT_AT_MOST` (slow handlers in the page).
+    fn waited_enough(&self) -> bool {
+        self.since
+            .is_some_and(|since| since.elapsed() >= MARKS_WAIT_AT_MOST)
     }
 }

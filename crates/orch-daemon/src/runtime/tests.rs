@@ -482,8 +482,17 @@ async fn the_retention_loop_prunes_at_start_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_longer_than_a_sweep_is_processed_without_waiting_for_the_safety_sweep() {
     let world = World::new();
-    // 1 200 deliveries the parser ignores, stored before the loop starts and never woken
-    // for: more than two sweeps' pages of 500.
+    // Stored before the loop starts and never woken for: more than two sweeps' pages of 500.
+    store_ignored_backlog(&world).await;
+    let mut parts = start_parts(&world);
+    parts.settings.sweep_every = Duration::from_secs(3600);
+    let runtime = Runtime::start(parts).await.expect("starts");
+    wait_until_processed(&world, "the backlog waited for the safety sweep").await;
+    runtime.shutdown().await;
+}
+
+/// Stores 1 200 deliveries the parser ignores.
+async fn store_ignored_backlog(world: &World) {
     for n in 0..1200_u32 {
         let delivery = NewDelivery {
             source: Source::Plane,
@@ -495,9 +504,10 @@ async fn a_backlog_longer_than_a_sweep_is_processed_without_waiting_for_the_safe
         };
         world.store.inbox_insert(delivery).await.expect("stored");
     }
-    let mut parts = start_parts(&world);
-    parts.settings.sweep_every = Duration::from_secs(3600);
-    let runtime = Runtime::start(parts).await.expect("starts");
+}
+
+/// Waits until the inbox holds no pending delivery; panics with `failure` past `CONVERGE`.
+async fn wait_until_processed(world: &World, failure: &str) {
     let deadline = Instant::now() + CONVERGE;
     while !world
         .store
@@ -506,11 +516,24 @@ async fn a_backlog_longer_than_a_sweep_is_processed_without_waiting_for_the_safe
         .expect("pending")
         .is_empty()
     {
-        assert!(
-            Instant::now() < deadline,
-            "the backlog waited for the safety sweep"
-        );
+        assert!(Instant::now() < deadline, "{failure}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_processed_deliveries_is_marked_in_one_store_write() {
+    let world = World::new();
+    // Three sweeps' pages of at most 500.
+    store_ignored_backlog(&world).await;
+    let runtime = Runtime::start(start_parts(&world)).await.expect("starts");
+    wait_until_processed(&world, "the backlog was not processed").await;
     runtime.shutdown().await;
+    // One write per page (three), and a few more when a page took longer than the marks
+    // may wait; one write per delivery would be 1 200.
+    let writes = world.store.inbox_mark_writes();
+    assert!(
+        (3..=30).contains(&writes),
+        "{writes} writes marked 1 200 deliveries"
+    );
 }

@@ -144,6 +144,13 @@ impl Store for DownStore {
     ) -> Result<(), StoreError> {
         down()
     }
+    async fn inbox_mark_processed_all(
+        &self,
+        _: &[(i64, InboxOutcome)],
+        _: Timestamp,
+    ) -> Result<(), StoreError> {
+        down()
+    }
     async fn inbox_stats(&self, _: Timestamp) -> Result<InboxStats, StoreError> {
         down()
     }

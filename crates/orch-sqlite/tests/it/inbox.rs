@@ -146,6 +146,50 @@ async fn marks_share_the_writers_commits_with_inserts_and_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_marks_is_one_transaction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("orch.db");
+    let store = std::sync::Arc::new(orch_sqlite::SqliteStore::open(&db).expect("open"));
+    let ids = insert_concurrently(&store, 0, 50, 100).await;
+    let last = *ids.iter().max().expect("ids");
+    // A trigger that rolls back the transaction the last mark is in: with one transaction
+    // per page, none of the page's marks survives; one per mark would keep the others.
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER refuse_last AFTER UPDATE OF processed_at ON inbox \
+         WHEN new.id = {last} BEGIN SELECT RAISE(ROLLBACK, 'refused'); END;"
+    ))
+    .expect("trigger");
+    let page: Vec<(i64, InboxOutcome)> = ids
+        .iter()
+        .map(|&id| (id, InboxOutcome::Ignored("a page".to_owned())))
+        .collect();
+    let refused = store.inbox_mark_processed_all(&page, at(2)).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        store.inbox_pending(100).await.expect("pending").len(),
+        50,
+        "a mark of the page was committed without the others"
+    );
+
+    conn.execute_batch("DROP TRIGGER refuse_last")
+        .expect("drop trigger");
+    store
+        .inbox_mark_processed_all(&page, at(3))
+        .await
+        .expect("marks");
+    assert!(store.inbox_pending(100).await.expect("pending").is_empty());
+    let outcomes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM inbox WHERE outcome = 'ignored: a page' AND processed_at = ?1",
+            [at(3).as_millis()],
+            |row| row.get(0),
+        )
+        .expect("outcomes");
+    assert_eq!(outcomes, 50, "each mark keeps its outcome and time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_checkpointed_beside_the_writer_so_it_stays_small() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("orch.db");

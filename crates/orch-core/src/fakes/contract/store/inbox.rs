@@ -7,6 +7,24 @@ use crate::fakes::contract::{case, Case};
 use crate::ports::{InboxInsert, InboxOutcome, Source, Store};
 use crate::time::Timestamp;
 
+/// Stores `count` distinct deliveries of `source`, delivery ids and bodies numbered after
+/// the prefixes in `names`, the `n`th received at `at(n)`; their row ids.
+async fn queued(store: &dyn Store, source: Source, names: (&str, &str), count: i64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let (id, body) = (format!("{}{n}", names.0), format!("{}{n}", names.1));
+        let inserted = store
+            .inbox_insert(delivery(source, &id, &body, at(n)))
+            .await
+            .expect("insert");
+        let InboxInsert::Queued(id) = inserted else {
+            panic!("expected queued, got {inserted:?}")
+        };
+        ids.push(id);
+    }
+    ids
+}
+
 pub(super) const CASES: &[Case<dyn Store>] = &[
     case!(inbox_dedupes_by_source_and_delivery_id, |store| {
         let first = store
@@ -89,22 +107,7 @@ pub(super) const CASES: &[Case<dyn Store>] = &[
                     .oldest_pending_age,
                 None
             );
-            let mut ids = Vec::new();
-            for n in 0..3 {
-                let inserted = store
-                    .inbox_insert(delivery(
-                        Source::Gitea,
-                        &format!("d{n}"),
-                        &format!("b{n}"),
-                        at(n),
-                    ))
-                    .await
-                    .expect("insert");
-                let InboxInsert::Queued(id) = inserted else {
-                    panic!("expected queued, got {inserted:?}")
-                };
-                ids.push(id);
-            }
+            let ids = queued(store, Source::Gitea, ("d", "b"), 3).await;
             let pending = store.inbox_pending(10).await.expect("pending");
             assert_eq!(pending.iter().map(|d| d.id).collect::<Vec<_>>(), ids);
             let first = &pending[0];
@@ -163,6 +166,54 @@ pub(super) const CASES: &[Case<dyn Store>] = &[
                     .await,
                 "unknown delivery",
             );
+        }
+    ),
+    case!(
+        inbox_marks_a_page_at_once_and_names_the_unknown_ids,
+        |store| {
+            let ids = queued(store, Source::Plane, ("p", "page"), 4).await;
+            let unknown = ids[3] + 1000;
+            assert_not_found(
+                store
+                    .inbox_mark_processed_all(
+                        &[
+                            (ids[0], InboxOutcome::Applied),
+                            (unknown, InboxOutcome::Applied),
+                            (ids[2], InboxOutcome::Ignored("not ours".to_owned())),
+                        ],
+                        at(10),
+                    )
+                    .await,
+                "a page with an unknown delivery",
+            );
+            let left: Vec<i64> = store
+                .inbox_pending(10)
+                .await
+                .expect("pending")
+                .iter()
+                .map(|d| d.id)
+                .collect();
+            assert_eq!(
+                left,
+                vec![ids[1], ids[3]],
+                "the known deliveries of the page are marked all the same"
+            );
+            store
+                .inbox_mark_processed_all(
+                    &[
+                        (ids[1], InboxOutcome::NoChange("nothing to do".to_owned())),
+                        (ids[3], InboxOutcome::Applied),
+                    ],
+                    at(11),
+                )
+                .await
+                .expect("marks");
+            store
+                .inbox_mark_processed_all(&[], at(12))
+                .await
+                .expect("an empty page writes nothing");
+            assert!(store.inbox_pending(10).await.expect("pending").is_empty());
+            assert_eq!(store.inbox_stats(at(12)).await.expect("stats").pending, 0);
         }
     ),
 ];
