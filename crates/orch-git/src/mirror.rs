@@ -43,13 +43,15 @@ pub(crate) struct MirrorState {
 
 /// What the mirror holds of the forge, branch by branch (warm mode).
 ///
-/// The rule: a prepare fetches first when the forge named its task branch since the last
-/// complete fetch started (a person's push to it must be built on), and, for a task branch
-/// not made yet, also when the forge named the base (the new branch starts from it). A base
-/// that moved is no reason to fetch before preparing an existing task branch: its commits are
-/// already on the branch, and what the agent sees of the base is as of the last fetch of it
-/// (the merge check fetches it, and every move's webhook starts a background refresh). Any
-/// prepare fetches when the last complete fetch is older than the warm age.
+/// The rule: a prepare fetches first only when a ref it needs may be missing: the forge named
+/// its task branch since the last complete fetch started (a person's push must be built on),
+/// the mirror lacks the base, or it was not fetched since orch started (it may be as old as an
+/// earlier run). A base that moved is no reason to fetch on dispatch, not even for a task
+/// branch not made yet: the new branch starts from the base as the mirror has it, which the
+/// background refresh started by every base move's webhook brings in within one fetch, and a
+/// branch that started a little behind is caught by the merge check (which fetches) or the
+/// forge's conflict answer. A mirror whose last complete fetch is older than the warm age is
+/// refreshed in the background by the prepare that finds it so; that prepare does not wait.
 #[derive(Default)]
 pub(crate) struct Freshness {
     /// How many times the forge named a branch of the repository (`remote_changed`) with a
@@ -65,6 +67,8 @@ pub(crate) struct Freshness {
     succeeded: u64,
     /// The head orch itself pushed last, by task branch: a push webhook for it is no news.
     pub(crate) pushed: HashMap<String, CommitSha>,
+    /// A background refresh a prepare started is under way (`refresh_in_background`).
+    pub(crate) refreshing: bool,
 }
 
 impl MirrorState {
@@ -86,19 +90,25 @@ impl MirrorState {
         branches.entry(branch.to_owned()).or_default().clone()
     }
 
-    /// Whether the mirror holds what the forge had on `branches` `max_age` ago and since the
-    /// forge last named any of them (`Freshness`).
-    pub(crate) fn is_fresh(&self, branches: &[&str], max_age: Duration) -> bool {
+    /// Whether a prepare of `branch` must fetch before it starts (`Freshness`): the mirror was
+    /// not fetched since orch started, or the forge named `branch` since the last complete
+    /// fetch started. The base's presence is the caller's to check.
+    pub(crate) fn must_fetch_for(&self, branch: &str) -> bool {
         let freshness = self.freshness();
-        freshness.fetched.is_some_and(|(news, at)| {
-            at.elapsed() < max_age
-                && branches.iter().all(|branch| {
-                    freshness
-                        .named
-                        .get(*branch)
-                        .is_none_or(|named| *named <= news)
-                })
-        })
+        let Some((news, _)) = freshness.fetched else {
+            return true;
+        };
+        freshness
+            .named
+            .get(branch)
+            .is_some_and(|named| *named > news)
+    }
+
+    /// Whether the last complete fetch started `max_age` ago or more (or there was none).
+    pub(crate) fn is_aged(&self, max_age: Duration) -> bool {
+        self.freshness()
+            .fetched
+            .is_none_or(|(_, at)| at.elapsed() >= max_age)
     }
 
     /// Records that the forge's `branch` is now `head`; whether that is news (not orch's own
@@ -130,20 +140,20 @@ impl GitWorkspace {
         state.freshness().started
     }
 
-    /// `fetch_all` in the `remote_refs` turn, for a caller that found the mirror wanting when `asked` fetches had
-    /// started, unless it no longer is once its turn comes: a fetch started since then has
-    /// succeeded, or the `fresh` branches are fresh (the fetch it waited for started after
-    /// their news). So the fetches a burst asks for coalesce: the one in flight, then one.
+    /// `fetch_all` in the `remote_refs` turn, for a caller that found the mirror wanting when
+    /// `asked` fetches had started, unless it no longer is once its turn comes: a fetch started
+    /// since then has succeeded, or one started after the forge last named `branch` did
+    /// (`must_fetch_for`). So the fetches a burst asks for coalesce: the one in flight, then one.
     pub(crate) async fn fetch_all_since(
         &self,
         state: &MirrorState,
         mirror: &Path,
         asked: u64,
-        fresh: Option<(&[&str], Duration)>,
+        branch: Option<&str>,
     ) -> Result<(), GitError> {
         let _turn = state.remote_refs.lock().await;
         let served = state.freshness().succeeded > asked
-            || fresh.is_some_and(|(branches, max_age)| state.is_fresh(branches, max_age));
+            || branch.is_some_and(|branch| !state.must_fetch_for(branch));
         if served {
             tracing::debug!("served by the fetch this one waited for");
             return Ok(());
@@ -219,6 +229,26 @@ impl GitWorkspace {
         // The base head may have moved: the pool's entries are made again at the new one.
         self.refill_pool(repo, None);
         Ok(())
+    }
+
+    /// Starts `do_refresh` of `repo` in the background unless one a prepare started is still
+    /// under way; nothing outside a tokio runtime. The caller goes on with the mirror as it is.
+    pub(crate) fn refresh_in_background(&self, repo: &RepoSlug) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let state = self.mirror_state(repo);
+        if std::mem::replace(&mut state.freshness().refreshing, true) {
+            return;
+        }
+        let workspace = self.shared();
+        let repo = repo.clone();
+        runtime.spawn(async move {
+            if let Err(err) = workspace.do_refresh(&repo).await {
+                tracing::warn!(repo = %repo, error = %err, "background refresh of an aged mirror failed");
+            }
+            state.freshness().refreshing = false;
+        });
     }
 
     /// Creates the bare mirror if missing (atomically: built beside it, then renamed), keeps

@@ -23,12 +23,11 @@ pub struct GitWorkspace {
     remote_base: String,
     pub(crate) git: Git,
     pub(crate) warm: Option<Duration>,
-    /// One lock and freshness record per mirror. Fetches, config rewrites, pushes and removals
-    /// hold the lock exclusively; a `prepare` from a fresh mirror (warm mode) shares it, since
-    /// it touches only its own task branch, worktree and agent view.
-    pub(crate) mirrors: Mutex<HashMap<RepoSlug, Arc<MirrorState>>>,
+    /// One lock and freshness record per mirror (`MirrorState`), shared with the handles that
+    /// run background work (`shared`).
+    pub(crate) mirrors: Arc<Mutex<HashMap<RepoSlug, Arc<MirrorState>>>>,
     /// The worktrees made ahead of their task, per repository (warm mode only).
-    pub(crate) pools: Mutex<HashMap<RepoSlug, Arc<Pool>>>,
+    pub(crate) pools: Arc<Mutex<HashMap<RepoSlug, Arc<Pool>>>>,
 }
 
 impl fmt::Debug for GitWorkspace {
@@ -80,9 +79,22 @@ impl GitWorkspace {
             layout,
             remote_base: config.remote_base.trim_end_matches('/').to_owned(),
             warm: config.warm,
-            mirrors: Mutex::new(HashMap::new()),
-            pools: Mutex::new(HashMap::new()),
+            mirrors: Arc::new(Mutex::new(HashMap::new())),
+            pools: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// Another handle on the same mirrors, pools and settings, for work spawned in the
+    /// background (a refresh a prepare asked for).
+    pub(crate) fn shared(&self) -> GitWorkspace {
+        GitWorkspace {
+            layout: self.layout.clone(),
+            remote_base: self.remote_base.clone(),
+            git: self.git.clone(),
+            warm: self.warm,
+            mirrors: self.mirrors.clone(),
+            pools: self.pools.clone(),
+        }
     }
 
     /// The canonical `repos_dir`.

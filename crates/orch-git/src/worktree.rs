@@ -222,9 +222,10 @@ impl GitWorkspace {
     }
 
     /// `prepare` in warm mode, in the task branch's turn: from the mirror as it is, under
-    /// the shared lock, when the branches it needs are fresh (`Freshness`: the task branch,
-    /// and the base too for a branch not made yet); otherwise after one fetch of every branch
-    /// outside the lock, coalesced with the fetch in flight.
+    /// the shared lock, unless a ref it needs may be missing (`Freshness`: the forge named the
+    /// task branch, the mirror lacks the base or was not fetched since start); then after one
+    /// fetch of every branch outside the lock, coalesced with the fetch in flight. An aged
+    /// mirror is refreshed in the background; this prepare does not wait for it.
     async fn prepare_warm(
         &self,
         state: &MirrorState,
@@ -236,9 +237,10 @@ impl GitWorkspace {
         let mut fetched = false;
         loop {
             let asked = Self::fetches_started(state);
-            // The branches whose news decides whether to fetch; `None` (the mirror is missing,
-            // its config is not orch's or it lacks the base) fetches regardless.
-            let mut needed = None;
+            // Whether the task branch's news is what makes it fetch, so that a fetch started
+            // after that news serves it; `false` (the mirror is missing, its config is not
+            // orch's, it lacks the base) fetches regardless.
+            let mut branch_news = false;
             {
                 let _shared = state.lock.read().await;
                 if let Some(mirror) = self.usable_mirror(&spec.repo).await? {
@@ -246,25 +248,19 @@ impl GitWorkspace {
                         .resolve(&mirror, &format!("refs/remotes/origin/{base}"))
                         .await?
                         .is_some();
-                    let new_branch = self
-                        .resolve(&mirror, &format!("refs/heads/{branch}"))
-                        .await?
-                        .is_none();
-                    let branches = if new_branch {
-                        vec![branch, base]
-                    } else {
-                        vec![branch]
-                    };
-                    if fetched || (base_known && state.is_fresh(&branches, max_age)) {
+                    if fetched || (base_known && !state.must_fetch_for(branch)) {
+                        if !fetched && state.is_aged(max_age) {
+                            self.refresh_in_background(&spec.repo);
+                        }
                         self.adopt_agent_branch(&mirror, spec).await?;
                         return self.set_up_branch(&mirror, spec).await;
                     }
-                    needed = base_known.then_some(branches);
+                    branch_news = base_known;
                 }
             }
             let mirror = self.network_mirror(state, &spec.repo).await?;
-            let fresh = needed.as_deref().map(|branches| (branches, max_age));
-            self.fetch_all_since(state, &mirror, asked, fresh).await?;
+            let news = branch_news.then_some(branch);
+            self.fetch_all_since(state, &mirror, asked, news).await?;
             fetched = true;
         }
     }
