@@ -595,3 +595,50 @@ async fn a_prepare_of_a_branch_being_pushed_waits_for_the_push() {
         sha.as_str()
     );
 }
+
+#[tokio::test]
+async fn the_next_stage_of_a_whole_worktree_needs_no_registration_turn() {
+    let fixture = Fixture::warm(LONG);
+    let item = spec("ET-290");
+    let first = fixture
+        .workspace
+        .prepare(&item, Agent::Analyst)
+        .await
+        .expect("prepare");
+    // Another item's registration (or a pool refill) holds the turn.
+    let state = fixture.workspace.mirror_state(&item.repo);
+    let turn = state.worktrees.lock().await;
+    let next = tokio::time::timeout(
+        Duration::from_secs(10),
+        fixture.workspace.prepare(&item, Agent::Developer),
+    )
+    .await
+    .expect("the whole worktree is used as it is, without the turn")
+    .expect("prepare");
+    assert_eq!(next.path, first.path);
+
+    // A worktree that needs repair (an agent rewrote its `.git`) waits for the turn.
+    std::fs::write(first.path.join(".git"), "gitdir: /elsewhere\n").expect("write");
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        fixture.workspace.prepare(&item, Agent::Reviewer),
+    )
+    .await;
+    assert!(waiting.is_err(), "a repair takes the turn");
+    drop(turn);
+    let repaired = fixture
+        .workspace
+        .prepare(&item, Agent::Reviewer)
+        .await
+        .expect("prepare");
+    assert_eq!(
+        std::fs::read_to_string(repaired.path.join(".git")).expect("read"),
+        format!(
+            "gitdir: {}\n",
+            fixture
+                .repos()
+                .join("acme/widgets/mirror.git/worktrees/ET-290")
+                .display()
+        )
+    );
+}
