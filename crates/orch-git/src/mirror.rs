@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use orch_core::ids::{CommitSha, RepoSlug};
 use orch_core::ports::WorktreeSpec;
 
-use crate::command::{git_args, Network};
+use crate::command::{git_args, Git, Network};
 use crate::error::GitError;
 use crate::{paths, refs, GitWorkspace};
 
@@ -25,9 +25,11 @@ pub(crate) struct MirrorState {
     /// (under its turn), its worktree and its agent view, and read the remote-tracking refs,
     /// which git replaces whole (a reader sees the old value or the new one).
     pub(crate) lock: tokio::sync::RwLock<()>,
-    /// Writing a worktree's registration, switching a worktree's branch and `git worktree
-    /// prune` (which would take a half-written registration for a broken one) take turns even
-    /// under the shared lock; a new worktree's checkout runs after its turn.
+    /// Adopting a pool entry and the pool's sweep of leftover entries take turns (the sweep
+    /// would take an entry being renamed for a leftover), and so do repairs of an existing
+    /// worktree (`git switch` reads every sibling's registration). A new worktree's
+    /// registration needs no turn: `git worktree prune`, which would take a half-written one
+    /// for a broken one, runs only under the exclusive lock (a removal).
     pub(crate) worktrees: tokio::sync::Mutex<()>,
     /// Fetches and pushes take turns, each for its whole network time: both write
     /// `refs/remotes/origin/*` (a push moves its branch's remote-tracking ref), and a fetch's
@@ -150,6 +152,7 @@ impl GitWorkspace {
         mirror: &Path,
         asked: u64,
         branch: Option<&str>,
+        git: &Git,
     ) -> Result<(), GitError> {
         let _turn = state.remote_refs.lock().await;
         let served = state.freshness().succeeded > asked
@@ -158,20 +161,29 @@ impl GitWorkspace {
             tracing::debug!("served by the fetch this one waited for");
             return Ok(());
         }
-        self.fetch_all(state, mirror).await
+        self.fetch_all(state, mirror, git).await
     }
 
     /// Fetches every branch of the forge into the mirror and records it fresh as of the
     /// moment the fetch started. Call in the `remote_refs` turn.
-    async fn fetch_all(&self, state: &MirrorState, mirror: &Path) -> Result<(), GitError> {
+    async fn fetch_all(
+        &self,
+        state: &MirrorState,
+        mirror: &Path,
+        git: &Git,
+    ) -> Result<(), GitError> {
         let (news, number) = {
             let mut freshness = state.freshness();
             freshness.started = freshness.started.wrapping_add(1);
             (freshness.news, freshness.started)
         };
         let started = Instant::now();
-        self.fetch_refspecs(mirror, &["+refs/heads/*:refs/remotes/origin/*".to_owned()])
-            .await?;
+        self.fetch_refspecs(
+            git,
+            mirror,
+            &["+refs/heads/*:refs/remotes/origin/*".to_owned()],
+        )
+        .await?;
         let mut freshness = state.freshness();
         freshness.fetched = Some((news, started));
         freshness.succeeded = number;
@@ -224,7 +236,9 @@ impl GitWorkspace {
         let state = self.mirror_state(repo);
         let asked = Self::fetches_started(&state);
         let mirror = self.network_mirror(&state, repo).await?;
-        self.fetch_all_since(&state, &mirror, asked, None).await?;
+        // Background work: no dispatch waits for it (`Freshness`).
+        self.fetch_all_since(&state, &mirror, asked, None, &self.git.background())
+            .await?;
         tracing::debug!(repo = %repo, "mirror refreshed");
         // The base head may have moved: the pool's entries are made again at the new one.
         self.refill_pool(repo, None);
@@ -303,14 +317,19 @@ impl GitWorkspace {
         let base_refspec = format!("+refs/heads/{base}:refs/remotes/origin/{base}");
         let task_refspec = format!("+refs/heads/{branch}*:refs/remotes/origin/{branch}*");
         let _turn = state.remote_refs.lock().await;
-        self.fetch_refspecs(mirror, &[base_refspec, task_refspec])
+        self.fetch_refspecs(&self.git, mirror, &[base_refspec, task_refspec])
             .await
     }
 
-    async fn fetch_refspecs(&self, mirror: &Path, refspecs: &[String]) -> Result<(), GitError> {
+    async fn fetch_refspecs(
+        &self,
+        git: &Git,
+        mirror: &Path,
+        refspecs: &[String],
+    ) -> Result<(), GitError> {
         let mut args = git_args!["fetch", "--prune", "--no-tags", "--quiet", "origin"].to_vec();
         args.extend(refspecs.iter().map(std::ffi::OsString::from));
-        self.git.run(mirror, &args, Network::Remote).await.map(drop)
+        git.run(mirror, &args, Network::Remote).await.map(drop)
     }
 
     /// The commit `refname` points at, or `None` if it does not exist. A plain ref of the

@@ -67,6 +67,12 @@ impl Pool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether there is an entry at `commit` made for `base` (it may be gone when taken).
+    pub(crate) fn has(&self, base: &str, commit: &CommitSha) -> bool {
+        let ready = self.ready();
+        ready.base.as_deref() == Some(base) && ready.entries.values().any(|at| at == commit)
+    }
+
     /// Takes an entry at `commit` made for `base`, if there is one.
     fn take(&self, base: &str, commit: &CommitSha) -> Option<u64> {
         let mut ready = self.ready();
@@ -111,7 +117,7 @@ impl GitWorkspace {
         }
         pool.wanted.store(true, Ordering::SeqCst);
         let filler = Filler {
-            git: self.git.clone(),
+            git: self.git.background(),
             layout: self.layout.clone(),
             state: self.mirror_state(repo),
             pool,
@@ -316,8 +322,9 @@ impl Filler {
         }
     }
 
-    /// Checks out a new entry `n` at `head`: registered (locked first) under the turn, then
-    /// checked out beside the prepares.
+    /// Checks out a new entry `n` at `head`: registered (locked first), then checked out beside
+    /// the prepares. No turn: no one adopts it before it is ready, and the sweep is this
+    /// filler's own.
     async fn make(&self, mirror: &Path, n: u64, head: &CommitSha) -> Result<(), GitError> {
         let worktree = self.layout.pool_worktree(&self.repo, n)?;
         let admin = self.layout.pool_admin(&self.repo, n)?;
@@ -328,7 +335,6 @@ impl Filler {
             common_dir: mirror,
         };
         {
-            let _turn = self.state.worktrees.lock().await;
             let (work_tree, git_dir) = (worktree.clone(), admin.clone());
             let head = format!("{}\n", head.as_str());
             blocking(move || {

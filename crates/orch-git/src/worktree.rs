@@ -30,7 +30,6 @@ impl GitWorkspace {
             return Ok(worktree);
         }
         let state = self.mirror_state(&spec.repo);
-        let turn = state.worktrees.lock().await;
         let dirs = Worktree {
             work_tree: &worktree,
             git_dir: &admin,
@@ -41,6 +40,8 @@ impl GitWorkspace {
             .await
             .unwrap_or(false);
         if checked_out && is_registered(&dirs).await {
+            // A repair in the turn: `git switch` reads every sibling's registration.
+            let _turn = state.worktrees.lock().await;
             let head = match refs::head_is(&admin, &wanted).await {
                 Some(true) => Ok(Some(wanted)),
                 _ => self.current_branch(&dirs).await,
@@ -71,11 +72,13 @@ impl GitWorkspace {
         }
         // What `git worktree add` writes, written here: `worktree add` reads every sibling's
         // admin directory (so adds of one repository would have to take turns) and costs a
-        // process more. The registration is complete before the turn ends, so a `worktree
-        // prune` never takes it for a broken one; the checkout then runs beside other
-        // prepares. An admin directory that is there has its index only once the checkout
-        // finished (above). The file work under the turn runs in one blocking call each
-        // (clearing; adopting or registering), not one hop per file: the turn is short.
+        // process more. Written without the turn, beside other prepares: the only `git
+        // worktree prune` orch runs is a removal's, under the exclusive mirror lock, never
+        // beside a prepare (which holds it shared), and git reads a sibling whose `gitdir`
+        // link is not written yet as no worktree at all (`repair_links` writes it after
+        // `HEAD`). Only an adoption takes the turn, against the pool's sweep. An admin
+        // directory that is there has its index only once the checkout finished (above).
+        // Each step's file work is one blocking call, not one hop per file.
         clear_worktree_dirs(&worktree, &admin).await?;
         let base = paths::branch(spec.base_branch.as_str())?;
         // A new task branch at the base head: a pool entry checked out there is the worktree.
@@ -83,11 +86,12 @@ impl GitWorkspace {
             .resolve(mirror, &format!("refs/heads/{branch}"))
             .await?
         {
-            if self
-                .adopt_pooled(&dirs, &spec.repo, base, branch, &head)
-                .await
-            {
-                drop(turn);
+            let adopted = self.pool(&spec.repo).has(base, &head) && {
+                let _turn = state.worktrees.lock().await;
+                self.adopt_pooled(&dirs, &spec.repo, base, branch, &head)
+                    .await
+            };
+            if adopted {
                 self.refill_pool(&spec.repo, Some(base));
                 return Ok(worktree);
             }
@@ -102,7 +106,6 @@ impl GitWorkspace {
         })
         .await
         .map_err(GitError::io("create the worktree"))?;
-        drop(turn);
         check_out(&self.git, &dirs).await?;
         if !is_registered(&dirs).await {
             return Err(GitError::Unexpected {
@@ -246,7 +249,8 @@ impl GitWorkspace {
             }
             let mirror = self.network_mirror(state, &spec.repo).await?;
             let news = branch_news.then_some(branch);
-            self.fetch_all_since(state, &mirror, asked, news).await?;
+            self.fetch_all_since(state, &mirror, asked, news, &self.git)
+                .await?;
             fetched = true;
         }
     }

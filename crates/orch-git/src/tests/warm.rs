@@ -617,6 +617,27 @@ async fn the_next_stage_of_a_whole_worktree_needs_no_registration_turn() {
     .expect("prepare");
     assert_eq!(next.path, first.path);
 
+    // Nor does a new worktree no pool entry serves: a task branch a person pushed.
+    let other = spec("ET-291");
+    let theirs = person_commits(
+        &fixture,
+        "theirs.md",
+        "theirs\n",
+        &format!("HEAD:refs/heads/{}", other.branch),
+    );
+    let sha = CommitSha::new(theirs.clone()).expect("sha");
+    assert!(fixture
+        .workspace
+        .remote_changed(&other.repo, &other.branch, &sha));
+    let made = tokio::time::timeout(
+        Duration::from_secs(10),
+        fixture.workspace.prepare(&other, Agent::Analyst),
+    )
+    .await
+    .expect("a new worktree is registered without the turn")
+    .expect("prepare");
+    assert_eq!(super::sh(&made.path, &["rev-parse", "HEAD"]), theirs);
+
     // A worktree that needs repair (an agent rewrote its `.git`) waits for the turn.
     std::fs::write(first.path.join(".git"), "gitdir: /elsewhere\n").expect("write");
     let waiting = tokio::time::timeout(
