@@ -401,7 +401,7 @@ pub(crate) async fn write_mirror_config(mirror: &Path, url: &str) -> Result<(), 
 }
 
 /// The text of orch's mirror config for the remote `url`.
-fn mirror_config(url: &str) -> String {
+pub(crate) fn mirror_config(url: &str) -> String {
     let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
     format!(
         "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n\
