@@ -138,7 +138,7 @@ impl Git {
         }
     }
 
-    /// This git, for background work (the pool's refills, the refreshes of a mirror): its
+    /// This git, for background work (the refreshes of a mirror): its
     /// processes run at a lower CPU priority (`nice -n 10`), so on a busy machine they leave the
     /// cores to the dispatches, whose own git processes and agents run at orch's priority.
     pub(crate) fn background(&self) -> Git {

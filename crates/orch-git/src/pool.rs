@@ -116,8 +116,11 @@ impl GitWorkspace {
             }
         }
         pool.wanted.store(true, Ordering::SeqCst);
+        // At orch's own priority, unlike a refresh: a lone dispatch finds an entry only when
+        // the refill after the previous one was quick (measured: niced refills left the
+        // idle daemon's pool empty now and then, and that dispatch made its own checkout).
         let filler = Filler {
-            git: self.git.background(),
+            git: self.git.clone(),
             layout: self.layout.clone(),
             state: self.mirror_state(repo),
             pool,
