@@ -23,7 +23,8 @@ use orch_core::ports::{MountAccess, SandboxMount, WorktreeSpec};
 
 use crate::command::{git_args, Network};
 use crate::error::GitError;
-use crate::mirror::write_mirror_config;
+use crate::mirror::mirror_config;
+use crate::worktree::blocking;
 use crate::{paths, refs, GitWorkspace};
 
 /// The largest ref file read from an agent's copy.
@@ -45,25 +46,7 @@ impl GitWorkspace {
         let view = self.layout.agent_git(&spec.repo, &spec.work_item)?;
         let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
         self.layout.ensure_inside(&view).await?;
-        match tokio::fs::remove_dir_all(&view).await {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(GitError::io("remove the agent's git directory")(err)),
-        }
         let head = self.branch_head(mirror, spec).await?;
-        let loose = view.join("refs").join("heads").join(branch);
-        for dir in [
-            loose.parent().unwrap_or(&view),
-            &view.join("refs").join("tags"),
-            &view.join("logs"),
-            &view.join("objects"),
-            &view.join("worktrees").join(spec.work_item.to_string()),
-        ] {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(GitError::io("create the agent's git directory"))?;
-        }
-        write_mirror_config(&view, &self.remote_url(&spec.repo)).await?;
         let mut packed = String::new();
         for remote in [base, branch] {
             let refname = format!("refs/remotes/origin/{remote}");
@@ -71,19 +54,41 @@ impl GitWorkspace {
                 packed.push_str(&format!("{} {refname}\n", sha.as_str()));
             }
         }
-        let write = |name: &str, text: String| {
-            let path = view.join(name);
-            async move {
-                tokio::fs::write(&path, text)
-                    .await
-                    .map_err(GitError::io("write the agent's git directory"))
+        // Written afresh in one blocking call: the file work of a prepare is many small
+        // operations, each a wait for a blocking thread on a busy machine when done one by one.
+        let loose = view.join("refs").join("heads").join(branch);
+        let dirs = [
+            loose.parent().unwrap_or(&view).to_owned(),
+            view.join("refs").join("tags"),
+            view.join("logs"),
+            view.join("objects"),
+            view.join("worktrees").join(spec.work_item.to_string()),
+        ];
+        let files = [
+            (
+                view.join("config"),
+                mirror_config(&self.remote_url(&spec.repo)),
+            ),
+            (view.join("HEAD"), format!("ref: refs/heads/{branch}\n")),
+            (view.join("packed-refs"), packed),
+            (loose, format!("{}\n", head.as_str())),
+        ];
+        let removed = view.clone();
+        blocking(move || {
+            match std::fs::remove_dir_all(&removed) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
             }
-        };
-        write("HEAD", format!("ref: refs/heads/{branch}\n")).await?;
-        write("packed-refs", packed).await?;
-        tokio::fs::write(&loose, format!("{}\n", head.as_str()))
-            .await
-            .map_err(GitError::io("write the agent's git directory"))?;
+            for dir in &dirs {
+                std::fs::create_dir_all(dir)?;
+            }
+            for (path, text) in &files {
+                std::fs::write(path, text)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(GitError::io("write the agent's git directory"))?;
         // Unchanged since the last prepare (the next stage of the same item): nothing to write;
         // else written in process, or by git when that cannot be.
         if self.resolve(mirror, &seed_ref(branch)).await?.as_ref() != Some(&head)

@@ -80,8 +80,8 @@ pub(crate) struct Worktree<'a> {
     pub(crate) common_dir: &'a Path,
 }
 
-/// Spawns git processes. A clone shares the recorder (tests) and spawns alike (the pool's
-/// background refills).
+/// Spawns git processes. A clone shares the recorder (tests) and spawns alike, but for its
+/// priority (`background`).
 #[derive(Clone)]
 pub(crate) struct Git {
     timeout: Duration,
@@ -106,6 +106,8 @@ pub(crate) struct Git {
     ca_file: Option<PathBuf>,
     /// Records every spawned command when set (tests only).
     recorder: Option<Arc<Mutex<Vec<Invocation>>>>,
+    /// Runs git at a lower CPU priority (`nice`): work no dispatch waits for.
+    background: bool,
 }
 
 impl Git {
@@ -132,6 +134,17 @@ impl Git {
             file_protocol: if http { "never" } else { "always" },
             ca_file: None,
             recorder: None,
+            background: false,
+        }
+    }
+
+    /// This git, for background work (the refreshes of a mirror): its
+    /// processes run at a lower CPU priority (`nice -n 10`), so on a busy machine they leave the
+    /// cores to the dispatches, whose own git processes and agents run at orch's priority.
+    pub(crate) fn background(&self) -> Git {
+        Git {
+            background: true,
+            ..self.clone()
         }
     }
 
@@ -159,7 +172,13 @@ impl Git {
     /// The command for `git {args}` in `cwd`: environment built from nothing, stdin closed,
     /// output captured, in its own process group, killed when dropped.
     pub(crate) fn command(&self, cwd: &Path, args: &[OsString], network: Network) -> Command {
-        let mut command = Command::new("git");
+        let mut command = if self.background {
+            let mut nice = Command::new("nice");
+            nice.args(["-n", "10", "git"]);
+            nice
+        } else {
+            Command::new("git")
+        };
         command.args(args).current_dir(cwd).env_clear();
         for (name, value) in &self.inherited {
             command.env(name, value);
@@ -345,10 +364,13 @@ impl Git {
             return;
         };
         let std_command = command.as_std();
+        // git's own invocation, without the `nice -n 10` of background work.
+        let prefix = if self.background { 3 } else { 0 };
         let invocation = Invocation {
-            program: std_command.get_program().to_string_lossy().into_owned(),
+            program: "git".to_owned(),
             args: std_command
                 .get_args()
+                .skip(prefix)
                 .map(|arg| arg.to_string_lossy().into_owned())
                 .collect(),
             envs: std_command

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use orch_core::ids::{CommitSha, RepoSlug};
 use orch_core::ports::WorktreeSpec;
 
-use crate::command::{git_args, Network};
+use crate::command::{git_args, Git, Network};
 use crate::error::GitError;
 use crate::{paths, refs, GitWorkspace};
 
@@ -25,9 +25,11 @@ pub(crate) struct MirrorState {
     /// (under its turn), its worktree and its agent view, and read the remote-tracking refs,
     /// which git replaces whole (a reader sees the old value or the new one).
     pub(crate) lock: tokio::sync::RwLock<()>,
-    /// Writing a worktree's registration, switching a worktree's branch and `git worktree
-    /// prune` (which would take a half-written registration for a broken one) take turns even
-    /// under the shared lock; a new worktree's checkout runs after its turn.
+    /// Adopting a pool entry and the pool's sweep of leftover entries take turns (the sweep
+    /// would take an entry being renamed for a leftover), and so do repairs of an existing
+    /// worktree (`git switch` reads every sibling's registration). A new worktree's
+    /// registration needs no turn: `git worktree prune`, which would take a half-written one
+    /// for a broken one, runs only under the exclusive lock (a removal).
     pub(crate) worktrees: tokio::sync::Mutex<()>,
     /// Fetches and pushes take turns, each for its whole network time: both write
     /// `refs/remotes/origin/*` (a push moves its branch's remote-tracking ref), and a fetch's
@@ -43,13 +45,15 @@ pub(crate) struct MirrorState {
 
 /// What the mirror holds of the forge, branch by branch (warm mode).
 ///
-/// The rule: a prepare fetches first when the forge named its task branch since the last
-/// complete fetch started (a person's push to it must be built on), and, for a task branch
-/// not made yet, also when the forge named the base (the new branch starts from it). A base
-/// that moved is no reason to fetch before preparing an existing task branch: its commits are
-/// already on the branch, and what the agent sees of the base is as of the last fetch of it
-/// (the merge check fetches it, and every move's webhook starts a background refresh). Any
-/// prepare fetches when the last complete fetch is older than the warm age.
+/// The rule: a prepare fetches first only when a ref it needs may be missing: the forge named
+/// its task branch since the last complete fetch started (a person's push must be built on),
+/// the mirror lacks the base, or it was not fetched since orch started (it may be as old as an
+/// earlier run). A base that moved is no reason to fetch on dispatch, not even for a task
+/// branch not made yet: the new branch starts from the base as the mirror has it, which the
+/// background refresh started by every base move's webhook brings in within one fetch, and a
+/// branch that started a little behind is caught by the merge check (which fetches) or the
+/// forge's conflict answer. A mirror whose last complete fetch is older than the warm age is
+/// refreshed in the background by the prepare that finds it so; that prepare does not wait.
 #[derive(Default)]
 pub(crate) struct Freshness {
     /// How many times the forge named a branch of the repository (`remote_changed`) with a
@@ -65,6 +69,8 @@ pub(crate) struct Freshness {
     succeeded: u64,
     /// The head orch itself pushed last, by task branch: a push webhook for it is no news.
     pub(crate) pushed: HashMap<String, CommitSha>,
+    /// A background refresh a prepare started is under way (`refresh_in_background`).
+    pub(crate) refreshing: bool,
 }
 
 impl MirrorState {
@@ -86,19 +92,25 @@ impl MirrorState {
         branches.entry(branch.to_owned()).or_default().clone()
     }
 
-    /// Whether the mirror holds what the forge had on `branches` `max_age` ago and since the
-    /// forge last named any of them (`Freshness`).
-    pub(crate) fn is_fresh(&self, branches: &[&str], max_age: Duration) -> bool {
+    /// Whether a prepare of `branch` must fetch before it starts (`Freshness`): the mirror was
+    /// not fetched since orch started, or the forge named `branch` since the last complete
+    /// fetch started. The base's presence is the caller's to check.
+    pub(crate) fn must_fetch_for(&self, branch: &str) -> bool {
         let freshness = self.freshness();
-        freshness.fetched.is_some_and(|(news, at)| {
-            at.elapsed() < max_age
-                && branches.iter().all(|branch| {
-                    freshness
-                        .named
-                        .get(*branch)
-                        .is_none_or(|named| *named <= news)
-                })
-        })
+        let Some((news, _)) = freshness.fetched else {
+            return true;
+        };
+        freshness
+            .named
+            .get(branch)
+            .is_some_and(|named| *named > news)
+    }
+
+    /// Whether the last complete fetch started `max_age` ago or more (or there was none).
+    pub(crate) fn is_aged(&self, max_age: Duration) -> bool {
+        self.freshness()
+            .fetched
+            .is_none_or(|(_, at)| at.elapsed() >= max_age)
     }
 
     /// Records that the forge's `branch` is now `head`; whether that is news (not orch's own
@@ -130,38 +142,48 @@ impl GitWorkspace {
         state.freshness().started
     }
 
-    /// `fetch_all` in the `remote_refs` turn, for a caller that found the mirror wanting when `asked` fetches had
-    /// started, unless it no longer is once its turn comes: a fetch started since then has
-    /// succeeded, or the `fresh` branches are fresh (the fetch it waited for started after
-    /// their news). So the fetches a burst asks for coalesce: the one in flight, then one.
+    /// `fetch_all` in the `remote_refs` turn, for a caller that found the mirror wanting when
+    /// `asked` fetches had started, unless it no longer is once its turn comes: a fetch started
+    /// since then has succeeded, or one started after the forge last named `branch` did
+    /// (`must_fetch_for`). So the fetches a burst asks for coalesce: the one in flight, then one.
     pub(crate) async fn fetch_all_since(
         &self,
         state: &MirrorState,
         mirror: &Path,
         asked: u64,
-        fresh: Option<(&[&str], Duration)>,
+        branch: Option<&str>,
+        git: &Git,
     ) -> Result<(), GitError> {
         let _turn = state.remote_refs.lock().await;
         let served = state.freshness().succeeded > asked
-            || fresh.is_some_and(|(branches, max_age)| state.is_fresh(branches, max_age));
+            || branch.is_some_and(|branch| !state.must_fetch_for(branch));
         if served {
             tracing::debug!("served by the fetch this one waited for");
             return Ok(());
         }
-        self.fetch_all(state, mirror).await
+        self.fetch_all(state, mirror, git).await
     }
 
     /// Fetches every branch of the forge into the mirror and records it fresh as of the
     /// moment the fetch started. Call in the `remote_refs` turn.
-    async fn fetch_all(&self, state: &MirrorState, mirror: &Path) -> Result<(), GitError> {
+    async fn fetch_all(
+        &self,
+        state: &MirrorState,
+        mirror: &Path,
+        git: &Git,
+    ) -> Result<(), GitError> {
         let (news, number) = {
             let mut freshness = state.freshness();
             freshness.started = freshness.started.wrapping_add(1);
             (freshness.news, freshness.started)
         };
         let started = Instant::now();
-        self.fetch_refspecs(mirror, &["+refs/heads/*:refs/remotes/origin/*".to_owned()])
-            .await?;
+        self.fetch_refspecs(
+            git,
+            mirror,
+            &["+refs/heads/*:refs/remotes/origin/*".to_owned()],
+        )
+        .await?;
         let mut freshness = state.freshness();
         freshness.fetched = Some((news, started));
         freshness.succeeded = number;
@@ -214,11 +236,33 @@ impl GitWorkspace {
         let state = self.mirror_state(repo);
         let asked = Self::fetches_started(&state);
         let mirror = self.network_mirror(&state, repo).await?;
-        self.fetch_all_since(&state, &mirror, asked, None).await?;
+        // Background work: no dispatch waits for it (`Freshness`).
+        self.fetch_all_since(&state, &mirror, asked, None, &self.git.background())
+            .await?;
         tracing::debug!(repo = %repo, "mirror refreshed");
         // The base head may have moved: the pool's entries are made again at the new one.
         self.refill_pool(repo, None);
         Ok(())
+    }
+
+    /// Starts `do_refresh` of `repo` in the background unless one a prepare started is still
+    /// under way; nothing outside a tokio runtime. The caller goes on with the mirror as it is.
+    pub(crate) fn refresh_in_background(&self, repo: &RepoSlug) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let state = self.mirror_state(repo);
+        if std::mem::replace(&mut state.freshness().refreshing, true) {
+            return;
+        }
+        let workspace = self.shared();
+        let repo = repo.clone();
+        runtime.spawn(async move {
+            if let Err(err) = workspace.do_refresh(&repo).await {
+                tracing::warn!(repo = %repo, error = %err, "background refresh of an aged mirror failed");
+            }
+            state.freshness().refreshing = false;
+        });
     }
 
     /// Creates the bare mirror if missing (atomically: built beside it, then renamed), keeps
@@ -273,14 +317,19 @@ impl GitWorkspace {
         let base_refspec = format!("+refs/heads/{base}:refs/remotes/origin/{base}");
         let task_refspec = format!("+refs/heads/{branch}*:refs/remotes/origin/{branch}*");
         let _turn = state.remote_refs.lock().await;
-        self.fetch_refspecs(mirror, &[base_refspec, task_refspec])
+        self.fetch_refspecs(&self.git, mirror, &[base_refspec, task_refspec])
             .await
     }
 
-    async fn fetch_refspecs(&self, mirror: &Path, refspecs: &[String]) -> Result<(), GitError> {
+    async fn fetch_refspecs(
+        &self,
+        git: &Git,
+        mirror: &Path,
+        refspecs: &[String],
+    ) -> Result<(), GitError> {
         let mut args = git_args!["fetch", "--prune", "--no-tags", "--quiet", "origin"].to_vec();
         args.extend(refspecs.iter().map(std::ffi::OsString::from));
-        self.git.run(mirror, &args, Network::Remote).await.map(drop)
+        git.run(mirror, &args, Network::Remote).await.map(drop)
     }
 
     /// The commit `refname` points at, or `None` if it does not exist. A plain ref of the
@@ -352,7 +401,7 @@ pub(crate) async fn write_mirror_config(mirror: &Path, url: &str) -> Result<(), 
 }
 
 /// The text of orch's mirror config for the remote `url`.
-fn mirror_config(url: &str) -> String {
+pub(crate) fn mirror_config(url: &str) -> String {
     let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
     format!(
         "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n\

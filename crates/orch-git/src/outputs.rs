@@ -64,7 +64,7 @@ impl GitWorkspace {
 
     /// Empties and creates `{worktree}/.orch-output/{agent}`, replacing whatever an agent left
     /// there (a file or a symbolic link in place of a directory), and checks that the result is
-    /// a real directory of this worktree.
+    /// a real directory of this worktree. One blocking call.
     pub(crate) async fn fresh_output_dir(
         &self,
         spec: &WorktreeSpec,
@@ -73,77 +73,95 @@ impl GitWorkspace {
     ) -> Result<PathBuf, GitError> {
         let parent = worktree.join(paths::OUTPUT_DIR_NAME);
         let output_dir = self.layout.output_dir(&spec.repo, &spec.work_item, agent)?;
-        for path in [&parent, &output_dir] {
-            match tokio::fs::symlink_metadata(path).await {
-                Ok(metadata) if metadata.is_dir() && path == &parent => continue,
-                Ok(metadata) if metadata.is_dir() => tokio::fs::remove_dir_all(path)
-                    .await
-                    .map_err(GitError::io("empty the output directory"))?,
-                Ok(_) => tokio::fs::remove_file(path)
-                    .await
-                    .map_err(GitError::io("replace the output directory"))?,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(GitError::io("inspect the output directory")(err)),
-            }
-            tokio::fs::create_dir(path)
-                .await
-                .map_err(GitError::io("create the output directory"))?;
-        }
-        let resolved = tokio::fs::canonicalize(&output_dir)
+        let worktree = worktree.to_owned();
+        let made = output_dir.clone();
+        tokio::task::spawn_blocking(move || fresh_dir(&parent, &made, &worktree, agent))
             .await
-            .map_err(GitError::io("resolve the output directory"))?;
-        let expected = tokio::fs::canonicalize(worktree)
-            .await
-            .map_err(GitError::io("resolve the worktree"))?
-            .join(paths::OUTPUT_DIR_NAME)
-            .join(agent.as_str());
-        if resolved != expected {
-            return Err(GitError::io("create the output directory")(
-                std::io::Error::other("it is not a directory of the worktree"),
-            ));
-        }
+            .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+            .map_err(GitError::io("create the output directory"))?;
         Ok(output_dir)
     }
 
     /// Lists the output directory in `info/exclude` of the mirror (orch's `git add --all`)
     /// and of the agent's copy of it (the agent's own `git add`), so it is never committed.
+    /// One blocking call.
     pub(crate) async fn exclude_output_dir(
         &self,
         repo: &RepoSlug,
         work_item: &WorkItemId,
     ) -> Result<(), GitError> {
-        let line = format!("/{}/", paths::OUTPUT_DIR_NAME);
-        for git_dir in [
+        let git_dirs = [
             self.layout.mirror(repo)?,
             self.layout.agent_git(repo, work_item)?,
-        ] {
-            if !tokio::fs::try_exists(&git_dir).await.unwrap_or(false) {
-                continue;
-            }
-            let info = git_dir.join("info");
-            self.layout.ensure_inside(&info).await?;
-            tokio::fs::create_dir_all(&info)
-                .await
-                .map_err(GitError::io("create info/"))?;
-            let exclude = info.join("exclude");
-            let text = match tokio::fs::read_to_string(&exclude).await {
-                Ok(text) => text,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(err) => return Err(GitError::io("read info/exclude")(err)),
-            };
-            if text.lines().any(|existing| existing.trim() == line) {
-                continue;
-            }
-            let mut updated = text;
-            if !updated.is_empty() && !updated.ends_with('\n') {
-                updated.push('\n');
-            }
-            updated.push_str(&line);
-            updated.push('\n');
-            tokio::fs::write(&exclude, updated)
-                .await
-                .map_err(GitError::io("write info/exclude"))?;
-        }
-        Ok(())
+        ];
+        let layout = self.layout.clone();
+        tokio::task::spawn_blocking(move || {
+            git_dirs
+                .iter()
+                .try_for_each(|git_dir| exclude_in(&layout, git_dir))
+        })
+        .await
+        .unwrap_or_else(|err| {
+            Err(GitError::io("write info/exclude")(std::io::Error::other(
+                err,
+            )))
+        })
     }
+}
+
+/// `fresh_output_dir`'s file work: `parent` made a directory if it is not one, `output_dir`
+/// emptied and made, and both checked to resolve inside `worktree`.
+fn fresh_dir(
+    parent: &Path,
+    output_dir: &Path,
+    worktree: &Path,
+    agent: Agent,
+) -> std::io::Result<()> {
+    for path in [parent, output_dir] {
+        match std::fs::symlink_metadata(path) {
+            Ok(metadata) if metadata.is_dir() && path == parent => continue,
+            Ok(metadata) if metadata.is_dir() => std::fs::remove_dir_all(path)?,
+            Ok(_) => std::fs::remove_file(path)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        std::fs::create_dir(path)?;
+    }
+    let resolved = std::fs::canonicalize(output_dir)?;
+    let expected = std::fs::canonicalize(worktree)?
+        .join(paths::OUTPUT_DIR_NAME)
+        .join(agent.as_str());
+    if resolved != expected {
+        return Err(std::io::Error::other(
+            "it is not a directory of the worktree",
+        ));
+    }
+    Ok(())
+}
+
+/// `exclude_output_dir` for one git directory, if it exists.
+fn exclude_in(layout: &paths::Layout, git_dir: &Path) -> Result<(), GitError> {
+    let line = format!("/{}/", paths::OUTPUT_DIR_NAME);
+    if !git_dir.exists() {
+        return Ok(());
+    }
+    let info = git_dir.join("info");
+    layout.ensure_inside_blocking(&info)?;
+    std::fs::create_dir_all(&info).map_err(GitError::io("create info/"))?;
+    let exclude = info.join("exclude");
+    let text = match std::fs::read_to_string(&exclude) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(GitError::io("read info/exclude")(err)),
+    };
+    if text.lines().any(|existing| existing.trim() == line) {
+        return Ok(());
+    }
+    let mut updated = text;
+    if !updated.is_empty() && !updated.ends_with('\n') {
+        updated.push('\n');
+    }
+    updated.push_str(&line);
+    updated.push('\n');
+    std::fs::write(&exclude, updated).map_err(GitError::io("write info/exclude"))
 }

@@ -154,11 +154,19 @@ impl Layout {
     }
 
     /// Resolves symbolic links in the longest existing prefix of `path` and refuses a path
-    /// that then lies outside `repos_dir`.
+    /// that then lies outside `repos_dir`: `ensure_inside_blocking` in one blocking call.
     pub(crate) async fn ensure_inside(&self, path: &Path) -> Result<(), GitError> {
+        let (layout, path) = (self.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || layout.ensure_inside_blocking(&path))
+            .await
+            .unwrap_or_else(|err| Err(GitError::io("resolve a path")(std::io::Error::other(err))))
+    }
+
+    /// `ensure_inside`, for a caller already off the async threads.
+    pub(crate) fn ensure_inside_blocking(&self, path: &Path) -> Result<(), GitError> {
         let mut existing = path;
         loop {
-            match tokio::fs::canonicalize(existing).await {
+            match std::fs::canonicalize(existing) {
                 Ok(resolved) => {
                     let rest = path.strip_prefix(existing).unwrap_or(Path::new(""));
                     if resolved.starts_with(&self.root) && is_plain_relative(rest) {

@@ -32,7 +32,7 @@ use crate::command::{Git, Worktree};
 use crate::error::GitError;
 use crate::mirror::MirrorState;
 use crate::paths::{Layout, POOL_ADMIN_PREFIX};
-use crate::worktree::{check_out, repair_links};
+use crate::worktree::{blocking, check_out, repair_links_blocking};
 use crate::{paths, refs, GitWorkspace};
 
 /// How many worktrees each repository keeps made ahead.
@@ -46,7 +46,7 @@ const LOCK_REASON: &str = "orch: made ahead of its task\n";
 pub(crate) struct Pool {
     ready: Mutex<Ready>,
     /// One refill at a time; the others wait and find nothing to do.
-    filling: tokio::sync::Mutex<()>,
+    pub(crate) filling: tokio::sync::Mutex<()>,
     /// Set when a refill is asked for; a refill clears it before it fills.
     wanted: AtomicBool,
 }
@@ -65,6 +65,12 @@ impl Pool {
         self.ready
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether there is an entry at `commit` made for `base` (it may be gone when taken).
+    pub(crate) fn has(&self, base: &str, commit: &CommitSha) -> bool {
+        let ready = self.ready();
+        ready.base.as_deref() == Some(base) && ready.entries.values().any(|at| at == commit)
     }
 
     /// Takes an entry at `commit` made for `base`, if there is one.
@@ -110,6 +116,9 @@ impl GitWorkspace {
             }
         }
         pool.wanted.store(true, Ordering::SeqCst);
+        // At orch's own priority, unlike a refresh: a lone dispatch finds an entry only when
+        // the refill after the previous one was quick (measured: niced refills left the
+        // idle daemon's pool empty now and then, and that dispatch made its own checkout).
         let filler = Filler {
             git: self.git.clone(),
             layout: self.layout.clone(),
@@ -143,7 +152,15 @@ impl GitWorkspace {
         ) else {
             return false;
         };
-        match adopt(dirs, &pooled_tree, &pooled_admin, branch).await {
+        let adoption = {
+            let (work_tree, git_dir) = (dirs.work_tree.to_owned(), dirs.git_dir.to_owned());
+            let (pooled_tree, pooled_admin) = (pooled_tree.clone(), pooled_admin.clone());
+            let head = format!("ref: refs/heads/{branch}\n");
+            blocking(move || adopt(&work_tree, &git_dir, &pooled_tree, &pooled_admin, &head))
+                .await
+                .map_err(GitError::io("adopt a pool entry"))
+        };
+        match adoption {
             Ok(()) => {
                 tracing::info!(branch = %branch, entry = n, "worktree taken from the pool");
                 true
@@ -182,31 +199,26 @@ impl GitWorkspace {
     }
 }
 
-/// The steps of an adoption, in the order that keeps every crash repairable (module docs).
-async fn adopt(
-    dirs: &Worktree<'_>,
+/// The steps of an adoption, in the order that keeps every crash repairable (module docs), in
+/// one blocking call: the admin directory, then the worktree, renamed to the item's paths;
+/// `HEAD` attached (`head`, written beside and renamed); links rewritten; unlocked.
+fn adopt(
+    work_tree: &Path,
+    git_dir: &Path,
     pooled_tree: &Path,
     pooled_admin: &Path,
-    branch: &str,
-) -> Result<(), GitError> {
-    let io = GitError::io("adopt a pool entry");
-    tokio::fs::rename(pooled_admin, dirs.git_dir)
-        .await
-        .map_err(io)?;
-    let io = GitError::io("adopt a pool entry");
-    tokio::fs::rename(pooled_tree, dirs.work_tree)
-        .await
-        .map_err(io)?;
-    let head = dirs.git_dir.join("HEAD");
-    let lock = dirs.git_dir.join("HEAD.lock");
-    tokio::fs::write(&lock, format!("ref: refs/heads/{branch}\n"))
-        .await
-        .map_err(GitError::io("attach a pool entry to its branch"))?;
-    tokio::fs::rename(&lock, &head)
-        .await
-        .map_err(GitError::io("attach a pool entry to its branch"))?;
-    repair_links(dirs).await?;
-    unlock(dirs.git_dir).await
+    head: &str,
+) -> std::io::Result<()> {
+    std::fs::rename(pooled_admin, git_dir)?;
+    std::fs::rename(pooled_tree, work_tree)?;
+    let lock = git_dir.join("HEAD.lock");
+    std::fs::write(&lock, head)?;
+    std::fs::rename(&lock, git_dir.join("HEAD"))?;
+    repair_links_blocking(work_tree, git_dir)?;
+    match std::fs::remove_file(git_dir.join("locked")) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
 }
 
 /// Removes the `locked` file of an admin directory, if any: orch locks only pool entries.
@@ -256,6 +268,7 @@ impl Filler {
         };
         let base = paths::branch(&base)?.to_owned();
         let mirror = self.layout.mirror(&self.repo)?;
+        let mut swept = false;
         loop {
             let _shared = self.state.lock.read().await;
             if !tokio::fs::try_exists(mirror.join("HEAD"))
@@ -286,7 +299,12 @@ impl Filler {
             for n in stale {
                 self.remove_entry(n).await?;
             }
-            self.sweep(&mirror).await?;
+            // Once a fill: what a crash or an earlier run left (entries taken and not adopted
+            // are removed by their taker).
+            if !swept {
+                self.sweep(&mirror).await?;
+                swept = true;
+            }
             let n = {
                 let mut ready = self.pool.ready();
                 if ready.entries.len() >= POOL_SIZE {
@@ -307,8 +325,9 @@ impl Filler {
         }
     }
 
-    /// Checks out a new entry `n` at `head`: registered (locked first) under the turn, then
-    /// checked out beside the prepares.
+    /// Checks out a new entry `n` at `head`: registered (locked first), then checked out beside
+    /// the prepares. No turn: no one adopts it before it is ready, and the sweep is this
+    /// filler's own.
     async fn make(&self, mirror: &Path, n: u64, head: &CommitSha) -> Result<(), GitError> {
         let worktree = self.layout.pool_worktree(&self.repo, n)?;
         let admin = self.layout.pool_admin(&self.repo, n)?;
@@ -319,26 +338,21 @@ impl Filler {
             common_dir: mirror,
         };
         {
-            let _turn = self.state.worktrees.lock().await;
-            for parent in [worktree.parent(), admin.parent()].into_iter().flatten() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(GitError::io("create the pool directory"))?;
-            }
-            for dir in [&worktree, &admin] {
-                tokio::fs::create_dir(dir)
-                    .await
-                    .map_err(GitError::io("create a pool entry"))?;
-            }
-            for (name, text) in [
-                ("locked", LOCK_REASON.to_owned()),
-                ("HEAD", format!("{}\n", head.as_str())),
-            ] {
-                tokio::fs::write(admin.join(name), text)
-                    .await
-                    .map_err(GitError::io("register a pool entry"))?;
-            }
-            repair_links(&dirs).await?;
+            let (work_tree, git_dir) = (worktree.clone(), admin.clone());
+            let head = format!("{}\n", head.as_str());
+            blocking(move || {
+                for parent in [work_tree.parent(), git_dir.parent()].into_iter().flatten() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::create_dir(&work_tree)?;
+                std::fs::create_dir(&git_dir)?;
+                // Locked first: a `git worktree prune` never takes it for a broken one.
+                std::fs::write(git_dir.join("locked"), LOCK_REASON)?;
+                std::fs::write(git_dir.join("HEAD"), head)?;
+                repair_links_blocking(&work_tree, &git_dir)
+            })
+            .await
+            .map_err(GitError::io("register a pool entry"))?;
         }
         check_out(&self.git, &dirs).await?;
         if !tokio::fs::try_exists(admin.join("index"))

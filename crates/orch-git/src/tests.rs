@@ -1424,3 +1424,26 @@ async fn merges_cleanly_fetches_a_head_pushed_elsewhere_and_an_unknown_head_is_n
 
 mod pool;
 mod warm;
+
+/// The niceness a git alias's shell reports (`/proc/self/stat`, field 19): what its git got.
+async fn niceness_of(git: &crate::command::Git, cwd: &Path) -> i32 {
+    let args = crate::command::git_args![
+        "-c",
+        "alias.niceness=!f() { cut -d' ' -f19 /proc/$$/stat; }; f",
+        "niceness"
+    ];
+    let output = git
+        .run(cwd, &args, crate::command::Network::Local)
+        .await
+        .expect("run the alias");
+    output.trim().parse().expect("a niceness")
+}
+
+#[tokio::test]
+async fn background_git_runs_at_a_lower_cpu_priority() {
+    let fixture = Fixture::new();
+    let cwd = fixture.dir.path();
+    let own = niceness_of(&fixture.workspace.git, cwd).await;
+    let background = niceness_of(&fixture.workspace.git.background(), cwd).await;
+    assert_eq!(background, (own + 10).min(19), "own {own}");
+}

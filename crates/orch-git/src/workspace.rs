@@ -23,10 +23,9 @@ pub struct GitWorkspace {
     remote_base: String,
     pub(crate) git: Git,
     pub(crate) warm: Option<Duration>,
-    /// One lock and freshness record per mirror. Fetches, config rewrites, pushes and removals
-    /// hold the lock exclusively; a `prepare` from a fresh mirror (warm mode) shares it, since
-    /// it touches only its own task branch, worktree and agent view.
-    /// Shared with a successor over the same `repos_dir` (`GitWorkspace::succeeded_by`).
+    /// One lock and freshness record per mirror (`MirrorState`), shared with the handles that
+    /// run background work (`shared`) and with a successor over the same `repos_dir`
+    /// (`GitWorkspace::succeeded_by`).
     pub(crate) mirrors: Arc<Mutex<HashMap<RepoSlug, Arc<MirrorState>>>>,
     /// The worktrees made ahead of their task, per repository (warm mode only); shared like
     /// `mirrors`.
@@ -99,6 +98,19 @@ impl GitWorkspace {
             next.pools = Arc::clone(&self.pools);
         }
         Ok(next)
+    }
+
+    /// Another handle on the same mirrors, pools and settings, for work spawned in the
+    /// background (a refresh a prepare asked for).
+    pub(crate) fn shared(&self) -> GitWorkspace {
+        GitWorkspace {
+            layout: self.layout.clone(),
+            remote_base: self.remote_base.clone(),
+            git: self.git.clone(),
+            warm: self.warm,
+            mirrors: self.mirrors.clone(),
+            pools: self.pools.clone(),
+        }
     }
 
     /// The canonical `repos_dir`.

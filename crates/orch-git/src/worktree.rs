@@ -22,8 +22,14 @@ impl GitWorkspace {
         let worktree = self.layout.worktree(&spec.repo, &spec.work_item)?;
         let admin = self.layout.worktree_admin(&spec.repo, &spec.work_item)?;
         self.layout.ensure_inside(&worktree).await?;
+        // The next stage's usual case: the worktree is whole, on its branch. Only this
+        // item's prepares (in its branch's turn) write its directories, so checking needs no
+        // turn: a burst's next stages do not queue behind one another's registrations.
+        let wanted = format!("refs/heads/{branch}");
+        if in_place(&worktree, &admin, &wanted).await {
+            return Ok(worktree);
+        }
         let state = self.mirror_state(&spec.repo);
-        let turn = state.worktrees.lock().await;
         let dirs = Worktree {
             work_tree: &worktree,
             git_dir: &admin,
@@ -34,7 +40,8 @@ impl GitWorkspace {
             .await
             .unwrap_or(false);
         if checked_out && is_registered(&dirs).await {
-            let wanted = format!("refs/heads/{branch}");
+            // A repair in the turn: `git switch` reads every sibling's registration.
+            let _turn = state.worktrees.lock().await;
             let head = match refs::head_is(&admin, &wanted).await {
                 Some(true) => Ok(Some(wanted)),
                 _ => self.current_branch(&dirs).await,
@@ -65,36 +72,40 @@ impl GitWorkspace {
         }
         // What `git worktree add` writes, written here: `worktree add` reads every sibling's
         // admin directory (so adds of one repository would have to take turns) and costs a
-        // process more. The registration is complete before the turn ends, so a `worktree
-        // prune` never takes it for a broken one; the checkout then runs beside other
-        // prepares. An admin directory that is there has its index only once the checkout
-        // finished (above).
-        self.clear_worktree_dirs(&worktree, &admin).await?;
+        // process more. Written without the turn, beside other prepares: the only `git
+        // worktree prune` orch runs is a removal's, under the exclusive mirror lock, never
+        // beside a prepare (which holds it shared), and git reads a sibling whose `gitdir`
+        // link is not written yet as no worktree at all (`repair_links` writes it after
+        // `HEAD`). Only an adoption takes the turn, against the pool's sweep. An admin
+        // directory that is there has its index only once the checkout finished (above).
+        // Each step's file work is one blocking call, not one hop per file.
+        clear_worktree_dirs(&worktree, &admin).await?;
         let base = paths::branch(spec.base_branch.as_str())?;
         // A new task branch at the base head: a pool entry checked out there is the worktree.
         if let Some(head) = self
             .resolve(mirror, &format!("refs/heads/{branch}"))
             .await?
         {
-            if self
-                .adopt_pooled(&dirs, &spec.repo, base, branch, &head)
-                .await
-            {
-                drop(turn);
+            let adopted = self.pool(&spec.repo).has(base, &head) && {
+                let _turn = state.worktrees.lock().await;
+                self.adopt_pooled(&dirs, &spec.repo, base, branch, &head)
+                    .await
+            };
+            if adopted {
                 self.refill_pool(&spec.repo, Some(base));
                 return Ok(worktree);
             }
         }
-        for dir in [&worktree, &admin] {
-            tokio::fs::create_dir(dir)
-                .await
-                .map_err(GitError::io("create the worktree"))?;
-        }
-        tokio::fs::write(admin.join("HEAD"), format!("ref: refs/heads/{branch}\n"))
-            .await
-            .map_err(GitError::io("create the worktree"))?;
-        repair_links(&dirs).await?;
-        drop(turn);
+        let head = format!("ref: refs/heads/{branch}\n");
+        let (work_tree, git_dir) = (worktree.clone(), admin.clone());
+        blocking(move || {
+            std::fs::create_dir(&work_tree)?;
+            std::fs::create_dir(&git_dir)?;
+            std::fs::write(git_dir.join("HEAD"), head)?;
+            repair_links_blocking(&work_tree, &git_dir)
+        })
+        .await
+        .map_err(GitError::io("create the worktree"))?;
         check_out(&self.git, &dirs).await?;
         if !is_registered(&dirs).await {
             return Err(GitError::Unexpected {
@@ -105,28 +116,6 @@ impl GitWorkspace {
         tracing::info!(branch = %branch, "worktree added");
         self.refill_pool(&spec.repo, Some(base));
         Ok(worktree)
-    }
-
-    /// Removes what a broken or half-made worktree left, before it is made again.
-    async fn clear_worktree_dirs(&self, worktree: &Path, admin: &Path) -> Result<(), GitError> {
-        for (dir, what) in [
-            (worktree, "remove a broken worktree"),
-            // An admin directory left by a broken registration would make git name the new
-            // one differently.
-            (admin, "remove a stale worktree registration"),
-        ] {
-            if tokio::fs::try_exists(dir).await.unwrap_or(false) {
-                tokio::fs::remove_dir_all(dir)
-                    .await
-                    .map_err(GitError::io(what))?;
-            }
-        }
-        for parent in [worktree.parent(), admin.parent()].into_iter().flatten() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(GitError::io("create the worktrees directory"))?;
-        }
-        Ok(())
     }
 
     /// The ref the worktree's HEAD is attached to; `None` when detached.
@@ -222,9 +211,10 @@ impl GitWorkspace {
     }
 
     /// `prepare` in warm mode, in the task branch's turn: from the mirror as it is, under
-    /// the shared lock, when the branches it needs are fresh (`Freshness`: the task branch,
-    /// and the base too for a branch not made yet); otherwise after one fetch of every branch
-    /// outside the lock, coalesced with the fetch in flight.
+    /// the shared lock, unless a ref it needs may be missing (`Freshness`: the forge named the
+    /// task branch, the mirror lacks the base or was not fetched since start); then after one
+    /// fetch of every branch outside the lock, coalesced with the fetch in flight. An aged
+    /// mirror is refreshed in the background; this prepare does not wait for it.
     async fn prepare_warm(
         &self,
         state: &MirrorState,
@@ -236,9 +226,10 @@ impl GitWorkspace {
         let mut fetched = false;
         loop {
             let asked = Self::fetches_started(state);
-            // The branches whose news decides whether to fetch; `None` (the mirror is missing,
-            // its config is not orch's or it lacks the base) fetches regardless.
-            let mut needed = None;
+            // Whether the task branch's news is what makes it fetch, so that a fetch started
+            // after that news serves it; `false` (the mirror is missing, its config is not
+            // orch's, it lacks the base) fetches regardless.
+            let mut branch_news = false;
             {
                 let _shared = state.lock.read().await;
                 if let Some(mirror) = self.usable_mirror(&spec.repo).await? {
@@ -246,25 +237,20 @@ impl GitWorkspace {
                         .resolve(&mirror, &format!("refs/remotes/origin/{base}"))
                         .await?
                         .is_some();
-                    let new_branch = self
-                        .resolve(&mirror, &format!("refs/heads/{branch}"))
-                        .await?
-                        .is_none();
-                    let branches = if new_branch {
-                        vec![branch, base]
-                    } else {
-                        vec![branch]
-                    };
-                    if fetched || (base_known && state.is_fresh(&branches, max_age)) {
+                    if fetched || (base_known && !state.must_fetch_for(branch)) {
+                        if !fetched && state.is_aged(max_age) {
+                            self.refresh_in_background(&spec.repo);
+                        }
                         self.adopt_agent_branch(&mirror, spec).await?;
                         return self.set_up_branch(&mirror, spec).await;
                     }
-                    needed = base_known.then_some(branches);
+                    branch_news = base_known;
                 }
             }
             let mirror = self.network_mirror(state, &spec.repo).await?;
-            let fresh = needed.as_deref().map(|branches| (branches, max_age));
-            self.fetch_all_since(state, &mirror, asked, fresh).await?;
+            let news = branch_news.then_some(branch);
+            self.fetch_all_since(state, &mirror, asked, news, &self.git)
+                .await?;
             fetched = true;
         }
     }
@@ -391,34 +377,98 @@ async fn is_registered(dirs: &Worktree<'_>) -> bool {
             .is_ok_and(|metadata| metadata.is_dir())
 }
 
-/// Rewrites the files that tie a worktree to its admin directory and the mirror (the
-/// worktree's `.git`, the admin directory's `gitdir` and `commondir`), which an agent may have
-/// changed: orch's own git never reads them (`Worktree` names the directories), but the
-/// agent's git and `git worktree` do. A link or directory in their place is replaced, never
-/// written through; each is replaced whole (a rename), never seen half-written.
+/// Removes what a broken or half-made worktree left, before it is made again, and makes the
+/// directories its place is in.
+async fn clear_worktree_dirs(worktree: &Path, admin: &Path) -> Result<(), GitError> {
+    let (worktree, admin) = (worktree.to_owned(), admin.to_owned());
+    blocking(move || {
+        // An admin directory left by a broken registration would make git name the new one
+        // differently.
+        for dir in [&worktree, &admin] {
+            match std::fs::remove_dir_all(dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+        for parent in [worktree.parent(), admin.parent()].into_iter().flatten() {
+            std::fs::create_dir_all(parent)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(GitError::io("clear the place of a broken worktree"))
+}
+
+/// Runs blocking file work on tokio's blocking pool: one hop for many files.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+}
+
+/// Whether the worktree is whole and ready as it is for the branch `wanted`: checked out (its
+/// index), its `HEAD` attached to `wanted`, its links as `repair_links` writes them, not
+/// locked. Reads only, in one blocking call.
+async fn in_place(worktree: &Path, admin: &Path, wanted: &str) -> bool {
+    let (worktree, admin) = (worktree.to_owned(), admin.to_owned());
+    let head = format!("ref: {wanted}\n");
+    blocking(move || {
+        let is_file = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+        Ok(is_file(&admin.join("index"))
+            && std::fs::symlink_metadata(&worktree).is_ok_and(|m| m.is_dir())
+            && is_file(&admin.join("HEAD"))
+            && std::fs::read(admin.join("HEAD")).is_ok_and(|text| text == head.as_bytes())
+            && std::fs::symlink_metadata(admin.join("locked"))
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound)
+            && links(&worktree, &admin).iter().all(|(path, text)| {
+                is_file(path) && std::fs::read(path).is_ok_and(|read| read == text.as_bytes())
+            }))
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The files that tie a worktree to its admin directory and the mirror, with their text: the
+/// worktree's `.git`, the admin directory's `gitdir` and `commondir`.
+fn links(work_tree: &Path, git_dir: &Path) -> [(PathBuf, String); 3] {
+    [
+        (
+            work_tree.join(".git"),
+            format!("gitdir: {}\n", git_dir.display()),
+        ),
+        (
+            git_dir.join("gitdir"),
+            format!("{}\n", work_tree.join(".git").display()),
+        ),
+        (git_dir.join("commondir"), "../..\n".to_owned()),
+    ]
+}
+
+/// Rewrites the files that tie a worktree to its admin directory and the mirror (`links`),
+/// which an agent may have changed: orch's own git never reads them (`Worktree` names the
+/// directories), but the agent's git and `git worktree` do. A link or directory in their
+/// place is replaced, never written through; each is replaced whole (a rename), never seen
+/// half-written.
 pub(crate) async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
-    let links = [
-        (
-            dirs.work_tree.join(".git"),
-            format!("gitdir: {}\n", dirs.git_dir.display()),
-        ),
-        (
-            dirs.git_dir.join("gitdir"),
-            format!("{}\n", dirs.work_tree.join(".git").display()),
-        ),
-        (dirs.git_dir.join("commondir"), "../..\n".to_owned()),
-    ];
-    for (path, text) in links {
-        let metadata = tokio::fs::symlink_metadata(&path).await;
+    let (work_tree, git_dir) = (dirs.work_tree.to_owned(), dirs.git_dir.to_owned());
+    blocking(move || repair_links_blocking(&work_tree, &git_dir))
+        .await
+        .map_err(GitError::io("repair the worktree's links"))
+}
+
+/// `repair_links`, in a blocking call.
+pub(crate) fn repair_links_blocking(work_tree: &Path, git_dir: &Path) -> std::io::Result<()> {
+    for (path, text) in links(work_tree, git_dir) {
+        let metadata = std::fs::symlink_metadata(&path);
         if metadata.as_ref().is_ok_and(std::fs::Metadata::is_file)
-            && tokio::fs::read(&path).await.ok().as_deref() == Some(text.as_bytes())
+            && std::fs::read(&path).ok().as_deref() == Some(text.as_bytes())
         {
             continue;
         }
         if metadata.is_ok_and(|metadata| metadata.is_dir()) {
-            tokio::fs::remove_dir_all(&path)
-                .await
-                .map_err(GitError::io("repair the worktree's links"))?;
+            std::fs::remove_dir_all(&path)?;
         }
         // Written beside and renamed over the link (a rename replaces a symbolic link, never
         // writes through it), so a `git worktree list` or `prune` running meanwhile never
@@ -426,19 +476,18 @@ pub(crate) async fn repair_links(dirs: &Worktree<'_>) -> Result<(), GitError> {
         let mut staged = path.clone().into_os_string();
         staged.push(".orch-new");
         let staged = PathBuf::from(staged);
-        match tokio::fs::symlink_metadata(&staged).await {
-            Ok(metadata) if metadata.is_dir() => tokio::fs::remove_dir_all(&staged).await,
-            Ok(_) => tokio::fs::remove_file(&staged).await,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(err),
+        match std::fs::symlink_metadata(&staged) {
+            Ok(metadata) if metadata.is_dir() => std::fs::remove_dir_all(&staged)?,
+            Ok(_) => std::fs::remove_file(&staged)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
         }
-        .map_err(GitError::io("repair the worktree's links"))?;
-        paths::write_new_file(&staged, text.as_bytes())
-            .await
-            .map_err(GitError::io("repair the worktree's links"))?;
-        tokio::fs::rename(&staged, &path)
-            .await
-            .map_err(GitError::io("repair the worktree's links"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staged)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        std::fs::rename(&staged, &path)?;
     }
     Ok(())
 }

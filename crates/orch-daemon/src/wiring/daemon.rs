@@ -80,6 +80,8 @@ pub struct Daemon {
     pub(super) runtime: Runtime,
     http_stop: oneshot::Sender<()>,
     http: JoinHandle<std::io::Result<()>>,
+    /// The start's background fetch of every project's mirror (`warm_mirrors`).
+    warm_up: JoinHandle<()>,
     readiness: Readiness,
     pub(super) store: Arc<SqliteStore>,
 }
@@ -172,6 +174,8 @@ impl Daemon {
         })
         .await?;
 
+        let warm_up = warm_mirrors(&ports, config);
+
         let listener = match options.listener {
             Some(listener) => listener,
             None => TcpListener::bind(config.server.listen)
@@ -233,6 +237,7 @@ impl Daemon {
             runtime,
             http_stop,
             http,
+            warm_up,
             readiness,
             store,
         })
@@ -261,6 +266,7 @@ impl Daemon {
             Ok(Err(err)) => warn!(error = %err, "http server ended with an error"),
             Err(err) => warn!(error = %err, "http server task failed"),
         }
+        self.warm_up.abort();
         self.runtime.shutdown().await;
         self.live
             .lock()
@@ -268,6 +274,27 @@ impl Daemon {
             .api_stats
             .abort();
     }
+}
+
+/// Fetches every project's repository into its mirror in the background, one after another:
+/// the first dispatches after a start then find their mirror fetched since the start and
+/// prepare without the network (orch-git `Freshness`); one that comes sooner waits for this
+/// fetch instead of starting its own.
+fn warm_mirrors(ports: &Ports, config: &Config) -> JoinHandle<()> {
+    let workspace = ports.workspace.clone();
+    let mut repos: Vec<_> = config
+        .projects
+        .iter()
+        .map(|project| project.repo.clone())
+        .collect();
+    repos.dedup();
+    tokio::spawn(async move {
+        for repo in repos {
+            if let Err(err) = workspace.refresh(&repo).await {
+                warn!(repo = %repo, error = %err, "fetching a mirror at start failed; the first dispatch fetches");
+            }
+        }
+    })
 }
 
 /// Runs the daemon until `shutdown` resolves.

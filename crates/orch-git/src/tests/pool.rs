@@ -284,14 +284,30 @@ async fn every_crash_window_of_an_adoption_is_repaired_by_the_next_prepare() {
 async fn a_moved_base_is_not_served_from_a_stale_entry_and_the_pool_follows_it() {
     let fixture = Fixture::with_full_pool("ET-430").await;
     let repo = spec("ET-430").repo;
+    let old = sh(&fixture.remote(), &["rev-parse", "main"]);
     let main = person_commits(&fixture, "new.md", "new\n", "HEAD:refs/heads/main");
     let base = spec("ET-430").base_branch;
     let sha = orch_core::ids::CommitSha::new(main.as_str()).expect("sha");
     assert!(fixture.workspace.remote_changed(&repo, &base, &sha));
+    // Before the webhook's refresh: the base as the mirror has it, from the pool, no process.
     let before = fixture.invocations().len();
     let prepared = fixture
         .workspace
         .prepare(&spec("ET-431"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    assert_eq!(sh(&prepared.path, &["rev-parse", "HEAD"]), old);
+    assert_eq!(subcommands_since(&fixture, before), Vec::<String>::new());
+    fixture.workspace.pool_settled(&repo).await;
+
+    // The refresh moves the mirror's base; its refill is held, so the entries are stale.
+    let pool = fixture.workspace.pool(&repo);
+    let filling = pool.filling.lock().await;
+    fixture.workspace.refresh(&repo).await.expect("refresh");
+    let before = fixture.invocations().len();
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-432"), Agent::Analyst)
         .await
         .expect("prepare");
     assert_eq!(sh(&prepared.path, &["rev-parse", "HEAD"]), main);
@@ -301,6 +317,7 @@ async fn a_moved_base_is_not_served_from_a_stale_entry_and_the_pool_follows_it()
         started.iter().any(|args| args.starts_with("reset --hard")),
         "made, not adopted: {started:?}"
     );
+    drop(filling);
     fixture.workspace.pool_settled(&repo).await;
     assert_pool_is(&fixture, &fixture.workspace, &main);
 
@@ -312,7 +329,7 @@ async fn a_moved_base_is_not_served_from_a_stale_entry_and_the_pool_follows_it()
     let before = fixture.invocations().len();
     let prepared = fixture
         .workspace
-        .prepare(&spec("ET-432"), Agent::Analyst)
+        .prepare(&spec("ET-433"), Agent::Analyst)
         .await
         .expect("prepare");
     assert_eq!(sh(&prepared.path, &["rev-parse", "HEAD"]), newer);

@@ -294,22 +294,55 @@ async fn an_unseen_push_is_overwritten_by_no_forced_push() {
     assert_eq!(tip, theirs);
 }
 
+/// Waits until the background refresh a prepare started has ended, at most 10 s.
+async fn refreshed(fixture: &Fixture) {
+    let state = fixture.workspace.mirror_state(&spec("ET-200").repo);
+    for _ in 0..1000 {
+        if !state.freshness().refreshing {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the background refresh did not end");
+}
+
 #[tokio::test]
-async fn an_aged_mirror_is_fetched_again() {
+async fn an_aged_mirror_is_refreshed_in_the_background_not_on_dispatch() {
     let fixture = Fixture::warm(Duration::from_millis(50));
-    fixture
+    let old = fixture
         .workspace
         .prepare(&spec("ET-230"), Agent::Analyst)
         .await
         .expect("prepare");
+    let old = super::sh(&old.path, &["rev-parse", "HEAD"]);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let main = person_commits(&fixture, "new.md", "new\n", "HEAD:refs/heads/main");
+    // The forge's webhook was lost: only the age says the mirror may be behind. The test
+    // holds the fetches' turn, so the refresh the prepare starts cannot end before it.
+    let state = fixture.workspace.mirror_state(&spec("ET-231").repo);
+    let gate = state.remote_refs.lock().await;
+    let prepared = tokio::time::timeout(
+        Duration::from_secs(10),
+        fixture.workspace.prepare(&spec("ET-231"), Agent::Analyst),
+    )
+    .await
+    .expect("the prepare does not wait for the refresh it started")
+    .expect("prepare");
+    assert_eq!(
+        super::sh(&prepared.path, &["rev-parse", "HEAD"]),
+        old,
+        "the mirror as it was"
+    );
+    assert_eq!(fetches(&fixture), 1);
+    assert!(state.freshness().refreshing, "a refresh was started");
+    drop(gate);
+    refreshed(&fixture).await;
+    assert_eq!(fetches(&fixture), 2);
     let prepared = fixture
         .workspace
-        .prepare(&spec("ET-231"), Agent::Analyst)
+        .prepare(&spec("ET-232"), Agent::Analyst)
         .await
         .expect("prepare");
-    assert_eq!(fetches(&fixture), 2);
     assert_eq!(super::sh(&prepared.path, &["rev-parse", "HEAD"]), main);
 }
 
@@ -368,16 +401,21 @@ async fn a_mirror_config_changed_behind_orchs_back_is_rewritten_before_use() {
 }
 
 #[tokio::test]
-async fn a_moved_base_makes_only_a_prepare_of_a_new_branch_fetch() {
+async fn a_moved_base_makes_no_prepare_fetch_and_its_refresh_brings_it_to_new_branches() {
     let fixture = Fixture::warm(LONG);
     let existing = spec("ET-270");
-    fixture
+    let first = fixture
         .workspace
         .prepare(&existing, Agent::Analyst)
         .await
         .expect("prepare");
-    assert_eq!(fetches(&fixture), 1);
-    // A merge moves the base; its push webhook names it.
+    let old = super::sh(&first.path, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        fetches(&fixture),
+        1,
+        "the first prepare since start fetches"
+    );
+    // A merge moves the base; its push webhook names it (the daemon then refreshes).
     let main = person_commits(&fixture, "merged.md", "merged\n", "HEAD:refs/heads/main");
     let main_sha = CommitSha::new(main.clone()).expect("sha");
     assert!(fixture
@@ -389,12 +427,6 @@ async fn a_moved_base_makes_only_a_prepare_of_a_new_branch_fetch() {
         .prepare(&existing, Agent::Developer)
         .await
         .expect("the next stage");
-    assert_eq!(
-        fetches(&fixture),
-        1,
-        "the task branch exists and the forge named only the base: no fetch"
-    );
-
     let prepared = fixture
         .workspace
         .prepare(&spec("ET-271"), Agent::Analyst)
@@ -402,9 +434,26 @@ async fn a_moved_base_makes_only_a_prepare_of_a_new_branch_fetch() {
         .expect("a new task");
     assert_eq!(
         fetches(&fixture),
-        2,
-        "a new branch starts from the moved base"
+        1,
+        "the base is in the mirror: neither prepare fetches"
     );
+    assert_eq!(
+        super::sh(&prepared.path, &["rev-parse", "HEAD"]),
+        old,
+        "a new branch starts from the base as the mirror has it"
+    );
+
+    fixture
+        .workspace
+        .refresh(&existing.repo)
+        .await
+        .expect("the webhook's refresh");
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-272"), Agent::Analyst)
+        .await
+        .expect("a new task");
+    assert_eq!(fetches(&fixture), 2, "the refresh only");
     assert_eq!(super::sh(&prepared.path, &["rev-parse", "HEAD"]), main);
 }
 
@@ -544,5 +593,73 @@ async fn a_prepare_of_a_branch_being_pushed_waits_for_the_push() {
     assert_eq!(
         super::sh(&prepared.path, &["rev-parse", "HEAD"]),
         sha.as_str()
+    );
+}
+
+#[tokio::test]
+async fn the_next_stage_of_a_whole_worktree_needs_no_registration_turn() {
+    let fixture = Fixture::warm(LONG);
+    let item = spec("ET-290");
+    let first = fixture
+        .workspace
+        .prepare(&item, Agent::Analyst)
+        .await
+        .expect("prepare");
+    // Another item's registration (or a pool refill) holds the turn.
+    let state = fixture.workspace.mirror_state(&item.repo);
+    let turn = state.worktrees.lock().await;
+    let next = tokio::time::timeout(
+        Duration::from_secs(10),
+        fixture.workspace.prepare(&item, Agent::Developer),
+    )
+    .await
+    .expect("the whole worktree is used as it is, without the turn")
+    .expect("prepare");
+    assert_eq!(next.path, first.path);
+
+    // Nor does a new worktree no pool entry serves: a task branch a person pushed.
+    let other = spec("ET-291");
+    let theirs = person_commits(
+        &fixture,
+        "theirs.md",
+        "theirs\n",
+        &format!("HEAD:refs/heads/{}", other.branch),
+    );
+    let sha = CommitSha::new(theirs.clone()).expect("sha");
+    assert!(fixture
+        .workspace
+        .remote_changed(&other.repo, &other.branch, &sha));
+    let made = tokio::time::timeout(
+        Duration::from_secs(10),
+        fixture.workspace.prepare(&other, Agent::Analyst),
+    )
+    .await
+    .expect("a new worktree is registered without the turn")
+    .expect("prepare");
+    assert_eq!(super::sh(&made.path, &["rev-parse", "HEAD"]), theirs);
+
+    // A worktree that needs repair (an agent rewrote its `.git`) waits for the turn.
+    std::fs::write(first.path.join(".git"), "gitdir: /elsewhere\n").expect("write");
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        fixture.workspace.prepare(&item, Agent::Reviewer),
+    )
+    .await;
+    assert!(waiting.is_err(), "a repair takes the turn");
+    drop(turn);
+    let repaired = fixture
+        .workspace
+        .prepare(&item, Agent::Reviewer)
+        .await
+        .expect("prepare");
+    assert_eq!(
+        std::fs::read_to_string(repaired.path.join(".git")).expect("read"),
+        format!(
+            "gitdir: {}\n",
+            fixture
+                .repos()
+                .join("acme/widgets/mirror.git/worktrees/ET-290")
+                .display()
+        )
     );
 }
