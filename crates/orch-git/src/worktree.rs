@@ -316,6 +316,10 @@ impl GitWorkspace {
         let mirror = self.layout.mirror(&spec.repo)?;
         let state = self.mirror_state(&spec.repo);
         let _guard = state.lock.write().await;
+        // The item is over: what orch pushed on its branch is forgotten, so the record stays
+        // the size of the items in flight over months of running (a late webhook of that
+        // push then costs at most one fetch).
+        state.freshness().pushed.remove(spec.branch.as_str());
         let has_mirror = tokio::fs::try_exists(mirror.join("HEAD"))
             .await
             .unwrap_or(false);

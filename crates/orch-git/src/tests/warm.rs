@@ -663,3 +663,22 @@ async fn the_next_stage_of_a_whole_worktree_needs_no_registration_turn() {
         )
     );
 }
+
+#[tokio::test]
+async fn what_orch_pushed_is_forgotten_when_the_items_worktree_is_removed() {
+    let fixture = Fixture::warm(LONG);
+    let spec = spec("ET-260");
+    let head = orch_pushes(&fixture, &spec).await;
+    let state = fixture.workspace.mirror_state(&spec.repo);
+    assert!(
+        !fixture
+            .workspace
+            .remote_changed(&spec.repo, &spec.branch, &head),
+        "orch's own push is no news"
+    );
+    fixture.workspace.remove(&spec).await.expect("remove");
+    assert!(
+        state.freshness().pushed.is_empty(),
+        "a daemon running for months keeps no record per finished item"
+    );
+}
