@@ -287,6 +287,8 @@ fn warm_mirrors(ports: &Ports, config: &Config) -> JoinHandle<()> {
         .iter()
         .map(|project| project.repo.clone())
         .collect();
+    // Projects sharing a repository need one fetch, wherever they stand in the config.
+    repos.sort_unstable();
     repos.dedup();
     tokio::spawn(async move {
         for repo in repos {
