@@ -127,6 +127,15 @@ impl MirrorState {
     }
 }
 
+/// Marks a mirror's background refresh as under way (`Freshness::refreshing`) until dropped.
+struct Refreshing(Arc<MirrorState>);
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.0.freshness().refreshing = false;
+    }
+}
+
 impl GitWorkspace {
     pub(crate) fn mirror_state(&self, repo: &RepoSlug) -> Arc<MirrorState> {
         let mut mirrors = self
@@ -258,10 +267,12 @@ impl GitWorkspace {
         let workspace = self.shared();
         let repo = repo.clone();
         runtime.spawn(async move {
+            // Cleared however the task ends: a panic or a runtime shut down under it must not
+            // stop every later aged-mirror refresh.
+            let _refreshing = Refreshing(state);
             if let Err(err) = workspace.do_refresh(&repo).await {
                 tracing::warn!(repo = %repo, error = %err, "background refresh of an aged mirror failed");
             }
-            state.freshness().refreshing = false;
         });
     }
 

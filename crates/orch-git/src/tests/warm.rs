@@ -347,6 +347,52 @@ async fn an_aged_mirror_is_refreshed_in_the_background_not_on_dispatch() {
 }
 
 #[tokio::test]
+async fn a_background_refresh_that_never_ends_does_not_stop_later_ones() {
+    let fixture = Fixture::warm(Duration::from_millis(50));
+    fixture
+        .workspace
+        .prepare(&spec("ET-235"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The refresh the next prepare starts waits for the fetches' turn the test holds; then the
+    // runtime it runs on shuts down under it, so its task never ends normally.
+    let state = fixture.workspace.mirror_state(&spec("ET-236").repo);
+    let gate = state.remote_refs.lock().await;
+    let workspace = fixture.workspace.shared();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(workspace.prepare(&spec("ET-236"), Agent::Analyst))
+            .expect("prepare");
+    })
+    .join()
+    .expect("the prepare's thread");
+    assert!(
+        !state.freshness().refreshing,
+        "a refresh whose task was dropped is no longer under way"
+    );
+    drop(gate);
+    // So the next aged prepare starts a refresh again, which brings the person's commit in.
+    let main = person_commits(&fixture, "later.md", "later\n", "HEAD:refs/heads/main");
+    fixture
+        .workspace
+        .prepare(&spec("ET-237"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    refreshed(&fixture).await;
+    let prepared = fixture
+        .workspace
+        .prepare(&spec("ET-238"), Agent::Analyst)
+        .await
+        .expect("prepare");
+    assert_eq!(super::sh(&prepared.path, &["rev-parse", "HEAD"]), main);
+}
+
+#[tokio::test]
 async fn refresh_brings_the_base_in_so_a_prepare_needs_no_fetch() {
     let fixture = Fixture::warm(LONG);
     let repo = spec("ET-240").repo;
