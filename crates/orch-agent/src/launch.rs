@@ -19,8 +19,6 @@ use crate::sandbox::{self, Isolation, View, ViewRequest};
 
 /// `setpriv` (util-linux) drops every capability before an unsandboxed agent starts.
 const SETPRIV: &str = "setpriv";
-/// `nice` (coreutils) starts agents at a lower CPU priority than orch's.
-const NICE: &str = "nice";
 const SETPRIV_ARGS: [&str; 5] = [
     "--bounding-set=-all",
     "--inh-caps=-all",
@@ -28,6 +26,8 @@ const SETPRIV_ARGS: [&str; 5] = [
     "--no-new-privs",
     "--",
 ];
+/// `nice` (coreutils) starts agents at a lower CPU priority than orch's.
+const NICE: &str = "nice";
 
 /// Everything one agent process is started with.
 #[derive(Debug, Clone)]
@@ -157,7 +157,10 @@ pub(crate) fn plan(spec: LaunchSpec<'_>) -> Result<Planned, String> {
         0 => Command::new(program_to_run),
         nice => {
             // `nice` execs the sandbox (or the agent) unchanged: only its CPU priority differs.
-            let mut command = Command::new(sandbox::find_system_program(NICE)?);
+            let nice_program = sandbox::find_system_program(NICE).map_err(|err| {
+                format!("{err}: agents.nice needs nice (coreutils); agents.nice = 0 starts agents without it")
+            })?;
+            let mut command = Command::new(nice_program);
             command.arg("-n").arg(nice.to_string()).arg(program_to_run);
             command
         }

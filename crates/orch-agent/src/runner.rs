@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -14,8 +15,6 @@ use orch_core::ids::{JobId, WorkItemId};
 use orch_core::ports::{
     AgentError, AgentOutcome, AgentRequest, AgentRunner, CancelHandle, RunningAgent,
 };
-use std::fs;
-
 use tokio::fs::File;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
