@@ -14,6 +14,9 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 /// The arguments `orch check` starts a role's program with when none are configured.
 pub const DEFAULT_PROBE: [&str; 1] = ["--version"];
 
+/// The highest niceness Linux has (the lowest CPU priority).
+pub const MAX_NICE: u8 = 19;
+
 /// How one role (analyst, developer, reviewer) is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleConfig {
@@ -129,6 +132,10 @@ pub struct RunnerConfig {
     /// Paths no sandbox may show, nor any directory holding them: orch's database, config,
     /// data and repositories. The runner adds its own logs, scratch and homes directories.
     pub protected_paths: Vec<PathBuf>,
+    /// How much lower than orch's own the CPU priority of agents is: added to orch's niceness
+    /// (`nice -n`, at most `MAX_NICE`), for the sandbox's set-up and everything the agent runs.
+    /// 0 starts agents at orch's priority.
+    pub nice: u8,
 }
 
 /// A configuration the runner refuses; the message names the setting.
@@ -146,6 +153,8 @@ pub enum ConfigError {
     ZeroTimeout { role: Agent },
     #[error("worker.stall_timeout_s: must be greater than zero")]
     ZeroStallTimeout,
+    #[error("agents.nice: must be at most {MAX_NICE}, got {nice}")]
+    Nice { nice: u8 },
     #[error("agents.{role}.pass_env: {name}: names starting with ORCH_ are orch's own (its secrets and the agent contract)")]
     ReservedPassEnv { role: Agent, name: String },
 }
@@ -170,6 +179,9 @@ impl RunnerConfig {
         let mut problems = Vec::new();
         if self.stall_timeout.is_zero() {
             problems.push(ConfigError::ZeroStallTimeout);
+        }
+        if self.nice > MAX_NICE {
+            problems.push(ConfigError::Nice { nice: self.nice });
         }
         let mut roles = BTreeMap::new();
         for (&role, config) in &self.roles {

@@ -26,6 +26,8 @@ const SETPRIV_ARGS: [&str; 5] = [
     "--no-new-privs",
     "--",
 ];
+/// `nice` (coreutils) starts agents at a lower CPU priority than orch's.
+const NICE: &str = "nice";
 
 /// Everything one agent process is started with.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub(crate) struct LaunchSpec<'a> {
     pub(crate) read_only_paths: &'a [SandboxPath],
     pub(crate) writable_paths: &'a [SandboxPath],
     pub(crate) protected: &'a [PathBuf],
+    /// Added to orch's niceness for the process (through `nice`); 0 starts it at orch's.
+    pub(crate) nice: u8,
 }
 
 /// A started agent process and how to end it.
@@ -60,6 +64,16 @@ pub(crate) struct Launched {
     pub(crate) unit: Option<Unit>,
     /// What the sandbox leaves out, and why.
     pub(crate) notes: Vec<String>,
+}
+
+/// An agent's command, built and checked, not started yet.
+pub(crate) struct Planned {
+    command: Command,
+    /// The program as configured, for errors.
+    program: String,
+    sandboxed: bool,
+    /// What the sandbox leaves out, and why.
+    notes: Vec<String>,
 }
 
 /// Starts the agent of `spec` with stdin, stdout and stderr piped, in a process group of its
@@ -71,6 +85,12 @@ pub(crate) struct Launched {
 /// the whole sandbox dies. Without a sandbox, an orch holding capabilities starts the agent
 /// through `setpriv` with none of them.
 pub(crate) fn launch(spec: LaunchSpec<'_>) -> Result<Launched, String> {
+    plan(spec)?.spawn()
+}
+
+/// Everything of `launch` but the spawn: finds the programs, checks the worktree, computes the
+/// sandbox's view. It only reads the file system, so it may run on a blocking thread.
+pub(crate) fn plan(spec: LaunchSpec<'_>) -> Result<Planned, String> {
     let search_path = spec.env.get("PATH").cloned();
     let program = sandbox::find_program(spec.program, search_path.as_deref())?;
     if !spec.worktree.is_dir() {
@@ -80,7 +100,9 @@ pub(crate) fn launch(spec: LaunchSpec<'_>) -> Result<Launched, String> {
         ));
     }
     let privileged = sandbox::orch_is_privileged();
-    let (mut command, notes, sandboxed) = match spec.sandbox {
+    let (program_to_run, args, notes, sandboxed): (PathBuf, Vec<OsString>, _, _) = match spec
+        .sandbox
+    {
         AgentSandbox::Bwrap { program: bwrap } => {
             let bwrap = sandbox::find_bwrap(bwrap.as_deref())?;
             let real_home = std::env::var_os("HOME").map(PathBuf::from);
@@ -110,9 +132,7 @@ pub(crate) fn launch(spec: LaunchSpec<'_>) -> Result<Launched, String> {
                 spec.args,
             );
             let View { notes, .. } = view;
-            let mut command = Command::new(bwrap);
-            command.args(args);
-            (command, notes, true)
+            (bwrap, args, notes, true)
         }
         AgentSandbox::None if privileged => {
             let setpriv = sandbox::find_program(SETPRIV, search_path.as_deref())
@@ -120,17 +140,33 @@ pub(crate) fn launch(spec: LaunchSpec<'_>) -> Result<Launched, String> {
                 .map_err(|err| {
                     format!("{err}: orch holds capabilities (it runs as root) and needs setpriv (util-linux) to start agents without them")
                 })?;
-            let mut command = Command::new(setpriv);
-            command.args(SETPRIV_ARGS).arg(&program).args(spec.args);
-            (command, Vec::new(), false)
+            let args = SETPRIV_ARGS
+                .iter()
+                .map(OsString::from)
+                .chain([program.into_os_string()])
+                .chain(spec.args.iter().map(OsString::from))
+                .collect();
+            (setpriv, args, Vec::new(), false)
         }
         AgentSandbox::None => {
-            let mut command = Command::new(&program);
-            command.args(spec.args);
-            (command, Vec::new(), false)
+            let args = spec.args.iter().map(OsString::from).collect();
+            (program, args, Vec::new(), false)
+        }
+    };
+    let mut command = match spec.nice {
+        0 => Command::new(program_to_run),
+        nice => {
+            // `nice` execs the sandbox (or the agent) unchanged: only its CPU priority differs.
+            let nice_program = sandbox::find_system_program(NICE).map_err(|err| {
+                format!("{err}: agents.nice needs nice (coreutils); agents.nice = 0 starts agents without it")
+            })?;
+            let mut command = Command::new(nice_program);
+            command.arg("-n").arg(nice.to_string()).arg(program_to_run);
+            command
         }
     };
     command
+        .args(args)
         .env_clear()
         .envs(&spec.env)
         .current_dir(spec.worktree)
@@ -139,18 +175,36 @@ pub(crate) fn launch(spec: LaunchSpec<'_>) -> Result<Launched, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    let child = command
-        .spawn()
-        .map_err(|err| format!("{}: {err}", spec.program))?;
-    // `process_group(0)` made the child the leader of a group named by its pid.
-    let unit = child.id().and_then(safe_group).map(|leader| {
-        if sandboxed {
-            Unit::Sandbox { outer: leader }
-        } else {
-            Unit::Group(leader)
-        }
-    });
-    Ok(Launched { child, unit, notes })
+    Ok(Planned {
+        command,
+        program: spec.program.to_owned(),
+        sandboxed,
+        notes,
+    })
+}
+
+impl Planned {
+    /// Starts the planned process. `--die-with-parent` ties a sandbox to the *thread* that
+    /// spawns it (Linux's parent-death signal): call this on a thread that lives as long as
+    /// orch (a runtime worker), never on a blocking-pool thread, which ends when idle.
+    pub(crate) fn spawn(self) -> Result<Launched, String> {
+        let Planned {
+            mut command,
+            program,
+            sandboxed,
+            notes,
+        } = self;
+        let child = command.spawn().map_err(|err| format!("{program}: {err}"))?;
+        // `process_group(0)` made the child the leader of a group named by its pid.
+        let unit = child.id().and_then(safe_group).map(|leader| {
+            if sandboxed {
+                Unit::Sandbox { outer: leader }
+            } else {
+                Unit::Group(leader)
+            }
+        });
+        Ok(Launched { child, unit, notes })
+    }
 }
 
 /// What orch signals to end an agent.

@@ -32,7 +32,7 @@ mod sandbox;
 
 pub use config::{
     AgentSandbox, ConfigError, RoleConfig, RunnerConfig, SandboxPath, DEFAULT_KILL_GRACE,
-    DEFAULT_PROBE,
+    DEFAULT_PROBE, MAX_NICE,
 };
 pub use probe::{check_sandbox, ProbeOutcome, ProbeReport};
 pub use procfs::process_record;

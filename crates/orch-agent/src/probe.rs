@@ -183,6 +183,7 @@ impl ProcessAgentRunner {
             read_only_paths: &role.read_only_paths,
             writable_paths: &role.writable_paths,
             protected: &self.protected,
+            nice: self.nice,
         })?;
         let Launched {
             mut child,

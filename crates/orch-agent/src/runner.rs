@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -14,7 +15,7 @@ use orch_core::ids::{JobId, WorkItemId};
 use orch_core::ports::{
     AgentError, AgentOutcome, AgentRequest, AgentRunner, CancelHandle, RunningAgent,
 };
-use tokio::fs::{self, File, OpenOptions};
+use tokio::fs::File;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
 use tokio::sync::watch;
@@ -22,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::config::{AgentSandbox, ConfigError, Role, RunnerConfig};
-use crate::launch::{launch, LaunchSpec, Launched, Unit};
+use crate::launch::{plan, LaunchSpec, Launched, Planned, Unit};
 use crate::procfs::process_record;
 use crate::prompt::PromptValues;
 
@@ -46,6 +47,8 @@ pub struct ProcessAgentRunner {
     pub(crate) sandbox: AgentSandbox,
     /// What no sandbox shows: the configured paths plus the runner's own directories.
     pub(crate) protected: Vec<PathBuf>,
+    /// Added to orch's niceness for every agent.
+    pub(crate) nice: u8,
 }
 
 impl ProcessAgentRunner {
@@ -68,25 +71,13 @@ impl ProcessAgentRunner {
             homes_dir: config.homes_dir,
             sandbox: config.sandbox,
             protected,
+            nice: config.nice,
         })
-    }
-
-    /// `{homes}/{work item}`: the private `HOME` of a work item's sandboxed agents, created
-    /// (mode 0700) if missing. Without a sandbox it is not used.
-    pub(crate) async fn private_home(&self, request: &AgentRequest) -> io::Result<PathBuf> {
-        let home = std::path::absolute(self.homes_dir.join(request.work_item.to_string()))?;
-        if self.sandbox != AgentSandbox::None {
-            create_private_dir(&home).await?;
-        }
-        Ok(home)
     }
 
     /// The `HOME` an agent gets: its private one in a sandbox, orch's own without.
     pub(crate) fn sandbox_home<'h>(&self, home: &'h Path) -> Option<&'h Path> {
-        match self.sandbox {
-            AgentSandbox::Bwrap { .. } => Some(home),
-            AgentSandbox::None => None,
-        }
+        home_shown(&self.sandbox, home)
     }
 
     /// `{logs}/{work item}/{job}-{agent}.log`.
@@ -107,40 +98,26 @@ impl AgentRunner for ProcessAgentRunner {
         let role = self.roles.get(&request.agent).ok_or_else(|| {
             AgentError::Invalid(format!("agents.{}: not configured", request.agent))
         })?;
-        let files = self.write_run_files(role, &request).await.map_err(|err| {
-            AgentError::other(format!("writing the agent's prompt files failed: {err}"))
-        })?;
-        let log = open_log(&self.log_path(&request)).await.map_err(|err| {
-            AgentError::other(format!("opening the agent's log file failed: {err}"))
-        })?;
-
-        let home = self
-            .private_home(&request)
+        // The file work and the sandbox's view in one blocking call (each `tokio::fs` step
+        // would be a wait for a blocking thread of its own on a busy machine); the spawn
+        // itself stays on this thread (`Planned::spawn`).
+        let timeout = role.timeout;
+        let start = Start {
+            role: role.clone(),
+            log_path: self.log_path(&request),
+            request,
+            scratch_dir: self.scratch_dir.clone(),
+            homes_dir: self.homes_dir.clone(),
+            sandbox: self.sandbox.clone(),
+            protected: self.protected.clone(),
+            nice: self.nice,
+        };
+        let Prepared { prompt, log, plan } = tokio::task::spawn_blocking(move || start.prepare())
             .await
-            .map_err(|err| AgentError::other(format!("creating the agent's home failed: {err}")))?;
-        let mut environment = agent_environment(role, &request, &files, self.sandbox_home(&home));
-        // Set before the spawn, so an agent orch dies before recording is still found at boot.
-        environment.insert(
-            crate::reap::INSTANCE_VARIABLE.to_owned(),
-            self.scratch_dir.clone().into(),
-        );
-        let launched = launch(LaunchSpec {
-            sandbox: &self.sandbox,
-            program: &role.command[0],
-            args: &role.command[1..],
-            command_args: &role.command[1..],
-            env: environment,
-            worktree: &files.worktree,
-            output_dir: &files.output_dir,
-            home: &home,
-            run_dir: Some(&files.run_dir),
-            analysis_file: files.analysis_file.as_deref(),
-            worktree_mounts: &request.mounts,
-            network: role.network,
-            read_only_paths: &role.read_only_paths,
-            writable_paths: &role.writable_paths,
-            protected: &self.protected,
-        });
+            .map_err(|err| {
+                AgentError::other(format!("preparing the agent's start failed: {err}"))
+            })??;
+        let launched = plan.and_then(Planned::spawn);
         let Launched {
             mut child,
             unit,
@@ -159,7 +136,6 @@ impl AgentRunner for ProcessAgentRunner {
         tracing::info!(pid = record.map(|record| record.pid), "agent started");
 
         if let Some(mut stdin) = child.stdin.take() {
-            let prompt = files.prompt;
             tokio::spawn(async move {
                 // An agent that does not read its stdin closes the pipe early; that is fine.
                 if let Err(err) = stdin.write_all(prompt.as_bytes()).await {
@@ -177,12 +153,12 @@ impl AgentRunner for ProcessAgentRunner {
         });
         let supervisor = Supervisor {
             unit,
-            timeout: role.timeout,
+            timeout,
             stall_timeout: self.stall_timeout,
             kill_grace: self.kill_grace,
             cancel: cancel_receiver,
             _cancel_sender: cancel_sender,
-            log,
+            log: File::from_std(log),
         };
         let outcome = tokio::spawn(supervisor.run(child));
         Ok(Box::new(RunningProcess {
@@ -206,14 +182,95 @@ pub(crate) struct RunFiles {
     output_dir: PathBuf,
 }
 
-impl ProcessAgentRunner {
-    async fn write_run_files(&self, role: &Role, request: &AgentRequest) -> io::Result<RunFiles> {
+/// What one start needs, owned, to prepare it on a blocking thread.
+struct Start {
+    role: Role,
+    request: AgentRequest,
+    log_path: PathBuf,
+    scratch_dir: PathBuf,
+    homes_dir: PathBuf,
+    sandbox: AgentSandbox,
+    protected: Vec<PathBuf>,
+    nice: u8,
+}
+
+/// A start prepared: its files written, its log open, its process planned (`Err`: why it
+/// cannot start).
+struct Prepared {
+    prompt: String,
+    log: std::fs::File,
+    plan: Result<Planned, String>,
+}
+
+impl Start {
+    /// Writes the run's files, opens its log, makes the private home and plans the process;
+    /// blocking.
+    fn prepare(self) -> Result<Prepared, AgentError> {
+        let Start {
+            role,
+            request,
+            log_path,
+            ..
+        } = &self;
+        let files = self.write_run_files().map_err(|err| {
+            AgentError::other(format!("writing the agent's prompt files failed: {err}"))
+        })?;
+        let log = open_log(log_path).map_err(|err| {
+            AgentError::other(format!("opening the agent's log file failed: {err}"))
+        })?;
+        let home = self
+            .private_home()
+            .map_err(|err| AgentError::other(format!("creating the agent's home failed: {err}")))?;
+        let shown = home_shown(&self.sandbox, &home);
+        let mut environment = agent_environment(role, request, &files, shown);
+        // Set before the spawn, so an agent orch dies before recording is still found at boot.
+        environment.insert(
+            crate::reap::INSTANCE_VARIABLE.to_owned(),
+            self.scratch_dir.clone().into(),
+        );
+        let plan = plan(LaunchSpec {
+            sandbox: &self.sandbox,
+            program: &role.command[0],
+            args: &role.command[1..],
+            command_args: &role.command[1..],
+            env: environment,
+            worktree: &files.worktree,
+            output_dir: &files.output_dir,
+            home: &home,
+            run_dir: Some(&files.run_dir),
+            analysis_file: files.analysis_file.as_deref(),
+            worktree_mounts: &request.mounts,
+            network: role.network,
+            read_only_paths: &role.read_only_paths,
+            writable_paths: &role.writable_paths,
+            protected: &self.protected,
+            nice: self.nice,
+        });
+        Ok(Prepared {
+            prompt: files.prompt,
+            log,
+            plan,
+        })
+    }
+
+    /// `{homes}/{work item}`: the private `HOME` of a work item's sandboxed agents, created
+    /// (mode 0700) if missing. Without a sandbox it is not used.
+    fn private_home(&self) -> io::Result<PathBuf> {
+        let home = std::path::absolute(self.homes_dir.join(self.request.work_item.to_string()))?;
+        if self.sandbox != AgentSandbox::None {
+            make_private_dir(&home)?;
+        }
+        Ok(home)
+    }
+
+    fn write_run_files(&self) -> io::Result<RunFiles> {
+        let (role, request) = (&self.role, &self.request);
         let dir = std::path::absolute(
             self.scratch_dir
                 .join(request.work_item.to_string())
                 .join(format!("{}-{}", request.job, request.agent)),
         )?;
-        fs::create_dir_all(&dir).await?;
+        fs::create_dir_all(&dir)?;
         let work_item = request.work_item.to_string();
         let repo = request.repo.to_string();
         let feedback = request
@@ -231,13 +288,13 @@ impl ProcessAgentRunner {
             repo: &repo,
         });
         let prompt_file = dir.join("prompt.md");
-        fs::write(&prompt_file, &prompt).await?;
+        fs::write(&prompt_file, &prompt)?;
         let description_file = dir.join("description.md");
-        fs::write(&description_file, &request.description).await?;
+        fs::write(&description_file, &request.description)?;
         let feedback_file = match feedback {
             Some(feedback) => {
                 let path = dir.join("feedback.md");
-                fs::write(&path, feedback).await?;
+                fs::write(&path, feedback)?;
                 Some(path)
             }
             None => None,
@@ -247,13 +304,13 @@ impl ProcessAgentRunner {
             (_, Some(path), _) => Some(std::path::absolute(path)?),
             (_, None, Some(analysis)) => {
                 let path = dir.join("analysis.md");
-                fs::write(&path, analysis).await?;
+                fs::write(&path, analysis)?;
                 Some(path)
             }
             (_, None, None) => None,
         };
         let output_dir = std::path::absolute(&request.output_dir)?;
-        fs::create_dir_all(&output_dir).await?;
+        fs::create_dir_all(&output_dir)?;
         Ok(RunFiles {
             run_dir: dir,
             prompt,
@@ -267,11 +324,27 @@ impl ProcessAgentRunner {
     }
 }
 
+/// The `HOME` an agent gets under `sandbox`: its private one in a sandbox, orch's own without.
+fn home_shown<'h>(sandbox: &AgentSandbox, home: &'h Path) -> Option<&'h Path> {
+    match sandbox {
+        AgentSandbox::Bwrap { .. } => Some(home),
+        AgentSandbox::None => None,
+    }
+}
+
 /// Creates `dir` and its parents if missing; `dir` itself is made private (mode 0700).
 pub(crate) async fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || make_private_dir(&dir))
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// `create_private_dir`, blocking.
+fn make_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    fs::create_dir_all(dir).await?;
-    fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Where the run of agent job `job` writes its output (every attempt appends):
@@ -282,15 +355,14 @@ pub fn log_file(logs_dir: &Path, work_item: &WorkItemId, job: JobId, agent: Agen
         .join(format!("{job}-{agent}.log"))
 }
 
-async fn open_log(path: &Path) -> io::Result<File> {
+fn open_log(path: &Path) -> io::Result<std::fs::File> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).await?;
+        fs::create_dir_all(parent)?;
     }
-    OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .await
 }
 
 /// The agent's whole environment (SPEC §5.4): inherited basics, the role's `env`, the

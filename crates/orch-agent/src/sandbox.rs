@@ -274,12 +274,17 @@ pub(crate) fn find_bwrap(configured: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(path) = configured {
         return find_program(&path.to_string_lossy(), None);
     }
+    find_system_program("bwrap").map_err(|err| {
+        format!("{err}: install bubblewrap (Debian: apt-get install bubblewrap), or set agents.bwrap_path")
+    })
+}
+
+/// A program orch itself runs around an agent: `name` on orch's `PATH`, else in `/usr/bin` or
+/// `/bin` (a service's `PATH` may be minimal).
+pub(crate) fn find_system_program(name: &str) -> Result<PathBuf, String> {
     let standard = OsString::from("/usr/bin:/bin");
-    find_program("bwrap", std::env::var_os("PATH").as_deref())
-        .or_else(|_| find_program("bwrap", Some(&standard)))
-        .map_err(|err| {
-            format!("{err}: install bubblewrap (Debian: apt-get install bubblewrap), or set agents.bwrap_path")
-        })
+    find_program(name, std::env::var_os("PATH").as_deref())
+        .or_else(|_| find_program(name, Some(&standard)))
 }
 
 /// Whether orch holds any capability (it runs as root, or was given some): then agents are

@@ -255,10 +255,33 @@ impl Latencies {
     }
 }
 
+/// The value of `--agents-nice N`, if given.
+fn agents_nice() -> BenchResult<Option<u8>> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(at) = args.iter().position(|arg| arg == "--agents-nice") else {
+        return Ok(None);
+    };
+    let value = args.get(at + 1).ok_or("--agents-nice needs a value")?;
+    match value.parse::<u8>() {
+        Ok(nice) if nice <= orch_agent::MAX_NICE => Ok(Some(nice)),
+        _ => Err(format!(
+            "--agents-nice: expected 0 to {}, got {value}",
+            orch_agent::MAX_NICE
+        )
+        .into()),
+    }
+}
+
 async fn pipeline_figures(sandbox: &mut Sandbox) -> BenchResult<Pipeline> {
     sandbox.gitea.set_ci_delay(CI_DELAY);
     sandbox.config.worker.concurrency = AGENT_CONCURRENCY;
     sandbox.config.worker.per_repo_concurrency = AGENT_CONCURRENCY;
+    // `--agents-nice N`: agents at another CPU priority than the config's default
+    // (`agents.nice`), for a comparison with one binary.
+    if let Some(nice) = agents_nice()? {
+        sandbox.config.agents.nice = nice;
+    }
+    println!("agents.nice = {}", sandbox.config.agents.nice);
     let probe = Arc::new(Probe::default());
     // `--cold-mirror`: the workspace as it was before warm mirrors, fetching on every prepare
     // under an exclusive lock, for the before/after comparison.

@@ -439,6 +439,11 @@ config_section! {
         /// Unset: `bwrap` is looked up on `PATH` (Debian: `apt-get install bubblewrap`).
         #[key = "bwrap_path", ty = (AbsolutePath), default = Unset]
         pub bwrap_path: Option<PathBuf>,
+        /// How much lower than orch's own the CPU priority of every agent is: added to orch's niceness (`nice -n`), for the sandbox's set-up and everything the agent runs (builds, tests).
+        /// So on a busy machine orch's own work (dispatching, answering webhooks, its git commands) goes first and agents take the CPU that is left; 0 starts agents at orch's priority.
+        /// It changes no permission: the sandbox is the same at any value.
+        #[key = "nice", ty = (Ranged<0, 19>), default = (10)]
+        pub nice: u8,
         /// Writes `analysis.md` for a work item.
         #[key = "analyst", ty = "table", default = Table]
         pub analyst: AgentConfig,

@@ -4,6 +4,7 @@ mod config;
 mod contract;
 mod environment;
 mod lifecycle;
+mod priority;
 mod reap;
 mod sandbox;
 
@@ -82,6 +83,7 @@ impl Fixture {
             homes_dir: self.homes_dir(),
             sandbox: AgentSandbox::None,
             protected_paths: vec![self.data_dir()],
+            nice: 0,
         }
     }
 
@@ -122,6 +124,22 @@ impl Fixture {
             mounts: Vec::new(),
         }
     }
+}
+
+/// Runs `config`'s developer to its end; returns the outcome and the log.
+pub(crate) async fn run_developer(
+    fixture: &Fixture,
+    config: RunnerConfig,
+) -> (orch_core::ports::AgentOutcome, String) {
+    use orch_core::ports::AgentRunner as _;
+    let runner = fixture.runner(config);
+    let agent = runner
+        .start(fixture.request(Agent::Developer))
+        .await
+        .expect("the agent starts");
+    let outcome = agent.wait().await;
+    let log = std::fs::read_to_string(fixture.log_file(Agent::Developer)).unwrap_or_default();
+    (outcome, log)
 }
 
 /// Whether `pid` runs (a zombie has ended and only waits to be reaped).

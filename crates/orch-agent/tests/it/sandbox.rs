@@ -36,14 +36,7 @@ async fn run_script(
 ) -> (AgentOutcome, String) {
     let mut config = fixture.sandboxed(Agent::Developer, &["/bin/bash", "-c", script]);
     adjust(&mut config);
-    let runner = fixture.runner(config);
-    let agent = runner
-        .start(fixture.request(Agent::Developer))
-        .await
-        .expect("the agent starts");
-    let outcome = agent.wait().await;
-    let log = std::fs::read_to_string(fixture.log_file(Agent::Developer)).unwrap_or_default();
-    (outcome, log)
+    crate::run_developer(fixture, config).await
 }
 
 /// A number to `sleep` for, unique to this test run and `n`, to find the process by.

@@ -98,6 +98,12 @@ impl<const MIN: u64, const MAX: u64> Ranged<MIN, MAX> {
         self.0
     }
 
+    /// As a `u8`, for a range that fits one.
+    pub(crate) fn get_u8(self) -> u8 {
+        const { assert!(MAX <= u8::MAX as u64, "the range fits a u8") };
+        u8::try_from(self.0).expect("the range fits a u8")
+    }
+
     /// As a `u32`, for a range that fits one.
     pub(crate) fn get_u32(self) -> u32 {
         const { assert!(MAX <= u32::MAX as u64, "the range fits a u32") };

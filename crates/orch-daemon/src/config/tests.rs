@@ -1147,9 +1147,10 @@ fn check_warns_about_secret_files_their_group_or_others_can_access() {
 }
 
 #[test]
-fn agents_run_in_the_sandbox_by_default_with_the_network_and_a_version_probe() {
+fn agents_run_in_the_sandbox_by_default_at_nice_10_with_the_network_and_a_version_probe() {
     let config = Dir::new().parse(MINIMAL, &secrets_env()).expect("valid");
     assert_eq!(config.agents.sandbox, crate::config::SandboxMode::Bwrap);
+    assert_eq!(config.agents.nice, 10);
     assert_eq!(
         config.agents.sandbox(),
         orch_agent::AgentSandbox::Bwrap { program: None }
@@ -1166,7 +1167,7 @@ fn agents_run_in_the_sandbox_by_default_with_the_network_and_a_version_probe() {
 #[test]
 fn sandbox_settings_reach_the_runner() {
     let text = format!(
-        "{MINIMAL}\n[agents]\nsandbox = \"none\"\nbwrap_path = \"/opt/bwrap/bin/bwrap\"\n\
+        "{MINIMAL}\n[agents]\nsandbox = \"none\"\nbwrap_path = \"/opt/bwrap/bin/bwrap\"\nnice = 0\n\
          [agents.developer]\nnetwork = false\npass_env = [\"ANTHROPIC_API_KEY\"]\n\
          read_only_paths = [\"/opt/models\", \"~/.config/agent\"]\nwritable_paths = [\"~/.claude\"]\n\
          probe = [\"doctor\", \"--quiet\"]\n"
@@ -1177,6 +1178,7 @@ fn sandbox_settings_reach_the_runner() {
         config.agents.bwrap_path,
         Some(PathBuf::from("/opt/bwrap/bin/bwrap"))
     );
+    assert_eq!(config.agents.nice, 0);
     let role = config.agent(Agent::Developer).role_config();
     assert!(!role.network);
     assert_eq!(role.pass_env, ["ANTHROPIC_API_KEY"]);
@@ -1198,7 +1200,7 @@ fn sandbox_settings_reach_the_runner() {
 #[test]
 fn sandbox_settings_are_checked() {
     let text = format!(
-        "{MINIMAL}\n[agents]\nsandbox = \"firejail\"\nbwrap_path = \"bwrap\"\n\
+        "{MINIMAL}\n[agents]\nsandbox = \"firejail\"\nbwrap_path = \"bwrap\"\nnice = 20\n\
          [agents.developer]\nnetwork = \"off\"\npass_env = [\"ORCH_GITEA_TOKEN\", \"1BAD\", \"OK_KEY\"]\n\
          read_only_paths = [\"relative\", \"~\"]\nwritable_paths = [\"/a/../b\"]\nprobe = [1]\n"
     );
@@ -1207,6 +1209,7 @@ fn sandbox_settings_are_checked() {
         &[
             "config: agents.sandbox: expected \"bwrap\" or \"none\", got \"firejail\"",
             "config: agents.bwrap_path: expected an absolute path, got \"bwrap\"",
+            "config: agents.nice: expected an integer from 0 to 19, got 20",
             "config: agents.developer.pass_env[0]: ORCH_GITEA_TOKEN: names starting with ORCH_ are orch's own (its secrets and the agent contract) and never reach an agent",
             "config: agents.developer.pass_env[1]: expected a variable name of letters, digits and '_', got \"1BAD\"",
             "config: agents.developer.network: expected true or false, got \"off\"",

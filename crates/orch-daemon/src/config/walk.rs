@@ -433,6 +433,7 @@ impl<'e> Walker<'e> {
         let bwrap_path = section
             .setting::<AbsolutePath>(self, "bwrap_path")
             .map(|path| path.map(|path| path.0));
+        let nice = section.value::<Ranged<0, 19>>(self, "nice");
         let analyst = read(self, "analyst");
         let developer = read(self, "developer");
         let reviewer = read(self, "reviewer");
@@ -440,6 +441,7 @@ impl<'e> Walker<'e> {
         Some(AgentsConfig {
             sandbox: sandbox?,
             bwrap_path: bwrap_path?,
+            nice: nice?.get_u8(),
             analyst: analyst?,
             developer: developer?,
             reviewer: reviewer?,

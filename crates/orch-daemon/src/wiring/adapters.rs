@@ -220,6 +220,7 @@ pub fn agent_runner(config: &Config) -> Result<orch_agent::ProcessAgentRunner, R
             config.storage.db_path.clone(),
             config.workspace.repos_dir.clone(),
         ],
+        nice: config.agents.nice,
     };
     orch_agent::ProcessAgentRunner::new(runner).map_err(|errors| {
         RunError::Adapter(

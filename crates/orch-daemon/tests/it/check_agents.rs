@@ -245,3 +245,41 @@ probe = ["-c", "echo fine"]
         "{stderr}"
     );
 }
+
+/// The niceness of this test process (field 19 of its `/proc` stat line).
+fn own_niceness() -> u8 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc is readable");
+    let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    after_name
+        .split(' ')
+        .nth(16)
+        .and_then(|field| field.parse().ok())
+        .expect("a niceness from 0 to 19")
+}
+
+#[test]
+fn check_starts_agents_at_the_configured_lower_priority() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        r#"
+[agents]
+nice = 6
+
+[agents.developer]
+command = ["/bin/sh"]
+probe = ["-c", "cut -d' ' -f19 /proc/self/stat"]
+"#,
+    );
+    let output = check(dir.path(), &config);
+    let stdout = text(&output.stdout);
+    let expected = (own_niceness() + 6).min(19);
+    assert!(
+        stdout.lines().any(|line| line
+            == format!(
+                "agent developer: /bin/sh -c cut -d' ' -f19 /proc/self/stat: ok: {expected}"
+            )),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+}
