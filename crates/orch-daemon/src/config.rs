@@ -19,7 +19,7 @@ mod values;
 mod walk;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

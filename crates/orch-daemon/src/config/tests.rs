@@ -15,7 +15,7 @@ use crate::config::{
     load, parse, reference_markdown, resolve_path, BaseUrl, Config, RetentionConfig,
 };
 
-const MINIMAL: &str = r#"
+pub(crate) const MINIMAL: &str = r#"
 [plane]
 base_url = "https://plane.test"
 workspace_slug = "acme"
@@ -31,12 +31,12 @@ work_item_prefix = "WI"
 "#;
 
 /// A temporary config directory with the three default prompts.
-struct Dir {
+pub(crate) struct Dir {
     dir: tempfile::TempDir,
 }
 
 impl Dir {
-    fn new() -> Dir {
+    pub(crate) fn new() -> Dir {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("prompts")).expect("prompts dir");
         for role in ["analyst", "developer", "reviewer"] {
@@ -46,16 +46,20 @@ impl Dir {
         Dir { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn parse(&self, text: &str, env: &BTreeMap<String, String>) -> Result<Config, String> {
+    pub(crate) fn parse(
+        &self,
+        text: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, String> {
         parse(text, "orch.toml", self.path(), env).map_err(|errors| errors.to_string())
     }
 }
 
-fn secrets_env() -> BTreeMap<String, String> {
+pub(crate) fn secrets_env() -> BTreeMap<String, String> {
     env(&[
         ("ORCH_PLANE_API_TOKEN", "plane-token-s3cret"),
         ("ORCH_PLANE_WEBHOOK_SECRET", "plane-hook-s3cret"),

@@ -117,17 +117,58 @@ impl Daemon {
     }
 }
 
-/// Whether two configs build the same Plane adapter.
+/// Whether two configs build the same Plane adapter. The CA file counts by its certificates,
+/// not only its path: a private CA renewed in place and a `SIGHUP` must reach the adapter.
 fn same_plane(a: &Config, b: &Config) -> bool {
-    a.plane.base_url == b.plane.base_url
+    a.tls.ca_file == b.tls.ca_file
+        && a.plane.base_url == b.plane.base_url
         && a.plane.workspace_slug == b.plane.workspace_slug
         && a.plane.api_token.expose() == b.plane.api_token.expose()
         && a.plane.rate_limit_per_min == b.plane.rate_limit_per_min
 }
 
-/// Whether two configs build the same Gitea adapters (forge and git workspace).
+/// Whether two configs build the same Gitea adapters (forge and git workspace, which gives git
+/// the CA file's path).
 fn same_gitea(a: &Config, b: &Config) -> bool {
-    a.gitea.base_url == b.gitea.base_url
+    a.tls.ca_file == b.tls.ca_file
+        && a.gitea.base_url == b.gitea.base_url
         && a.gitea.token.expose() == b.gitea.token.expose()
         && a.gitea.merge_style == b.gitea.merge_style
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{same_gitea, same_plane};
+    use crate::config::tests::{secrets_env, Dir, MINIMAL};
+    use crate::config::Config;
+
+    fn parsed(dir: &Dir, tls: &str) -> Config {
+        dir.parse(&format!("{MINIMAL}{tls}"), &secrets_env())
+            .expect("a valid config")
+    }
+
+    #[test]
+    fn a_changed_ca_file_rebuilds_the_plane_and_gitea_adapters_on_reload() {
+        let dir = Dir::new();
+        let ca_file = dir.path().join("company-ca.pem");
+        let tls = "\n[tls]\nca_file = \"company-ca.pem\"\n";
+        let without = parsed(&dir, "");
+        assert!(same_plane(&without, &parsed(&dir, "")));
+        assert!(same_gitea(&without, &parsed(&dir, "")));
+
+        let first_ca = orch_sim::tls::TestCa::new().expect("a test CA");
+        std::fs::write(&ca_file, first_ca.ca_pem()).expect("ca file");
+        let with_first = parsed(&dir, tls);
+        assert!(!same_plane(&without, &with_first), "a CA file added");
+        assert!(!same_gitea(&without, &with_first), "a CA file added");
+        assert!(same_plane(&with_first, &parsed(&dir, tls)));
+        assert!(same_gitea(&with_first, &parsed(&dir, tls)));
+
+        // The same path, renewed in place.
+        let second_ca = orch_sim::tls::TestCa::new().expect("a test CA");
+        std::fs::write(&ca_file, second_ca.ca_pem()).expect("ca file");
+        let with_second = parsed(&dir, tls);
+        assert!(!same_plane(&with_first, &with_second), "the CA renewed");
+        assert!(!same_gitea(&with_first, &with_second), "the CA renewed");
+    }
 }
