@@ -346,6 +346,18 @@ async fn an_aged_mirror_is_refreshed_in_the_background_not_on_dispatch() {
     assert_eq!(super::sh(&prepared.path, &["rev-parse", "HEAD"]), main);
 }
 
+/// Waits until the mirror is older than `Fixture::warm`'s 50 ms, at most 10 s.
+async fn aged(fixture: &Fixture) {
+    let state = fixture.workspace.mirror_state(&spec("ET-200").repo);
+    for _ in 0..1000 {
+        if state.is_aged(Duration::from_millis(50)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the mirror did not age");
+}
+
 #[tokio::test]
 async fn a_background_refresh_that_never_ends_does_not_stop_later_ones() {
     let fixture = Fixture::warm(Duration::from_millis(50));
@@ -354,7 +366,7 @@ async fn a_background_refresh_that_never_ends_does_not_stop_later_ones() {
         .prepare(&spec("ET-235"), Agent::Analyst)
         .await
         .expect("prepare");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    aged(&fixture).await;
     // The refresh the next prepare starts waits for the fetches' turn the test holds; then the
     // runtime it runs on shuts down under it, so its task never ends normally.
     let state = fixture.workspace.mirror_state(&spec("ET-236").repo);
